@@ -1,0 +1,1 @@
+"""chat_assets: UJET chat records landed, flattened and guarded in PostgreSQL by Dagster."""

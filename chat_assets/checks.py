@@ -1,0 +1,186 @@
+"""Asset checks: pure functions from rows (or one SQL query) to check results.
+
+Check names are constants so schedules, tests and the UI agree on them. Metadata names culprits
+by ids and values of non-personal columns only, a few at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from psycopg import sql
+
+from chat_assets.tables import CHAT_QUEUE_DURATIONS, Table
+
+UNIQUE_IN_PARTITION = "unique_ids_in_partition"
+UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
+SLA_EVENT_VALID = "sla_event_valid"
+SLA_CONSISTENT = "sla_consistent"
+COMPLETE_WINDOW = "complete_window"
+
+SLA_EVENTS = ("in_sla", "not_in_sla", "excluded")
+EXAMPLES = 5
+
+
+def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    key = dg.AssetKey(table.name)
+    wide = (
+        "chat ids are unique."
+        if len(table.unique_by) == 1
+        else "(chat_id, id) is unique and no id belongs to two chats."
+    )
+    specs = [
+        dg.AssetCheckSpec(
+            UNIQUE_IN_PARTITION,
+            asset=key,
+            partitions_def=partitions,
+            description=f"{', '.join(table.unique_by)} identify one row within the partition.",
+        ),
+        dg.AssetCheckSpec(
+            UNIQUE_TABLE_WIDE,
+            asset=key,
+            partitions_def=partitions,
+            description="Across the whole table, in one SQL query: " + wide,
+        ),
+    ]
+    if table is CHAT_QUEUE_DURATIONS:
+        specs += [
+            dg.AssetCheckSpec(
+                SLA_EVENT_VALID,
+                asset=key,
+                partitions_def=partitions,
+                description="service_level_event is in_sla, not_in_sla or excluded.",
+            ),
+            dg.AssetCheckSpec(
+                SLA_CONSISTENT,
+                asset=key,
+                partitions_def=partitions,
+                description="SLA outcome agrees with queue time and target; sane figures.",
+            ),
+        ]
+    return specs
+
+
+def _examples(values: pd.Series) -> list[Any]:
+    return [v if not hasattr(v, "item") else v.item() for v in values.head(EXAMPLES).tolist()]
+
+
+def unique_in_partition(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult:
+    keys = rows[list(table.unique_by)]
+    missing = int(keys.isna().any(axis=1).sum())
+    duplicated = keys[keys.duplicated(keep=False) & keys.notna().all(axis=1)]
+    counts = duplicated.value_counts().head(EXAMPLES)
+    return dg.AssetCheckResult(
+        check_name=UNIQUE_IN_PARTITION,
+        asset_key=table.name,
+        passed=missing == 0 and duplicated.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows": len(rows),
+            "rows_without_id": missing,
+            "duplicated_rows": len(duplicated),
+            "duplicated_keys": dg.MetadataValue.json(
+                [{"key": [int(k) for k in key], "rows": int(n)} for key, n in counts.items()]
+            ),
+        },
+    )
+
+
+def unique_table_wide(engine: sa.Engine, schema: str, table: Table) -> dg.AssetCheckResult:
+    """One query over the stored table; never loads partitions into memory."""
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
+    if len(table.unique_by) == 1:
+        query = sql.SQL(
+            "SELECT id, count(*) FROM {} GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT %s"
+        ).format(target)
+    else:
+        query = sql.SQL(
+            "SELECT id, array_agg(DISTINCT chat_id ORDER BY chat_id) FROM {}"
+            " WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT %s"
+        ).format(target)
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        found = cursor.execute(query, (EXAMPLES,)).fetchall()
+    if len(table.unique_by) == 1:
+        culprits = [{"id": row[0], "rows": row[1]} for row in found]
+    else:
+        culprits = [{"id": row[0], "chat_ids": row[1][:EXAMPLES]} for row in found]
+    return dg.AssetCheckResult(
+        check_name=UNIQUE_TABLE_WIDE,
+        asset_key=table.name,
+        passed=not found,
+        severity=dg.AssetCheckSeverity.ERROR
+        if len(table.unique_by) == 1
+        else dg.AssetCheckSeverity.WARN,
+        metadata={"repeated_ids": dg.MetadataValue.json(culprits)},
+    )
+
+
+def sla_event_valid(rows: pd.DataFrame) -> dg.AssetCheckResult:
+    events = rows["service_level_event"]
+    bad = rows[~events.isin(SLA_EVENTS)]
+    details = [
+        {
+            "value": None if pd.isna(value) else str(value),
+            "rows": len(group),
+            "chat_ids": sorted({int(c) for c in group["chat_id"]})[:EXAMPLES],
+        }
+        for value, group in bad.groupby(bad["service_level_event"].fillna("<null>"), sort=True)
+    ]
+    return dg.AssetCheckResult(
+        check_name=SLA_EVENT_VALID,
+        asset_key=CHAT_QUEUE_DURATIONS.name,
+        passed=bad.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"bad_rows": len(bad), "bad_values": dg.MetadataValue.json(details)},
+    )
+
+
+def sla_consistent(rows: pd.DataFrame) -> dg.AssetCheckResult:
+    queue = rows["queue_duration"]
+    target = rows["service_level_target_time"]
+    event = rows["service_level_event"]
+    percent = rows["service_level_target_percent"]
+    problems = {
+        "in_sla_over_target": (event == "in_sla") & (queue > target),
+        "not_in_sla_within_target": (event == "not_in_sla") & (queue <= target),
+        "target_percent_out_of_range": (percent < 0) | (percent > 100),
+        "negative_duration": (queue < 0) | (target < 0),
+    }
+    metadata: dict[str, Any] = {}
+    failed = False
+    for name, mask in problems.items():
+        mask = mask.fillna(False).astype(bool)
+        metadata[name] = int(mask.sum())
+        if mask.any():
+            failed = True
+            metadata[f"{name}_chat_ids"] = dg.MetadataValue.json(
+                sorted({int(c) for c in rows.loc[mask, "chat_id"]})[:EXAMPLES]
+            )
+    return dg.AssetCheckResult(
+        check_name=SLA_CONSISTENT,
+        asset_key=CHAT_QUEUE_DURATIONS.name,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
+
+
+def in_sla_rate(rows: pd.DataFrame) -> float | None:
+    """Share of answered-or-missed segments answered within the SLA (excluded ones left out)."""
+    events = rows["service_level_event"]
+    counted = int(events.isin(["in_sla", "not_in_sla"]).sum())
+    return float((events == "in_sla").sum()) / counted if counted else None
+
+
+def complete_window(received: int, total: int | None) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=COMPLETE_WINDOW,
+        asset_key="raw_chats",
+        passed=total is None or received >= total,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"received": received, "api_total": -1 if total is None else total},
+    )

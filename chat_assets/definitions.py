@@ -1,0 +1,58 @@
+"""The code location: every asset, check, schedule and resource of chat_assets."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from chat_assets.derived import build_chat_tables
+from chat_assets.landing import build_raw_chats
+from chat_assets.partitions import daily_partitions
+from chat_assets.settings import Settings, SettingsError
+from chat_assets.source.resource import UjetResource
+from chat_assets.warehouse.io_manager import PostgresIOManager
+
+
+def ujet_resource() -> UjetResource:
+    """A real account when UJET_BASE_URL or UJET_SUBDOMAIN is set, else the demo source."""
+    raw_rate = os.environ.get("UJET_REQUESTS_PER_SECOND", "").strip() or "1"
+    try:
+        rate = float(raw_rate)
+        if not 0 < rate <= 100:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            f"UJET_REQUESTS_PER_SECOND={raw_rate!r} must be a number above 0 (at most 100)"
+        ) from None
+    base_url = os.environ.get("UJET_BASE_URL", "").strip() or None
+    subdomain = os.environ.get("UJET_SUBDOMAIN", "").strip() or None
+    if not (base_url or subdomain):
+        return UjetResource(requests_per_second=rate)
+    return UjetResource(
+        base_url=base_url,
+        subdomain=subdomain,
+        domain=os.environ.get("UJET_DOMAIN", "").strip() or "ujet.co",
+        company_key=dg.EnvVar("UJET_COMPANY_KEY"),
+        company_secret=dg.EnvVar("UJET_COMPANY_SECRET"),
+        requests_per_second=rate,
+    )
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = daily_partitions(settings)
+    raw_chats = build_raw_chats(partitions, settings.schema, settings.timezone)
+    return dg.Definitions(
+        assets=[raw_chats, build_chat_tables(partitions, settings.schema)],
+        resources={
+            "ujet": ujet_resource(),
+            "warehouse": PostgresIOManager(
+                database_url=settings.database_url,
+                db_schema=settings.schema,
+                state_dir=str(settings.state_dir),
+            ),
+        },
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,209 @@
+"""Chats in, typed DataFrames out: pure functions driven by the table declarations.
+
+UJET's payloads drift (numbers as strings, 0/1 for booleans, null objects, placeholder values),
+so every value is coerced to its declared type; a value that cannot be becomes NULL and is
+counted per column, never silently dropped with its row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from chat_assets.tables import Column, PgType, Table
+
+Getter = Callable[[dict[str, Any], int, dict[str, Any]], Any]
+
+
+@dataclass
+class Flattened:
+    """One table's rows for a batch of chats, and the chat versions they stand for."""
+
+    table: Table
+    rows: pd.DataFrame
+    # (chat_id, updated_at) of every chat in the batch, including chats with no rows here, so a
+    # newer version with an empty list still replaces an older one's rows.
+    versions: pd.DataFrame
+    # Non-null source values that could not become the declared type, per column.
+    coercion_failures: dict[str, int] = field(default_factory=dict)
+
+
+def newest_versions(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per chat id: the newest `updated_at` (ties: the later record)."""
+    kept: dict[Any, tuple[pd.Timestamp, dict[str, Any]]] = {}
+    for record in records:
+        stamp = pd.Timestamp(record["updated_at"])
+        previous = kept.get(record["id"])
+        if previous is None or stamp >= previous[0]:
+            kept[record["id"]] = (stamp, record)
+    return [record for _, record in kept.values()]
+
+
+def flatten(records: Sequence[dict[str, Any]], table: Table) -> Flattened:
+    """The table's rows for `records` (one version per chat: see `newest_versions`)."""
+    chats = newest_versions(records)
+    getters = [(column, _getter(column.source or column.name)) for column in table.columns]
+    triples = list(_row_objects(chats, table.items))
+    raw_columns = {
+        column.name: [get(chat, position, item) for chat, position, item in triples]
+        for column, get in getters
+    }
+    failures: dict[str, int] = {}
+    if table.items and (malformed := sum(not _is_list_or_none(c.get(table.items)) for c in chats)):
+        failures[table.items] = malformed
+    data = {}
+    for column, _ in getters:
+        data[column.name], failed = coerce(raw_columns[column.name], column)
+        if failed:
+            failures[column.name] = failed
+    rows = pd.DataFrame(data, columns=table.column_names)
+    versions = pd.DataFrame(
+        {
+            "chat_id": pd.array([int(c["id"]) for c in chats], dtype="Int64"),
+            "updated_at": pd.to_datetime(
+                [c["updated_at"] for c in chats], utc=True, format="ISO8601"
+            ),
+        }
+    )
+    return Flattened(table, rows, versions, failures)
+
+
+def _is_list_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, list)
+
+
+def _row_objects(
+    chats: list[dict[str, Any]], items: str | None
+) -> Iterable[tuple[dict[str, Any], int, dict[str, Any]]]:
+    if items is None:
+        for chat in chats:
+            yield chat, 0, chat
+        return
+    for chat in chats:
+        children = chat.get(items)
+        if not isinstance(children, list):
+            continue
+        for position, child in enumerate(children):
+            yield chat, position, child if isinstance(child, dict) else {}
+
+
+def _path(path: str) -> Callable[[Any], Any]:
+    parts = path.split(".")
+    if len(parts) == 1:
+        key = parts[0]
+        return lambda obj: obj.get(key) if isinstance(obj, dict) else None
+
+    def get(obj: Any) -> Any:
+        for part in parts:
+            if not isinstance(obj, dict):
+                return None
+            obj = obj.get(part)
+        return obj
+
+    return get
+
+
+def _getter(source: str) -> Getter:
+    """Compile a column's source (see `Column`) into a function of (chat, position, item)."""
+    if source == "position":
+        return lambda chat, position, item: position
+    kind, _, path = source.rpartition(":")
+    read = _path(path)
+    if kind == "chat":
+        return lambda chat, position, item: read(chat)
+    if kind == "count":
+        return lambda chat, position, item: _count(read(item))
+    if kind:
+        raise ValueError(f"unknown column source {source!r}")
+    return lambda chat, position, item: read(item)
+
+
+def _count(value: Any) -> int | None:
+    return len(value) if isinstance(value, list) else (0 if value is None else None)
+
+
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            return _to_int(float(text))
+        except ValueError:
+            return None
+    return None
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, int | float):
+        return None if value not in (0, 1) else bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return True if text in _TRUE else False if text in _FALSE else None
+    return None
+
+
+def _to_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return None
+
+
+_INT_BOUNDS = {PgType.BIGINT: 2**63, PgType.INTEGER: 2**31}
+
+
+def coerce(values: list[Any], column: Column) -> tuple[Any, int]:
+    """`values` as the column's pandas type; also how many non-null values could not be."""
+    kind = column.type
+    if kind in _INT_BOUNDS:
+        bound = _INT_BOUNDS[kind]
+        out = [v if type(v) is int else None if v is None else _to_int(v) for v in values]
+        out = [v if v is None or -bound <= v < bound else None for v in out]
+    elif kind is PgType.DOUBLE:
+        out = [
+            float(v) if type(v) in (int, float) else None if v is None else _to_float(v)
+            for v in values
+        ]
+        out = [None if v is not None and not math.isfinite(v) else v for v in out]
+    elif kind is PgType.BOOLEAN:
+        out = [v if type(v) is bool else None if v is None else _to_bool(v) for v in values]
+    elif kind is PgType.TEXT:
+        out = [v if type(v) is str else None if v is None else _to_text(v) for v in values]
+    elif kind is PgType.TIMESTAMPTZ:
+        strings = pd.Series([v if isinstance(v, str) else None for v in values], dtype=object)
+        stamps = pd.to_datetime(strings, utc=True, format="ISO8601", errors="coerce")
+        failed = sum(v is not None for v in values) - int(stamps.notna().sum())
+        return stamps.astype(kind.pandas_dtype).array, failed
+    else:
+        raise ValueError(f"no coercion for {kind}")
+    failed = sum(1 for v, o in zip(values, out, strict=True) if v is not None and o is None)
+    return pd.array(out, dtype=kind.pandas_dtype), failed

@@ -1,0 +1,71 @@
+"""Every environment variable chat_assets reads, parsed and validated in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_START_DATE = "2025-01-01"
+
+
+class SettingsError(ValueError):
+    """A setting has a value chat_assets cannot use; the message names the variable."""
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    start_date: date
+    timezone: str
+    schema: str
+    database_url: str | None
+    state_dir: Path
+    lookback_days: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        raw_start = _env("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE
+        try:
+            start = date.fromisoformat(raw_start)
+        except ValueError:
+            raise SettingsError(
+                f"CHAT_ASSETS_START_DATE={raw_start!r} is not a date like 2025-01-01"
+            ) from None
+        tz = _env("CHAT_ASSETS_TIMEZONE") or "UTC"
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"CHAT_ASSETS_TIMEZONE={tz!r} is not an IANA time zone such as Asia/Seoul"
+            ) from None
+        schema = _env("CHAT_ASSETS_SCHEMA") or "ujet"
+        if not schema.replace("_", "").isalnum() or schema[0].isdigit():
+            raise SettingsError(
+                f"CHAT_ASSETS_SCHEMA={schema!r} must be a plain identifier (letters, digits, _)"
+            )
+        database_url = _env("CHAT_ASSETS_DATABASE_URL")
+        if database_url and not database_url.startswith("postgresql"):
+            raise SettingsError(
+                "CHAT_ASSETS_DATABASE_URL must be a PostgreSQL URL such as "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            )
+        raw_lookback = _env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"
+        if not raw_lookback.isdigit() or not 1 <= int(raw_lookback) <= 60:
+            raise SettingsError(
+                f"CHAT_ASSETS_LOOKBACK_DAYS={raw_lookback!r} must be a whole number from 1 to 60"
+            )
+        return cls(
+            start_date=start,
+            timezone=tz,
+            schema=schema.lower(),
+            database_url=database_url,
+            state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
+            lookback_days=int(raw_lookback),
+        )

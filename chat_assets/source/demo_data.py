@@ -1,0 +1,871 @@
+"""Synthetic, deterministic UJET chat records shaped like the vendor's chat model.
+
+Why this exists: the pipeline, its privacy guards and its benchmarks need realistic chats
+(every field of the model, nulls, nested lists, repeated child ids, personal-looking values)
+without a UJET account. Records are a pure function of the UTC day, so the same window always
+yields the same data, and a chat can be built on its own from its key: sorting, counting and
+paging a window never requires building every record in it.
+
+Each UTC day D holds ``chats_per_day`` new chats created and updated within D, plus a second
+version of about 20% of the chats created on D-1 (same id and created_at, a newer updated_at
+within D, a later status and changed children). All domains are reserved example domains.
+"""
+
+import random
+from bisect import bisect
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from itertools import accumulate
+from typing import Any, NamedTuple
+
+DAY_MS = 86_400_000
+IDS_PER_DAY = 1_000_000  # chat id = day ordinal * IDS_PER_DAY + index within the day
+REOPEN_SHARE = 0.2  # share of a day's chats that get a second version the next day
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_CDN = "https://cdn.example-ujet.test"
+
+
+class ChatVersionKey(NamedTuple):
+    """Enough to filter, sort and page a chat version without building the record."""
+
+    updated_ms: int
+    chat_id: int
+    version: int
+    created_ms: int
+    reopened: bool  # version 1 stays open and gets a second version the next day
+
+
+class _Weighted:
+    """A weighted choice drawing a single random number (cheaper than Random.choices)."""
+
+    __slots__ = ("cum", "total", "values")
+
+    def __init__(self, pairs: Sequence[tuple[Any, float]]) -> None:
+        self.values = tuple(value for value, _ in pairs)
+        self.cum = tuple(accumulate(weight for _, weight in pairs))
+        self.total = self.cum[-1]
+
+    def pick(self, rng: random.Random) -> Any:
+        return self.values[bisect(self.cum, rng.random() * self.total)]
+
+
+class _Timeline(NamedTuple):
+    """The instants of a version-1 chat, in epoch milliseconds (None when not reached)."""
+
+    status: str
+    created: int
+    queue_start: int  # after the virtual agent, if any
+    assigned: int | None
+    ends: int | None
+    updated: int
+
+
+_STATUS = _Weighted(
+    [
+        ("finished", 80),
+        ("canceled", 7),
+        ("no_response", 5),
+        ("failed", 4),
+        ("assigned", 3),
+        ("queued", 1),
+    ]
+)
+_REOPENED_STATUS = _Weighted([("assigned", 75), ("queued", 25)])
+_CHAT_TYPE = _Weighted(
+    [
+        ("Messaging Inbound (App Chat)", 45),
+        ("Messaging Inbound (Web Chat)", 35),
+        ("Messaging (SMS)", 20),
+    ]
+)
+_LANG = _Weighted([("en", 70), ("ko", 20), ("es", 10)])
+_RATING = _Weighted([(5, 45), (4, 25), (3, 12), (2, 8), (1, 10)])
+_TRANSFER_COUNT = _Weighted([(0, 75), (1, 20), (2, 5)])
+_PHOTO_COUNT = _Weighted([(0, 70), (1, 20), (2, 7), (3, 3)])
+_VIDEO_COUNT = _Weighted([(0, 92), (1, 7), (2, 1)])
+_FINISH_REASON = _Weighted(
+    [
+        ("finish_reason_none", 40),
+        ("end_user_finished", 30),
+        ("agent_finished", 25),
+        ("timeout", 5),
+    ]
+)
+_FINISHED_SUB_STATUS = _Weighted(
+    [("Disconnected by end user", 45), ("Ended by agent", 40), (None, 15)]
+)
+_FAIL_REASON = _Weighted([("unknown", 40), ("expired", 40), ("nothing", 20)])
+
+# (id, parent_id, position, leaf name, path as shown inside duration lists)
+_MENUS: tuple[tuple[int, int, int, str, str], ...] = (
+    (3389, 3300, 1, "Billing", "Support/Billing"),
+    (3390, 3300, 2, "Technical issue", "Support/Technical issue"),
+    (3391, 3300, 3, "Account access", "Support/Account access"),
+    (3401, 3400, 1, "New order", "Sales/New order"),
+    (3402, 3400, 2, "Upgrade plan", "Sales/Upgrade plan"),
+    (3501, 3500, 1, "배송 문의", "고객센터/배송 문의"),
+    (3502, 3500, 2, "환불 요청", "고객센터/환불 요청"),
+)
+_VIRTUAL_AGENTS: tuple[tuple[int, str], ...] = ((10, "Aria"), (11, "도우미 봇"), (12, "Max"))
+_EN_FIRST = (
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Ava",
+    "Ethan",
+    "Sophia",
+    "Mason",
+    "Mia",
+    "Lucas",
+    "Harper",
+    "James",
+)
+_EN_LAST = (
+    "Johnson",
+    "Garcia",
+    "Smith",
+    "Nguyen",
+    "Brown",
+    "Martinez",
+    "Walker",
+    "Patel",
+    "Lee",
+    "Davis",
+    "Clark",
+    "Lopez",
+)
+_KO_NAMES = (
+    "김민준",
+    "이서연",
+    "박지훈",
+    "최수아",
+    "정예준",
+    "강하은",
+    "조도윤",
+    "윤지우",
+    "장서준",
+    "임하윤",
+    "한지민",
+    "오승현",
+)
+
+
+def _knuth(value: int) -> int:
+    """A cheap deterministic 32-bit scramble (never Python's salted hash())."""
+    return (value * 2_654_435_761) % 4_294_967_296
+
+
+def _make_agents() -> tuple[tuple[int, str, str, str, str, str], ...]:
+    """The fixed agent roster: (id, name, last_name, first_name, agent_number, avatar_url)."""
+    agents = []
+    for i, first in enumerate(_EN_FIRST):
+        last = _EN_LAST[(i * 5) % len(_EN_LAST)]
+        agents.append((first, last, f"{first} {last}"))
+    for full in _KO_NAMES:
+        agents.append((full[1:], full[0], full))
+    roster = []
+    for i, (first, last, name) in enumerate(agents):
+        agent_id = 1001 + i * 3
+        avatar = f"{_CDN}/avatars/{agent_id}/{_knuth(agent_id):08x}.png"
+        roster.append((agent_id, name, last, first, f"{i + 7:03d}", avatar))
+    return tuple(roster)
+
+
+_AGENTS = _make_agents()
+
+
+def _agent(index: int) -> dict[str, Any]:
+    """A fresh agent object, so callers may redact records in place without side effects."""
+    agent_id, name, last, first, number, avatar = _AGENTS[index]
+    return {
+        "id": agent_id,
+        "name": name,
+        "last_name": last,
+        "first_name": first,
+        "agent_number": number,
+        "avatar_url": avatar,
+    }
+
+
+def _menu_object(index: int) -> dict[str, Any]:
+    """The top-level / transfer form of a menu path (an object, unlike inside durations)."""
+    menu_id, parent_id, _, name, _ = _MENUS[index]
+    return {"items_count": 2, "name": name, "materialized_path": f"{parent_id}/{menu_id}"}
+
+
+def _selected_menu(index: int, rng: random.Random) -> dict[str, Any]:
+    menu_id, parent_id, position, name, _ = _MENUS[index]
+    return {
+        "id": menu_id,
+        "name": name,
+        "parent_id": parent_id,
+        "position": position,
+        "deleted": False,
+        "hidden": "false",  # documented as a string
+        "menu_type": "ivr_menu",
+        "output_msg": f"Connecting you to {name}" if rng.random() < 0.6 else None,
+    }
+
+
+def _virtual_agent(index: int) -> dict[str, Any]:
+    va_id, name = _VIRTUAL_AGENTS[index]
+    return {"id": va_id, "name": name}
+
+
+def _end_user(end_user_id: int) -> dict[str, Any]:
+    """A customer whose identifier (phone, email or name) is stable across their chats."""
+    h = _knuth(end_user_id)
+    kind = h % 6
+    if kind == 0:
+        identifier = f"+1415555{100 + h % 100:04d}"
+    elif kind == 1:
+        identifier = f"(415) 555-{100 + (h >> 8) % 100:04d}"
+    elif kind == 2:
+        identifier = f"010-{1000 + (h >> 4) % 9000:04d}-{(h >> 17) % 10000:04d}"
+    elif kind == 3:
+        first = _EN_FIRST[(h >> 5) % len(_EN_FIRST)].lower()
+        last = _EN_LAST[(h >> 9) % len(_EN_LAST)].lower()
+        identifier = f"{first}.{last}{(h >> 13) % 100}@example.com"
+    elif kind == 4:
+        identifier = f"{_EN_FIRST[(h >> 6) % 12]} {_EN_LAST[(h >> 10) % 12]}"
+    else:
+        identifier = _KO_NAMES[(h >> 7) % len(_KO_NAMES)]
+    out_contact_id = None if (h >> 20) % 5 == 0 else str(360_000_000_000 + h % 1_000_000_000)
+    return {"id": end_user_id, "identifier": identifier, "out_contact_id": out_contact_id}
+
+
+@lru_cache(maxsize=4096)
+def _day_prefix(day_number: int) -> str:
+    return (_EPOCH + timedelta(days=day_number)).strftime("%Y-%m-%dT")
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Epoch milliseconds -> '2019-07-17T07:27:14.000Z', the vendor's timestamp form."""
+    if ms is None:
+        return None
+    day, rem = divmod(ms, DAY_MS)
+    seconds, milli = divmod(rem, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_day_prefix(day)}{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
+
+
+def to_epoch_us(moment: datetime) -> int:
+    """A tz-aware datetime -> integer epoch microseconds (exact, unlike float timestamps)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"expected a timezone-aware datetime, got {moment!r}")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _chat_seed(chat_id: int, version: int) -> int:
+    """Seed of one chat version; disjoint from day seeds (those are < 4 million)."""
+    return chat_id * 8 + version
+
+
+def _day_start_ms(ordinal: int) -> int:
+    return (ordinal - _EPOCH_ORDINAL) * DAY_MS
+
+
+def _check_chats_per_day(chats_per_day: int) -> None:
+    if not 0 <= chats_per_day <= IDS_PER_DAY:
+        raise ValueError(f"chats_per_day must be within 0..{IDS_PER_DAY}, got {chats_per_day}")
+
+
+def _reopened_indices(ordinal: int, chats_per_day: int) -> frozenset[int]:
+    """Which of a day's chats stay open and get a second version the next day."""
+    rng = random.Random(ordinal)
+    return frozenset(rng.sample(range(chats_per_day), round(chats_per_day * REOPEN_SHARE)))
+
+
+def _timeline(rng: random.Random, day_start: int, reopened: bool) -> _Timeline:
+    """Draw status and instants first, so a key costs only a few random numbers."""
+    status = (_REOPENED_STATUS if reopened else _STATUS).pick(rng)
+    va_ms = rng.randrange(15_000, 180_000) if rng.random() < 0.35 else 0
+    queue_ms = min(int(rng.expovariate(1 / 45_000)), 1_800_000) + rng.randrange(1000)
+    talk_ms = 30_000 + min(int(rng.expovariate(1 / 420_000)), 5_400_000)
+    assigned: int | None = None
+    ends: int | None = None
+    if status == "queued":
+        updated = va_ms + queue_ms
+    elif status == "assigned":
+        assigned = va_ms + queue_ms
+        updated = assigned + talk_ms // 2
+    elif status == "finished":
+        assigned = va_ms + queue_ms
+        ends = updated = assigned + talk_ms
+    elif status == "no_response":
+        assigned = va_ms + queue_ms
+        ends = updated = assigned + 300_000
+    elif status == "canceled":
+        ends = updated = va_ms + queue_ms
+    else:  # failed
+        ends = updated = va_ms + min(queue_ms, 120_000)
+    created = day_start + rng.randrange(DAY_MS - updated - 1)
+    return _Timeline(
+        status=status,
+        created=created,
+        queue_start=created + va_ms,
+        assigned=None if assigned is None else created + assigned,
+        ends=None if ends is None else created + ends,
+        updated=created + updated,
+    )
+
+
+def _v1_key(ordinal: int, index: int, reopened: bool) -> ChatVersionKey:
+    chat_id = ordinal * IDS_PER_DAY + index
+    tl = _timeline(random.Random(_chat_seed(chat_id, 1)), _day_start_ms(ordinal), reopened)
+    return ChatVersionKey(tl.updated, chat_id, 1, tl.created, reopened)
+
+
+def _v2_updated(rng: random.Random, chat_id: int) -> int:
+    """The second version lands somewhere in the day after the chat was created."""
+    return _day_start_ms(chat_id // IDS_PER_DAY + 1) + rng.randrange(DAY_MS)
+
+
+def _v2_key(ordinal: int, index: int) -> ChatVersionKey:
+    """Key of the second version of chat `index` created on day `ordinal`."""
+    chat_id = ordinal * IDS_PER_DAY + index
+    tl = _timeline(random.Random(_chat_seed(chat_id, 1)), _day_start_ms(ordinal), True)
+    updated = _v2_updated(random.Random(_chat_seed(chat_id, 2)), chat_id)
+    return ChatVersionKey(updated, chat_id, 2, tl.created, True)
+
+
+def _day_keys(ordinal: int, chats_per_day: int) -> list[ChatVersionKey]:
+    """Every chat version whose updated_at falls on the given UTC day."""
+    reopened = _reopened_indices(ordinal, chats_per_day)
+    keys = [_v1_key(ordinal, i, i in reopened) for i in range(chats_per_day)]
+    keys.extend(
+        _v2_key(ordinal - 1, i) for i in sorted(_reopened_indices(ordinal - 1, chats_per_day))
+    )
+    return keys
+
+
+def chat_version_keys(
+    start: datetime, end: datetime, chats_per_day: int = 48
+) -> list[ChatVersionKey]:
+    """Keys of all chat versions with updated_at in [start, end], sorted by (updated_at, id)."""
+    _check_chats_per_day(chats_per_day)
+    start_us, end_us = to_epoch_us(start), to_epoch_us(end)
+    if start_us > end_us:
+        return []
+    first = start.astimezone(UTC).date().toordinal()
+    last = end.astimezone(UTC).date().toordinal()
+    keys: list[ChatVersionKey] = []
+    for ordinal in range(first, last + 1):
+        keys.extend(
+            key
+            for key in _day_keys(ordinal, chats_per_day)
+            if start_us <= key.updated_ms * 1000 <= end_us
+        )
+    keys.sort()
+    return keys
+
+
+def iter_chats_updated_between(
+    start: datetime, end: datetime, chats_per_day: int = 48
+) -> Iterator[dict[str, Any]]:
+    """Like chats_updated_between but builds records lazily (memory stays flat)."""
+    for key in chat_version_keys(start, end, chats_per_day):
+        yield build_chat(key)
+
+
+def chats_updated_between(
+    start: datetime, end: datetime, chats_per_day: int = 48
+) -> list[dict[str, Any]]:
+    """Every chat version with updated_at in [start, end] (inclusive), by (updated_at, id)."""
+    return list(iter_chats_updated_between(start, end, chats_per_day))
+
+
+def build_chat(key: ChatVersionKey) -> dict[str, Any]:
+    """Build one chat version from its key alone (version 2 rebuilds version 1, then moves on)."""
+    ordinal, _ = divmod(key.chat_id, IDS_PER_DAY)
+    rng = random.Random(_chat_seed(key.chat_id, 1))
+    tl = _timeline(rng, _day_start_ms(ordinal), key.reopened)
+    chat = _Chat(key.chat_id, rng, tl)
+    if key.version == 2:
+        chat.advance(random.Random(_chat_seed(key.chat_id, 2)))
+    return chat.record
+
+
+def _signed_url(rng: random.Random, kind: str, chat_id: int, ext: str, ms: int) -> str:
+    """A link shaped like a pre-signed S3 URL (a secret-bearing value worth protecting)."""
+    stamp = iso_ms(ms) or ""
+    amz_date = stamp[:19].replace("-", "").replace(":", "") + "Z"
+    return (
+        f"{_CDN}/{kind}/{chat_id}/{rng.getrandbits(64):016x}.{ext}"
+        "?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        f"&X-Amz-Credential=AKIAEXAMPLE%2F{amz_date[:8]}%2Fus-east-1%2Fs3%2Faws4_request"
+        f"&X-Amz-Date={amz_date}&X-Amz-Expires=604800&X-Amz-SignedHeaders=host"
+        f"&X-Amz-Signature={rng.getrandbits(256):064x}"
+    )
+
+
+class _Chat:
+    """Builds a version-1 record and, for reopened chats, advances it to version 2.
+
+    Why a class: version 2 must extend version 1's legs, agents and lists, so the builder keeps
+    the few facts (current leg, agent, menu) that the record alone only holds as strings.
+    """
+
+    def __init__(self, chat_id: int, rng: random.Random, tl: _Timeline) -> None:
+        self.chat_id = chat_id
+        self.tl = tl
+        self.lang = _LANG.pick(rng)
+        self.menu = rng.randrange(len(_MENUS))
+        self.agents_used: set[int] = set()
+        self.leg_start: int | None = None
+        self.leg_agent: int | None = None
+        self.leg_menu = self.menu
+        self.first_msg: int | None = None
+        self.end_ms = tl.ends if tl.ends is not None else tl.updated
+        status = tl.status
+        has_agent = tl.assigned is not None
+        va_index = rng.randrange(len(_VIRTUAL_AGENTS)) if tl.queue_start > tl.created else None
+        end_user_id = rng.randrange(1, 60_000)
+        show_menu = rng.random() < 0.85
+        ticket = str(rng.randrange(100_000, 1_000_000)) if rng.random() < 0.7 else None
+        rating = _RATING.pick(rng) if status == "finished" and rng.random() < 0.6 else None
+        self.record: dict[str, Any] = {
+            "id": chat_id,
+            "lang": self.lang,
+            "chat_type": _CHAT_TYPE.pick(rng),
+            "status": status,
+            "sub_status": None,
+            "created_at": iso_ms(tl.created),
+            "assigned_at": iso_ms(tl.assigned),
+            "ends_at": iso_ms(tl.ends),
+            "updated_at": iso_ms(tl.updated),
+            "first_msg_sent_at": None,
+            "last_msg_sent_at": None,
+            "wait_duration": 0,
+            "queue_duration": 0,
+            "chat_duration": 0,
+            "verified": rng.random() < 0.6,
+            "rating": rating,
+            "has_feedback": rating is not None and rng.random() < 0.3,
+            "out_ticket_id": ticket,
+            "out_ticket_url": (
+                f"https://support.example.test/tickets/{ticket}"
+                if ticket is not None and rng.random() < 0.8
+                else None
+            ),
+            "finish_reason": None,
+            "fail_reason": None,
+            "message_count": 0,
+            "average_response_time": 0,
+            "longest_response_time": 0,
+            "selected_menu": _selected_menu(self.menu, rng) if show_menu else None,
+            "menu_path": _menu_object(self.menu) if show_menu else None,
+            "agent_info": None,
+            "end_user": _end_user(end_user_id),
+            "photos": [],
+            "videos": [],
+            "transfers": [],
+            "handle_durations": [],
+            "queue_durations": [],
+            "participants": [],
+            "consumer_handle_durations": [],
+            "consumer_event_durations": [],
+            "virtual_agent": None if va_index is None else _virtual_agent(va_index),
+            "virtual_agent_deflected_escalations": [],
+            "virtual_agent_handle_durations": [],
+            "offer_type": None,
+            "offer_events": [],
+        }
+        rec = self.record
+        self._set_outcome(rng, status)
+        if va_index is not None:
+            self._add_virtual_agent(rng, va_index)
+        if status == "queued":
+            rec["queue_duration"] = (tl.updated - tl.queue_start) // 1000
+        else:
+            answered_by = None
+            if has_agent:
+                answered_by = rng.randrange(len(_AGENTS))
+                self._start_leg(answered_by, tl.assigned or 0, self.menu)
+                rec["agent_info"] = _agent(answered_by)
+            self._add_queue(rng, tl.queue_start, tl.assigned or tl.ends or 0, answered_by, None)
+            rec["queue_duration"] = rec["queue_durations"][0]["queue_duration"]
+            self._add_offers(rng, tl.queue_start, 1 if answered_by is None else rng.randint(1, 3))
+        rec["wait_duration"] = rec["queue_duration"]
+        if tl.assigned is not None:
+            rec["chat_duration"] = ((tl.ends or tl.updated) - tl.assigned) // 1000
+        if status in ("assigned", "finished"):
+            for _ in range(_TRANSFER_COUNT.pick(rng)):
+                hand_end = tl.ends if tl.ends is not None else tl.updated
+                self._transfer(rng, hand_end)
+        if status in ("finished", "no_response"):
+            self._close_leg(rng, tl.ends or 0, "chat_finished" if status == "finished" else status)
+        self._add_messages(rng, tl.created, tl.ends if tl.ends is not None else tl.updated)
+        self._add_participants(rng, end_user_id)
+        self._add_media(rng)
+        if rating is not None:
+            self._add_csat(rng, tl.ends or 0)
+
+    def _set_outcome(self, rng: random.Random, status: str) -> None:
+        """sub_status, finish_reason and fail_reason follow the status."""
+        rec = self.record
+        rec["status"] = status
+        if status == "finished":
+            rec["sub_status"] = _FINISHED_SUB_STATUS.pick(rng)
+            rec["finish_reason"] = _FINISH_REASON.pick(rng)
+            rec["fail_reason"] = None
+        elif status == "failed":
+            rec["sub_status"] = "Failed"
+            rec["fail_reason"] = _FAIL_REASON.pick(rng)
+        elif status == "no_response":
+            rec["sub_status"] = "No response from end user"
+            rec["fail_reason"] = "no_response"
+        elif status == "canceled":
+            rec["sub_status"] = "Abandoned in queue"
+            rec["fail_reason"] = "nothing" if rng.random() < 0.5 else None
+
+    def _add_virtual_agent(self, rng: random.Random, va_index: int) -> None:
+        tl, rec = self.tl, self.record
+        menu_id, _, _, _, path = _MENUS[self.menu]
+        count = rng.randint(1, 12)
+        avg = rng.randint(1, 5)
+        reason = "by_end_user_message" if rng.random() < 0.7 else "by_intent"
+        rec["virtual_agent_handle_durations"].append(
+            {
+                "id": rng.randrange(1, 5000),
+                "virtual_agent": _virtual_agent(va_index),
+                "chat_duration": (tl.queue_start - tl.created) // 1000,
+                "escalation_reason": reason,
+                "response_count": count,
+                "response_time_total": count * avg,
+                "response_time_max": avg + rng.randrange(4),
+                "response_time_avg": avg,
+                "fallback_response_count": rng.randrange(3),
+                "initiated_by": "end_user",
+                "menu_path_id": menu_id,
+                "menu_path": path,
+                "lang": self.lang,
+                "transfer": False,  # a boolean here, 0/1 in the other duration lists
+                "transfer_id": None,
+                "started_at": iso_ms(tl.created),
+                "ended_at": iso_ms(tl.queue_start),
+            }
+        )
+        rec["virtual_agent_deflected_escalations"].append(
+            {
+                "id": rng.randrange(1, 5000),
+                "deflection": "after_hours" if rng.random() < 0.2 else "none",
+                "escalation_reason": reason,
+                "escalated_at": iso_ms(tl.queue_start),
+                "menu_path_id": menu_id,
+                "menu_path": path,
+                "lang": self.lang,
+                "virtual_agent": _virtual_agent(va_index),
+            }
+        )
+
+    def _child_id(self, rng: random.Random, key: str, low: int, size: int) -> int:
+        """Unique within the chat, from a small range, so ids repeat across chats."""
+        taken = {child["id"] for child in self.record[key]}
+        while True:
+            candidate = low + rng.randrange(size)
+            if candidate not in taken:
+                return candidate
+
+    def _add_queue(
+        self,
+        rng: random.Random,
+        started: int,
+        ended: int,
+        agent: int | None,
+        transfer_id: int | None,
+    ) -> None:
+        """A queue period; its SLA event agrees with its duration and targets."""
+        rec = self.record
+        menu_id, _, _, _, path = _MENUS[self.leg_menu]
+        seconds = (ended - started) // 1000
+        target = (30, 60, 120)[rng.randrange(3)]
+        threshold = (10, 20)[rng.randrange(2)]
+        if agent is not None:
+            event = "answered"
+            sla = "in_sla" if seconds <= target else "not_in_sla"
+        elif rec["status"] == "failed":
+            event, sla = "failed", "excluded"
+        else:
+            event = "abandoned"
+            sla = "excluded" if seconds < threshold else "not_in_sla"
+        rec["queue_durations"].append(
+            {
+                "id": self._child_id(rng, "queue_durations", 41_000, 2_000),
+                "agent_id": None if agent is None else _AGENTS[agent][0],
+                "queue_duration": seconds,
+                "menu_path_id": menu_id,
+                "menu_path": path,
+                "lang": self.lang,
+                "transfer": 0 if transfer_id is None else 1,
+                "transfer_id": transfer_id,
+                "transfer_cold": 0 if transfer_id is None else rng.randrange(2),
+                "started_at": iso_ms(started),
+                "ended_at": iso_ms(ended),
+                "service_level_abandon_time_threshold": threshold,
+                "service_level_event": sla,
+                "service_level_target_percent": 80 if rng.random() < 0.5 else 90,
+                "service_level_target_time": target,
+                "event": event,
+            }
+        )
+
+    def _add_offers(self, rng: random.Random, start: int, count: int) -> None:
+        rec = self.record
+        rec["offer_type"] = "cascade" if rng.random() < 0.85 else "broadcast"
+        for group in range(1, count + 1):
+            rec["offer_events"].append(
+                {"casting_time": iso_ms(start + group * 1000), "group": f"Group {group}"}
+            )
+
+    def _start_leg(self, agent: int, started: int, menu: int) -> None:
+        self.leg_agent, self.leg_start, self.leg_menu = agent, started, menu
+        self.agents_used.add(agent)
+
+    def _close_leg(
+        self, rng: random.Random, ended: int, event: str, transfer_id: int | None = None
+    ) -> None:
+        """Record the current agent's handling period as a handle_durations item."""
+        rec = self.record
+        agent = self.leg_agent if self.leg_agent is not None else 0
+        started = self.leg_start if self.leg_start is not None else ended
+        menu_id, _, _, _, path = _MENUS[self.leg_menu]
+        count = rng.randint(1, 15)
+        avg = rng.randint(5, 40)
+        rec["handle_durations"].append(
+            {
+                "id": self._child_id(rng, "handle_durations", 30_000, 2_000),
+                "agent_id": _AGENTS[agent][0],
+                "acw_duration": rng.randrange(120) if event == "chat_finished" else 0,
+                "chat_duration": (ended - started) // 1000,
+                "wait_duration": 0,
+                "menu_path_id": menu_id,
+                "menu_path": path,  # a string here, an object at the top level
+                "lang": self.lang,
+                "transfer": 0 if transfer_id is None else 1,
+                "transfer_id": transfer_id,
+                "started_at": iso_ms(started),
+                "ended_at": iso_ms(ended),
+                "event": event,
+                "response_count": count,
+                "response_time_total": count * avg + rng.randrange(count),
+                "response_time_max": avg + rng.randrange(30),
+                "response_time_avg": avg,
+                "assigned_connection_duration": rng.randrange(1, 15),
+            }
+        )
+        self._refresh_response_times()
+
+    def _refresh_response_times(self) -> None:
+        handles = self.record["handle_durations"]
+        if handles:
+            total = sum(h["response_time_total"] for h in handles)
+            count = sum(h["response_count"] for h in handles)
+            self.record["average_response_time"] = total // count
+            self.record["longest_response_time"] = max(h["response_time_max"] for h in handles)
+
+    def _transfer(self, rng: random.Random, hand_end: int) -> None:
+        """Hand the chat to another agent midway through the current leg."""
+        rec = self.record
+        start = self.leg_start if self.leg_start is not None else hand_end
+        span = hand_end - start
+        if span < 20_000 or len(rec["transfers"]) >= 2:
+            return
+        at = start + span // 3 + rng.randrange(span // 3)
+        gap = rng.randrange(1000, max(1001, min(span // 6, 180_000)))
+        to_agent = rng.randrange(len(_AGENTS))
+        while to_agent in self.agents_used:
+            to_agent = rng.randrange(len(_AGENTS))
+        to_menu = self.leg_menu if rng.random() < 0.5 else rng.randrange(len(_MENUS))
+        transfer_id = self._child_id(rng, "transfers", 7_000, 1_000)
+        rec["transfers"].append(
+            {
+                "id": transfer_id,
+                "status": "transferred",
+                "fail_reason": "nothing",
+                "created_at": iso_ms(at),
+                "from_menu": _menu_object(self.leg_menu),
+                "to_menu": _menu_object(to_menu),
+                "from_agent": _agent(self.leg_agent if self.leg_agent is not None else 0),
+                "to_agent": _agent(to_agent),
+            }
+        )
+        self._close_leg(rng, at, "transferred", transfer_id)
+        self.leg_menu = to_menu
+        self._add_queue(rng, at, at + gap, to_agent, transfer_id)
+        self._start_leg(to_agent, at + gap, to_menu)
+        rec["agent_info"] = _agent(to_agent)
+
+    def _add_messages(self, rng: random.Random, first_possible: int, last_possible: int) -> None:
+        """Message counts and first/last message instants within the chat's lifetime."""
+        rec = self.record
+        status = rec["status"]
+        if status in ("queued", "canceled", "failed"):
+            extra = rng.randrange(3)
+        else:
+            extra = rng.randint(2, 40)
+        if extra == 0:
+            return
+        span = max(1, last_possible - first_possible)
+        if self.first_msg is None:
+            self.first_msg = first_possible + rng.randrange(min(span, 5000))
+            rec["first_msg_sent_at"] = iso_ms(self.first_msg)
+        last = max(self.first_msg, last_possible - rng.randrange(min(span, 5000)))
+        rec["last_msg_sent_at"] = iso_ms(last)
+        rec["message_count"] += extra
+        if rec["handle_durations"]:
+            handles = rec["handle_durations"]
+            rec["consumer_handle_durations"] = [
+                {
+                    "id": self.chat_id % 100_000 * 10 + 1,
+                    "chat_duration": sum(h["chat_duration"] for h in handles),
+                    "message_count": rec["message_count"],
+                    "response_count": rec["message_count"] // 2,
+                    "response_time_total": rec["message_count"] * 9,
+                    "response_time_max": rec["longest_response_time"],
+                    "response_time_avg": 9,
+                    "started_at": handles[0]["started_at"],
+                    "ended_at": handles[-1]["ended_at"],
+                }
+            ]
+
+    def _add_participants(self, rng: random.Random, end_user_id: int) -> None:
+        """The end user and, when reached, up to two agents (the vendor often sends [])."""
+        rec = self.record
+        if rng.random() < 0.1:
+            return
+        tl = self.tl
+        open_chat = rec["ends_at"] is None
+        rec["participants"].append(
+            {
+                "id": rng.randrange(1_000_000, 10_000_000),
+                "type": "end_user",
+                "status": "waiting" if rec["status"] == "queued" else "finished",
+                "call_id": None,
+                "user_id": None,
+                "end_user_id": end_user_id,
+                "call_duration": (self.end_ms - tl.created) // 1000,
+                "hold_duration": 0,
+                "connected_at": iso_ms(tl.created),
+                "ended_at": rec["ends_at"],
+                "fail_reason": "nothing",
+            }
+        )
+        if open_chat and rec["status"] != "queued":
+            rec["participants"][0]["status"] = "connected"
+        for handle in rec["handle_durations"][:2]:
+            self._add_agent_participant(rng, handle["agent_id"], handle, "finished")
+        if open_chat and self.leg_agent is not None and len(rec["participants"]) < 3:
+            current = {"started_at": iso_ms(self.leg_start), "ended_at": None, "chat_duration": 0}
+            self._add_agent_participant(rng, _AGENTS[self.leg_agent][0], current, "connected")
+
+    def _add_agent_participant(
+        self, rng: random.Random, agent_id: int, leg: dict[str, Any], status: str
+    ) -> None:
+        self.record["participants"].append(
+            {
+                "id": rng.randrange(1_000_000, 10_000_000),
+                "type": "agent",
+                "status": status,
+                "call_id": None,
+                "user_id": agent_id,
+                "end_user_id": None,
+                "call_duration": leg["chat_duration"],
+                "hold_duration": 0,
+                "connected_at": leg["started_at"],
+                "ended_at": leg["ended_at"],
+                "fail_reason": "nothing",
+            }
+        )
+
+    def _add_media(self, rng: random.Random) -> None:
+        """Customer uploads behind signed links."""
+        rec, when = self.record, self.tl.updated
+        for _ in range(_PHOTO_COUNT.pick(rng)):
+            rec["photos"].append(
+                {
+                    "id": rng.randrange(100_000, 10_000_000),
+                    "photo_type": "photo" if rng.random() < 0.8 else "screenshot",
+                    "url": _signed_url(rng, "photos", self.chat_id, "jpg", when),
+                }
+            )
+        for _ in range(_VIDEO_COUNT.pick(rng)):
+            rec["videos"].append(
+                {
+                    "id": rng.randrange(100_000, 10_000_000),
+                    "url": _signed_url(rng, "videos", self.chat_id, "mp4", when),
+                }
+            )
+
+    def _add_csat(self, rng: random.Random, ends: int) -> None:
+        """A CSAT survey event in the last seconds of a rated chat."""
+        menu_id, _, _, _, path = _MENUS[self.leg_menu]
+        duration = rng.randint(2, 9)
+        self.record["consumer_event_durations"].append(
+            {
+                "id": rng.randrange(1, 5000),
+                "type": "csat",
+                "event": "finished",
+                "duration": duration,
+                "menu_path_id": menu_id,
+                "menu_path": path,
+                "lang": self.lang,
+                "started_at": iso_ms(ends - duration * 1000),
+                "ended_at": iso_ms(ends),
+            }
+        )
+
+    def advance(self, rng: random.Random) -> None:
+        """Turn the open version 1 into version 2: later status, changed children, a rating."""
+        rec, tl = self.record, self.tl
+        updated = _v2_updated(rng, self.chat_id)
+        rec["updated_at"] = rec["ends_at"] = iso_ms(updated)
+        self.end_ms = updated
+        if tl.status == "assigned":
+            status = "finished" if rng.random() < 0.85 else "no_response"
+            if status == "finished" and rng.random() < 0.35:
+                self._transfer(rng, updated)
+            self._close_leg(rng, updated, "chat_finished" if status == "finished" else status)
+            assigned = tl.assigned or tl.created
+        elif rng.random() < 0.6:
+            status = "finished"
+            talk = rng.randrange(60_000, 1_800_000)
+            assigned = max(tl.updated + 1000, updated - talk)
+            assigned = min(assigned, updated)
+            agent = rng.randrange(len(_AGENTS))
+            self._start_leg(agent, assigned, self.menu)
+            rec["agent_info"] = _agent(agent)
+            rec["assigned_at"] = iso_ms(assigned)
+            self._add_queue(rng, tl.queue_start, assigned, agent, None)
+            self._add_offers(rng, tl.queue_start, rng.randint(1, 3))
+            self._close_leg(rng, updated, "chat_finished")
+        else:
+            status = "canceled"
+            assigned = None
+            self._add_queue(rng, tl.queue_start, updated, None, None)
+            self._add_offers(rng, tl.queue_start, 1)
+        self._set_outcome(rng, status)
+        if rec["queue_durations"]:
+            rec["queue_duration"] = rec["wait_duration"] = rec["queue_durations"][0][
+                "queue_duration"
+            ]
+        if assigned is not None:
+            rec["chat_duration"] = (updated - assigned) // 1000
+        if status == "finished" and rng.random() < 0.7:
+            rec["rating"] = _RATING.pick(rng)
+            rec["has_feedback"] = rng.random() < 0.3
+            self._add_csat(rng, updated)
+        self._add_messages(rng, tl.created, updated)
+        end_user_id = rec["end_user"]["id"]
+        rec["participants"] = []
+        self._add_participants(rng, end_user_id)
+        if rng.random() < 0.35:
+            if rec["photos"]:
+                rec["photos"].pop()
+            elif len(rec["offer_events"]) > 1:
+                rec["offer_events"].pop()

@@ -1,0 +1,368 @@
+"""One declaration of each warehouse table.
+
+Each `Table` drives the DDL, the flattening, the DataFrame dtypes, Dagster's column schema and the
+README's table reference, so a column is named exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+
+class PgType(StrEnum):
+    """The Postgres types the warehouse uses, each with the pandas dtype that carries it."""
+
+    BIGINT = "bigint"
+    INTEGER = "integer"
+    DOUBLE = "double precision"
+    BOOLEAN = "boolean"
+    TEXT = "text"
+    DATE = "date"
+    TIMESTAMPTZ = "timestamptz"
+    JSONB = "jsonb"
+
+    @property
+    def pandas_dtype(self) -> str:
+        return _PANDAS_DTYPES[self]
+
+
+_PANDAS_DTYPES: dict[PgType, str] = {
+    PgType.BIGINT: "Int64",
+    PgType.INTEGER: "Int32",
+    PgType.DOUBLE: "Float64",
+    PgType.BOOLEAN: "boolean",
+    PgType.TEXT: "str",
+    PgType.DATE: "object",
+    PgType.TIMESTAMPTZ: "datetime64[us, UTC]",
+    PgType.JSONB: "object",
+}
+
+
+class WriteMode(StrEnum):
+    """How a materialization reaches its table."""
+
+    # The partition's rows replace exactly the rows whose time column falls in the window.
+    REPLACE_WINDOW = "replace_window"
+    # Per chat, the version with the newest updated_at wins, whatever order windows arrive in;
+    # its rows replace every row of an older version of that chat.
+    NEWEST_WINS = "newest_wins"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A warehouse column and where its value comes from in a chat.
+
+    `source` is a dotted path into the row's object (the chat, or the list item for a child
+    table); `chat:<path>` reads the parent chat, `count:<path>` counts a list, and `position`
+    is the item's index in its list.
+    """
+
+    name: str
+    type: PgType
+    description: str
+    source: str | None = None
+    key: bool = False
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    # The timestamptz column whose value places a row in a daily partition's window.
+    time_column: str
+    write: WriteMode
+    # For a child table, the chat's list whose items become rows (e.g. "transfers").
+    items: str | None = None
+    # Columns that must identify a row; guarded by checks rather than a constraint, so that a
+    # vendor repeating or omitting an id never loses a row.
+    unique_by: tuple[str, ...] = ()
+    # A non-personal category column whose counts summarise a batch in the UI.
+    summary_by: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name} declares a column twice")
+        if self.column(self.time_column).type is not PgType.TIMESTAMPTZ:
+            raise ValueError(f"table {self.name}: time column must be timestamptz")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def key(self) -> list[str]:
+        return [c.name for c in self.columns if c.key]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name} has no column {name}")
+
+    def dagster_schema(self) -> dg.TableSchema:
+        return dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name=c.name,
+                    type=c.type.value,
+                    description=c.description,
+                    constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=False),
+                )
+                for c in self.columns
+            ]
+        )
+
+
+RAW_CHATS = Table(
+    name="raw_chats",
+    description="Each chat as UJET served it in a day window: the newest version per window.",
+    columns=(
+        Column(
+            "partition_key",
+            PgType.TEXT,
+            "Daily partition (YYYY-MM-DD) that fetched it.",
+            key=True,
+            nullable=False,
+        ),
+        Column("id", PgType.BIGINT, "UJET chat id.", key=True, nullable=False),
+        Column(
+            "updated_at", PgType.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False
+        ),
+        Column("payload", PgType.JSONB, "The chat object as received.", nullable=False),
+    ),
+    time_column="updated_at",
+    write=WriteMode.REPLACE_WINDOW,
+)
+
+T = PgType
+
+
+def _col(name: str, type_: PgType, description: str, source: str | None = None, **kw: Any):
+    return Column(name, type_, description, source=source or name, **kw)
+
+
+def _menu(prefix: str, path: str, what: str) -> tuple[Column, ...]:
+    return (
+        _col(
+            f"{prefix}_items_count", T.INTEGER, f"{what}: items in the menu.", f"{path}.items_count"
+        ),
+        _col(f"{prefix}_name", T.TEXT, f"{what}: menu name.", f"{path}.name"),
+        _col(
+            f"{prefix}_materialized_path",
+            T.TEXT,
+            f"{what}: ids of the menu path.",
+            f"{path}.materialized_path",
+        ),
+    )
+
+
+def _child_head(what: str) -> tuple[Column, ...]:
+    return (
+        _col(
+            "chat_id",
+            T.BIGINT,
+            "The chat this row belongs to.",
+            "chat:id",
+            key=True,
+            nullable=False,
+        ),
+        _col(
+            "position",
+            T.INTEGER,
+            f"Index of the {what} in the chat's list.",
+            "position",
+            key=True,
+            nullable=False,
+        ),
+        _col("id", T.BIGINT, f"UJET {what} id; unique per chat, repeated across chats by UJET."),
+        _col(
+            "chat_updated_at",
+            T.TIMESTAMPTZ,
+            "updated_at of the chat version this row is from.",
+            "chat:updated_at",
+            nullable=False,
+        ),
+    )
+
+
+def _segment(what: str) -> tuple[Column, ...]:
+    """Fields shared by queue and handle duration segments."""
+    return (
+        _col("agent_id", T.BIGINT, f"Agent of the {what}."),
+        _col("menu_path_id", T.BIGINT, "Queue (menu) of the segment."),
+        _col("menu_path", T.TEXT, "Queue path as text, e.g. Support/Billing."),
+        _col("lang", T.TEXT, "Language of the queue."),
+        _col("transfer", T.BOOLEAN, "Whether the segment came from a transfer."),
+        _col("transfer_id", T.BIGINT, "The transfer that started the segment."),
+        _col("started_at", T.TIMESTAMPTZ, f"Start of the {what}."),
+        _col("ended_at", T.TIMESTAMPTZ, f"End of the {what}."),
+        _col("event", T.TEXT, "How the segment ended."),
+    )
+
+
+CHATS = Table(
+    name="chats",
+    description="One row per chat: the newest version UJET served, flattened.",
+    columns=(
+        _col("id", T.BIGINT, "UJET chat id.", key=True, nullable=False),
+        _col("updated_at", T.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False),
+        _col("created_at", T.TIMESTAMPTZ, "When the chat was created."),
+        _col("assigned_at", T.TIMESTAMPTZ, "When an agent was assigned."),
+        _col("ends_at", T.TIMESTAMPTZ, "When the chat ended."),
+        _col("first_msg_sent_at", T.TIMESTAMPTZ, "First message sent."),
+        _col("last_msg_sent_at", T.TIMESTAMPTZ, "Last message sent."),
+        _col("lang", T.TEXT, "Language of the chat."),
+        _col("chat_type", T.TEXT, "Channel, e.g. Messaging Inbound (Web Chat)."),
+        _col("status", T.TEXT, "queued, assigned, finished, canceled, failed or no_response."),
+        _col("sub_status", T.TEXT, "Finer status, e.g. Disconnected by end user."),
+        _col("finish_reason", T.TEXT, "Why the chat finished."),
+        _col("fail_reason", T.TEXT, "nothing, unknown, no_response or expired."),
+        _col("queue_duration", T.INTEGER, "Seconds in queue."),
+        _col("wait_duration", T.INTEGER, "Deprecated by UJET: same as queue_duration."),
+        _col("chat_duration", T.INTEGER, "Seconds of conversation."),
+        _col("message_count", T.INTEGER, "Messages in the chat."),
+        _col("average_response_time", T.DOUBLE, "Average agent response time, seconds."),
+        _col("longest_response_time", T.DOUBLE, "Longest agent response time, seconds."),
+        _col("verified", T.BOOLEAN, "Whether the end user was verified."),
+        _col("rating", T.DOUBLE, "Customer rating 1-5."),
+        _col("has_feedback", T.BOOLEAN, "Whether the customer left feedback."),
+        _col("out_ticket_id", T.TEXT, "CRM ticket id."),
+        _col("out_ticket_url", T.TEXT, "CRM ticket link."),
+        _col("offer_type", T.TEXT, "How the chat was offered to agents."),
+        _col("selected_menu_id", T.BIGINT, "Selected menu id.", "selected_menu.id"),
+        _col("selected_menu_name", T.TEXT, "Selected menu name.", "selected_menu.name"),
+        _col("selected_menu_parent_id", T.BIGINT, "Parent menu.", "selected_menu.parent_id"),
+        _col("selected_menu_position", T.INTEGER, "Menu position.", "selected_menu.position"),
+        _col("selected_menu_deleted", T.BOOLEAN, "Menu deleted.", "selected_menu.deleted"),
+        _col(
+            "selected_menu_hidden",
+            T.TEXT,
+            "Menu hidden flag as UJET sends it.",
+            "selected_menu.hidden",
+        ),
+        _col(
+            "selected_menu_menu_type",
+            T.TEXT,
+            "Menu type, e.g. ivr_menu.",
+            "selected_menu.menu_type",
+        ),
+        _col("selected_menu_output_msg", T.TEXT, "Menu message.", "selected_menu.output_msg"),
+        *_menu("menu_path", "menu_path", "Menu path"),
+        _col("agent_id", T.BIGINT, "Assigned agent.", "agent_info.id"),
+        _col("agent_name", T.TEXT, "Agent display name.", "agent_info.name"),
+        _col("agent_first_name", T.TEXT, "Agent first name.", "agent_info.first_name"),
+        _col("agent_last_name", T.TEXT, "Agent last name.", "agent_info.last_name"),
+        _col("agent_number", T.TEXT, "Agent number.", "agent_info.agent_number"),
+        _col("agent_avatar_url", T.TEXT, "Agent avatar link.", "agent_info.avatar_url"),
+        _col("end_user_id", T.TEXT, "End user (customer) id.", "end_user.id"),
+        _col(
+            "end_user_identifier",
+            T.TEXT,
+            "Customer identifier: phone, email or name.",
+            "end_user.identifier",
+        ),
+        _col(
+            "end_user_out_contact_id",
+            T.TEXT,
+            "Customer's CRM contact id.",
+            "end_user.out_contact_id",
+        ),
+        _col("virtual_agent_id", T.BIGINT, "Virtual agent id.", "virtual_agent.id"),
+        _col("virtual_agent_name", T.TEXT, "Virtual agent name.", "virtual_agent.name"),
+        _col("photo_count", T.INTEGER, "Photos the customer shared.", "count:photos"),
+        _col("video_count", T.INTEGER, "Videos the customer shared.", "count:videos"),
+    ),
+    time_column="updated_at",
+    write=WriteMode.NEWEST_WINS,
+    unique_by=("id",),
+    summary_by="status",
+)
+
+CHAT_TRANSFERS = Table(
+    name="chat_transfers",
+    description="Transfers of each chat (newest chat version), one row per transfers[] item.",
+    columns=(
+        *_child_head("transfer"),
+        _col("status", T.TEXT, "Transfer status, e.g. transferring."),
+        _col("fail_reason", T.TEXT, "Why the transfer failed."),
+        _col("created_at", T.TIMESTAMPTZ, "When the transfer started."),
+        _col("from_agent_id", T.BIGINT, "Agent who transferred.", "from_agent.id"),
+        _col("to_agent_id", T.BIGINT, "Agent who received.", "to_agent.id"),
+        *_menu("from_menu", "from_menu", "Queue transferred from"),
+        *_menu("to_menu", "to_menu", "Queue transferred to"),
+    ),
+    time_column="chat_updated_at",
+    write=WriteMode.NEWEST_WINS,
+    items="transfers",
+    unique_by=("chat_id", "id"),
+    summary_by="status",
+)
+
+CHAT_QUEUE_DURATIONS = Table(
+    name="chat_queue_durations",
+    description="Time each chat spent in queue per segment, with its SLA outcome.",
+    columns=(
+        *_child_head("queue segment"),
+        _col("queue_duration", T.INTEGER, "Seconds in queue."),
+        *_segment("queue segment"),
+        _col("transfer_cold", T.BOOLEAN, "Whether the transfer was cold."),
+        _col("service_level_event", T.TEXT, "in_sla, not_in_sla or excluded."),
+        _col("service_level_target_time", T.INTEGER, "SLA target answer time, seconds."),
+        _col("service_level_target_percent", T.DOUBLE, "SLA target share, percent."),
+        _col(
+            "service_level_abandon_time_threshold",
+            T.INTEGER,
+            "Abandons faster than this are excluded, seconds.",
+        ),
+    ),
+    time_column="chat_updated_at",
+    write=WriteMode.NEWEST_WINS,
+    items="queue_durations",
+    unique_by=("chat_id", "id"),
+    summary_by="service_level_event",
+)
+
+CHAT_HANDLE_DURATIONS = Table(
+    name="chat_handle_durations",
+    description="Agent handling time of each chat per segment, with response figures.",
+    columns=(
+        *_child_head("handle segment"),
+        _col("chat_duration", T.INTEGER, "Seconds the agent handled the chat."),
+        _col("acw_duration", T.INTEGER, "After-chat work, seconds."),
+        _col("wait_duration", T.INTEGER, "Seconds waited in the segment."),
+        *_segment("handle segment"),
+        _col("response_count", T.INTEGER, "Agent responses."),
+        _col("response_time_total", T.DOUBLE, "Sum of response times, seconds."),
+        _col("response_time_max", T.DOUBLE, "Longest response time, seconds."),
+        _col("response_time_avg", T.DOUBLE, "Average response time, seconds."),
+        _col("assigned_connection_duration", T.INTEGER, "Seconds connected while assigned."),
+    ),
+    time_column="chat_updated_at",
+    write=WriteMode.NEWEST_WINS,
+    items="handle_durations",
+    unique_by=("chat_id", "id"),
+    summary_by="event",
+)
+
+DERIVED_TABLES: tuple[Table, ...] = (
+    CHATS,
+    CHAT_TRANSFERS,
+    CHAT_QUEUE_DURATIONS,
+    CHAT_HANDLE_DURATIONS,
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (RAW_CHATS, *DERIVED_TABLES)}
+
+
+def typed_frame(rows: list[tuple[Any, ...]], table: Table) -> pd.DataFrame:
+    """A DataFrame with the declared columns and dtypes (also for no rows)."""
+    frame = pd.DataFrame.from_records(rows, columns=table.column_names)
+    return frame.astype({c.name: c.type.pandas_dtype for c in table.columns})

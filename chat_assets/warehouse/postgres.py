@@ -1,0 +1,277 @@
+"""The warehouse client: connect, create declared tables, write and read a partition's rows.
+
+Writes COPY into a staging table and apply it in the same transaction as the delete they
+replace, so a failure leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from psycopg import sql
+
+from chat_assets.tables import Table, typed_frame
+
+_engines: dict[str, sa.Engine] = {}
+
+# One lock id for DDL, so that concurrent runs creating the same schema never race.
+_DDL_LOCK = 7_317_001
+
+
+class WarehouseError(RuntimeError):
+    """A frame does not fit its declared table; the message names columns and counts only."""
+
+
+def engine_for(url: str) -> sa.Engine:
+    """One pooled engine per URL per process; a bare postgresql:// URL means psycopg 3."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = _engines.get(url)
+    if engine is None:
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+        _engines[url] = engine
+    return engine
+
+
+def qualified(schema: str, table: Table) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
+
+
+def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
+    columns = [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name),
+            sql.SQL(c.type.value),
+            sql.SQL("" if c.nullable else " NOT NULL"),
+        )
+        for c in table.columns
+    ]
+    columns.append(
+        sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.key)))
+    )
+    target = qualified(schema, table)
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(columns)),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{table.name}_{table.time_column}_idx"),
+            target,
+            sql.Identifier(table.time_column),
+        ),
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table.description)),
+    ]
+
+
+def ensure_table(cursor: Any, schema: str, table: Table) -> None:
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+    for statement in create_table_statements(schema, table):
+        cursor.execute(statement)
+
+
+def frame_rows(frame: pd.DataFrame, table: Table) -> Iterator[tuple[Any, ...]]:
+    """The frame's rows in declared column order, missing values as None."""
+    columns = [
+        frame[name].astype(object).where(frame[name].notna(), None).tolist()
+        for name in table.column_names
+    ]
+    return zip(*columns, strict=True)
+
+
+def validate_frame(frame: pd.DataFrame, table: Table, start: datetime, end: datetime) -> None:
+    missing = [n for n in table.column_names if n not in frame.columns]
+    extra = [n for n in frame.columns if n not in table.column_names]
+    if missing or extra:
+        raise WarehouseError(
+            f"{table.name}: frame columns do not match the declaration "
+            f"(missing: {missing or 'none'}, undeclared: {extra or 'none'})"
+        )
+    for column in table.columns:
+        if not column.nullable and (nulls := int(frame[column.name].isna().sum())):
+            raise WarehouseError(f"{table.name}.{column.name}: {nulls} rows are null")
+    times = pd.to_datetime(frame[table.time_column], utc=True)
+    outside = int(((times < pd.Timestamp(start)) | (times >= pd.Timestamp(end))).sum())
+    if outside:
+        raise WarehouseError(
+            f"{table.name}: {outside} rows have {table.time_column} outside the window "
+            f"[{start.isoformat()}, {end.isoformat()})"
+        )
+    duplicated = int(frame.duplicated(subset=table.key).sum())
+    if duplicated:
+        raise WarehouseError(f"{table.name}: {duplicated} rows repeat the key {table.key}")
+
+
+def copy_rows(
+    cursor: Any,
+    target: sql.Composable,
+    names: list[str],
+    types: list[str],
+    rows: Iterator[tuple[Any, ...]],
+) -> None:
+    """Binary COPY: values travel typed, so text is never re-parsed on the server."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    with cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def copy_into(cursor: Any, target: sql.Composable, table: Table, frame: pd.DataFrame) -> None:
+    types = [c.type.value for c in table.columns]
+    copy_rows(cursor, target, table.column_names, types, frame_rows(frame, table))
+
+
+def replace_window(
+    engine: sa.Engine,
+    schema: str,
+    table: Table,
+    frame: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+) -> int:
+    """Make the window's rows exactly `frame`, in one transaction; returns rows written."""
+    validate_frame(frame, table, start, end)
+    target = qualified(schema, table)
+    staging = sql.Identifier(f"_staging_{table.name}")
+    with engine.begin() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        ensure_table(cursor, schema, table)
+        cursor.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
+        )
+        copy_into(cursor, staging, table, frame)
+        time_column = sql.Identifier(table.time_column)
+        cursor.execute(
+            sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
+                target, time_column, time_column
+            ),
+            (start, end),
+        )
+        cursor.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, staging))
+        return cursor.rowcount
+
+
+def load_window(
+    engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """The rows whose time column falls in [start, end), typed as declared."""
+    time_column = sql.Identifier(table.time_column)
+    query = sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s ORDER BY {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+        qualified(schema, table),
+        time_column,
+        time_column,
+        sql.SQL(", ").join(map(sql.Identifier, table.key)),
+    )
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        exists = cursor.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
+        ).fetchone()[0]
+        rows = cursor.execute(query, (start, end)).fetchall() if exists else []
+    return typed_frame(rows, table)
+
+
+VERSIONS_TABLE = "_chat_versions"
+
+
+def _ensure_versions_table(cursor: Any, schema: str) -> None:
+    cursor.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (table_name text NOT NULL, chat_id bigint NOT NULL,"
+            " updated_at timestamptz NOT NULL, PRIMARY KEY (table_name, chat_id))"
+        ).format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a newest-wins write did."""
+
+    chats_accepted: int
+    chats_stale: int
+    rows_written: int
+
+
+def apply_newest(
+    engine: sa.Engine,
+    schema: str,
+    table: Table,
+    rows: pd.DataFrame,
+    versions: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+) -> Applied:
+    """Per chat, keep the newest version's rows, in one transaction.
+
+    `versions` holds (chat_id, updated_at) of every chat in the batch. A chat is accepted when
+    no newer version was applied to this table before (ties: the later write wins); its old rows
+    are deleted and its new ones inserted. The registry row lock serialises concurrent writers
+    of the same chat, and rows are locked in chat_id order so writers never deadlock.
+    """
+    validate_frame(rows, table, start, end)
+    orphans = int((~rows[table.key[0]].isin(versions["chat_id"])).sum())
+    if orphans:
+        raise WarehouseError(f"{table.name}: {orphans} rows belong to no chat of the batch")
+    chat_column = sql.Identifier(table.key[0])
+    target = qualified(schema, table)
+    registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
+    staging = sql.Identifier(f"_staging_{table.name}")
+    with engine.begin() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        ensure_table(cursor, schema, table)
+        _ensure_versions_table(cursor, schema)
+        cursor.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
+        )
+        copy_into(cursor, staging, table, rows)
+        cursor.execute(
+            "CREATE TEMP TABLE _staging_versions (chat_id bigint PRIMARY KEY,"
+            " updated_at timestamptz NOT NULL) ON COMMIT DROP"
+        )
+        copy_rows(
+            cursor,
+            sql.Identifier("_staging_versions"),
+            ["chat_id", "updated_at"],
+            ["bigint", "timestamptz"],
+            zip(versions["chat_id"].tolist(), versions["updated_at"].tolist(), strict=True),
+        )
+        cursor.execute("CREATE TEMP TABLE _accepted (chat_id bigint PRIMARY KEY) ON COMMIT DROP")
+        cursor.execute(
+            sql.SQL(
+                "WITH accepted AS ("
+                " INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
+                " SELECT %s, chat_id, updated_at FROM _staging_versions ORDER BY chat_id"
+                " ON CONFLICT (table_name, chat_id) DO UPDATE SET updated_at = EXCLUDED.updated_at"
+                " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id)"
+                " INSERT INTO _accepted SELECT chat_id FROM accepted"
+            ).format(registry=registry),
+            (table.name,),
+        )
+        accepted = cursor.rowcount
+        cursor.execute(
+            sql.SQL("DELETE FROM {} t USING _accepted a WHERE t.{} = a.chat_id").format(
+                target, chat_column
+            )
+        )
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {} SELECT s.* FROM {} s JOIN _accepted a ON s.{} = a.chat_id"
+            ).format(target, staging, chat_column)
+        )
+        written = cursor.rowcount
+    return Applied(accepted, len(versions) - accepted, written)
+
+
+def row_count(engine: sa.Engine, schema: str, table: Table) -> int:
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        return cursor.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(qualified(schema, table))
+        ).fetchone()[0]

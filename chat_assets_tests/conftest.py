@@ -1,0 +1,37 @@
+"""Real parts for every test: an embedded PostgreSQL server and the UJET emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from chat_assets.warehouse import postgres
+from chat_assets.warehouse.embedded import embedded_database_url
+
+_schemas = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A real PostgreSQL for the session (the embedded server, data in a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="chat_assets_pg_") as state:
+        yield embedded_database_url(Path(state))
+
+
+@pytest.fixture
+def engine(database_url: str) -> sa.Engine:
+    return postgres.engine_for(database_url)
+
+
+@pytest.fixture
+def schema(engine: sa.Engine) -> Iterator[str]:
+    """A schema of the test's own, dropped afterwards."""
+    name = f"t{next(_schemas)}_{Path(tempfile.mktemp()).name[-6:].lower()}"
+    yield name
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

@@ -1,0 +1,322 @@
+"""The synthetic chats must look like the vendor's model and stay a pure function of the day."""
+
+import re
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from chat_assets.source import demo_data
+
+DAY = datetime(2024, 3, 5, tzinfo=UTC)
+DAY_END = DAY + timedelta(days=1) - timedelta(milliseconds=1)
+
+# Field lists written from the vendor's page (seed/000_e75b38adc4257749.txt), model and sample.
+TOP_LEVEL = {
+    "id", "lang", "chat_type", "status", "sub_status", "created_at", "assigned_at", "ends_at",
+    "updated_at", "first_msg_sent_at", "last_msg_sent_at", "wait_duration", "queue_duration",
+    "chat_duration", "verified", "rating", "has_feedback", "out_ticket_id", "out_ticket_url",
+    "finish_reason", "fail_reason", "message_count", "average_response_time",
+    "longest_response_time", "selected_menu", "menu_path", "agent_info", "end_user", "photos",
+    "videos", "transfers", "handle_durations", "queue_durations", "participants",
+    "consumer_handle_durations", "consumer_event_durations", "virtual_agent",
+    "virtual_agent_deflected_escalations", "virtual_agent_handle_durations", "offer_type",
+    "offer_events",
+}  # fmt: skip
+AGENT = {"id", "name", "last_name", "first_name", "agent_number", "avatar_url"}
+MENU_OBJECT = {"items_count", "name", "materialized_path"}
+OBJECTS = {
+    "selected_menu": {
+        "id", "name", "parent_id", "position", "deleted", "hidden", "menu_type", "output_msg",
+    },
+    "menu_path": MENU_OBJECT,
+    "agent_info": AGENT,
+    "end_user": {"id", "identifier", "out_contact_id"},
+    "virtual_agent": {"id", "name"},
+}  # fmt: skip
+LISTS = {
+    "photos": {"id", "photo_type", "url"},
+    "videos": {"id", "url"},
+    "transfers": {
+        "id", "status", "fail_reason", "created_at", "from_menu", "to_menu", "from_agent",
+        "to_agent",
+    },
+    "handle_durations": {
+        "id", "agent_id", "acw_duration", "chat_duration", "wait_duration", "menu_path_id",
+        "menu_path", "lang", "transfer", "transfer_id", "started_at", "ended_at", "event",
+        "response_count", "response_time_total", "response_time_max", "response_time_avg",
+        "assigned_connection_duration",
+    },
+    "queue_durations": {
+        "id", "agent_id", "queue_duration", "menu_path_id", "menu_path", "lang", "transfer",
+        "transfer_id", "transfer_cold", "started_at", "ended_at",
+        "service_level_abandon_time_threshold", "service_level_event",
+        "service_level_target_percent", "service_level_target_time", "event",
+    },
+    "participants": {
+        "id", "type", "status", "call_id", "user_id", "end_user_id", "call_duration",
+        "hold_duration", "connected_at", "ended_at", "fail_reason",
+    },
+    "consumer_handle_durations": {
+        "id", "chat_duration", "message_count", "response_count", "response_time_total",
+        "response_time_max", "response_time_avg", "started_at", "ended_at",
+    },
+    "consumer_event_durations": {
+        "id", "type", "event", "duration", "menu_path_id", "menu_path", "lang", "started_at",
+        "ended_at",
+    },
+    "virtual_agent_deflected_escalations": {
+        "id", "deflection", "escalation_reason", "escalated_at", "menu_path_id", "menu_path",
+        "lang", "virtual_agent",
+    },
+    "virtual_agent_handle_durations": {
+        "id", "virtual_agent", "chat_duration", "escalation_reason", "response_count",
+        "response_time_total", "response_time_max", "response_time_avg",
+        "fallback_response_count", "initiated_by", "menu_path_id", "menu_path", "lang",
+        "transfer", "transfer_id", "started_at", "ended_at",
+    },
+    "offer_events": {"casting_time", "group"},
+}  # fmt: skip
+STATUSES = {"queued", "assigned", "finished", "canceled", "failed", "no_response"}
+CHAT_TYPES = {
+    "Messaging Inbound (App Chat)",
+    "Messaging Inbound (Web Chat)",
+    "Messaging (SMS)",
+}
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def _day(chats_per_day: int = 500, day: datetime = DAY) -> list[dict[str, Any]]:
+    return demo_data.chats_updated_between(
+        day, day + timedelta(days=1) - timedelta(milliseconds=1), chats_per_day
+    )
+
+
+def _ms(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+@pytest.fixture(scope="module")
+def day500() -> list[dict[str, Any]]:
+    return _day(500)
+
+
+def test_same_window_twice_gives_identical_records() -> None:
+    start, end = DAY + timedelta(hours=3), DAY + timedelta(hours=30)
+    first = demo_data.chats_updated_between(start, end, 100)
+    second = demo_data.chats_updated_between(start, end, 100)
+    assert first == second
+    assert len(first) > 100
+
+
+def test_a_sub_window_is_the_filtered_day(day500: list[dict[str, Any]]) -> None:
+    """A pure function of the day: narrowing the window only filters, never regenerates."""
+    start, end = DAY + timedelta(hours=6), DAY + timedelta(hours=9, minutes=30)
+    window = demo_data.chats_updated_between(start, end, 500)
+    expected = [r for r in day500 if start <= _ms(r["updated_at"]) <= end]
+    assert window == expected
+    assert 0 < len(window) < len(day500)
+
+
+def test_bounds_are_inclusive(day500: list[dict[str, Any]]) -> None:
+    target = day500[len(day500) // 2]
+    moment = _ms(target["updated_at"])
+    exact = demo_data.chats_updated_between(moment, moment, 500)
+    assert target in exact
+    assert all(r["updated_at"] == target["updated_at"] for r in exact)
+
+
+def test_sorted_by_updated_at_then_id_and_within_the_day(day500: list[dict[str, Any]]) -> None:
+    keys = [(_ms(r["updated_at"]), r["id"]) for r in day500]
+    assert keys == sorted(keys)
+    assert all(DAY <= moment <= DAY_END for moment, _ in keys)
+    assert len(set(keys)) == len(keys)
+
+
+def test_every_model_field_is_present(day500: list[dict[str, Any]]) -> None:
+    non_empty: Counter[str] = Counter()
+    non_null: Counter[str] = Counter()
+    for record in day500:
+        assert set(record) == TOP_LEVEL
+        for name, fields in OBJECTS.items():
+            if record[name] is not None:
+                non_null[name] += 1
+                assert set(record[name]) == fields, name
+        for name, fields in LISTS.items():
+            assert isinstance(record[name], list)
+            assert len(record[name]) <= 3, name
+            non_empty[name] += bool(record[name])
+            for item in record[name]:
+                assert set(item) == fields, name
+        for transfer in record["transfers"]:
+            assert set(transfer["from_menu"]) == set(transfer["to_menu"]) == MENU_OBJECT
+            assert set(transfer["from_agent"]) == set(transfer["to_agent"]) == AGENT
+    assert set(non_null) == set(OBJECTS), "every nullable object must also appear filled"
+    assert set(non_empty) == set(LISTS), "every nested list must appear non-empty somewhere"
+
+
+def test_timestamps_look_like_the_vendors(day500: list[dict[str, Any]]) -> None:
+    stamps = 0
+    for record in day500:
+        for name in ("created_at", "updated_at", "assigned_at", "ends_at", "last_msg_sent_at"):
+            if record[name] is not None:
+                assert ISO_MS.match(record[name]), record[name]
+                stamps += 1
+        for item in record["handle_durations"] + record["queue_durations"]:
+            assert ISO_MS.match(item["started_at"])
+        assert record["created_at"] <= record["updated_at"]
+    assert stamps > 4 * len(day500)
+
+
+def test_types_and_nulls_follow_the_model(day500: list[dict[str, Any]]) -> None:
+    statuses = Counter(r["status"] for r in day500)
+    assert set(statuses) <= STATUSES
+    assert statuses.most_common(1)[0][0] == "finished"
+    assert {r["chat_type"] for r in day500} == CHAT_TYPES
+    for record in day500:
+        assert isinstance(record["id"], int)
+        if record["status"] in ("queued", "canceled"):
+            assert record["agent_info"] is None
+        if record["status"] in ("assigned", "finished"):
+            assert record["agent_info"] is not None
+        assert (record["selected_menu"] is None) == (record["menu_path"] is None)
+        for item in record["handle_durations"]:
+            assert isinstance(item["menu_path"], str)
+            assert item["transfer"] in (0, 1)
+        if record["menu_path"] is not None:
+            assert isinstance(record["menu_path"], dict)
+        assert record["wait_duration"] == record["queue_duration"]
+    for name in ("selected_menu", "agent_info", "virtual_agent", "rating", "fail_reason"):
+        values = [r[name] for r in day500]
+        assert None in values and any(v is not None for v in values), name
+    assert {r["fail_reason"] for r in day500} >= {None, "no_response", "expired"}
+
+
+def test_service_level_event_agrees_with_queue_time(day500: list[dict[str, Any]]) -> None:
+    seen: Counter[str] = Counter()
+    for record in day500:
+        for item in record["queue_durations"]:
+            event = item["service_level_event"]
+            seen[event] += 1
+            assert item["service_level_target_percent"] in (80, 90)
+            if event == "in_sla":
+                assert item["queue_duration"] <= item["service_level_target_time"]
+            elif event == "not_in_sla" and item["event"] == "answered":
+                assert item["queue_duration"] > item["service_level_target_time"]
+            elif event == "excluded":
+                assert item["event"] != "answered"
+    assert set(seen) == {"in_sla", "not_in_sla", "excluded"}
+
+
+def test_child_ids_unique_per_chat_but_repeat_across_chats(
+    day500: list[dict[str, Any]],
+) -> None:
+    for name in ("handle_durations", "queue_durations", "transfers"):
+        owners: dict[int, set[int]] = {}
+        for record in day500:
+            ids = [item["id"] for item in record[name]]
+            assert len(ids) == len(set(ids)), (name, record["id"])
+            for child_id in ids:
+                owners.setdefault(child_id, set()).add(record["id"])
+        assert any(len(chats) > 1 for chats in owners.values()), name
+
+
+def test_second_versions_arrive_the_next_day() -> None:
+    yesterday = _day(200, DAY - timedelta(days=1))
+    today = _day(200)
+    created_yesterday = {r["id"]: r for r in yesterday}
+    seconds = [r for r in today if r["id"] in created_yesterday]
+    assert len(seconds) == 40  # 20% of yesterday's 200 chats
+    for second in seconds:
+        first = created_yesterday[second["id"]]
+        assert second["created_at"] == first["created_at"]
+        assert _ms(second["updated_at"]) > _ms(first["updated_at"])
+        assert _ms(second["updated_at"]) >= DAY
+        assert first["status"] in ("queued", "assigned")
+        assert second["status"] in ("finished", "canceled", "no_response")
+        assert second["ends_at"] == second["updated_at"]
+    changed_lists = Counter(
+        name
+        for second in seconds
+        for name in LISTS
+        if len(second[name]) != len(created_yesterday[second["id"]][name])
+    )
+    assert changed_lists["handle_durations"] > 0
+    assert any(
+        len(s[name]) < len(created_yesterday[s["id"]][name])
+        for s in seconds
+        for name in ("photos", "offer_events")
+    ), "some second versions must have fewer children"
+    assert any(s["rating"] is not None for s in seconds)
+    assert any(len(s["transfers"]) > len(created_yesterday[s["id"]]["transfers"]) for s in seconds)
+
+
+def test_ids_do_not_collide_across_days() -> None:
+    monday, tuesday = _day(300, DAY), _day(300, DAY + timedelta(days=1))
+    new_monday = {r["id"] for r in monday if _ms(r["created_at"]) >= DAY}
+    new_tuesday = {r["id"] for r in tuesday if _ms(r["created_at"]) >= DAY + timedelta(days=1)}
+    assert len(new_monday) == len(new_tuesday) == 300
+    assert not new_monday & new_tuesday
+
+
+def test_a_version_builds_from_its_key_alone() -> None:
+    keys = demo_data.chat_version_keys(DAY, DAY_END, 60)
+    records = demo_data.chats_updated_between(DAY, DAY_END, 60)
+    assert [(k.chat_id, demo_data.iso_ms(k.updated_ms)) for k in keys] == [
+        (r["id"], r["updated_at"]) for r in records
+    ]
+    second = next(k for k in keys if k.version == 2)
+    assert demo_data.build_chat(second) == records[keys.index(second)]
+    assert demo_data.build_chat(second) is not demo_data.build_chat(second)
+
+
+def test_personal_looking_values_are_present(day500: list[dict[str, Any]]) -> None:
+    identifiers = [r["end_user"]["identifier"] for r in day500]
+    patterns = {
+        "korean mobile": r"^010-\d{4}-\d{4}$",
+        "e164": r"^\+1415555\d{4}$",
+        "formatted us": r"^\(415\) 555-\d{4}$",
+        "email": r"^[a-z]+\.[a-z]+\d*@example\.com$",
+        "korean name": r"^[가-힣]{3}$",
+    }
+    for label, pattern in patterns.items():
+        assert any(re.match(pattern, i) for i in identifiers), label
+    agent_names = {r["agent_info"]["name"] for r in day500 if r["agent_info"]}
+    assert any(re.match(r"^[가-힣]{3}$", n) for n in agent_names)
+    assert any(re.match(r"^[A-Z][a-z]+ [A-Z][a-z]+$", n) for n in agent_names)
+    photo_urls = [p["url"] for r in day500 for p in r["photos"]]
+    assert photo_urls
+    assert all("X-Amz-Signature=" in url for url in photo_urls)
+    assert any(r["end_user"]["out_contact_id"] for r in day500)
+    tickets = [r["out_ticket_url"] for r in day500 if r["out_ticket_url"]]
+    assert tickets and all(
+        re.match(r"^https://support\.example\.test/tickets/\d+$", t) for t in tickets
+    )
+
+
+def test_only_reserved_domains_are_used(day500: list[dict[str, Any]]) -> None:
+    urls = re.findall(r"https?://[^\s\"?]+", repr(day500))
+    hosts = {urlsplit(url).hostname or "" for url in urls}
+    assert hosts
+    assert all(h.endswith((".test", "example.com")) for h in hosts), hosts
+    emails = [r["end_user"]["identifier"] for r in day500 if "@" in r["end_user"]["identifier"]]
+    assert emails and all(e.endswith("@example.com") for e in emails)
+
+
+def test_two_thousand_chats_are_cheap() -> None:
+    started = time.perf_counter()
+    records = _day(2000)
+    elapsed = time.perf_counter() - started
+    assert len(records) == 2400
+    assert elapsed < 2.0, elapsed
+
+
+def test_rejects_naive_datetimes_and_absurd_volumes() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        demo_data.chats_updated_between(datetime(2024, 1, 1), DAY)
+    with pytest.raises(ValueError, match="chats_per_day"):
+        demo_data.chats_updated_between(DAY, DAY_END, 2_000_000)
+    assert demo_data.chats_updated_between(DAY_END, DAY) == []

@@ -1,0 +1,128 @@
+"""Flattening: the vendor's own sample, drifted and null-laden records."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from chat_assets.flattening import flatten, newest_versions
+from chat_assets.tables import (
+    CHAT_HANDLE_DURATIONS,
+    CHAT_QUEUE_DURATIONS,
+    CHAT_TRANSFERS,
+    CHATS,
+    DERIVED_TABLES,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def sample() -> list[dict]:
+    """The two chats of the vendor's sample response, rebuilt as valid JSON."""
+    return json.loads((DATA / "vendor_sample.json").read_text())
+
+
+@pytest.fixture
+def model() -> list[dict]:
+    """The vendor's chat model (placeholders, no child ids), rebuilt as valid JSON."""
+    return json.loads((DATA / "vendor_model.json").read_text())
+
+
+def test_sample_chats(sample):
+    chats = flatten(sample, CHATS).rows
+    assert chats["id"].tolist() == [1, 2]
+    assert chats["agent_id"].tolist()[0] == 4
+    assert pd.isna(chats["agent_id"].iloc[1])  # agent_info: null
+    assert chats["agent_number"].tolist()[0] == "007"
+    assert chats["end_user_id"].tolist() == ["1", "1"]
+    assert chats["photo_count"].tolist() == [1, 0]
+    assert chats["virtual_agent_name"].iloc[1] == "D2-R2"
+    assert chats["rating"].tolist() == [5.0, 2.0]
+    assert str(chats["updated_at"].dtype) == "datetime64[us, UTC]"
+    assert chats["updated_at"].iloc[0] == pd.Timestamp("2016-02-26T18:37:24Z")
+
+
+def test_sample_child_ids_repeat_across_chats_and_no_row_is_lost(sample):
+    handles = flatten(sample, CHAT_HANDLE_DURATIONS).rows
+    queues = flatten(sample, CHAT_QUEUE_DURATIONS).rows
+    assert handles[["chat_id", "id"]].values.tolist() == [[1, 30001], [2, 30001]]
+    assert queues[["chat_id", "id"]].values.tolist() == [[1, 41234], [2, 41234]]
+    assert handles["transfer"].tolist() == [False, False]  # sent as 0
+    assert handles["menu_path"].tolist() == ["Deathstar/Shipping"] * 2  # a string inside lists
+    assert queues["service_level_event"].tolist() == ["not_in_sla"] * 2
+    assert queues["queue_duration"].tolist() == [22, 12]
+    assert flatten(sample, CHAT_TRANSFERS).rows.empty
+
+
+def test_versions_cover_chats_without_child_rows(sample):
+    transfers = flatten(sample, CHAT_TRANSFERS)
+    assert transfers.rows.empty
+    assert transfers.versions["chat_id"].tolist() == [1, 2]
+
+
+def test_model_with_object_menu_path_and_missing_child_ids(model):
+    chats = flatten(model, CHATS)
+    assert chats.rows["menu_path_name"].tolist() == ["Ringo"]
+    assert chats.rows["menu_path_materialized_path"].tolist() == ["3389"]
+    assert chats.rows["selected_menu_hidden"].tolist() == ["string"]
+    # "string" placeholders in timestamp columns cannot be times: NULL, and counted
+    handles = flatten(model, CHAT_HANDLE_DURATIONS)
+    assert len(handles.rows) == 1
+    assert pd.isna(handles.rows["id"].iloc[0])  # the model's segments have no id
+    transfers = flatten(model, CHAT_TRANSFERS)
+    assert transfers.rows["from_menu_name"].tolist() == ["string"]
+    assert transfers.rows["from_agent_id"].tolist() == [0]
+
+
+def test_type_drift_is_coerced_and_failures_counted(sample):
+    chat = copy.deepcopy(sample[0])
+    chat["rating"] = "4.5"
+    chat["queue_duration"] = "22"
+    chat["verified"] = "true"
+    chat["created_at"] = "string"
+    chat["agent_info"] = {"id": "4", "name": None}
+    chat["handle_durations"][0]["transfer"] = True
+    chat["handle_durations"][0]["acw_duration"] = "n/a"
+    chat["queue_durations"] = None
+    chat["transfers"] = {"id": 1}
+    chats = flatten([chat], CHATS)
+    row = chats.rows.iloc[0]
+    assert row["rating"] == 4.5
+    assert row["queue_duration"] == 22
+    assert bool(row["verified"]) is True
+    assert pd.isna(row["created_at"])
+    assert row["agent_id"] == 4
+    assert chats.coercion_failures == {"created_at": 1}
+    handles = flatten([chat], CHAT_HANDLE_DURATIONS)
+    assert bool(handles.rows["transfer"].iloc[0]) is True
+    assert handles.coercion_failures == {"acw_duration": 1}
+    assert flatten([chat], CHAT_QUEUE_DURATIONS).rows.empty
+    transfers = flatten([chat], CHAT_TRANSFERS)
+    assert transfers.rows.empty
+    assert transfers.coercion_failures == {"transfers": 1}
+
+
+def test_newest_version_of_each_chat_is_flattened(sample):
+    old = copy.deepcopy(sample[0])
+    new = copy.deepcopy(sample[0])
+    new["updated_at"] = "2016-02-27T00:00:00.000Z"
+    new["status"] = "assigned"
+    new["handle_durations"] = []
+    assert [r["status"] for r in newest_versions([new, old])] == ["assigned"]
+    flat = flatten([old, new], CHAT_HANDLE_DURATIONS)
+    assert flat.rows.empty
+    assert flat.versions["updated_at"].tolist() == [pd.Timestamp("2016-02-27", tz="UTC")]
+
+
+@pytest.mark.parametrize("table", DERIVED_TABLES, ids=lambda t: t.name)
+def test_frames_have_declared_columns_and_dtypes(sample, table):
+    rows = flatten(sample, table).rows
+    assert list(rows.columns) == table.column_names
+    assert {c: str(t) for c, t in rows.dtypes.items()} == {
+        c.name: c.type.pandas_dtype for c in table.columns
+    }

@@ -1,0 +1,157 @@
+"""raw_chats through real Dagster runs, the emulator over HTTP and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from chat_assets.source.emulator import UjetEmulator
+
+from chat_assets.definitions import defs, ujet_resource
+from chat_assets.landing import build_raw_chats
+from chat_assets.partitions import daily_partitions, day_window
+from chat_assets.settings import Settings, SettingsError
+from chat_assets.source.resource import UjetResource
+from chat_assets.warehouse import postgres
+from chat_assets.warehouse.embedded import embedded_database_url
+from chat_assets.warehouse.io_manager import PostgresIOManager
+
+DAY = "2026-01-05"
+
+
+@pytest.fixture
+def settings(monkeypatch) -> Settings:
+    monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
+    monkeypatch.setenv("CHAT_ASSETS_TIMEZONE", "Asia/Seoul")
+    return Settings.from_env()
+
+
+def materialize_raw(settings: Settings, ujet: UjetResource, database_url: str, schema: str):
+    asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
+    return dg.materialize(
+        [asset],
+        partition_key=DAY,
+        resources={
+            "ujet": ujet,
+            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+        },
+    )
+
+
+def stored(engine, schema: str) -> list[tuple]:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            f"SELECT partition_key, id, updated_at, payload FROM {schema}.raw_chats ORDER BY id"
+        ).fetchall()
+
+
+def test_materializing_twice_leaves_identical_rows(settings, database_url, engine, schema):
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=150) as emulator:
+        ujet = UjetResource(
+            base_url=emulator.base_url, company_key="k", company_secret="s", requests_per_second=50
+        )
+        first_run = materialize_raw(settings, ujet, database_url, schema)
+        first = stored(engine, schema)
+        second_run = materialize_raw(settings, ujet, database_url, schema)
+    assert first_run.success and second_run.success
+    assert stored(engine, schema) == first
+    start, end = day_window(date(2026, 1, 5), "Asia/Seoul")
+    assert first and all(start <= row[2] < end for row in first)
+    assert {row[0] for row in first} == {DAY}
+    metadata = second_run.asset_materializations_for_node("raw_chats")[0].metadata
+    assert metadata["source"].value == "ujet"
+    assert metadata["records"].value == len(first)
+    assert metadata["pages"].value >= 2
+    assert metadata["dagster/row_count"].value == len(first)
+
+
+def test_demo_source_says_so(settings, database_url, engine, schema):
+    result = materialize_raw(settings, UjetResource(), database_url, schema)
+    assert result.success
+    metadata = result.asset_materializations_for_node("raw_chats")[0].metadata
+    assert metadata["source"].value == "demo"
+    assert metadata["records"].value == len(stored(engine, schema)) > 0
+
+
+def test_bad_credentials_fail_the_run_with_a_clear_message(settings, database_url, schema):
+    with UjetEmulator(company_key="k", company_secret="s") as emulator:
+        ujet = UjetResource(
+            base_url=emulator.base_url, company_key="k", company_secret="wrong-secret-123"
+        )
+        asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
+        result = dg.materialize(
+            [asset],
+            partition_key=DAY,
+            resources={
+                "ujet": ujet,
+                "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+            },
+            raise_on_error=False,
+        )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    text = failure.to_string()
+    assert "UJET_COMPANY_KEY" in text
+    assert "wrong-secret-123" not in text
+
+
+def test_code_location_loads():
+    dg.Definitions.validate_loadable(defs)
+    assert defs.get_assets_def("raw_chats").partitions_def is not None
+
+
+def test_real_source_without_credentials_fails_before_any_request(settings, database_url, schema):
+    asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
+    result = dg.materialize(
+        [asset],
+        partition_key=DAY,
+        resources={
+            "ujet": UjetResource(subdomain="acme"),
+            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "UJET_COMPANY_KEY and UJET_COMPANY_SECRET must both be set" in error
+
+
+def test_real_source_is_chosen_by_environment(monkeypatch):
+    monkeypatch.setenv("UJET_SUBDOMAIN", "acme")
+    monkeypatch.setenv("UJET_DOMAIN", "ujet.example")
+    monkeypatch.setenv("UJET_REQUESTS_PER_SECOND", "0.5")
+    resource = ujet_resource()
+    assert resource.source == "ujet"
+    assert resource.endpoint() == "https://acme.ujet.example/manager/api/v1"
+    assert resource.requests_per_second == 0.5
+    monkeypatch.setenv("UJET_REQUESTS_PER_SECOND", "fast")
+    with pytest.raises(SettingsError, match="UJET_REQUESTS_PER_SECOND"):
+        ujet_resource()
+
+
+def test_embedded_defaults_end_to_end(tmp_path: Path):
+    """`bin/demo materialize DAY`: demo source, embedded PostgreSQL, Dagster's CLI."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("UJET_", "CHAT_ASSETS_", "DAGSTER_"))
+    }
+    env |= {"CHAT_ASSETS_HOME": str(tmp_path / "state"), "CHAT_ASSETS_START_DATE": "2026-01-01"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_assets.demo", "materialize", DAY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "embedded PostgreSQL at postgresql+psycopg://" in done.stdout
+    url = embedded_database_url(tmp_path / "state")
+    rows = stored(postgres.engine_for(url), "ujet")
+    assert len(rows) > 0
+    assert {row[0] for row in rows} == {DAY}

@@ -1,0 +1,115 @@
+"""The warehouse client against a real PostgreSQL."""
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from chat_assets.landing import landing_frame
+from chat_assets.tables import RAW_CHATS
+from chat_assets.warehouse import postgres
+
+DAY = datetime(2026, 1, 5, tzinfo=UTC)
+NEXT = DAY + timedelta(days=1)
+
+
+def chat(chat_id: int, updated_at: datetime, **extra) -> dict:
+    stamp = updated_at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return {"id": chat_id, "updated_at": stamp, "status": "finished", **extra}
+
+
+def write(engine, schema: str, records: list[dict]) -> int:
+    frame = landing_frame(records, "UTC")
+    return postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT)
+
+
+def table_rows(engine, schema: str) -> list[tuple]:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            f"SELECT partition_key, id, updated_at, payload FROM {schema}.raw_chats ORDER BY id"
+        ).fetchall()
+
+
+def test_replace_window_creates_typed_table_and_is_idempotent(engine, schema):
+    frame = landing_frame([chat(1, DAY), chat(2, DAY + timedelta(hours=5), rating=4)], "UTC")
+    assert postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
+    first = table_rows(engine, schema)
+    assert postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
+    assert table_rows(engine, schema) == first
+    assert first[1][3] == {
+        "id": 2,
+        "updated_at": "2026-01-05T05:00:00.000Z",
+        "status": "finished",
+        "rating": 4,
+    }
+    with engine.connect() as connection:
+        types = dict(
+            connection.exec_driver_sql(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                f"WHERE table_schema = '{schema}' AND table_name = 'raw_chats'"
+            ).fetchall()
+        )
+    assert types == {
+        "partition_key": "text",
+        "id": "bigint",
+        "updated_at": "timestamp with time zone",
+        "payload": "jsonb",
+    }
+
+
+def test_replace_window_touches_only_its_window(engine, schema):
+    day_two = landing_frame([chat(3, NEXT + timedelta(hours=1))], "UTC")
+    postgres.replace_window(engine, schema, RAW_CHATS, day_two, NEXT, NEXT + timedelta(days=1))
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC"), DAY, NEXT
+    )
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame([chat(2, DAY)], "UTC"), DAY, NEXT
+    )
+    assert [row[1] for row in table_rows(engine, schema)] == [2, 3]
+
+
+def test_load_window_returns_declared_dtypes(engine, schema):
+    frame = landing_frame([chat(1, DAY), chat(2, NEXT)], "UTC")
+    postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT + timedelta(days=1))
+    loaded = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    assert loaded["id"].tolist() == [1]
+    assert str(loaded["id"].dtype) == "Int64"
+    assert str(loaded["updated_at"].dtype) == "datetime64[us, UTC]"
+    assert loaded["payload"].iloc[0]["status"] == "finished"
+
+
+def test_load_window_of_a_missing_table_is_empty_with_columns(engine, schema):
+    loaded = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    assert loaded.empty
+    assert list(loaded.columns) == RAW_CHATS.column_names
+
+
+def test_rows_outside_the_window_are_refused_and_nothing_changes(engine, schema):
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC"), DAY, NEXT
+    )
+    stray = landing_frame([chat(5, DAY), chat(6, NEXT + timedelta(hours=2))], "UTC")
+    with pytest.raises(postgres.WarehouseError, match="1 rows have updated_at outside"):
+        postgres.replace_window(engine, schema, RAW_CHATS, stray, DAY, NEXT)
+    assert [row[1] for row in table_rows(engine, schema)] == [1]
+
+
+def test_a_failing_write_rolls_back_the_delete(engine, schema):
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC"), DAY, NEXT
+    )
+    bad = landing_frame([chat(7, DAY)], "UTC")
+    bad["payload"] = [object()]  # not JSON-serialisable: the COPY fails midway
+    with pytest.raises(TypeError):
+        postgres.replace_window(engine, schema, RAW_CHATS, bad, DAY, NEXT)
+    assert [row[1] for row in table_rows(engine, schema)] == [1]
+
+
+def test_frames_that_do_not_fit_the_declaration_are_refused(engine, schema):
+    frame = landing_frame([chat(1, DAY)], "UTC")
+    with pytest.raises(postgres.WarehouseError, match="missing: \\['payload'\\]"):
+        postgres.replace_window(engine, schema, RAW_CHATS, frame.drop(columns="payload"), DAY, NEXT)
+    doubled = pd.concat([frame, frame])
+    with pytest.raises(postgres.WarehouseError, match="repeat the key"):
+        postgres.replace_window(engine, schema, RAW_CHATS, doubled, DAY, NEXT)
