@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from chat_assets import checks
-from chat_assets.flattening import Flattened, flatten
+from chat_assets.flattening import Flattened, flatten_raw
 from chat_assets.tables import CHAT_QUEUE_DURATIONS, DERIVED_TABLES, Table
 
 
@@ -63,8 +63,7 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, schema: str):
     def chat_tables(
         context: dg.AssetExecutionContext, raw_chats: pd.DataFrame
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        records = raw_chats["payload"].tolist()
-        flattened = [flatten(records, table) for table in DERIVED_TABLES]
+        flattened = flatten_raw(raw_chats, DERIVED_TABLES)
         for flat in flattened:
             context.log.info(
                 f"{flat.table.name}: {len(flat.rows)} rows from {len(flat.versions)} chats"

@@ -7,15 +7,19 @@ counted per column, never silently dropped with its row.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from chat_assets.tables import Column, PgType, Table
+
+VERSION_TIME_DTYPE = "datetime64[us, UTC]"
 
 Getter = Callable[[dict[str, Any], int, dict[str, Any]], Any]
 
@@ -47,30 +51,90 @@ def newest_versions(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def flatten(records: Sequence[dict[str, Any]], table: Table) -> Flattened:
     """The table's rows for `records` (one version per chat: see `newest_versions`)."""
     chats = newest_versions(records)
-    getters = [(column, _getter(column.source or column.name)) for column in table.columns]
-    triples = list(_row_objects(chats, table.items))
-    raw_columns = {
-        column.name: [get(chat, position, item) for chat, position, item in triples]
-        for column, get in getters
-    }
-    failures: dict[str, int] = {}
-    if table.items and (malformed := sum(not _is_list_or_none(c.get(table.items)) for c in chats)):
-        failures[table.items] = malformed
-    data = {}
-    for column, _ in getters:
-        data[column.name], failed = coerce(raw_columns[column.name], column)
-        if failed:
-            failures[column.name] = failed
-    rows = pd.DataFrame(data, columns=table.column_names)
+    rows, failures = table_rows(chats, table)
     versions = pd.DataFrame(
         {
             "chat_id": pd.array([int(c["id"]) for c in chats], dtype="Int64"),
             "updated_at": pd.to_datetime(
                 [c["updated_at"] for c in chats], utc=True, format="ISO8601"
-            ),
+            ).astype(VERSION_TIME_DTYPE),
         }
     )
     return Flattened(table, rows, versions, failures)
+
+
+def table_rows(
+    chats: Sequence[dict[str, Any]], table: Table
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The table's typed rows for chats already reduced to one version each."""
+    getters = [(column, _getter(column.source or column.name)) for column in table.columns]
+    triples = list(_row_objects(chats, table.items))
+    failures: dict[str, int] = {}
+    if table.items and (malformed := sum(not _is_list_or_none(c.get(table.items)) for c in chats)):
+        failures[table.items] = malformed
+    data = {}
+    for column, get in getters:
+        values = [get(chat, position, item) for chat, position, item in triples]
+        data[column.name], failed = coerce(values, column)
+        if failed:
+            failures[column.name] = failed
+    return pd.DataFrame(data, columns=table.column_names), failures
+
+
+def flatten_raw(
+    raw: pd.DataFrame, tables: Sequence[Table], chunk_size: int = 5_000
+) -> list[Flattened]:
+    """Every table's rows from a raw_chats frame, parsing each payload once, chunk by chunk.
+
+    A range of partitions can hold several versions of a chat: the newest `updated_at` wins
+    (ties: the later row). Payloads may be JSON text or parsed objects. Parsed chats live only
+    for their chunk, so memory stays near the size of the output.
+    """
+    newest = raw.sort_values("updated_at", kind="stable").drop_duplicates("id", keep="last")
+    versions = pd.DataFrame(
+        {
+            "chat_id": newest["id"].astype("Int64").to_numpy(),
+            "updated_at": newest["updated_at"].astype(VERSION_TIME_DTYPE).to_numpy(),
+        }
+    )
+    parts: dict[str, list[pd.DataFrame]] = {t.name: [] for t in tables}
+    failures: dict[str, dict[str, int]] = {t.name: {} for t in tables}
+    payloads = newest["payload"].tolist()
+    with _collection_paused():
+        for offset in range(0, len(payloads), chunk_size):
+            chats = [
+                json.loads(p) if isinstance(p, str | bytes) else p
+                for p in payloads[offset : offset + chunk_size]
+            ]
+            for table in tables:
+                rows, failed = table_rows(chats, table)
+                parts[table.name].append(rows)
+                for column, n in failed.items():
+                    failures[table.name][column] = failures[table.name].get(column, 0) + n
+            del chats
+    return [
+        Flattened(table, _concat(parts[table.name], table), versions, failures[table.name])
+        for table in tables
+    ]
+
+
+def _concat(frames: list[pd.DataFrame], table: Table) -> pd.DataFrame:
+    if not frames:
+        return table_rows([], table)[0]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Parsing builds millions of small objects; repeated cyclic GC passes over them cost more
+    than the parse. Nothing here makes reference cycles, so pause the collector meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _is_list_or_none(value: Any) -> bool:

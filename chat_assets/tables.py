@@ -136,7 +136,12 @@ RAW_CHATS = Table(
         Column(
             "updated_at", PgType.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False
         ),
-        Column("payload", PgType.JSONB, "The chat object as received.", nullable=False),
+        Column(
+            "payload",
+            PgType.JSONB,
+            "The chat object as received (loads into pandas as JSON text).",
+            nullable=False,
+        ),
     ),
     time_column="updated_at",
     write=WriteMode.REPLACE_WINDOW,

@@ -433,10 +433,9 @@ class UjetClient:
             if next_url is not None:
                 url = self._checked_next(next_url, response.url or url, page, window, fetched)
                 params = None
-            elif server_links or len(batch) < per:
+            elif server_links or params is None or len(batch) < per:
                 break
             else:
-                assert params is not None
                 params = {**params, "page": page + 1}
 
         return self._result(received, page, total, start, end, window, counters)

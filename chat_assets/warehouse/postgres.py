@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
+from psycopg.types.string import TextLoader
 
 from chat_assets.tables import Table, typed_frame
 
@@ -171,6 +172,9 @@ def load_window(
     )
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
+        # JSONB arrives as its text: parsing is left to the consumer, chunk by chunk, because a
+        # day of parsed chats can be many times the size of its JSON.
+        cursor.adapters.register_loader("jsonb", TextLoader)
         exists = cursor.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
         ).fetchone()[0]

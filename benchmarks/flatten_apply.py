@@ -1,0 +1,112 @@
+"""Flatten and apply a 100,000-chat day, against the floor of a bare COPY of the same rows.
+
+1. A child process generates the day with the demo generator and lands it in raw_chats (not
+   timed, and its memory is not this process's).
+2. Timed: load the partition from raw_chats, flatten the four tables, apply each newest-wins.
+3. Timed floor: a bare binary COPY of the same final rows into empty tables with primary keys.
+Prints wall times, rows per second, the ratio to the floor and this process's peak RSS.
+
+Run: .venv/bin/python benchmarks/flatten_apply.py [--chats 100000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from psycopg import sql
+
+from chat_assets.flattening import flatten_raw
+from chat_assets.landing import landing_frame
+from chat_assets.partitions import day_window
+from chat_assets.source.demo_data import chats_updated_between
+from chat_assets.tables import DERIVED_TABLES, RAW_CHATS
+from chat_assets.warehouse import postgres
+from chat_assets.warehouse.embedded import embedded_database_url
+
+DAY = date(2026, 1, 15)
+
+
+def land(url: str, schema: str, chats: int) -> None:
+    start, end = day_window(DAY, "UTC")
+    # chats_per_day new chats plus ~20% second versions of the day before
+    records = chats_updated_between(start, end, chats_per_day=round(chats / 1.2))
+    frame = landing_frame([r for r in records if start <= _ts(r) < end], "UTC")
+    postgres.replace_window(postgres.engine_for(url), schema, RAW_CHATS, frame, start, end)
+    print(f"landed                  {len(frame)} chats in {schema}.raw_chats")
+
+
+def _ts(record: dict):
+    from chat_assets.landing import parse_time
+
+    return parse_time(record["updated_at"])
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chats", type=int, default=100_000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="chat_assets_bench_") as state:
+        url = args.database_url or embedded_database_url(Path(state))
+        engine = postgres.engine_for(url)
+        schema, floor_schema = "bench", "bench_floor"
+        with engine.begin() as connection:
+            for name in (schema, floor_schema):
+                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        child = multiprocessing.get_context("spawn").Process(
+            target=land, args=(url, schema, args.chats)
+        )
+        child.start()
+        child.join()
+        start, end = day_window(DAY, "UTC")
+
+        began = time.perf_counter()
+        raw = postgres.load_window(engine, schema, RAW_CHATS, start, end)
+        loaded = time.perf_counter()
+        flattened = flatten_raw(raw, DERIVED_TABLES)
+        del raw
+        flat_done = time.perf_counter()
+        for flat in flattened:
+            postgres.apply_newest(engine, schema, flat.table, flat.rows, flat.versions, start, end)
+        total = time.perf_counter() - began
+        rows = sum(len(f.rows) for f in flattened)
+
+        floor_began = time.perf_counter()
+        with engine.begin() as connection:
+            cursor = connection.connection.dbapi_connection.cursor()
+            for flat in flattened:
+                postgres.ensure_table(cursor, floor_schema, flat.table)
+                postgres.copy_into(
+                    cursor,
+                    sql.SQL("{}.{}").format(
+                        sql.Identifier(floor_schema), sql.Identifier(flat.table.name)
+                    ),
+                    flat.table,
+                    flat.rows,
+                )
+        floor = time.perf_counter() - floor_began
+
+        print(f"rows                    {rows} across {len(flattened)} tables")
+        for flat in flattened:
+            print(f"  {flat.table.name:<22}{len(flat.rows)}")
+        print(f"load raw_chats          {loaded - began:.2f} s")
+        print(f"flatten                 {flat_done - loaded:.2f} s")
+        print(f"apply newest-wins       {began + total - flat_done:.2f} s")
+        print(f"total                   {total:.2f} s ({rows / total:,.0f} rows/s)")
+        print(f"bare COPY (floor)       {floor:.2f} s ({rows / floor:,.0f} rows/s)")
+        print(f"ratio to the floor      {total / floor:.2f}")
+        print(f"peak RSS                {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""raw_chats -> the four flattened tables, through real Dagster runs, with their checks."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from chat_assets import checks
+from chat_assets.derived import build_chat_tables
+from chat_assets.landing import build_raw_chats
+from chat_assets.partitions import daily_partitions
+from chat_assets.settings import Settings
+from chat_assets.source.emulator import UjetEmulator
+from chat_assets.source.resource import UjetResource
+from chat_assets.warehouse.io_manager import PostgresIOManager
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def settings(monkeypatch) -> Settings:
+    monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2016-01-01")
+    return Settings.from_env()
+
+
+def run(settings: Settings, emulator: UjetEmulator, url: str, schema: str, day: str):
+    partitions = daily_partitions(settings)
+    return dg.materialize(
+        [
+            build_raw_chats(partitions, schema, settings.timezone),
+            build_chat_tables(partitions, schema),
+        ],
+        partition_key=day,
+        resources={
+            "ujet": UjetResource(
+                base_url=emulator.base_url,
+                company_key="k",
+                company_secret="s",
+                requests_per_second=100,
+            ),
+            "warehouse": PostgresIOManager(database_url=url, db_schema=schema),
+        },
+    )
+
+
+def evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def count(engine, schema: str, table: str) -> int:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(f"SELECT count(*) FROM {schema}.{table}").scalar()
+
+
+def test_demo_days_in_any_order_give_green_checks_and_newest_chats(
+    settings, database_url, engine, schema
+):
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=60) as emulator:
+        results = [
+            run(settings, emulator, database_url, schema, day)
+            for day in ["2026-01-06", "2026-01-05", "2026-01-07", "2026-01-06"]
+        ]
+    for result in results:
+        assert result.success
+        failed = [key for key, e in evaluations(result).items() if not e.passed]
+        assert failed == []
+    assert len(evaluations(results[0])) == 1 + 4 * 2 + 2
+    for table in ["chats", "chat_transfers", "chat_queue_durations", "chat_handle_durations"]:
+        assert count(engine, schema, table) > 0
+    with engine.connect() as connection:
+        # every chat's kept version is the newest one landed in raw_chats
+        stale = connection.exec_driver_sql(
+            f"SELECT count(*) FROM {schema}.chats c JOIN {schema}.raw_chats r ON r.id = c.id"
+            " WHERE r.updated_at > c.updated_at"
+        ).scalar()
+        children = connection.exec_driver_sql(
+            f"SELECT count(*) FROM {schema}.chat_handle_durations h"
+            f" JOIN {schema}.chats c ON c.id = h.chat_id WHERE h.chat_updated_at <> c.updated_at"
+        ).scalar()
+    assert stale == 0
+    assert children == 0
+    metadata = results[0].asset_materializations_for_node("chat_tables")
+    queue = next(m for m in metadata if m.asset_key.path[-1] == "chat_queue_durations").metadata
+    assert 0.0 <= queue["in_sla_rate"].value <= 1.0
+    assert queue["dagster/partition_row_count"].value > 0
+    assert "| service_level_event | rows |" in queue["preview"].value
+
+
+def crafted_chats() -> list[dict]:
+    """The vendor sample's two chats moved into one day, then broken on purpose."""
+    sample = json.loads((DATA / "vendor_sample.json").read_text())
+    first, second = (copy.deepcopy(chat) for chat in sample)
+    first["updated_at"] = "2016-03-02T10:00:00.000Z"
+    second["updated_at"] = "2016-03-02T11:00:00.000Z"
+    first["queue_durations"][0]["service_level_event"] = "abandoned"
+    second["queue_durations"][0]["service_level_event"] = "in_sla"  # 12 s <= 60 s: consistent
+    second["queue_durations"].append(
+        {**second["queue_durations"][0], "queue_duration": 95, "service_level_event": "in_sla"}
+    )
+    first["transfers"] = [{"id": 7, "status": "transferred"}, {"id": 7, "status": "failed"}]
+    return [first, second]
+
+
+def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
+    settings, database_url, engine, schema
+):
+    with UjetEmulator(company_key="k", company_secret="s", records=crafted_chats()) as emulator:
+        result = run(settings, emulator, database_url, schema, "2016-03-02")
+    assert result.success
+    found = evaluations(result)
+    sla = found[("chat_queue_durations", checks.SLA_EVENT_VALID)]
+    assert not sla.passed and sla.severity == dg.AssetCheckSeverity.ERROR
+    assert sla.metadata["bad_values"].value == [{"value": "abandoned", "rows": 1, "chat_ids": [1]}]
+    consistent = found[("chat_queue_durations", checks.SLA_CONSISTENT)]
+    assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.WARN
+    assert consistent.metadata["in_sla_over_target"].value == 1
+    assert consistent.metadata["in_sla_over_target_chat_ids"].value == [2]
+    in_partition = found[("chat_transfers", checks.UNIQUE_IN_PARTITION)]
+    assert not in_partition.passed
+    assert in_partition.metadata["duplicated_keys"].value == [{"key": [1, 7], "rows": 2}]
+    wide = found[("chat_handle_durations", checks.UNIQUE_TABLE_WIDE)]
+    assert not wide.passed  # the vendor repeats handle id 30001 under chats 1 and 2
+    assert wide.metadata["repeated_ids"].value == [{"id": 30001, "chat_ids": [1, 2]}]
+    assert found[("chats", checks.UNIQUE_IN_PARTITION)].passed
+    assert found[("chats", checks.UNIQUE_TABLE_WIDE)].passed
+    assert found[("raw_chats", checks.COMPLETE_WINDOW)].passed
+    assert count(engine, schema, "chat_queue_durations") == 3
+    assert count(engine, schema, "chat_transfers") == 2
+    assert count(engine, schema, "chat_handle_durations") == 2
+
+
+def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_url, schema):
+    with UjetEmulator(company_key="k", company_secret="s", records=crafted_chats()) as emulator:
+        emulator.inject("wrong_total", delta=3)
+        result = run(settings, emulator, database_url, schema, "2016-03-02")
+    complete = evaluations(result)[("raw_chats", checks.COMPLETE_WINDOW)]
+    assert not complete.passed
+    assert complete.metadata["api_total"].value == 5
+    assert complete.metadata["received"].value == 2
