@@ -146,7 +146,11 @@ def sla_consistent(rows: pd.DataFrame) -> dg.AssetCheckResult:
     percent = rows["service_level_target_percent"]
     problems = {
         "in_sla_over_target": (event == "in_sla") & (queue > target),
-        "not_in_sla_within_target": (event == "not_in_sla") & (queue <= target),
+        # An abandon past the abandon threshold is a miss whatever its queue time, so only
+        # answered segments can contradict not_in_sla.
+        "not_in_sla_within_target": (event == "not_in_sla")
+        & (rows["event"] == "answered")
+        & (queue <= target),
         "target_percent_out_of_range": (percent < 0) | (percent > 100),
         "negative_duration": (queue < 0) | (target < 0),
     }

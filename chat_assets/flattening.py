@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +20,6 @@ import pandas as pd
 from chat_assets.tables import Column, PgType, Table
 
 VERSION_TIME_DTYPE = "datetime64[us, UTC]"
-
-Getter = Callable[[dict[str, Any], int, dict[str, Any]], Any]
 
 
 @dataclass
@@ -67,15 +65,13 @@ def table_rows(
     chats: Sequence[dict[str, Any]], table: Table
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The table's typed rows for chats already reduced to one version each."""
-    getters = [(column, _getter(column.source or column.name)) for column in table.columns]
-    triples = list(_row_objects(chats, table.items))
+    rows = _RowObjects.of(chats, table.items)
     failures: dict[str, int] = {}
-    if table.items and (malformed := sum(not _is_list_or_none(c.get(table.items)) for c in chats)):
-        failures[table.items] = malformed
+    if rows.malformed_lists:
+        failures[str(table.items)] = rows.malformed_lists
     data = {}
-    for column, get in getters:
-        values = [get(chat, position, item) for chat, position, item in triples]
-        data[column.name], failed = coerce(values, column)
+    for column in table.columns:
+        data[column.name], failed = coerce(rows.values(column.source or column.name), column)
         if failed:
             failures[column.name] = failed
     return pd.DataFrame(data, columns=table.column_names), failures
@@ -137,54 +133,56 @@ def _collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _is_list_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, list)
+@dataclass
+class _RowObjects:
+    """The objects a table's rows come from: the chats themselves, or the items of one list."""
 
+    chats: Sequence[dict[str, Any]]
+    items: list[dict[str, Any]]
+    # For a child table, how many rows each chat gives (None: one row per chat).
+    per_chat: list[int] | None
+    malformed_lists: int = 0
 
-def _row_objects(
-    chats: list[dict[str, Any]], items: str | None
-) -> Iterable[tuple[dict[str, Any], int, dict[str, Any]]]:
-    if items is None:
+    @classmethod
+    def of(cls, chats: Sequence[dict[str, Any]], list_path: str | None) -> _RowObjects:
+        if list_path is None:
+            return cls(chats, list(chats), None)
+        items: list[dict[str, Any]] = []
+        per_chat: list[int] = []
+        malformed = 0
         for chat in chats:
-            yield chat, 0, chat
-        return
-    for chat in chats:
-        children = chat.get(items)
-        if not isinstance(children, list):
-            continue
-        for position, child in enumerate(children):
-            yield chat, position, child if isinstance(child, dict) else {}
+            children = chat.get(list_path)
+            if not isinstance(children, list):
+                malformed += children is not None
+                children = []
+            items.extend(c if isinstance(c, dict) else {} for c in children)
+            per_chat.append(len(children))
+        return cls(chats, items, per_chat, malformed)
+
+    def values(self, source: str) -> list[Any]:
+        """The raw values of a column source (see `Column`), one per row."""
+        if source == "position":
+            return [p for n in (self.per_chat or []) for p in range(n)]
+        kind, _, path = source.rpartition(":")
+        if kind == "chat":
+            values = _read(self.chats, path)
+            if self.per_chat is None:
+                return values
+            return [v for v, n in zip(values, self.per_chat, strict=True) for _ in range(n)]
+        if kind == "count":
+            return [_count(v) for v in _read(self.items, path)]
+        if kind:
+            raise ValueError(f"unknown column source {source!r}")
+        return _read(self.items, path)
 
 
-def _path(path: str) -> Callable[[Any], Any]:
-    parts = path.split(".")
-    if len(parts) == 1:
-        key = parts[0]
-        return lambda obj: obj.get(key) if isinstance(obj, dict) else None
-
-    def get(obj: Any) -> Any:
-        for part in parts:
-            if not isinstance(obj, dict):
-                return None
-            obj = obj.get(part)
-        return obj
-
-    return get
-
-
-def _getter(source: str) -> Getter:
-    """Compile a column's source (see `Column`) into a function of (chat, position, item)."""
-    if source == "position":
-        return lambda chat, position, item: position
-    kind, _, path = source.rpartition(":")
-    read = _path(path)
-    if kind == "chat":
-        return lambda chat, position, item: read(chat)
-    if kind == "count":
-        return lambda chat, position, item: _count(read(item))
-    if kind:
-        raise ValueError(f"unknown column source {source!r}")
-    return lambda chat, position, item: read(item)
+def _read(objects: Sequence[dict[str, Any]], path: str) -> list[Any]:
+    """`path` (dotted) read from each object; None wherever a step is missing or not an object."""
+    first, *rest = path.split(".")
+    values = [o.get(first) for o in objects]
+    for part in rest:
+        values = [v.get(part) if v.__class__ is dict else None for v in values]
+    return values
 
 
 def _count(value: Any) -> int | None:

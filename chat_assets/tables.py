@@ -139,7 +139,7 @@ RAW_CHATS = Table(
         Column(
             "payload",
             PgType.JSONB,
-            "The chat object as received (loads into pandas as JSON text).",
+            "The chat object as received (loads into pandas as UTF-8 JSON bytes).",
             nullable=False,
         ),
     ),

@@ -101,6 +101,15 @@ def crafted_chats() -> list[dict]:
     second["queue_durations"].append(
         {**second["queue_durations"][0], "queue_duration": 95, "service_level_event": "in_sla"}
     )
+    second["queue_durations"].append(
+        {
+            **second["queue_durations"][0],
+            "id": 99,
+            "queue_duration": 10,
+            "event": "answered",
+            "service_level_event": "not_in_sla",
+        }
+    )
     first["transfers"] = [{"id": 7, "status": "transferred"}, {"id": 7, "status": "failed"}]
     return [first, second]
 
@@ -119,6 +128,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.WARN
     assert consistent.metadata["in_sla_over_target"].value == 1
     assert consistent.metadata["in_sla_over_target_chat_ids"].value == [2]
+    assert consistent.metadata["not_in_sla_within_target"].value == 1  # the answered one only
     in_partition = found[("chat_transfers", checks.UNIQUE_IN_PARTITION)]
     assert not in_partition.passed
     assert in_partition.metadata["duplicated_keys"].value == [{"key": [1, 7], "rows": 2}]
@@ -128,7 +138,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     assert found[("chats", checks.UNIQUE_IN_PARTITION)].passed
     assert found[("chats", checks.UNIQUE_TABLE_WIDE)].passed
     assert found[("raw_chats", checks.COMPLETE_WINDOW)].passed
-    assert count(engine, schema, "chat_queue_durations") == 3
+    assert count(engine, schema, "chat_queue_durations") == 4
     assert count(engine, schema, "chat_transfers") == 2
     assert count(engine, schema, "chat_handle_durations") == 2
 

@@ -1,7 +1,7 @@
 """Synthetic, deterministic UJET chat records shaped like the vendor's chat model.
 
 Why this exists: the pipeline, its privacy guards and its benchmarks need realistic chats
-(every field of the model, nulls, nested lists, repeated child ids, personal-looking values)
+(every field of the model, nulls, nested lists, personal-looking values)
 without a UJET account. Records are a pure function of the UTC day, so the same window always
 yields the same data, and a chat can be built on its own from its key: sorting, counting and
 paging a window never requires building every record in it.
@@ -565,10 +565,11 @@ class _Chat:
         )
 
     def _child_id(self, rng: random.Random, key: str, low: int, size: int) -> int:
-        """Unique within the chat, from a small range, so ids repeat across chats."""
+        """Unique across all chats (chat id, then a slot), as a healthy tenant's data is; the
+        vendor's own sample repeats child ids across chats, and the tests feed that case."""
         taken = {child["id"] for child in self.record[key]}
         while True:
-            candidate = low + rng.randrange(size)
+            candidate = self.chat_id * 10_000 + low % 10_000 + rng.randrange(size)
             if candidate not in taken:
                 return candidate
 

@@ -276,13 +276,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.emulator._handle(self)
 
-    def _not_found(self) -> None:
+    def _other_method(self) -> None:
+        """Only GET exists; drain any body so the keep-alive connection stays usable."""
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
         self.server.emulator._handle(self)
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = _not_found
+    do_POST = do_PUT = do_PATCH = do_DELETE = _other_method
 
     def send_body(
         self,
@@ -476,6 +477,10 @@ class UjetEmulator:
         except _BadRequest as exc:
             reply.send(400, _error(str(exc)))
             return
+        except Exception as exc:  # a bug here must still answer, like a real 500
+            print(f"ujet emulator: {type(exc).__name__} building a page", file=sys.stderr)
+            reply.send(500, _error("Internal Server Error"))
+            return
         reply.send(200, body, headers)
 
     def _auth_ok(self, header: str | None) -> bool:
@@ -661,7 +666,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
     )
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
     with emulator:
         print(f"UJET emulator at {emulator.base_url}", flush=True)
         print(
@@ -669,8 +675,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         print("Ctrl-C to stop", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            done.wait()
+        done.wait()
 
 
 if __name__ == "__main__":

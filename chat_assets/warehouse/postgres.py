@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
-from psycopg.types.string import TextLoader
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 
 from chat_assets.tables import Table, typed_frame
 
@@ -158,6 +159,11 @@ def replace_window(
         return cursor.rowcount
 
 
+class JsonBytesLoader(Loader):
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
 def load_window(
     engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
 ) -> pd.DataFrame:
@@ -172,9 +178,10 @@ def load_window(
     )
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
-        # JSONB arrives as its text: parsing is left to the consumer, chunk by chunk, because a
-        # day of parsed chats can be many times the size of its JSON.
-        cursor.adapters.register_loader("jsonb", TextLoader)
+        # JSONB arrives as its UTF-8 JSON bytes: parsing is left to the consumer, chunk by
+        # chunk, because a day of parsed chats is many times the size of its JSON (and a str
+        # holding one Korean name takes two bytes per character).
+        cursor.adapters.register_loader("jsonb", JsonBytesLoader)
         exists = cursor.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
         ).fetchone()[0]
