@@ -6,6 +6,7 @@ by ids and values of non-personal columns only, a few at a time.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -13,13 +14,18 @@ import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
 
-from chat_assets.tables import CHAT_QUEUE_DURATIONS, Table
+from chat_assets.privacy.catalog import Treatment
+from chat_assets.privacy.detect import PG_PATTERNS
+from chat_assets.tables import CHAT_QUEUE_DURATIONS, PgType, Table
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
 SLA_EVENT_VALID = "sla_event_valid"
 SLA_CONSISTENT = "sla_consistent"
 COMPLETE_WINDOW = "complete_window"
+NO_UNKNOWN_FIELDS = "no_unknown_fields"
+PII_KEY_UNCHANGED = "pii_key_unchanged"
+NO_PERSONAL_TEXT = "no_personal_text"
 
 SLA_EVENTS = ("in_sla", "not_in_sla", "excluded")
 EXAMPLES = 5
@@ -46,6 +52,16 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
             description="Across the whole table, in one SQL query: " + wide,
         ),
     ]
+    specs.append(
+        dg.AssetCheckSpec(
+            NO_PERSONAL_TEXT,
+            asset=key,
+            partitions_def=partitions,
+            blocking=True,
+            description="No email, phone number or link in the partition's stored text of "
+            "columns declared non-personal.",
+        )
+    )
     if table is CHAT_QUEUE_DURATIONS:
         specs += [
             dg.AssetCheckSpec(
@@ -62,6 +78,19 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
             ),
         ]
     return specs
+
+
+def raw_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    def spec(name: str, description: str) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(
+            name, asset="raw_chats", partitions_def=partitions, description=description
+        )
+
+    return [
+        spec(COMPLETE_WINDOW, "At least as many chats arrived as UJET's total for the window."),
+        spec(NO_UNKNOWN_FIELDS, "UJET sent no field the privacy catalog does not know."),
+        spec(PII_KEY_UNCHANGED, "Every stored payload was pseudonymised with the current key."),
+    ]
 
 
 def _examples(values: pd.Series) -> list[Any]:
@@ -187,4 +216,74 @@ def complete_window(received: int, total: int | None) -> dg.AssetCheckResult:
         passed=total is None or received >= total,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"received": received, "api_total": -1 if total is None else total},
+    )
+
+
+def schema_drift(unknown: set[str], drifted: set[str]) -> dg.AssetCheckResult:
+    """New or reshaped fields were dropped (untrusted by default): name their paths, not values."""
+    return dg.AssetCheckResult(
+        check_name=NO_UNKNOWN_FIELDS,
+        asset_key="raw_chats",
+        passed=not unknown and not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "unknown_paths": dg.MetadataValue.json(sorted(unknown)),
+            "drifted_paths": dg.MetadataValue.json(sorted(drifted)),
+        },
+    )
+
+
+def pii_key_unchanged(engine: sa.Engine, schema: str, fingerprint: str) -> dg.AssetCheckResult:
+    """Pseudonyms made with different keys never join: fail while any payload used another."""
+    query = sql.SQL("SELECT pii_key, count(*) FROM {}.raw_chats GROUP BY pii_key").format(
+        sql.Identifier(schema)
+    )
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        found = dict(cursor.execute(query).fetchall())
+    others = {key: n for key, n in found.items() if key != fingerprint}
+    return dg.AssetCheckResult(
+        check_name=PII_KEY_UNCHANGED,
+        asset_key="raw_chats",
+        passed=not others,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "current_fingerprint": fingerprint,
+            "rows_with_other_keys": dg.MetadataValue.json(others),
+        },
+    )
+
+
+def personal_text(
+    engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
+) -> dg.AssetCheckResult:
+    """One query over the partition's stored text columns declared non-personal."""
+    scanned = [
+        c for c in table.columns if c.type is PgType.TEXT and table.treatment(c) is Treatment.KEEP
+    ]
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
+    counts = [
+        sql.SQL("count(*) FILTER (WHERE {} ~ %s)").format(sql.Identifier(column.name))
+        for column in scanned
+        for _ in PG_PATTERNS
+    ]
+    params = [pattern for _ in scanned for pattern in PG_PATTERNS.values()]
+    time_column = sql.Identifier(table.time_column)
+    query = sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s").format(
+        sql.SQL(", ").join(counts) if counts else sql.SQL("0"), target, time_column, time_column
+    )
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        values = cursor.execute(query, (*params, start, end)).fetchone() if counts else ()
+    kinds = [(column.name, kind) for column in scanned for kind in PG_PATTERNS]
+    found = {f"{name}: {kind}": int(n) for (name, kind), n in zip(kinds, values, strict=True) if n}
+    return dg.AssetCheckResult(
+        check_name=NO_PERSONAL_TEXT,
+        asset_key=table.name,
+        passed=not found,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "columns_scanned": len(scanned),
+            "cells_found": dg.MetadataValue.json(found),
+        },
     )

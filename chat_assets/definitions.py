@@ -9,6 +9,9 @@ import dagster as dg
 from chat_assets.derived import build_chat_tables
 from chat_assets.landing import build_raw_chats
 from chat_assets.partitions import daily_partitions
+from chat_assets.privacy.pseudonyms import KEY_ENV
+from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.schedules import build_jobs_and_schedules
 from chat_assets.settings import Settings, SettingsError
 from chat_assets.source.resource import UjetResource
 from chat_assets.warehouse.io_manager import PostgresIOManager
@@ -39,13 +42,28 @@ def ujet_resource() -> UjetResource:
     )
 
 
+def privacy_resource(settings: Settings, demo: bool) -> PrivacyResource:
+    """The pseudonym key: CHAT_ASSETS_PII_KEY, or, for the demo source only, a local key file."""
+    return PrivacyResource(
+        pii_key=dg.EnvVar(KEY_ENV) if os.environ.get(KEY_ENV, "").strip() else None,
+        key_version=os.environ.get("CHAT_ASSETS_PII_KEY_VERSION", "").strip() or "k1",
+        key_file=str(settings.state_dir / "pii.key"),
+        allow_local_key=demo,
+    )
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings)
     raw_chats = build_raw_chats(partitions, settings.schema, settings.timezone)
+    jobs, schedules = build_jobs_and_schedules(partitions, settings)
+    ujet = ujet_resource()
     return dg.Definitions(
         assets=[raw_chats, build_chat_tables(partitions, settings.schema)],
+        jobs=jobs,
+        schedules=schedules,
         resources={
-            "ujet": ujet_resource(),
+            "ujet": ujet,
+            "privacy": privacy_resource(settings, demo=ujet.source == "demo"),
             "warehouse": PostgresIOManager(
                 database_url=settings.database_url,
                 db_schema=settings.schema,

@@ -71,7 +71,11 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, schema: str):
             yield dg.Output(flat, output_name=flat.table.name, metadata=output_metadata(flat))
         warehouse = context.resources.warehouse
         engine = warehouse.engine()
+        window = context.partition_time_window
         for flat in flattened:
+            yield checks.personal_text(
+                engine, warehouse.db_schema, flat.table, window.start, window.end
+            )
             yield checks.unique_in_partition(flat.table, flat.rows)
             yield checks.unique_table_wide(engine, warehouse.db_schema, flat.table)
             if flat.table is CHAT_QUEUE_DURATIONS:

@@ -1,4 +1,4 @@
-"""raw_chats: each day window's chats fetched from UJET and landed as they arrived."""
+"""raw_chats: each day window's chats fetched from UJET, sanitized in memory, then landed."""
 
 from collections.abc import Iterator
 from datetime import datetime
@@ -9,25 +9,68 @@ import pandas as pd
 
 from chat_assets import checks
 from chat_assets.partitions import local_day
+from chat_assets.privacy.detect import json_strings, leak_count
+from chat_assets.privacy.pseudonyms import Pseudonymizer
+from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.privacy.sanitize import SanitizeReport, sanitize_batch, sensitive_values
 from chat_assets.source.client import FetchResult
 from chat_assets.source.resource import UjetResource
 from chat_assets.tables import RAW_CHATS, typed_frame
+from chat_assets.warehouse.io_manager import PostgresIOManager
 
 
 def parse_time(value: Any) -> datetime:
-    """UJET timestamps (`2019-07-17T07:27:14.000Z`) as aware UTC datetimes."""
-    return pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
+    """UJET timestamps (`2019-07-17T07:27:14.000Z`) as aware UTC datetimes; no offset is UTC."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
 
 
-def landing_frame(records: list[dict[str, Any]], timezone: str) -> pd.DataFrame:
-    """One row per chat, keyed by the local day of its `updated_at`."""
+def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) -> pd.DataFrame:
+    """One row per (sanitized) chat, keyed by the local day of its `updated_at`."""
     rows = []
     for record in records:
         updated_at = parse_time(record["updated_at"])
-        rows.append(
-            (local_day(updated_at, timezone).isoformat(), int(record["id"]), updated_at, record)
-        )
+        day = local_day(updated_at, timezone).isoformat()
+        rows.append((day, int(record["id"]), updated_at, pii_key, record))
     return typed_frame(rows, RAW_CHATS)
+
+
+# Kept values that may equal a sensitive one by chance without leaking it: names of menus,
+# queues, groups and bots, and languages, which the company configures.
+_CONFIGURATION_KEYS = frozenset({"name", "menu_path", "materialized_path", "group", "lang"})
+
+
+def configuration_values(value: Any, key: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from configuration_values(v, k)
+    elif isinstance(value, list):
+        for item in value:
+            yield from configuration_values(item, key)
+    elif key in _CONFIGURATION_KEYS and isinstance(value, str):
+        yield value
+
+
+def sanitize_window(
+    records: list[dict[str, Any]], pseudonymizer: Pseudonymizer
+) -> tuple[list[dict[str, Any]], SanitizeReport]:
+    """Sanitize a fetched batch, then prove no raw sensitive value survived (the canary).
+
+    Raises before anything is written; the message holds counts, never values.
+    """
+    clean, report = sanitize_batch(records, pseudonymizer)
+    sensitive = set().union(*(sensitive_values(r) for r in records)) if records else set()
+    allow = {v for r in clean for v in configuration_values(r)}
+    # Text cells only: kept numbers (durations, menu ids) equal raw numeric ids by chance.
+    cells = (text for record in clean for text in json_strings(record))
+    leaks = leak_count(sensitive, cells, allow=allow)
+    if leaks:
+        raise dg.Failure(
+            f"Privacy canary: {leaks} raw sensitive values from UJET would have reached "
+            "raw_chats after sanitizing; nothing was written. Check the privacy catalog."
+        )
+    return clean, report
 
 
 def fetch_metadata(result: FetchResult, source: str, start: datetime, end: datetime) -> dict:
@@ -59,32 +102,42 @@ def build_raw_chats(partitions: dg.PartitionsDefinition, schema: str, timezone: 
             "dagster/table_name": f"{schema}.{RAW_CHATS.name}",
             "partition_expr": RAW_CHATS.time_column,
         },
-        check_specs=[
-            dg.AssetCheckSpec(
-                checks.COMPLETE_WINDOW,
-                asset=RAW_CHATS.name,
-                partitions_def=partitions,
-                description="At least as many chats arrived as UJET's total for the window.",
-            )
-        ],
+        check_specs=checks.raw_check_specs(partitions),
     )
     def raw_chats(
-        context: dg.AssetExecutionContext, ujet: UjetResource
+        context: dg.AssetExecutionContext,
+        ujet: UjetResource,
+        privacy: PrivacyResource,
+        warehouse: dg.ResourceParam[PostgresIOManager],
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         window = context.partition_time_window
+        pseudonymizer, key_note = privacy.pseudonymizer()
+        context.log.info(f"Pseudonym key {pseudonymizer.fingerprint}: {key_note}")
         context.log.info(
             f"Fetching chats updated in [{window.start.isoformat()}, {window.end.isoformat()}) "
             f"from source: {ujet.source}"
         )
         with ujet.open_client(log=context.log) as client:
             result = client.fetch_window(window.start, window.end)
-        frame = landing_frame(result.records, timezone)
+        clean, report = sanitize_window(result.records, pseudonymizer)
+        frame = landing_frame(clean, timezone, pseudonymizer.fingerprint)
         metadata = fetch_metadata(result, ujet.source, window.start, window.end)
+        sanitized = report.as_metadata()
+        metadata |= {
+            "pii_key_fingerprint": pseudonymizer.fingerprint,
+            "sanitized": dg.MetadataValue.json(sanitized["treated"]),
+            "unknown_paths": dg.MetadataValue.json(sanitized["unknown_paths"]),
+            "drifted_paths": dg.MetadataValue.json(sanitized["drifted_paths"]),
+        }
         context.log.info(
             f"source: {ujet.source}: {len(frame)} chats from {result.pages} pages "
             f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped)"
         )
         yield dg.Output(frame, metadata=metadata)
         yield checks.complete_window(result.received, result.total)
+        yield checks.schema_drift(report.unknown_paths, report.drifted_paths)
+        yield checks.pii_key_unchanged(
+            warehouse.engine(), warehouse.db_schema, pseudonymizer.fingerprint
+        )
 
     return raw_chats

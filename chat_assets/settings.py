@@ -20,6 +20,16 @@ def _env(name: str) -> str | None:
     return value or None
 
 
+def _switch(name: str, default: bool) -> bool:
+    """An on/off setting; anything else is refused rather than guessed."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() not in ("on", "off"):
+        raise SettingsError(f"{name}={raw!r} must be on or off")
+    return raw.lower() == "on"
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -28,6 +38,8 @@ class Settings:
     database_url: str | None
     state_dir: Path
     lookback_days: int
+    daily_schedule: bool = True
+    lookback_schedule: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,4 +80,6 @@ class Settings:
             database_url=database_url,
             state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
             lookback_days=int(raw_lookback),
+            daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
+            lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
         )

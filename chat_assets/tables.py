@@ -13,6 +13,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from chat_assets.privacy.catalog import Rule, Treatment, rule_for
+
 
 class PgType(StrEnum):
     """The Postgres types the warehouse uses, each with the pandas dtype that carries it."""
@@ -40,6 +42,15 @@ _PANDAS_DTYPES: dict[PgType, str] = {
     PgType.DATE: "object",
     PgType.TIMESTAMPTZ: "datetime64[us, UTC]",
     PgType.JSONB: "object",
+}
+
+
+TREATED: dict[Treatment, str] = {
+    Treatment.PSEUDONYM: "keyed pseudonym (HMAC-SHA256), joinable, not reversible",
+    Treatment.HOST_ONLY: "scheme and host only",
+    Treatment.COUNT_ONLY: "count only",
+    Treatment.DROP: "dropped",
+    Treatment.KEEP: "kept",
 }
 
 
@@ -101,29 +112,61 @@ class Table:
     def key(self) -> list[str]:
         return [c.name for c in self.columns if c.key]
 
+    def catalog_path(self, column: Column) -> str | None:
+        """The path of the chat model a column is read from, in the privacy catalog's syntax."""
+        source = column.source
+        if not source or source == "position":
+            return None
+        kind, _, path = source.rpartition(":")
+        if kind == "chat" or self.items is None:
+            return path
+        return f"{self.items}[].{path}"
+
+    def rule(self, column: Column) -> Rule | None:
+        """The privacy rule of a column's source (None for columns made by chat_assets)."""
+        path = self.catalog_path(column)
+        return None if path is None else rule_for(path)
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
                 return c
         raise KeyError(f"table {self.name} has no column {name}")
 
+    def treatment(self, column: Column) -> Treatment:
+        """Columns made by chat_assets (keys, counts, positions) hold no personal data."""
+        rule = self.rule(column)
+        return Treatment.KEEP if rule is None else rule.treatment
+
+    def full_description(self, column: Column) -> str:
+        """The column's description with its personal-data treatment, for the UI and COMMENT."""
+        rule = self.rule(column)
+        if rule is None or rule.treatment is Treatment.KEEP:
+            return column.description
+        return f"{column.description} Personal data ({rule.subject}): {TREATED[rule.treatment]}."
+
     def dagster_schema(self) -> dg.TableSchema:
-        return dg.TableSchema(
-            columns=[
+        columns = []
+        for c in self.columns:
+            rule = self.rule(c)
+            tags = {}
+            if rule is not None and rule.treatment is not Treatment.KEEP:
+                tags = {"personal_data": rule.treatment.value, "subject": rule.subject.value}
+            columns.append(
                 dg.TableColumn(
                     name=c.name,
                     type=c.type.value,
-                    description=c.description,
+                    description=self.full_description(c),
                     constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=False),
+                    tags=tags,
                 )
-                for c in self.columns
-            ]
-        )
+            )
+        return dg.TableSchema(columns=columns)
 
 
 RAW_CHATS = Table(
     name="raw_chats",
-    description="Each chat as UJET served it in a day window: the newest version per window.",
+    description="Each chat UJET served in a day window (newest version per window), sanitized.",
     columns=(
         Column(
             "partition_key",
@@ -137,9 +180,15 @@ RAW_CHATS = Table(
             "updated_at", PgType.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False
         ),
         Column(
+            "pii_key",
+            PgType.TEXT,
+            "Fingerprint of the pseudonym key that sanitized the payload (never the key).",
+            nullable=False,
+        ),
+        Column(
             "payload",
             PgType.JSONB,
-            "The chat object as received (loads into pandas as UTF-8 JSON bytes).",
+            "The chat as received, sanitized (loads into pandas as UTF-8 JSON bytes).",
             nullable=False,
         ),
     ),
@@ -201,7 +250,7 @@ def _child_head(what: str) -> tuple[Column, ...]:
 def _segment(what: str) -> tuple[Column, ...]:
     """Fields shared by queue and handle duration segments."""
     return (
-        _col("agent_id", T.BIGINT, f"Agent of the {what}."),
+        _col("agent_id", T.TEXT, f"Agent of the {what}."),
         _col("menu_path_id", T.BIGINT, "Queue (menu) of the segment."),
         _col("menu_path", T.TEXT, "Queue path as text, e.g. Support/Billing."),
         _col("lang", T.TEXT, "Language of the queue."),
@@ -239,8 +288,8 @@ CHATS = Table(
         _col("verified", T.BOOLEAN, "Whether the end user was verified."),
         _col("rating", T.DOUBLE, "Customer rating 1-5."),
         _col("has_feedback", T.BOOLEAN, "Whether the customer left feedback."),
-        _col("out_ticket_id", T.TEXT, "CRM ticket id."),
-        _col("out_ticket_url", T.TEXT, "CRM ticket link."),
+        _col("out_ticket_id", T.TEXT, "CRM ticket."),
+        _col("out_ticket_url", T.TEXT, "CRM that holds the ticket."),
         _col("offer_type", T.TEXT, "How the chat was offered to agents."),
         _col("selected_menu_id", T.BIGINT, "Selected menu id.", "selected_menu.id"),
         _col("selected_menu_name", T.TEXT, "Selected menu name.", "selected_menu.name"),
@@ -261,23 +310,12 @@ CHATS = Table(
         ),
         _col("selected_menu_output_msg", T.TEXT, "Menu message.", "selected_menu.output_msg"),
         *_menu("menu_path", "menu_path", "Menu path"),
-        _col("agent_id", T.BIGINT, "Assigned agent.", "agent_info.id"),
-        _col("agent_name", T.TEXT, "Agent display name.", "agent_info.name"),
-        _col("agent_first_name", T.TEXT, "Agent first name.", "agent_info.first_name"),
-        _col("agent_last_name", T.TEXT, "Agent last name.", "agent_info.last_name"),
-        _col("agent_number", T.TEXT, "Agent number.", "agent_info.agent_number"),
-        _col("agent_avatar_url", T.TEXT, "Agent avatar link.", "agent_info.avatar_url"),
-        _col("end_user_id", T.TEXT, "End user (customer) id.", "end_user.id"),
-        _col(
-            "end_user_identifier",
-            T.TEXT,
-            "Customer identifier: phone, email or name.",
-            "end_user.identifier",
-        ),
+        _col("agent_id", T.TEXT, "Assigned agent.", "agent_info.id"),
+        _col("end_user_id", T.TEXT, "End user (customer).", "end_user.id"),
         _col(
             "end_user_out_contact_id",
             T.TEXT,
-            "Customer's CRM contact id.",
+            "Customer's CRM contact.",
             "end_user.out_contact_id",
         ),
         _col("virtual_agent_id", T.BIGINT, "Virtual agent id.", "virtual_agent.id"),
@@ -299,8 +337,8 @@ CHAT_TRANSFERS = Table(
         _col("status", T.TEXT, "Transfer status, e.g. transferring."),
         _col("fail_reason", T.TEXT, "Why the transfer failed."),
         _col("created_at", T.TIMESTAMPTZ, "When the transfer started."),
-        _col("from_agent_id", T.BIGINT, "Agent who transferred.", "from_agent.id"),
-        _col("to_agent_id", T.BIGINT, "Agent who received.", "to_agent.id"),
+        _col("from_agent_id", T.TEXT, "Agent who transferred.", "from_agent.id"),
+        _col("to_agent_id", T.TEXT, "Agent who received.", "to_agent.id"),
         *_menu("from_menu", "from_menu", "Queue transferred from"),
         *_menu("to_menu", "to_menu", "Queue transferred to"),
     ),

@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.embedded import embedded_database_url
+from chat_assets_tests.support import TEST_PII_KEY
 
 _schemas = itertools.count()
+
+
+@pytest.fixture
+def privacy() -> PrivacyResource:
+    return PrivacyResource(pii_key=TEST_PII_KEY)
 
 
 @pytest.fixture(scope="session")

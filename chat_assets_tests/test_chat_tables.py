@@ -10,13 +10,9 @@ import dagster as dg
 import pytest
 
 from chat_assets import checks
-from chat_assets.derived import build_chat_tables
-from chat_assets.landing import build_raw_chats
-from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings
 from chat_assets.source.emulator import UjetEmulator
-from chat_assets.source.resource import UjetResource
-from chat_assets.warehouse.io_manager import PostgresIOManager
+from chat_assets_tests.support import materialize_day
 
 DATA = Path(__file__).parent / "data"
 
@@ -28,23 +24,7 @@ def settings(monkeypatch) -> Settings:
 
 
 def run(settings: Settings, emulator: UjetEmulator, url: str, schema: str, day: str):
-    partitions = daily_partitions(settings)
-    return dg.materialize(
-        [
-            build_raw_chats(partitions, schema, settings.timezone),
-            build_chat_tables(partitions, schema),
-        ],
-        partition_key=day,
-        resources={
-            "ujet": UjetResource(
-                base_url=emulator.base_url,
-                company_key="k",
-                company_secret="s",
-                requests_per_second=100,
-            ),
-            "warehouse": PostgresIOManager(database_url=url, db_schema=schema),
-        },
-    )
+    return materialize_day(settings, emulator, url, schema, day)
 
 
 def evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
@@ -68,7 +48,7 @@ def test_demo_days_in_any_order_give_green_checks_and_newest_chats(
         assert result.success
         failed = [key for key, e in evaluations(result).items() if not e.passed]
         assert failed == []
-    assert len(evaluations(results[0])) == 1 + 4 * 2 + 2
+    assert len(evaluations(results[0])) == 3 + 4 * 3 + 2
     for table in ["chats", "chat_transfers", "chat_queue_durations", "chat_handle_durations"]:
         assert count(engine, schema, table) > 0
     with engine.connect() as connection:

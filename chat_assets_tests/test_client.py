@@ -402,8 +402,11 @@ def test_pacer_spaces_requests_of_a_fetch() -> None:
     assert elapsed >= 0.25
     times = [r.time for r in chat_requests(emu)]
     assert len(times) == 6
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.04
-    assert times[-1] - times[0] >= 5 * 0.05 - 0.005
+    # Arrival times at the server carry connection jitter (the first request also opens the
+    # connection), so they are held to looser bounds than the client's own 0.25 s; unpaced,
+    # six loopback requests arrive within a few milliseconds.
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.025
+    assert times[-1] - times[0] >= 0.2
 
 
 def test_pacer_is_shared_by_threads() -> None:

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from chat_assets.source.emulator import UjetEmulator
 
 from chat_assets.definitions import defs, ujet_resource
 from chat_assets.landing import build_raw_chats
 from chat_assets.partitions import daily_partitions, day_window
+from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.settings import Settings, SettingsError
+from chat_assets.source.emulator import UjetEmulator
 from chat_assets.source.resource import UjetResource
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.embedded import embedded_database_url
 from chat_assets.warehouse.io_manager import PostgresIOManager
+from chat_assets_tests.support import TEST_PII_KEY
 
 DAY = "2026-01-05"
 
@@ -38,6 +40,7 @@ def materialize_raw(settings: Settings, ujet: UjetResource, database_url: str, s
         partition_key=DAY,
         resources={
             "ujet": ujet,
+            "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
             "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
         },
     )
@@ -89,6 +92,7 @@ def test_bad_credentials_fail_the_run_with_a_clear_message(settings, database_ur
             partition_key=DAY,
             resources={
                 "ujet": ujet,
+                "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
                 "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
             },
             raise_on_error=False,
@@ -112,6 +116,7 @@ def test_real_source_without_credentials_fails_before_any_request(settings, data
         partition_key=DAY,
         resources={
             "ujet": UjetResource(subdomain="acme"),
+            "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
             "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
         },
         raise_on_error=False,

@@ -1,5 +1,6 @@
 """The warehouse client against a real PostgreSQL."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -19,7 +20,7 @@ def chat(chat_id: int, updated_at: datetime, **extra) -> dict:
 
 
 def write(engine, schema: str, records: list[dict]) -> int:
-    frame = landing_frame(records, "UTC")
+    frame = landing_frame(records, "UTC", "k1:test")
     return postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT)
 
 
@@ -31,7 +32,9 @@ def table_rows(engine, schema: str) -> list[tuple]:
 
 
 def test_replace_window_creates_typed_table_and_is_idempotent(engine, schema):
-    frame = landing_frame([chat(1, DAY), chat(2, DAY + timedelta(hours=5), rating=4)], "UTC")
+    frame = landing_frame(
+        [chat(1, DAY), chat(2, DAY + timedelta(hours=5), rating=4)], "UTC", "k1:test"
+    )
     assert postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
     first = table_rows(engine, schema)
     assert postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
@@ -53,30 +56,31 @@ def test_replace_window_creates_typed_table_and_is_idempotent(engine, schema):
         "partition_key": "text",
         "id": "bigint",
         "updated_at": "timestamp with time zone",
+        "pii_key": "text",
         "payload": "jsonb",
     }
 
 
 def test_replace_window_touches_only_its_window(engine, schema):
-    day_two = landing_frame([chat(3, NEXT + timedelta(hours=1))], "UTC")
+    day_two = landing_frame([chat(3, NEXT + timedelta(hours=1))], "UTC", "k1:test")
     postgres.replace_window(engine, schema, RAW_CHATS, day_two, NEXT, NEXT + timedelta(days=1))
     postgres.replace_window(
-        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC"), DAY, NEXT
+        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
     postgres.replace_window(
-        engine, schema, RAW_CHATS, landing_frame([chat(2, DAY)], "UTC"), DAY, NEXT
+        engine, schema, RAW_CHATS, landing_frame([chat(2, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
     assert [row[1] for row in table_rows(engine, schema)] == [2, 3]
 
 
 def test_load_window_returns_declared_dtypes(engine, schema):
-    frame = landing_frame([chat(1, DAY), chat(2, NEXT)], "UTC")
+    frame = landing_frame([chat(1, DAY), chat(2, NEXT)], "UTC", "k1:test")
     postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT + timedelta(days=1))
     loaded = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
     assert loaded["id"].tolist() == [1]
     assert str(loaded["id"].dtype) == "Int64"
     assert str(loaded["updated_at"].dtype) == "datetime64[us, UTC]"
-    assert loaded["payload"].iloc[0]["status"] == "finished"
+    assert json.loads(loaded["payload"].iloc[0])["status"] == "finished"  # JSON bytes
 
 
 def test_load_window_of_a_missing_table_is_empty_with_columns(engine, schema):
@@ -87,9 +91,9 @@ def test_load_window_of_a_missing_table_is_empty_with_columns(engine, schema):
 
 def test_rows_outside_the_window_are_refused_and_nothing_changes(engine, schema):
     postgres.replace_window(
-        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC"), DAY, NEXT
+        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
-    stray = landing_frame([chat(5, DAY), chat(6, NEXT + timedelta(hours=2))], "UTC")
+    stray = landing_frame([chat(5, DAY), chat(6, NEXT + timedelta(hours=2))], "UTC", "k1:test")
     with pytest.raises(postgres.WarehouseError, match="1 rows have updated_at outside"):
         postgres.replace_window(engine, schema, RAW_CHATS, stray, DAY, NEXT)
     assert [row[1] for row in table_rows(engine, schema)] == [1]
@@ -97,9 +101,9 @@ def test_rows_outside_the_window_are_refused_and_nothing_changes(engine, schema)
 
 def test_a_failing_write_rolls_back_the_delete(engine, schema):
     postgres.replace_window(
-        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC"), DAY, NEXT
+        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
-    bad = landing_frame([chat(7, DAY)], "UTC")
+    bad = landing_frame([chat(7, DAY)], "UTC", "k1:test")
     bad["payload"] = [object()]  # not JSON-serialisable: the COPY fails midway
     with pytest.raises(TypeError):
         postgres.replace_window(engine, schema, RAW_CHATS, bad, DAY, NEXT)
@@ -107,7 +111,7 @@ def test_a_failing_write_rolls_back_the_delete(engine, schema):
 
 
 def test_frames_that_do_not_fit_the_declaration_are_refused(engine, schema):
-    frame = landing_frame([chat(1, DAY)], "UTC")
+    frame = landing_frame([chat(1, DAY)], "UTC", "k1:test")
     with pytest.raises(postgres.WarehouseError, match="missing: \\['payload'\\]"):
         postgres.replace_window(engine, schema, RAW_CHATS, frame.drop(columns="payload"), DAY, NEXT)
     doubled = pd.concat([frame, frame])

@@ -66,6 +66,12 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
             sql.Identifier(table.time_column),
         ),
         sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table.description)),
+        *(
+            sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                target, sql.Identifier(c.name), sql.Literal(table.full_description(c))
+            )
+            for c in table.columns
+        ),
     ]
 
 

@@ -1,0 +1,173 @@
+"""The guards find contact data and leaked values, in Python and in PostgreSQL alike."""
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from chat_assets.privacy.detect import (
+    PATTERNS,
+    PG_PATTERNS,
+    find_personal,
+    json_strings,
+    leak_count,
+    leaked_columns,
+    watchlist,
+)
+
+POSITIVE: dict[str, list[str]] = {
+    "email": [
+        "olivia.lee42@example.com",
+        "Olivia.Lee+chat@Mail.Example.CO.KR",
+        "reach me at o_lee@example-mail.org, thanks",
+    ],
+    "phone": [
+        "+14155550134",
+        "+821012345678",
+        "(415) 555-0134",
+        "(415)555-0134",
+        "415-555-0134",
+        "415.555.0134",
+        "+1 415 555 0134",
+        "+1 (415) 555-0134",
+        "+82 10-1234-5678",
+        "+44 20 7946 0958",
+        "010-1234-5678",
+        "01012345678",
+        "011 123 4567",
+        "call me on 010-9876-5432.",
+        "tel:+14155550134",
+    ],
+    "url": [
+        "https://cdn.example-ujet.test/photos/1.jpg?X-Amz-Signature=abc",
+        "http://support.example.test",
+        "see HTTPS://user:pw@host/x",
+        "https://[2001:db8::1]/",
+    ],
+}
+
+# Values the warehouse holds on purpose, none of which is contact data.
+NEGATIVE = [
+    "2019-07-17T07:27:14.000Z",
+    "2024-03-05 10:00:00+09:00",
+    "2024-03-05",
+    "07:27:14",
+    "123e4567-e89b-12d3-a456-426614174000",
+    "12345678-0101-2345-6789-010123456789",
+    "3.14159",
+    "0.0101234567",
+    "-12.75",
+    "1234567.8901",
+    "PT1H2M3S",
+    "00:05:12",
+    "Support/Billing",
+    "고객센터/배송 문의",
+    "3300/3389",
+    "Deathstar/Shipping",
+    "360949501087",
+    "19783000123",
+    "4155550134",
+    "k1:6b8545efdcc9be2a7beca82a59b9cb3b",
+    "Messaging Inbound (App Chat)",
+    "Disconnected by end user",
+    "Group 2",
+    "user@localhost",
+    "v1.2@3.4",
+    "http:/not-a-link",
+    "ftp://files.example.test/x",
+    "+09:00",
+    "",
+]
+
+
+def _expected(text: str) -> set[str]:
+    return {kind for kind, examples in POSITIVE.items() if text in examples}
+
+
+@pytest.mark.parametrize("text", [t for ts in POSITIVE.values() for t in ts])
+def test_contact_data_is_found(text: str) -> None:
+    assert find_personal(text) == _expected(text)
+
+
+@pytest.mark.parametrize("text", NEGATIVE)
+def test_ordinary_values_are_not_flagged(text: str) -> None:
+    assert find_personal(text) == set()
+
+
+def test_find_personal_ignores_non_text() -> None:
+    assert find_personal(None) == set()
+    assert find_personal(4155550134) == set()
+    assert find_personal(b"olivia@example.com") == set()
+
+
+def test_python_and_postgres_share_one_pattern_per_kind() -> None:
+    assert set(PATTERNS) == set(PG_PATTERNS) == {"email", "phone", "url"}
+    for kind, pattern in PATTERNS.items():
+        assert pattern.pattern == PG_PATTERNS[kind]
+        assert "(?<" not in pattern.pattern and "(?=" not in pattern.pattern
+        assert "\\d" not in pattern.pattern
+
+
+def test_postgres_agrees_with_python_on_every_example(engine: sa.Engine) -> None:
+    texts = [t for ts in POSITIVE.values() for t in ts] + NEGATIVE
+    query = sa.text(
+        "SELECT array_agg(t ~ :pattern ORDER BY n) "
+        "FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS u(t, n)"
+    )
+    with engine.connect() as connection:
+        for kind, pattern in PG_PATTERNS.items():
+            found = connection.execute(query, {"pattern": pattern, "texts": texts}).scalar_one()
+            expected = [kind in _expected(t) for t in texts]
+            wrong = [t for t, f, e in zip(texts, found, expected, strict=True) if f != e]
+            assert wrong == [], f"{kind}: PostgreSQL disagrees on {wrong}"
+
+
+def test_one_sql_query_counts_contact_data_per_kind(engine: sa.Engine) -> None:
+    cells = ["Billing", "olivia@example.com", "+14155550134", None, "https://x.test/a", "ok"]
+    filters = ", ".join(f"count(*) FILTER (WHERE t ~ :{kind}) AS {kind}" for kind in PG_PATTERNS)
+    query = sa.text(f"SELECT {filters} FROM unnest(CAST(:cells AS text[])) AS u(t)")
+    with engine.connect() as connection:
+        row = connection.execute(query, {"cells": cells, **PG_PATTERNS}).mappings().one()
+    assert dict(row) == {"email": 1, "phone": 1, "url": 1}
+
+
+SENSITIVE = {
+    "olivia.lee@example.com",
+    "+14155550134",
+    "Emma Garcia",
+    "김민준",  # three characters, nine bytes: still watched
+    "Mia",  # three ASCII characters: matches too much by chance, ignored
+    "007",
+    "Billing",  # an agent named like a menu: allow-listed
+}
+
+
+def test_the_canary_counts_exact_leaks_per_column_and_never_returns_values() -> None:
+    columns = {
+        "sub_status": ["Disconnected by end user", " olivia.lee@example.com ", None],
+        "agent_name": ["Emma Garcia", "Emma Garcia", "Mia", "김민준"],
+        "menu_name": ["Billing", "Billing", "Sales"],
+        "end_user_id": ["k1:6b8545efdcc9be2a7beca82a59b9cb3b", 14155550134, "+14155550134x"],
+        "notes": ["write to olivia.lee@example.com", "EMMA GARCIA"],
+    }
+    leaks = leaked_columns(SENSITIVE, columns, allow={"Billing"})
+    assert leaks == {"sub_status": 1, "agent_name": 3}
+    assert all(isinstance(k, str) and isinstance(v, int) for k, v in leaks.items())
+    assert not set(json.dumps(leaks, ensure_ascii=False).split('"')) & SENSITIVE
+    assert leaked_columns(SENSITIVE, {"menu_name": columns["menu_name"]}) == {"menu_name": 2}
+    assert leak_count(SENSITIVE, columns["agent_name"]) == 3
+    assert leak_count(set(), columns["agent_name"]) == 0
+
+
+def test_the_watchlist_skips_short_and_allowed_values() -> None:
+    watched = watchlist({" Emma Garcia ", "Mia", "007", "김민준", "Billing", ""}, {" Billing"})
+    assert watched == {"Emma Garcia", "김민준"}
+
+
+def test_json_strings_reads_payloads_for_the_canary() -> None:
+    payload = {"id": 1, "end_user": {"identifier": "+14155550134"}, "tags": ["a", 2, None]}
+    strings = list(json_strings(payload))
+    assert strings == ["id", "end_user", "identifier", "+14155550134", "tags", "a"]
+    as_bytes = json.dumps(payload).encode()
+    assert list(json_strings(as_bytes)) == strings
+    assert leaked_columns(SENSITIVE, {"payload": json_strings(as_bytes)}) == {"payload": 1}

@@ -1,0 +1,234 @@
+"""No raw personal value from the source reaches the database, the run logs or event metadata."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from chat_assets import checks
+from chat_assets.landing import build_raw_chats
+from chat_assets.partitions import daily_partitions
+from chat_assets.privacy.detect import PATTERNS
+from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.privacy.sanitize import sensitive_values
+from chat_assets.settings import Settings
+from chat_assets.source.demo_data import chats_updated_between
+from chat_assets.source.emulator import UjetEmulator
+from chat_assets.source.resource import UjetResource
+from chat_assets.tables import CHATS
+from chat_assets.warehouse.io_manager import PostgresIOManager
+from chat_assets_tests.support import TEST_PII_KEY, materialize_day
+
+DATA = Path(__file__).parent / "data"
+DAYS = ["2026-01-05", "2026-01-06"]
+
+
+@pytest.fixture
+def settings(monkeypatch) -> Settings:
+    monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2016-01-01")
+    return Settings.from_env()
+
+
+run = materialize_day
+
+
+def crafted_day() -> list[dict]:
+    """Hard cases on 2016-03-02: a new field with an email, signed and credentialed links,
+    null and nested agent objects."""
+    sample = json.loads((DATA / "vendor_sample.json").read_text())
+    first, second = (copy.deepcopy(chat) for chat in sample)
+    for chat, hour in ((first, 10), (second, 11)):
+        chat["updated_at"] = f"2016-03-02T{hour}:00:00.000Z"
+    first["customer_email"] = "jane.doe@example.com"
+    first["end_user"]["identifier"] = "+82 10-2345-6789"
+    first["photos"][0]["url"] = "https://user:pw@cdn.example.net/p/1.jpg?X-Amz-Signature=abc123def"
+    first["out_ticket_url"] = "https://support.example.org/tickets/98765?token=s3cr3t"
+    second["transfers"] = [
+        {
+            "id": 5,
+            "status": "transferred",
+            "from_agent": copy.deepcopy(first["agent_info"]),
+            "to_agent": None,
+        },
+    ]
+    return [first, second]
+
+
+def distinctive(values: set[str]) -> set[str]:
+    """Sensitive values that cannot occur by chance: names, emails, phones, links, long ids."""
+    return {v for v in values if len(v.encode()) >= 5 and not v.isdigit()}
+
+
+def database_text(engine, schema: str) -> str:
+    with engine.connect() as connection:
+        tables = [
+            row[0]
+            for row in connection.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            )
+        ]
+        dumps = [
+            connection.exec_driver_sql(f'SELECT t::text FROM "{schema}"."{name}" t').fetchall()
+            for name in tables
+        ]
+    return "\n".join(row[0] for rows in dumps for row in rows)
+
+
+def logs_and_metadata_text(instance: dg.DagsterInstance) -> str:
+    parts = []
+    for run_record in instance.get_run_records():
+        for entry in instance.all_logs(run_record.dagster_run.run_id):
+            parts.append(entry.user_message or "")
+            parts.append(repr(entry.dagster_event) if entry.dagster_event else "")
+    return "\n".join(parts)
+
+
+def test_no_raw_personal_value_lands_anywhere(settings, database_url, engine, schema):
+    instance = dg.DagsterInstance.ephemeral()
+    served: list[dict] = []
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=40) as emulator:
+        for day in DAYS:
+            run(settings, emulator, database_url, schema, day, instance=instance)
+        start = datetime(2026, 1, 5, tzinfo=UTC)
+        served += chats_updated_between(start, start + timedelta(days=2), chats_per_day=40)
+        emulator.serve_records(crafted_day())
+        crafted = run(settings, emulator, database_url, schema, "2016-03-02", instance=instance)
+    served += crafted_day()
+    secrets = distinctive(set().union(*(sensitive_values(r) for r in served)))
+    assert any("@" in s for s in secrets) and any(s.startswith("010-") for s in secrets)
+    stored = database_text(engine, schema)
+    logged = logs_and_metadata_text(instance)
+    assert [s for s in secrets if s in stored] == []
+    assert [s for s in secrets if s in logged] == []
+    assert not PATTERNS["email"].search(stored)
+    # the unknown field was dropped and named by path only
+    drift = {
+        (e.asset_key.path[-1], e.check_name): e for e in crafted.get_asset_check_evaluations()
+    }[("raw_chats", checks.NO_UNKNOWN_FIELDS)]
+    assert not drift.passed
+    assert drift.metadata["unknown_paths"].value == ["customer_email"]
+    # links keep their host only; the credentials and signature are gone
+    assert "cdn.example.net" in stored and "X-Amz-Signature" not in stored
+    assert "support.example.org" in stored and "98765" not in stored
+
+
+def test_pseudonymised_keys_join_across_tables(settings, database_url, engine, schema):
+    instance = dg.DagsterInstance.ephemeral()
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=40) as emulator:
+        run(settings, emulator, database_url, schema, DAYS[0], instance=instance)
+    with engine.connect() as connection:
+        joined = connection.exec_driver_sql(
+            f"SELECT count(*), count(*) FILTER (WHERE c.agent_id = h.agent_id)"
+            f" FROM {schema}.chats c JOIN {schema}.chat_handle_durations h ON h.chat_id = c.id"
+            " WHERE c.agent_id IS NOT NULL AND h.agent_id IS NOT NULL"
+        ).one()
+        end_users = connection.exec_driver_sql(
+            f"SELECT count(*) FROM {schema}.chats c JOIN {schema}.raw_chats r ON r.id = c.id,"
+            " jsonb_array_elements(r.payload->'participants') p"
+            " WHERE p->>'end_user_id' = c.end_user_id"
+        ).scalar()
+        formats = connection.exec_driver_sql(
+            f"SELECT bool_and(end_user_id ~ '^k1:[0-9a-f]{{32}}$') FROM {schema}.chats"
+            " WHERE end_user_id IS NOT NULL"
+        ).scalar()
+    assert joined[0] > 0 and joined[1] > 0  # agents' pseudonyms match across tables
+    assert end_users > 0  # end_user.id and participants[].end_user_id share a namespace
+    assert formats is True
+
+
+def test_columns_say_which_are_personal_in_the_ui():
+    schema = {c.name: c for c in CHATS.dagster_schema().columns}
+    assert schema["end_user_id"].tags == {"personal_data": "pseudonym", "subject": "customer"}
+    assert "keyed pseudonym" in schema["end_user_id"].description
+    assert schema["out_ticket_url"].tags["personal_data"] == "host_only"
+    assert schema["status"].tags == {}
+
+
+def test_a_changed_key_fails_the_key_check(settings, database_url, schema):
+    instance = dg.DagsterInstance.ephemeral()
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=10) as emulator:
+        run(settings, emulator, database_url, schema, DAYS[0], instance=instance)
+        other = run(
+            settings, emulator, database_url, schema, DAYS[1], instance=instance, key="z" * 40
+        )
+    found = {e.check_name: e for e in other.get_asset_check_evaluations()}
+    check = found[checks.PII_KEY_UNCHANGED]
+    assert not check.passed
+    assert list(check.metadata["rows_with_other_keys"].value) == [
+        PrivacyResource(pii_key=TEST_PII_KEY).pseudonymizer()[0].fingerprint
+    ]
+    assert "z" * 40 not in repr(check.metadata)
+
+
+def test_a_sensitive_value_echoed_into_a_kept_field_stops_the_write(
+    settings, database_url, engine, schema
+):
+    chats = crafted_day()
+    chats[1]["sub_status"] = chats[0]["end_user"]["identifier"]
+    instance = dg.DagsterInstance.ephemeral()
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        result = run(
+            settings,
+            emulator,
+            database_url,
+            schema,
+            "2016-03-02",
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "Privacy canary: 1 raw sensitive values" in error
+    assert "2345-6789" not in error
+    with engine.connect() as connection:
+        exists = connection.exec_driver_sql(
+            "SELECT to_regclass(%s)", (f"{schema}.raw_chats",)
+        ).scalar()
+    assert exists is None  # nothing was written
+
+
+def test_contact_data_in_a_field_declared_safe_fails_the_blocking_check(
+    settings, database_url, schema
+):
+    chats = crafted_day()
+    chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": "Call +1 415 555 0134"}
+    instance = dg.DagsterInstance.ephemeral()
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        result = run(
+            settings,
+            emulator,
+            database_url,
+            schema,
+            "2016-03-02",
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success  # a failed blocking check fails the step
+    found = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+    check = found[("chats", checks.NO_PERSONAL_TEXT)]
+    assert not check.passed and check.blocking
+    assert check.metadata["cells_found"].value == {"selected_menu_output_msg: phone": 1}
+    assert found[("chat_transfers", checks.NO_PERSONAL_TEXT)].passed
+
+
+def test_a_real_source_without_a_key_fails_with_a_clear_message(settings, database_url, schema):
+    partitions = daily_partitions(settings)
+    result = dg.materialize(
+        [build_raw_chats(partitions, schema, settings.timezone)],
+        partition_key=DAYS[0],
+        raise_on_error=False,
+        resources={
+            "ujet": UjetResource(subdomain="acme", company_key="k", company_secret="s"),
+            "privacy": PrivacyResource(),
+            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+        },
+    )
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "CHAT_ASSETS_PII_KEY is not set" in error

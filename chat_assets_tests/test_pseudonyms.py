@@ -1,0 +1,161 @@
+"""Pseudonyms must be stable per key, differ across keys, and never stand for a missing value."""
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from chat_assets.privacy.pseudonyms import (
+    KEY_ENV,
+    PrivacyKeyError,
+    Pseudonymizer,
+    load_key,
+    normalize,
+)
+
+KEY = b"0123456789abcdef0123456789abcdef-test-key"
+OTHER_KEY = b"fedcba9876543210fedcba9876543210-other-key"
+
+
+@pytest.fixture
+def pz() -> Pseudonymizer:
+    return Pseudonymizer(KEY)
+
+
+def test_a_pseudonym_is_a_versioned_keyed_hash(pz: Pseudonymizer) -> None:
+    value = pz.pseudonym("end_user", 12345)
+    assert value is not None
+    assert re.fullmatch(r"k1:[0-9a-f]{32}", value)
+    assert "12345" not in value
+    rotated = Pseudonymizer(KEY, version="k2").pseudonym("end_user", 12345)
+    assert rotated is not None and rotated.startswith("k2:") and rotated[3:] == value[3:]
+
+
+def test_same_key_gives_the_same_pseudonyms_in_any_instance() -> None:
+    values = [4, "AbC123", "olivia.lee@example.com", "+14155550134"]
+    first = [Pseudonymizer(KEY).pseudonym("agent", v) for v in values]
+    again = [Pseudonymizer(bytes(KEY)).pseudonym("agent", v) for v in values]
+    assert first == again
+    assert len(set(first)) == len(values)
+    assert Pseudonymizer(KEY).fingerprint == Pseudonymizer(KEY).fingerprint
+
+
+def test_another_key_gives_other_pseudonyms_and_fingerprint(pz: Pseudonymizer) -> None:
+    other = Pseudonymizer(OTHER_KEY)
+    for value in (1, 4, "AbC123", "360949501087"):
+        assert pz.pseudonym("agent", value) != other.pseudonym("agent", value)
+    assert pz.fingerprint != other.fingerprint
+    assert re.fullmatch(r"k1:[0-9a-f]{16}", pz.fingerprint)
+
+
+def test_namespaces_keep_equal_ids_of_different_kinds_apart(pz: Pseudonymizer) -> None:
+    assert pz.pseudonym("agent", 4) != pz.pseudonym("end_user", 4)
+    # "a\x00b" must not be reachable from another namespace/value split.
+    with pytest.raises(ValueError):
+        pz.pseudonym("agent\x00x", 4)
+    with pytest.raises(ValueError):
+        pz.pseudonym("", 4)
+
+
+def test_opaque_ids_are_case_sensitive_but_emails_are_not(pz: Pseudonymizer) -> None:
+    assert pz.pseudonym("crm_contact", "AbC123") != pz.pseudonym("crm_contact", "abc123")
+    assert pz.pseudonym("end_user", "Olivia.Lee@Example.COM") == pz.pseudonym(
+        "end_user", " olivia.lee@example.com "
+    )
+
+
+def test_equal_ids_in_drifting_types_get_one_pseudonym(pz: Pseudonymizer) -> None:
+    one = pz.pseudonym("end_user", 42)
+    assert one is not None
+    assert pz.pseudonym("end_user", "42") == one
+    assert pz.pseudonym("end_user", " 42\n") == one
+    assert pz.pseudonym("end_user", 42.0) == one
+    assert pz.pseudonym("end_user", "\uff14\uff12") == one  # full-width digits, NFKC
+    assert pz.pseudonym("end_user", "042") != one  # an opaque string keeps its zeros
+    assert pz.pseudonym("end_user", 42.5) not in (None, one)
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        None,
+        "",
+        "   ",
+        "\t\n",
+        0,
+        0.0,
+        "0",
+        " 000 ",
+        "string",
+        "NULL",
+        "None",
+        "undefined",
+        True,
+        False,
+        float("nan"),
+        {"id": 4},
+        [4],
+    ],
+)
+def test_missing_or_placeholder_ids_have_no_pseudonym(pz: Pseudonymizer, missing: object) -> None:
+    assert pz.pseudonym("end_user", missing) is None
+    assert normalize(missing) is None
+
+
+def test_the_key_never_shows(pz: Pseudonymizer) -> None:
+    shown = f"{pz!r} {pz} {pz.fingerprint}"
+    assert KEY.decode() not in shown
+    assert KEY.decode()[:12] not in shown
+    assert "fingerprint=" in repr(pz)
+
+
+def test_short_keys_and_bad_versions_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        Pseudonymizer(b"short")
+    with pytest.raises(ValueError):
+        Pseudonymizer(KEY, version="k1:x")
+
+
+def test_load_key_from_the_environment(tmp_path: Path) -> None:
+    secret = "a" * 20 + "-" + "b" * 20
+    key, note = load_key(f"  {secret}\n", key_file=tmp_path / "k", allow_create=False)
+    assert key == secret.encode()
+    assert note == f"key from {KEY_ENV}"
+    assert secret not in note
+    assert not (tmp_path / "k").exists()
+
+
+def test_a_short_environment_key_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    with pytest.raises(PrivacyKeyError) as raised:
+        load_key("tooshort-secret", key_file=tmp_path / "k", allow_create=True)
+    assert "tooshort-secret" not in str(raised.value)
+    assert KEY_ENV in str(raised.value)
+
+
+def test_a_real_source_without_a_key_stops_with_a_clear_message(tmp_path: Path) -> None:
+    for unset in (None, "", "   "):
+        with pytest.raises(PrivacyKeyError) as raised:
+            load_key(unset, key_file=tmp_path / "k", allow_create=False)
+        assert str(raised.value) == (
+            "CHAT_ASSETS_PII_KEY is not set: a real UJET source needs a secret key for "
+            "pseudonyms (see README: Personal data)"
+        )
+    assert not (tmp_path / "k").exists()
+
+
+def test_the_demo_creates_then_reuses_a_private_key_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "state" / "pii.key"
+    key, note = load_key(None, key_file=key_file, allow_create=True)
+    assert note == f"created local key file {key_file}"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert re.fullmatch(r"[0-9a-f]{64}", key.decode())
+    assert key.decode() not in note
+    again, note_again = load_key(None, key_file=key_file, allow_create=True)
+    assert again == key
+    assert note_again == f"key from local key file {key_file}"
+    # The file's text used as the environment variable is the same key.
+    from_env, _ = load_key(key_file.read_text(), key_file=None, allow_create=False)
+    assert Pseudonymizer(from_env).fingerprint == Pseudonymizer(key).fingerprint
+    with pytest.raises(PrivacyKeyError):
+        load_key(None, key_file=None, allow_create=True)

@@ -1,0 +1,160 @@
+"""The daily and lookback schedules, evaluated at chosen ticks the way the daemon evaluates them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from chat_assets.definitions import build_definitions
+from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
+from chat_assets.settings import Settings, SettingsError
+
+RUNNING = dg.DefaultScheduleStatus.RUNNING
+STOPPED = dg.DefaultScheduleStatus.STOPPED
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A live instance: resolving Definitions reads the current instance's state storage."""
+    with dg.instance_for_test() as current:
+        yield current
+
+
+@pytest.fixture
+def configure(monkeypatch, instance):
+    """Code location settings from the environment, as the code server reads them."""
+
+    def apply(**env: str) -> dg.Definitions:
+        for name in (
+            "CHAT_ASSETS_DAILY_SCHEDULE",
+            "CHAT_ASSETS_LOOKBACK_SCHEDULE",
+            "CHAT_ASSETS_LOOKBACK_DAYS",
+        ):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
+        monkeypatch.setenv("CHAT_ASSETS_TIMEZONE", "Asia/Seoul")
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return build_definitions(Settings.from_env())
+
+    return apply
+
+
+@pytest.fixture
+def evaluate(instance):
+    """What the daemon gets from a schedule at a tick."""
+
+    def tick_at(defs: dg.Definitions, name: str, tick: datetime) -> dg.ScheduleExecutionData:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tick,
+            repository_def=defs.get_repository_def(),
+        )
+        return defs.resolve_schedule_def(name).evaluate_tick(context)
+
+    return tick_at
+
+
+def requested(data: dg.ScheduleExecutionData) -> list[str]:
+    return [request.partition_key for request in data.run_requests or []]
+
+
+def seoul(*args: int) -> datetime:
+    return datetime(*args, tzinfo=ZoneInfo("Asia/Seoul"))
+
+
+def test_job_covers_the_whole_graph_by_day(configure):
+    defs = configure()
+    job = defs.resolve_job_def(JOB_NAME)
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "raw_chats",
+        "chats",
+        "chat_transfers",
+        "chat_queue_durations",
+        "chat_handle_durations",
+    }
+    assert job.partitions_def == defs.get_assets_def("raw_chats").partitions_def
+
+
+def test_schedules_tick_in_the_partitions_time_zone(configure):
+    defs = configure()
+    daily = defs.resolve_schedule_def(DAILY_SCHEDULE_NAME)
+    lookback = defs.resolve_schedule_def(LOOKBACK_SCHEDULE_NAME)
+    assert (daily.cron_schedule, daily.execution_timezone) == ("30 0 * * *", "Asia/Seoul")
+    assert (lookback.cron_schedule, lookback.execution_timezone) == ("0 4 * * *", "Asia/Seoul")
+    assert daily.job_name == lookback.job_name == JOB_NAME
+
+
+def test_daily_requests_the_day_that_just_closed(configure, evaluate):
+    defs = configure()
+    data = evaluate(defs, DAILY_SCHEDULE_NAME, seoul(2026, 3, 10, 0, 30))
+    assert requested(data) == ["2026-03-09"]
+    # The same instant written in UTC (the day before, 15:30) asks for the same Seoul day.
+    same_instant = datetime(2026, 3, 9, 15, 30, tzinfo=UTC)
+    assert requested(evaluate(defs, DAILY_SCHEDULE_NAME, same_instant)) == ["2026-03-09"]
+    assert data.run_requests[0].tags["dagster/partition"] == "2026-03-09"
+
+
+def test_daily_across_a_daylight_saving_switch(configure, evaluate):
+    defs = configure(CHAT_ASSETS_TIMEZONE="America/New_York")
+    new_york = ZoneInfo("America/New_York")
+    # 2026-03-08 is 23 hours long in New York; the tick after it asks for it.
+    after_spring = datetime(2026, 3, 9, 0, 30, tzinfo=new_york)
+    assert requested(evaluate(defs, DAILY_SCHEDULE_NAME, after_spring)) == ["2026-03-08"]
+    after_fall = datetime(2026, 11, 2, 0, 30, tzinfo=new_york)
+    assert requested(evaluate(defs, DAILY_SCHEDULE_NAME, after_fall)) == ["2026-11-01"]
+
+
+def test_daily_first_tick_requests_the_start_date(configure, evaluate):
+    defs = configure()
+    assert requested(evaluate(defs, DAILY_SCHEDULE_NAME, seoul(2026, 1, 2, 0, 30))) == [
+        "2026-01-01"
+    ]
+
+
+def test_lookback_requests_each_of_the_last_days_with_distinct_run_keys(configure, evaluate):
+    defs = configure()
+    data = evaluate(defs, LOOKBACK_SCHEDULE_NAME, seoul(2026, 3, 10, 4, 0))
+    assert requested(data) == ["2026-03-07", "2026-03-08", "2026-03-09"]
+    next_day = evaluate(defs, LOOKBACK_SCHEDULE_NAME, seoul(2026, 3, 11, 4, 0))
+    assert requested(next_day) == ["2026-03-08", "2026-03-09", "2026-03-10"]
+    keys = [request.run_key for request in data.run_requests + next_day.run_requests]
+    assert len(set(keys)) == len(keys) == 6
+
+
+def test_lookback_days_come_from_the_environment(configure, evaluate):
+    defs = configure(CHAT_ASSETS_LOOKBACK_DAYS="5")
+    # 19:00 UTC on 9 March is 04:00 on 10 March in Seoul.
+    data = evaluate(defs, LOOKBACK_SCHEDULE_NAME, datetime(2026, 3, 9, 19, 0, tzinfo=UTC))
+    assert requested(data) == ["2026-03-05", "2026-03-06", "2026-03-07", "2026-03-08", "2026-03-09"]
+
+
+def test_lookback_never_requests_before_the_start_date(configure, evaluate):
+    defs = configure(CHAT_ASSETS_LOOKBACK_DAYS="7")
+    data = evaluate(defs, LOOKBACK_SCHEDULE_NAME, seoul(2026, 1, 3, 4, 0))
+    assert requested(data) == ["2026-01-01", "2026-01-02"]
+    first = evaluate(defs, LOOKBACK_SCHEDULE_NAME, seoul(2026, 1, 1, 4, 0))
+    assert not first.run_requests
+    assert "2026-01-01" in (first.skip_message or "")
+
+
+def test_defaults_daily_on_lookback_off(configure):
+    defs = configure()
+    assert defs.resolve_schedule_def(DAILY_SCHEDULE_NAME).default_status == RUNNING
+    assert defs.resolve_schedule_def(LOOKBACK_SCHEDULE_NAME).default_status == STOPPED
+
+
+def test_switches_from_the_environment(configure):
+    defs = configure(CHAT_ASSETS_DAILY_SCHEDULE="off", CHAT_ASSETS_LOOKBACK_SCHEDULE="ON")
+    assert defs.resolve_schedule_def(DAILY_SCHEDULE_NAME).default_status == STOPPED
+    assert defs.resolve_schedule_def(LOOKBACK_SCHEDULE_NAME).default_status == RUNNING
+
+
+@pytest.mark.parametrize("name", ["CHAT_ASSETS_DAILY_SCHEDULE", "CHAT_ASSETS_LOOKBACK_SCHEDULE"])
+def test_a_switch_is_on_or_off_nothing_else(configure, name):
+    with pytest.raises(SettingsError, match=f"{name}='yes' must be on or off"):
+        configure(**{name: "yes"})
