@@ -1,0 +1,29 @@
+"""The table declarations agree with the privacy catalog and with themselves."""
+
+import pytest
+
+from chat_assets.privacy.catalog import INDEX, Treatment
+from chat_assets.tables import TABLES, PgType, Table
+
+
+@pytest.mark.parametrize("table", TABLES.values(), ids=lambda t: t.name)
+def test_every_sourced_column_is_classified_and_never_a_dropped_field(table: Table):
+    for column in table.columns:
+        path = table.catalog_path(column)
+        if path is None:
+            continue
+        if column.source and column.source.startswith("count:"):
+            assert INDEX.container(path) == "list", column.name
+            continue
+        rule = table.rule(column)
+        assert rule is not None, f"{table.name}.{column.name}: {path} is not in the catalog"
+        assert rule.treatment not in (Treatment.DROP, Treatment.COUNT_ONLY), column.name
+        if rule.treatment is Treatment.PSEUDONYM:
+            assert column.type is PgType.TEXT, f"{column.name} holds pseudonyms: text"
+
+
+@pytest.mark.parametrize("table", TABLES.values(), ids=lambda t: t.name)
+def test_keys_are_declared_and_not_nullable(table: Table):
+    assert table.key
+    assert all(not table.column(name).nullable for name in table.key)
+    assert set(table.unique_by) <= set(table.column_names)
