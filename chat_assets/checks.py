@@ -6,6 +6,7 @@ by ids and values of non-personal columns only, a few at a time.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -148,12 +149,21 @@ def unique_table_wide(engine: sa.Engine, schema: str, table: Table) -> dg.AssetC
     )
 
 
+_ENUM_LIKE = re.compile(r"^[A-Za-z_ -]{1,32}$")
+
+
+def shown_value(value: str) -> str:
+    """A bad enumeration value is safe to show only if it looks like one: anything else from
+    the source could be personal data, so it is described, not copied."""
+    return value if _ENUM_LIKE.match(value) else f"<{len(value)} characters, not shown>"
+
+
 def sla_event_valid(rows: pd.DataFrame) -> dg.AssetCheckResult:
     events = rows["service_level_event"]
     bad = rows[~events.isin(SLA_EVENTS)]
     details = [
         {
-            "value": None if pd.isna(value) else str(value),
+            "value": None if pd.isna(value) else shown_value(str(value)),
             "rows": len(group),
             "chat_ids": sorted({int(c) for c in group["chat_id"]})[:EXAMPLES],
         }

@@ -77,6 +77,9 @@ def crafted_chats() -> list[dict]:
     first["updated_at"] = "2016-03-02T10:00:00.000Z"
     second["updated_at"] = "2016-03-02T11:00:00.000Z"
     first["queue_durations"][0]["service_level_event"] = "abandoned"
+    first["queue_durations"].append(
+        {**first["queue_durations"][0], "id": 42, "service_level_event": "call 010-2345-6789"}
+    )
     second["queue_durations"][0]["service_level_event"] = "in_sla"  # 12 s <= 60 s: consistent
     second["queue_durations"].append(
         {**second["queue_durations"][0], "queue_duration": 95, "service_level_event": "in_sla"}
@@ -98,12 +101,20 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     settings, database_url, engine, schema
 ):
     with UjetEmulator(company_key="k", company_secret="s", records=crafted_chats()) as emulator:
-        result = run(settings, emulator, database_url, schema, "2016-03-02")
-    assert result.success
+        result = materialize_day(
+            settings, emulator, database_url, schema, "2016-03-02", raise_on_error=False
+        )
+    assert not result.success  # the phone number in a safe column fails a blocking check
     found = evaluations(result)
+    scan = found[("chat_queue_durations", checks.NO_PERSONAL_TEXT)]
+    assert not scan.passed
+    assert scan.metadata["cells_found"].value == {"service_level_event: phone": 1}
     sla = found[("chat_queue_durations", checks.SLA_EVENT_VALID)]
     assert not sla.passed and sla.severity == dg.AssetCheckSeverity.ERROR
-    assert sla.metadata["bad_values"].value == [{"value": "abandoned", "rows": 1, "chat_ids": [1]}]
+    assert sla.metadata["bad_values"].value == [
+        {"value": "abandoned", "rows": 1, "chat_ids": [1]},
+        {"value": "<18 characters, not shown>", "rows": 1, "chat_ids": [1]},
+    ]
     consistent = found[("chat_queue_durations", checks.SLA_CONSISTENT)]
     assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.WARN
     assert consistent.metadata["in_sla_over_target"].value == 1
@@ -118,7 +129,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     assert found[("chats", checks.UNIQUE_IN_PARTITION)].passed
     assert found[("chats", checks.UNIQUE_TABLE_WIDE)].passed
     assert found[("raw_chats", checks.COMPLETE_WINDOW)].passed
-    assert count(engine, schema, "chat_queue_durations") == 4
+    assert count(engine, schema, "chat_queue_durations") == 5
     assert count(engine, schema, "chat_transfers") == 2
     assert count(engine, schema, "chat_handle_durations") == 2
 
@@ -126,7 +137,9 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
 def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_url, schema):
     with UjetEmulator(company_key="k", company_secret="s", records=crafted_chats()) as emulator:
         emulator.inject("wrong_total", delta=3)
-        result = run(settings, emulator, database_url, schema, "2016-03-02")
+        result = materialize_day(
+            settings, emulator, database_url, schema, "2016-03-02", raise_on_error=False
+        )
     complete = evaluations(result)[("raw_chats", checks.COMPLETE_WINDOW)]
     assert not complete.passed
     assert complete.metadata["api_total"].value == 5

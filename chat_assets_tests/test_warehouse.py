@@ -117,3 +117,19 @@ def test_frames_that_do_not_fit_the_declaration_are_refused(engine, schema):
     doubled = pd.concat([frame, frame])
     with pytest.raises(postgres.WarehouseError, match="repeat the key"):
         postgres.replace_window(engine, schema, RAW_CHATS, doubled, DAY, NEXT)
+
+
+def test_database_refusals_name_the_column_never_the_value(engine, schema):
+    write(engine, schema, [chat(1, DAY)])
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"ALTER TABLE {schema}.raw_chats ADD CONSTRAINT small_ids CHECK (id < 100)"
+        )
+    secret_id = 987_654_321
+    with pytest.raises(postgres.WarehouseError) as refused:
+        write(engine, schema, [chat(secret_id, DAY, customer="jane@example.com")])
+    message = str(refused.value)
+    assert "constraint small_ids" in message and "SQLSTATE 23514" in message
+    assert str(secret_id) not in message and "jane@example.com" not in message
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+    assert [row[1] for row in table_rows(engine, schema)] == [1]

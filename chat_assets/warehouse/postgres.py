@@ -7,11 +7,13 @@ replace, so a failure leaves the previous state intact.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from psycopg.abc import Buffer
@@ -27,6 +29,30 @@ _DDL_LOCK = 7_317_001
 
 class WarehouseError(RuntimeError):
     """A frame does not fit its declared table; the message names columns and counts only."""
+
+
+@contextmanager
+def _refusals_without_values(table: Table) -> Iterator[None]:
+    """PostgreSQL quotes row values in its errors (DETAIL: Failing row contains ..., COPY
+    context); say which table, column and constraint refused, never what the value was."""
+    try:
+        yield
+    except (psycopg.Error, sa.exc.DBAPIError) as error:
+        cause = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+        diag = getattr(cause, "diag", None)
+        where = ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("column", getattr(diag, "column_name", None)),
+                ("constraint", getattr(diag, "constraint_name", None)),
+            )
+            if value
+        )
+        raise WarehouseError(
+            f"{table.name}: PostgreSQL refused the write ({type(cause).__name__}, SQLSTATE "
+            f"{getattr(cause, 'sqlstate', None)}{', ' + where if where else ''}); "
+            "the transaction was rolled back and nothing changed"
+        ) from None
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -147,7 +173,7 @@ def replace_window(
     validate_frame(frame, table, start, end)
     target = qualified(schema, table)
     staging = sql.Identifier(f"_staging_{table.name}")
-    with engine.begin() as connection:
+    with _refusals_without_values(table), engine.begin() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
         ensure_table(cursor, schema, table)
         cursor.execute(
@@ -240,7 +266,7 @@ def apply_newest(
     target = qualified(schema, table)
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     staging = sql.Identifier(f"_staging_{table.name}")
-    with engine.begin() as connection:
+    with _refusals_without_values(table), engine.begin() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
         ensure_table(cursor, schema, table)
         _ensure_versions_table(cursor, schema)
