@@ -109,11 +109,17 @@ def ensure_table(cursor: Any, schema: str, table: Table) -> None:
 
 def frame_rows(frame: pd.DataFrame, table: Table) -> Iterator[tuple[Any, ...]]:
     """The frame's rows in declared column order, missing values as None."""
-    columns = [
-        frame[name].astype(object).where(frame[name].notna(), None).tolist()
-        for name in table.column_names
-    ]
-    return zip(*columns, strict=True)
+    return zip(*(_python_values(frame[name]) for name in table.column_names), strict=True)
+
+
+def _python_values(series: pd.Series) -> list[Any]:
+    """A column as Python objects for COPY; datetimes as plain `datetime`, which is several
+    times cheaper to make than pandas' Timestamp."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        values = series.dt.to_pydatetime()
+        values[series.isna().to_numpy()] = None
+        return values.tolist()
+    return series.to_numpy(dtype=object, na_value=None).tolist()
 
 
 def validate_frame(frame: pd.DataFrame, table: Table, start: datetime, end: datetime) -> None:
