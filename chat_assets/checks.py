@@ -149,12 +149,12 @@ def unique_table_wide(engine: sa.Engine, schema: str, table: Table) -> dg.AssetC
     )
 
 
-_ENUM_LIKE = re.compile(r"^[A-Za-z_ -]{1,32}$")
+_ENUM_LIKE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def shown_value(value: str) -> str:
-    """A bad enumeration value is safe to show only if it looks like one: anything else from
-    the source could be personal data, so it is described, not copied."""
+    """A bad enumeration value is shown only if it looks like one (snake_case, as every wire
+    value is): anything else from the source could be personal data, so it is described."""
     return value if _ENUM_LIKE.match(value) else f"<{len(value)} characters, not shown>"
 
 

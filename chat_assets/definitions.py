@@ -12,7 +12,7 @@ from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.pseudonyms import KEY_ENV
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.schedules import build_jobs_and_schedules
-from chat_assets.settings import Settings, SettingsError
+from chat_assets.settings import DATABASE_URL_ENV, Settings, SettingsError
 from chat_assets.source.resource import UjetResource
 from chat_assets.warehouse.io_manager import PostgresIOManager
 
@@ -65,7 +65,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "ujet": ujet,
             "privacy": privacy_resource(settings, demo=ujet.source == "demo"),
             "warehouse": PostgresIOManager(
-                database_url=settings.database_url,
+                # Through EnvVar, so the password never shows as resource config in the UI.
+                database_url=dg.EnvVar(DATABASE_URL_ENV) if settings.database_url else None,
                 db_schema=settings.schema,
                 state_dir=str(settings.state_dir),
             ),

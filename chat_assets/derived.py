@@ -16,12 +16,15 @@ from chat_assets.tables import CHAT_QUEUE_DURATIONS, DERIVED_TABLES, Table
 
 
 def summary_markdown(table: Table, rows: pd.DataFrame) -> str:
-    """Row counts by the table's non-personal category column: safe to show in the UI."""
+    """Row counts by the table's enumeration column. Only documented values are shown: any
+    other value came from the source unchecked and could be personal data."""
     if table.summary_by is None or rows.empty:
         return f"{len(rows)} rows"
-    counts = rows[table.summary_by].fillna("<null>").value_counts().sort_index()
-    lines = [f"| {table.summary_by} | rows |", "|---|---:|"]
-    lines += [f"| {value} | {count} |" for value, count in counts.items()]
+    column = table.column(table.summary_by)
+    values = rows[column.name]
+    lines = [f"| {column.name} | rows |", "|---|---:|"]
+    lines += [f"| {value} | {int((values == value).sum())} |" for value in column.values]
+    lines.append(f"| other values (not shown) | {int((~values.isin(column.values)).sum())} |")
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """raw_chats: each day window's chats fetched from UJET, sanitized in memory, then landed."""
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -61,7 +62,10 @@ def sanitize_window(
     """
     clean, report = sanitize_batch(records, pseudonymizer)
     sensitive = set().union(*(sensitive_values(r) for r in records)) if records else set()
-    allow = {v for r in clean for v in configuration_values(r)}
+    # Only configuration shared by several chats: a raw value copied into one chat's menu name
+    # is not configuration.
+    shared = Counter(v for r in clean for v in set(configuration_values(r)))
+    allow = {value for value, chats in shared.items() if chats >= 2}
     # Text cells only: kept numbers (durations, menu ids) equal raw numeric ids by chance.
     cells = (text for record in clean for text in json_strings(record))
     leaks = leak_count(sensitive, cells, allow=allow)

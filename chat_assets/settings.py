@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_START_DATE = "2025-01-01"
+DATABASE_URL_ENV = "CHAT_ASSETS_DATABASE_URL"
 
 
 class SettingsError(ValueError):
@@ -62,7 +63,7 @@ class Settings:
             raise SettingsError(
                 f"CHAT_ASSETS_SCHEMA={schema!r} must be a plain identifier (letters, digits, _)"
             )
-        database_url = _env("CHAT_ASSETS_DATABASE_URL")
+        database_url = _env(DATABASE_URL_ENV)
         if database_url and not database_url.startswith("postgresql"):
             raise SettingsError(
                 "CHAT_ASSETS_DATABASE_URL must be a PostgreSQL URL such as "

@@ -79,6 +79,8 @@ class Column:
     source: str | None = None
     key: bool = False
     nullable: bool = True
+    # The documented values of an enumeration: the only values previews may show.
+    values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class Table:
     # Columns that must identify a row; guarded by checks rather than a constraint, so that a
     # vendor repeating or omitting an id never loses a row.
     unique_by: tuple[str, ...] = ()
-    # A non-personal category column whose counts summarise a batch in the UI.
+    # An enumeration column whose counts summarise a batch in the UI (documented values only).
     summary_by: str | None = None
 
     def __post_init__(self) -> None:
@@ -275,7 +277,12 @@ CHATS = Table(
         _col("last_msg_sent_at", T.TIMESTAMPTZ, "Last message sent."),
         _col("lang", T.TEXT, "Language of the chat."),
         _col("chat_type", T.TEXT, "Channel, e.g. Messaging Inbound (Web Chat)."),
-        _col("status", T.TEXT, "queued, assigned, finished, canceled, failed or no_response."),
+        _col(
+            "status",
+            T.TEXT,
+            "queued, assigned, finished, canceled, failed or no_response.",
+            values=("queued", "assigned", "finished", "canceled", "failed", "no_response"),
+        ),
         _col("sub_status", T.TEXT, "Finer status, e.g. Disconnected by end user."),
         _col("finish_reason", T.TEXT, "Why the chat finished."),
         _col("fail_reason", T.TEXT, "nothing, unknown, no_response or expired."),
@@ -346,7 +353,6 @@ CHAT_TRANSFERS = Table(
     write=WriteMode.NEWEST_WINS,
     items="transfers",
     unique_by=("chat_id", "id"),
-    summary_by="status",
 )
 
 CHAT_QUEUE_DURATIONS = Table(
@@ -357,7 +363,12 @@ CHAT_QUEUE_DURATIONS = Table(
         _col("queue_duration", T.INTEGER, "Seconds in queue."),
         *_segment("queue segment"),
         _col("transfer_cold", T.BOOLEAN, "Whether the transfer was cold."),
-        _col("service_level_event", T.TEXT, "in_sla, not_in_sla or excluded."),
+        _col(
+            "service_level_event",
+            T.TEXT,
+            "in_sla, not_in_sla or excluded.",
+            values=("in_sla", "not_in_sla", "excluded"),
+        ),
         _col("service_level_target_time", T.INTEGER, "SLA target answer time, seconds."),
         _col("service_level_target_percent", T.DOUBLE, "SLA target share, percent."),
         _col(
@@ -392,7 +403,6 @@ CHAT_HANDLE_DURATIONS = Table(
     write=WriteMode.NEWEST_WINS,
     items="handle_durations",
     unique_by=("chat_id", "id"),
-    summary_by="event",
 )
 
 DERIVED_TABLES: tuple[Table, ...] = (

@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from chat_assets import checks
+from chat_assets.derived import summary_markdown
 from chat_assets.settings import Settings
 from chat_assets.source.emulator import UjetEmulator
+from chat_assets.tables import CHATS
 from chat_assets_tests.support import materialize_day
 
 DATA = Path(__file__).parent / "data"
@@ -144,3 +147,11 @@ def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_ur
     assert not complete.passed
     assert complete.metadata["api_total"].value == 5
     assert complete.metadata["received"].value == 2
+
+
+def test_previews_show_documented_values_only():
+    rows = pd.DataFrame({"status": ["finished", "finished", "kim.minji@example.com", None]})
+    preview = summary_markdown(CHATS, rows)
+    assert "| finished | 2 |" in preview
+    assert "| other values (not shown) | 2 |" in preview
+    assert "minji" not in preview

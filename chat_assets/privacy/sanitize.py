@@ -11,13 +11,15 @@ where a leaf is expected, or a leaf where a container is expected, becomes null 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from chat_assets.privacy.catalog import INDEX, Rule, RuleIndex, Treatment, join_path, leaf_paths
+from chat_assets.privacy.catalog import INDEX, Rule, RuleIndex, Treatment, join_path
+from chat_assets.privacy.detect import find_personal
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 
 _WEB_SCHEMES = frozenset({"http", "https"})
@@ -50,7 +52,7 @@ class SanitizeReport:
         return {
             "records": self.records,
             "treated": {t.value: self.counts.get(t, 0) for t in Treatment},
-            "unknown_paths": sorted(self.unknown_paths),
+            "unknown_paths": sorted(self.unknown_paths)[:MAX_UNKNOWN_PATHS],
             "drifted_paths": sorted(self.drifted_paths),
         }
 
@@ -122,7 +124,7 @@ class _Walk:
             return self._apply(rule, value)
         kind = self.index.container(path)
         if kind is None:
-            self.report.unknown_paths.update(leaf_paths(value, path))
+            self.report.unknown_paths.add(reportable_path(path))
             self.held_back.extend(_leaves(value))
             return _DROP
         if value is None:
@@ -159,6 +161,21 @@ class _Walk:
         if self.pseudonymizer is None or rule.namespace is None:
             return None
         return self.pseudonymizer.pseudonym(rule.namespace, value)
+
+
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+MAX_UNKNOWN_PATHS = 50
+
+
+def reportable_path(path: str) -> str:
+    """An unknown field's path, cut where it left the catalog. JSON keys can be data (a map
+    keyed by email, by phone number): a last segment that is not a plain field name is not
+    shown."""
+    head, _, last = path.rpartition(".")
+    name = last.removesuffix("[]")
+    if not _FIELD_NAME.match(name) or find_personal(name):
+        last = "<unnamed key>"
+    return f"{head}.{last}" if head else last
 
 
 def sanitize(
