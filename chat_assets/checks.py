@@ -18,6 +18,7 @@ from psycopg import sql
 from chat_assets.privacy.catalog import Treatment
 from chat_assets.privacy.detect import PG_PATTERNS
 from chat_assets.tables import CHAT_QUEUE_DURATIONS, PgType, Table
+from chat_assets.warehouse.postgres import qualified
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
@@ -91,6 +92,13 @@ def raw_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSp
         spec(COMPLETE_WINDOW, "At least as many chats arrived as UJET's total for the window."),
         spec(NO_UNKNOWN_FIELDS, "UJET sent no field the privacy catalog does not know."),
         spec(PII_KEY_UNCHANGED, "Every stored payload was pseudonymised with the current key."),
+        dg.AssetCheckSpec(
+            NO_PERSONAL_TEXT,
+            asset="raw_chats",
+            partitions_def=partitions,
+            blocking=True,
+            description="No email or phone number in the partition's stored payloads.",
+        ),
     ]
 
 
@@ -220,12 +228,13 @@ def in_sla_rate(rows: pd.DataFrame) -> float | None:
 
 
 def complete_window(received: int, total: int | None) -> dg.AssetCheckResult:
+    """`received` counts distinct chats (before the half-open window trims the boundary)."""
     return dg.AssetCheckResult(
         check_name=COMPLETE_WINDOW,
         asset_key="raw_chats",
         passed=total is None or received >= total,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"received": received, "api_total": -1 if total is None else total},
+        metadata={"distinct_received": received, "api_total": -1 if total is None else total},
     )
 
 
@@ -264,29 +273,44 @@ def pii_key_unchanged(engine: sa.Engine, schema: str, fingerprint: str) -> dg.As
     )
 
 
+def _scanned(table: Table) -> list[tuple[str, sql.Composable, list[str]]]:
+    """(column, text expression, pattern kinds) for every column declared non-personal.
+
+    A JSONB payload is scanned as its JSON text for emails and phone numbers; links are left
+    out there because host-only links are kept by design."""
+    scanned: list[tuple[str, sql.Composable, list[str]]] = []
+    for column in table.columns:
+        if table.treatment(column) is not Treatment.KEEP:
+            continue
+        name = sql.Identifier(column.name)
+        if column.type is PgType.TEXT:
+            scanned.append((column.name, name, list(PG_PATTERNS)))
+        elif column.type is PgType.JSONB:
+            scanned.append((column.name, sql.SQL("{}::text").format(name), ["email", "phone"]))
+    return scanned
+
+
 def personal_text(
     engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
 ) -> dg.AssetCheckResult:
-    """One query over the partition's stored text columns declared non-personal."""
-    scanned = [
-        c for c in table.columns if c.type is PgType.TEXT and table.treatment(c) is Treatment.KEEP
-    ]
-    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
-    counts = [
-        sql.SQL("count(*) FILTER (WHERE {} ~ %s)").format(sql.Identifier(column.name))
-        for column in scanned
-        for _ in PG_PATTERNS
-    ]
-    params = [pattern for _ in scanned for pattern in PG_PATTERNS.values()]
+    """One query over the partition's stored text in columns declared non-personal."""
+    scanned = _scanned(table)
+    cells = [(name, expr, kind) for name, expr, kinds in scanned for kind in kinds]
+    counts = [sql.SQL("count(*) FILTER (WHERE {} ~ %s)").format(expr) for _, expr, _ in cells]
+    params = [PG_PATTERNS[kind] for _, _, kind in cells]
     time_column = sql.Identifier(table.time_column)
     query = sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s").format(
-        sql.SQL(", ").join(counts) if counts else sql.SQL("0"), target, time_column, time_column
+        sql.SQL(", ").join(counts) if counts else sql.SQL("0"),
+        qualified(schema, table),
+        time_column,
+        time_column,
     )
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
         values = cursor.execute(query, (*params, start, end)).fetchone() if counts else ()
-    kinds = [(column.name, kind) for column in scanned for kind in PG_PATTERNS]
-    found = {f"{name}: {kind}": int(n) for (name, kind), n in zip(kinds, values, strict=True) if n}
+    found = {
+        f"{name}: {kind}": int(n) for (name, _, kind), n in zip(cells, values, strict=True) if n
+    }
     return dg.AssetCheckResult(
         check_name=NO_PERSONAL_TEXT,
         asset_key=table.name,

@@ -61,7 +61,8 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, schema: str):
         ins={"raw_chats": dg.AssetIn("raw_chats")},
         partitions_def=partitions,
         check_specs=[spec for t in DERIVED_TABLES for spec in checks.check_specs(t, partitions)],
-        required_resource_keys={"warehouse"},
+        required_resource_keys={"warehouse", "ujet"},
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
     )
     def chat_tables(
         context: dg.AssetExecutionContext, raw_chats: pd.DataFrame
@@ -71,7 +72,8 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, schema: str):
             context.log.info(
                 f"{flat.table.name}: {len(flat.rows)} rows from {len(flat.versions)} chats"
             )
-            yield dg.Output(flat, output_name=flat.table.name, metadata=output_metadata(flat))
+            metadata = {"source": context.resources.ujet.source, **output_metadata(flat)}
+            yield dg.Output(flat, output_name=flat.table.name, metadata=metadata)
         warehouse = context.resources.warehouse
         engine = warehouse.engine()
         window = context.partition_time_window

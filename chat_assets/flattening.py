@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -193,6 +194,9 @@ _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _to_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return int(value)
@@ -200,18 +204,21 @@ def _to_int(value: Any) -> int | None:
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        if _INTEGER.fullmatch(text):
             return int(text)
-        try:
-            return _to_int(float(text))
-        except ValueError:
-            return None
+        number = _to_float(text)
+        return _to_int(number) if number is not None else None
     return None
 
 
 def _to_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, str):
         try:
             number = float(value.strip())
@@ -251,10 +258,7 @@ def coerce(values: list[Any], column: Column) -> tuple[Any, int]:
         out = [v if type(v) is int else None if v is None else _to_int(v) for v in values]
         out = [v if v is None or -bound <= v < bound else None for v in out]
     elif kind is PgType.DOUBLE:
-        out = [
-            float(v) if type(v) in (int, float) else None if v is None else _to_float(v)
-            for v in values
-        ]
+        out = [v if type(v) is float else None if v is None else _to_float(v) for v in values]
         out = [None if v is not None and not math.isfinite(v) else v for v in out]
     elif kind is PgType.BOOLEAN:
         out = [v if type(v) is bool else None if v is None else _to_bool(v) for v in values]

@@ -496,3 +496,15 @@ def test_secret_and_record_values_never_logged(
         assert secret_thing not in logged
         assert secret_thing not in str(caught.value)
         assert secret_thing not in repr(client)
+
+
+def test_nan_and_nul_characters_are_read_as_nothing() -> None:
+    moment = (START + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    record = {"id": 1, "updated_at": moment, "rating": float("nan"), "sub_status": "a\x00b"}
+    with (
+        UjetEmulator(company_key=KEY, company_secret=SECRET, records=[record]) as emu,
+        make_client(emu.base_url) as client,
+    ):
+        result = client.fetch_window(START, END)
+    assert result.records[0]["rating"] is None
+    assert result.records[0]["sub_status"] == "ab"

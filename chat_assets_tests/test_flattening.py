@@ -125,3 +125,23 @@ def test_frames_have_declared_columns_and_dtypes(sample, table):
     assert {c: str(t) for c, t in rows.dtypes.items()} == {
         c.name: c.type.pandas_dtype for c in table.columns
     }
+
+
+def test_values_that_only_look_numeric_become_null_and_are_counted(sample):
+    chat = copy.deepcopy(sample[0])
+    chat["queue_duration"] = "²"
+    chat["chat_duration"] = "--5"
+    chat["message_count"] = 10**400
+    chat["average_response_time"] = 10**400
+    chat["longest_response_time"] = "1e999"
+    flat = flatten([chat], CHATS)
+    row = flat.rows.iloc[0]
+    for name in ["queue_duration", "chat_duration", "message_count", "average_response_time"]:
+        assert pd.isna(row[name]), name
+    assert flat.coercion_failures == {
+        "queue_duration": 1,
+        "chat_duration": 1,
+        "message_count": 1,
+        "average_response_time": 1,
+        "longest_response_time": 1,
+    }

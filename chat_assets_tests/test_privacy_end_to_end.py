@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from chat_assets import checks
+from chat_assets.flattening import flatten
 from chat_assets.landing import build_raw_chats
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.detect import PATTERNS
@@ -21,6 +22,7 @@ from chat_assets.source.demo_data import chats_updated_between
 from chat_assets.source.emulator import UjetEmulator
 from chat_assets.source.resource import UjetResource
 from chat_assets.tables import CHATS
+from chat_assets.warehouse import postgres
 from chat_assets.warehouse.io_manager import PostgresIOManager
 from chat_assets_tests.support import TEST_PII_KEY, materialize_day
 
@@ -209,12 +211,29 @@ def test_contact_data_in_a_field_declared_safe_fails_the_blocking_check(
             instance=instance,
             raise_on_error=False,
         )
-    assert not result.success  # a failed blocking check fails the step
+    assert not result.success  # a failed blocking check fails the step: nothing downstream runs
     found = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
-    check = found[("chats", checks.NO_PERSONAL_TEXT)]
+    check = found[("raw_chats", checks.NO_PERSONAL_TEXT)]
     assert not check.passed and check.blocking
-    assert check.metadata["cells_found"].value == {"selected_menu_output_msg: phone": 1}
-    assert found[("chat_transfers", checks.NO_PERSONAL_TEXT)].passed
+    assert check.metadata["cells_found"].value == {"payload: phone": 1}
+    assert ("chats", checks.NO_PERSONAL_TEXT) not in found
+
+
+def test_the_flattened_tables_are_scanned_too(database_url, engine, schema):
+    chats = crafted_day()
+    chats[1]["selected_menu"] = {
+        "id": 3,
+        "name": "Billing",
+        "output_msg": "Write to ops@example.com",
+    }
+    flat = flatten(chats, CHATS)
+    start = datetime(2016, 3, 2, tzinfo=UTC)
+    postgres.apply_newest(
+        engine, schema, CHATS, flat.rows, flat.versions, start, start + timedelta(days=1)
+    )
+    check = checks.personal_text(engine, schema, CHATS, start, start + timedelta(days=1))
+    assert not check.passed
+    assert check.metadata["cells_found"].value == {"selected_menu_output_msg: email": 1}
 
 
 def test_a_real_source_without_a_key_fails_with_a_clear_message(settings, database_url, schema):

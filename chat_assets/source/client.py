@@ -188,6 +188,11 @@ def _url_key(url: str) -> tuple[Origin, str, tuple[tuple[str, str], ...]]:
     return _origin(url), parts.path.rstrip("/"), query
 
 
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON and no column can hold them: read them as null."""
+    return None
+
+
 def _parse_time(value: object) -> datetime | None:
     """UJET's ISO-8601 times as aware UTC datetimes; None when the value is not one."""
     if not isinstance(value, str):
@@ -636,7 +641,9 @@ class UjetClient:
             body: Any = None
         else:
             try:
-                body = json.loads(response.content)
+                # PostgreSQL text cannot hold NUL characters: drop them before anything else.
+                content = response.content.replace(b"\\u0000", b"")
+                body = json.loads(content, parse_constant=_no_constant)
             except ValueError:
                 # from None: JSONDecodeError keeps the whole body in .doc.
                 content_type = response.headers.get("content-type", "unknown").split(";")[0]
@@ -659,6 +666,8 @@ class UjetClient:
                 bad += 1
                 continue
             record["id"] = record_id
+            # One canonical form, so every later reader parses the same instant the same way.
+            record["updated_at"] = updated.isoformat().replace("+00:00", "Z")
             parsed.append((record, updated))
         if bad:
             raise UjetResponseError(

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
-from chat_assets.tables import Table, typed_frame
+from chat_assets.tables import Table, WriteMode, typed_frame
 
 _engines: dict[str, sa.Engine] = {}
 
@@ -107,6 +107,24 @@ def ensure_table(cursor: Any, schema: str, table: Table) -> None:
         cursor.execute(statement)
 
 
+_prepared: set[tuple[str, str, str]] = set()
+
+
+def prepare(engine: sa.Engine, schema: str, table: Table) -> None:
+    """Create the schema and table (and the version registry) once per process, in a short
+    transaction of their own: writes then need no DDL, so they neither queue behind one
+    another's table locks nor need a role allowed to create tables."""
+    key = (str(engine.url), schema, table.name)
+    if key in _prepared:
+        return
+    with _refusals_without_values(table), engine.begin() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        ensure_table(cursor, schema, table)
+        if table.write is WriteMode.NEWEST_WINS:
+            _ensure_versions_table(cursor, schema)
+    _prepared.add(key)
+
+
 def frame_rows(frame: pd.DataFrame, table: Table) -> Iterator[tuple[Any, ...]]:
     """The frame's rows in declared column order, missing values as None."""
     return zip(*(_python_values(frame[name]) for name in table.column_names), strict=True)
@@ -179,9 +197,9 @@ def replace_window(
     validate_frame(frame, table, start, end)
     target = qualified(schema, table)
     staging = sql.Identifier(f"_staging_{table.name}")
+    prepare(engine, schema, table)
     with _refusals_without_values(table), engine.begin() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
-        ensure_table(cursor, schema, table)
         cursor.execute(
             sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
         )
@@ -272,10 +290,9 @@ def apply_newest(
     target = qualified(schema, table)
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     staging = sql.Identifier(f"_staging_{table.name}")
+    prepare(engine, schema, table)
     with _refusals_without_values(table), engine.begin() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
-        ensure_table(cursor, schema, table)
-        _ensure_versions_table(cursor, schema)
         cursor.execute(
             sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
         )
