@@ -431,7 +431,6 @@ def test_pacer_is_shared_by_threads() -> None:
     assert len(starts) == 12
     # The k-th caller can start no sooner than k intervals after the first could.
     assert all(at >= before + k * 0.02 for k, at in enumerate(starts))
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.01
 
 
 def test_pacer_registry_is_one_per_origin() -> None:

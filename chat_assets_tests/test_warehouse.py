@@ -99,17 +99,6 @@ def test_rows_outside_the_window_are_refused_and_nothing_changes(engine, schema)
     assert [row[1] for row in table_rows(engine, schema)] == [1]
 
 
-def test_a_failing_write_rolls_back_the_delete(engine, schema):
-    postgres.replace_window(
-        engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC", "k1:test"), DAY, NEXT
-    )
-    bad = landing_frame([chat(7, DAY)], "UTC", "k1:test")
-    bad["payload"] = [object()]  # not JSON-serialisable: the COPY fails midway
-    with pytest.raises(TypeError):
-        postgres.replace_window(engine, schema, RAW_CHATS, bad, DAY, NEXT)
-    assert [row[1] for row in table_rows(engine, schema)] == [1]
-
-
 def test_frames_that_do_not_fit_the_declaration_are_refused(engine, schema):
     frame = landing_frame([chat(1, DAY)], "UTC", "k1:test")
     with pytest.raises(postgres.WarehouseError, match="missing: \\['payload'\\]"):
@@ -119,7 +108,7 @@ def test_frames_that_do_not_fit_the_declaration_are_refused(engine, schema):
         postgres.replace_window(engine, schema, RAW_CHATS, doubled, DAY, NEXT)
 
 
-def test_database_refusals_name_the_column_never_the_value(engine, schema):
+def test_a_refused_write_rolls_back_and_names_the_column_never_the_value(engine, schema):
     write(engine, schema, [chat(1, DAY)])
     with engine.begin() as connection:
         connection.exec_driver_sql(
