@@ -1,4 +1,9 @@
-"""Every environment variable chat_assets reads, parsed and validated in one place."""
+"""Every environment variable chat_assets reads, parsed and validated in one place.
+
+Secrets (UJET_COMPANY_KEY, UJET_COMPANY_SECRET, CHAT_ASSETS_PII_KEY, and the database URL with
+its password) are only checked for presence here: Dagster reads them at run time through
+`EnvVar`, so they never appear as configuration in the UI.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_START_DATE = "2025-01-01"
 DATABASE_URL_ENV = "CHAT_ASSETS_DATABASE_URL"
+PII_KEY_ENV = "CHAT_ASSETS_PII_KEY"
 
 
 class SettingsError(ValueError):
@@ -31,6 +37,18 @@ def _switch(name: str, default: bool) -> bool:
     return raw.lower() == "on"
 
 
+def _rate(raw: str) -> float:
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 100:
+        raise SettingsError(
+            f"UJET_REQUESTS_PER_SECOND={raw!r} must be a number above 0 (at most 100)"
+        )
+    return rate
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -41,6 +59,17 @@ class Settings:
     lookback_days: int
     daily_schedule: bool = True
     lookback_schedule: bool = False
+    ujet_base_url: str | None = None
+    ujet_subdomain: str | None = None
+    ujet_domain: str = "ujet.co"
+    requests_per_second: float = 1.0
+    pii_key_set: bool = False
+    pii_key_version: str = "k1"
+
+    @property
+    def demo_source(self) -> bool:
+        """With neither UJET_BASE_URL nor UJET_SUBDOMAIN, chats come from the built-in demo."""
+        return not (self.ujet_base_url or self.ujet_subdomain)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,6 +110,12 @@ class Settings:
             database_url=database_url,
             state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
             lookback_days=int(raw_lookback),
+            ujet_base_url=_env("UJET_BASE_URL"),
+            ujet_subdomain=_env("UJET_SUBDOMAIN"),
+            ujet_domain=_env("UJET_DOMAIN") or "ujet.co",
+            requests_per_second=_rate(_env("UJET_REQUESTS_PER_SECOND") or "1"),
+            pii_key_set=_env(PII_KEY_ENV) is not None,
+            pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
         )

@@ -130,13 +130,13 @@ def test_real_source_is_chosen_by_environment(monkeypatch):
     monkeypatch.setenv("UJET_SUBDOMAIN", "acme")
     monkeypatch.setenv("UJET_DOMAIN", "ujet.example")
     monkeypatch.setenv("UJET_REQUESTS_PER_SECOND", "0.5")
-    resource = ujet_resource()
+    resource = ujet_resource(Settings.from_env())
     assert resource.source == "ujet"
     assert resource.endpoint() == "https://acme.ujet.example/manager/api/v1"
     assert resource.requests_per_second == 0.5
     monkeypatch.setenv("UJET_REQUESTS_PER_SECOND", "fast")
     with pytest.raises(SettingsError, match="UJET_REQUESTS_PER_SECOND"):
-        ujet_resource()
+        Settings.from_env()
 
 
 def test_embedded_defaults_end_to_end(tmp_path: Path):

@@ -24,7 +24,9 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-KEY_ENV = "CHAT_ASSETS_PII_KEY"
+from chat_assets.settings import PII_KEY_ENV
+
+KEY_ENV = PII_KEY_ENV
 MIN_KEY_CHARS = 32
 
 # Values that mean "no value" in UJET payloads: the vendor's model fills every field with
