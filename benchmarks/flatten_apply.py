@@ -50,15 +50,13 @@ def _ts(record: dict):
 def server_only_copy(engine, schema: str, tables) -> float:
     """COPY of rows already encoded (read back from the floor tables): the database's share."""
     encoded = {}
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with postgres.cursor_for(engine) as cursor:
         for table in tables:
             target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
             with cursor.copy(sql.SQL("COPY {} TO STDOUT (FORMAT BINARY)").format(target)) as copy:
                 encoded[table.name] = b"".join(bytes(block) for block in copy)
     began = time.perf_counter()
-    with engine.begin() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with postgres.cursor_for(engine, transaction=True) as cursor:
         for table in tables:
             target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
             cursor.execute(sql.SQL("TRUNCATE {}").format(target))
@@ -105,8 +103,7 @@ def main() -> None:
         rows = sum(len(f.rows) for f in flattened)
 
         floor_began = time.perf_counter()
-        with engine.begin() as connection:
-            cursor = connection.connection.dbapi_connection.cursor()
+        with postgres.cursor_for(engine, transaction=True) as cursor:
             for flat in flattened:
                 postgres.ensure_table(cursor, floor_schema, flat.table)
                 postgres.copy_into(

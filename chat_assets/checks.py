@@ -18,7 +18,7 @@ from psycopg import sql
 from chat_assets.privacy.catalog import Treatment
 from chat_assets.privacy.detect import PG_PATTERNS
 from chat_assets.tables import CHAT_QUEUE_DURATIONS, PgType, Table
-from chat_assets.warehouse.postgres import qualified
+from chat_assets.warehouse.postgres import cursor_for, qualified
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
@@ -129,7 +129,7 @@ def unique_in_partition(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult
 
 def unique_table_wide(engine: sa.Engine, schema: str, table: Table) -> dg.AssetCheckResult:
     """One query over the stored table; never loads partitions into memory."""
-    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
+    target = qualified(schema, table)
     if len(table.unique_by) == 1:
         query = sql.SQL(
             "SELECT id, count(*) FROM {} GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT %s"
@@ -139,8 +139,7 @@ def unique_table_wide(engine: sa.Engine, schema: str, table: Table) -> dg.AssetC
             "SELECT id, array_agg(DISTINCT chat_id ORDER BY chat_id) FROM {}"
             " WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT %s"
         ).format(target)
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with cursor_for(engine) as cursor:
         found = cursor.execute(query, (EXAMPLES,)).fetchall()
     if len(table.unique_by) == 1:
         culprits = [{"id": row[0], "rows": row[1]} for row in found]
@@ -257,8 +256,7 @@ def pii_key_unchanged(engine: sa.Engine, schema: str, fingerprint: str) -> dg.As
     query = sql.SQL("SELECT pii_key, count(*) FROM {}.raw_chats GROUP BY pii_key").format(
         sql.Identifier(schema)
     )
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with cursor_for(engine) as cursor:
         found = dict(cursor.execute(query).fetchall())
     others = {key: n for key, n in found.items() if key != fingerprint}
     return dg.AssetCheckResult(
@@ -305,8 +303,7 @@ def personal_text(
         time_column,
         time_column,
     )
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with cursor_for(engine) as cursor:
         values = cursor.execute(query, (*params, start, end)).fetchone() if counts else ()
     found = {
         f"{name}: {kind}": int(n) for (name, _, kind), n in zip(cells, values, strict=True) if n

@@ -55,6 +55,18 @@ def _refusals_without_values(table: Table) -> Iterator[None]:
         ) from None
 
 
+@contextmanager
+def cursor_for(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]:
+    """A psycopg cursor on a pooled connection (in one transaction when asked), for COPY and
+    plain SQL; closed, and the connection returned, when the block ends."""
+    with engine.begin() if transaction else engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+
 def engine_for(url: str) -> sa.Engine:
     """One pooled engine per URL per process; a bare postgresql:// URL means psycopg 3."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -117,8 +129,7 @@ def prepare(engine: sa.Engine, schema: str, table: Table) -> None:
     key = (str(engine.url), schema, table.name)
     if key in _prepared:
         return
-    with _refusals_without_values(table), engine.begin() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
         ensure_table(cursor, schema, table)
         if table.write is WriteMode.NEWEST_WINS:
             _ensure_versions_table(cursor, schema)
@@ -198,8 +209,7 @@ def replace_window(
     target = qualified(schema, table)
     staging = sql.Identifier(f"_staging_{table.name}")
     prepare(engine, schema, table)
-    with _refusals_without_values(table), engine.begin() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
         cursor.execute(
             sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
         )
@@ -232,8 +242,7 @@ def load_window(
         time_column,
         sql.SQL(", ").join(map(sql.Identifier, table.key)),
     )
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with cursor_for(engine) as cursor:
         # JSONB arrives as its UTF-8 JSON bytes: parsing is left to the consumer, chunk by
         # chunk, because a day of parsed chats is many times the size of its JSON (and a str
         # holding one Korean name takes two bytes per character).
@@ -291,8 +300,7 @@ def apply_newest(
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     staging = sql.Identifier(f"_staging_{table.name}")
     prepare(engine, schema, table)
-    with _refusals_without_values(table), engine.begin() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
         cursor.execute(
             sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
         )
@@ -336,8 +344,7 @@ def apply_newest(
 
 
 def row_count(engine: sa.Engine, schema: str, table: Table) -> int:
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+    with cursor_for(engine) as cursor:
         return cursor.execute(
             sql.SQL("SELECT count(*) FROM {}").format(qualified(schema, table))
         ).fetchone()[0]
