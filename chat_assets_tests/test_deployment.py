@@ -18,12 +18,18 @@ from dagster._core.instance.config import dagster_instance_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER_SERVICES = ("user_code", "webserver", "daemon")
-UJET_SECRETS = ("UJET_SUBDOMAIN", "UJET_COMPANY_KEY", "UJET_COMPANY_SECRET")
+SOURCE_SECRETS = (
+    "UJET_SUBDOMAIN",
+    "UJET_COMPANY_KEY",
+    "UJET_COMPANY_SECRET",
+    "CHAT_ASSETS_PII_KEY",
+)
 COMPLETE_ENV = {
     "POSTGRES_PASSWORD": "pw",
     "UJET_SUBDOMAIN": "acme",
     "UJET_COMPANY_KEY": "key",
     "UJET_COMPANY_SECRET": "secret",
+    "CHAT_ASSETS_PII_KEY": "k" * 64,
 }
 
 _VARIABLE = re.compile(
@@ -170,16 +176,16 @@ def test_every_dagster_process_can_resolve_the_instance(services, instance_yaml)
 def test_secrets_reach_only_the_code_server(services):
     user_code = services["user_code"]
     assert user_code["env_file"] == [{"path": ".env", "required": True}]
-    for name in UJET_SECRETS:
+    for name in SOURCE_SECRETS:
         assert user_code["environment"][name].startswith(f"${{{name}:?")
     for name in ("webserver", "daemon"):
         assert "env_file" not in services[name]
-        assert not set(UJET_SECRETS) & set(services[name]["environment"])
+        assert not set(SOURCE_SECRETS) & set(services[name]["environment"])
     gitignore = (ROOT / ".gitignore").read_text().split()
     assert ".env" in gitignore
 
 
-@pytest.mark.parametrize("missing", ["POSTGRES_PASSWORD", *UJET_SECRETS])
+@pytest.mark.parametrize("missing", ["POSTGRES_PASSWORD", *SOURCE_SECRETS])
 def test_compose_refuses_to_start_without_a_real_source(services, missing):
     env = COMPLETE_ENV | {missing: ""}
     with pytest.raises(MissingVariable, match=missing):
@@ -208,7 +214,7 @@ def test_ui_binds_to_localhost_unless_told(services):
 
 def test_env_example_names_every_required_variable(compose):
     required = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker-compose.yml").read_text()))
-    assert required == {"POSTGRES_PASSWORD", *UJET_SECRETS}
+    assert required == {"POSTGRES_PASSWORD", *SOURCE_SECRETS}
     example = (ROOT / ".env.example").read_text()
     declared = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
     assert required <= declared
@@ -228,6 +234,7 @@ def test_instance_config_passes_dagsters_schema(tmp_path, instance_yaml):
     assert config["run_monitoring"]["enabled"] is True
     assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
     assert config["telemetry"]["enabled"] is False
+    assert config["nux"]["enabled"] is False
 
 
 def test_compose_sets_the_port_the_instance_reads(services):

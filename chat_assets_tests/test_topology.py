@@ -153,7 +153,7 @@ def postgres_server(base: Path, logs: Path, password: str) -> Iterator[int]:
     if user:
         entry = pwd.getpwnam(user)
         os.chown(data, entry.pw_uid, entry.pw_gid)
-    subprocess.run(
+    initdb = subprocess.run(
         [
             str(postgres_bin() / "initdb"),
             "-D",
@@ -166,11 +166,12 @@ def postgres_server(base: Path, logs: Path, password: str) -> Iterator[int]:
             "--encoding=UTF8",
             "--no-sync",
         ],
-        check=True,
         capture_output=True,
+        text=True,
         user=user,
     )
     password_file.unlink()
+    assert initdb.returncode == 0, initdb.stderr
     port = free_port()
     server = start(
         "postgres",
