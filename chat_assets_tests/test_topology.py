@@ -8,6 +8,7 @@ out by the daemon, as in production; the tests then read Dagster's event log and
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import secrets
@@ -32,6 +33,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 import yaml
+from dagster._serdes import deserialize_value
 
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
 
@@ -432,7 +434,7 @@ def running_deployment() -> Iterator[Deployment]:
             "DAGSTER_PG_PASSWORD": password,
             "DAGSTER_PG_DB": "dagster",
         }
-        start_date = today - timedelta(days=20)
+        start_date = today - timedelta(days=60)
         code_env = (
             inherited
             | dagster_env
@@ -646,9 +648,14 @@ def test_run_launched_through_graphql_lands_rows(deployment):
     assert flattened == raw
 
 
-def test_backfill_runs_never_fetch_at_the_same_time(deployment):
-    """Two days backfilled as two runs: the `ujet_api` pool (limit 1) serializes their fetches."""
-    days = [deployment.day(2), deployment.day(3)]
+BACKFILL_DAYS = 30
+
+
+def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(deployment):
+    """30 days backfilled through the daemon, one run per day, up to 4 at once: every run
+    succeeds, every day has its own check results, and the `ujet_api` pool (limit 1) never
+    lets two fetches overlap."""
+    days = [deployment.day(10 + offset) for offset in range(BACKFILL_DAYS)]
     result = deployment.graphql(
         LAUNCH_BACKFILL,
         backfillParams={
@@ -664,14 +671,14 @@ def test_backfill_runs_never_fetch_at_the_same_time(deployment):
     )["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
 
-    def both_runs() -> list[dict[str, Any]] | None:
+    def all_runs() -> list[dict[str, Any]] | None:
         runs = deployment.graphql(RUNS_BY_TAG, key="dagster/backfill", value=result["backfillId"])
         found = runs["runsOrError"]["results"]
-        return found if len(found) == 2 else None
+        return found if len(found) == BACKFILL_DAYS else None
 
     # The backfill daemon looks for new backfills every 30 seconds.
-    runs = wait_for(both_runs, 75, "the backfill's two runs", every=1)
-    finished = [deployment.wait_for_run(run["runId"]) for run in runs]
+    runs = wait_for(all_runs, 120, f"the backfill's {BACKFILL_DAYS} runs", every=2)
+    finished = [deployment.wait_for_run(run["runId"], timeout=600) for run in runs]
     assert sorted(tags(run)["dagster/partition"] for run in finished) == days
     fetches = sorted(
         (step["startTime"], step["endTime"])
@@ -679,10 +686,38 @@ def test_backfill_runs_never_fetch_at_the_same_time(deployment):
         for step in run["stepStats"]
         if step["stepKey"] == "raw_chats"
     )
-    assert len(fetches) == 2 and all(start and end for start, end in fetches)
-    (_, first_end), (second_start, _) = fetches
-    assert first_end <= second_start, f"raw_chats steps overlapped: {fetches}"
+    assert len(fetches) == BACKFILL_DAYS and all(start and end for start, end in fetches)
+    for (_, first_end), (next_start, _) in itertools.pairwise(fetches):
+        assert first_end <= next_start, f"raw_chats steps overlapped: {fetches}"
+    checked = check_partitions(deployment, [run["runId"] for run in finished])
+    assert set(checked) == set(days)
+    assert all(len(names) == 18 for names in checked.values()), checked
     for day in days:
         raw, flattened = landed(deployment, day)
         assert raw > 0
         assert flattened == raw
+
+
+def check_partitions(deployment: Deployment, run_ids: list[str]) -> dict[str, set[str]]:
+    """The asset check results the runs recorded, by partition (read from Dagster's storage)."""
+    engine = sa.create_engine(
+        f"postgresql+psycopg://{PG_USER}:{deployment.pg_password}@127.0.0.1:"
+        f"{deployment.pg_port}/dagster"
+    )
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT event FROM event_logs WHERE run_id = ANY(:runs)"
+                    " AND dagster_event_type = 'ASSET_CHECK_EVALUATION'"
+                ),
+                {"runs": run_ids},
+            ).fetchall()
+    finally:
+        engine.dispose()
+    found: dict[str, set[str]] = {}
+    for (event,) in rows:
+        evaluation = deserialize_value(event).dagster_event.event_specific_data
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        found.setdefault(evaluation.partition, set()).add(name)
+    return found
