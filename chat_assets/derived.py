@@ -50,11 +50,7 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, schema: str):
                 io_manager_key="warehouse",
                 kinds={"postgres", "pandas"},
                 description=table.description,
-                metadata={
-                    "dagster/column_schema": table.dagster_schema(),
-                    "dagster/table_name": f"{schema}.{table.name}",
-                    "partition_expr": table.time_column,
-                },
+                metadata=table.asset_metadata(schema),
             )
             for table in DERIVED_TABLES
         },

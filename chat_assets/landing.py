@@ -104,11 +104,7 @@ def build_raw_chats(partitions: dg.PartitionsDefinition, schema: str, timezone: 
         io_manager_key="warehouse",
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
-        metadata={
-            "dagster/column_schema": RAW_CHATS.dagster_schema(),
-            "dagster/table_name": f"{schema}.{RAW_CHATS.name}",
-            "partition_expr": RAW_CHATS.time_column,
-        },
+        metadata=RAW_CHATS.asset_metadata(schema),
         check_specs=checks.raw_check_specs(partitions),
     )
     def raw_chats(

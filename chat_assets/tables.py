@@ -147,6 +147,14 @@ class Table:
             return column.description
         return f"{column.description} Personal data ({rule.subject}): {TREATED[rule.treatment]}."
 
+    def asset_metadata(self, schema: str) -> dict[str, Any]:
+        """What Dagster's UI shows of the table: columns (with their treatment) and location."""
+        return {
+            "dagster/column_schema": self.dagster_schema(),
+            "dagster/table_name": f"{schema}.{self.name}",
+            "partition_expr": self.time_column,
+        }
+
     def dagster_schema(self) -> dg.TableSchema:
         columns = []
         for c in self.columns:

@@ -61,6 +61,12 @@ def crafted_day() -> list[dict]:
     return [first, second]
 
 
+def run_crafted(settings, database_url: str, schema: str, chats: list[dict]):
+    """Materialize the crafted day from `chats`; a failed run is returned, not raised."""
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        return run(settings, emulator, database_url, schema, "2016-03-02", raise_on_error=False)
+
+
 def distinctive(values: set[str]) -> set[str]:
     """Sensitive values that cannot occur by chance: names, emails, phones, links, long ids."""
     return {v for v in values if len(v.encode()) >= 5 and not v.isdigit()}
@@ -173,17 +179,7 @@ def test_a_sensitive_value_echoed_into_a_kept_field_stops_the_write(
 ):
     chats = crafted_day()
     chats[1]["sub_status"] = chats[0]["end_user"]["identifier"]
-    instance = dg.DagsterInstance.ephemeral()
-    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
-        result = run(
-            settings,
-            emulator,
-            database_url,
-            schema,
-            "2016-03-02",
-            instance=instance,
-            raise_on_error=False,
-        )
+    result = run_crafted(settings, database_url, schema, chats)
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "Privacy canary: 1 raw sensitive values" in error
@@ -200,17 +196,7 @@ def test_contact_data_in_a_field_declared_safe_fails_the_blocking_check(
 ):
     chats = crafted_day()
     chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": "Call +1 415 555 0134"}
-    instance = dg.DagsterInstance.ephemeral()
-    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
-        result = run(
-            settings,
-            emulator,
-            database_url,
-            schema,
-            "2016-03-02",
-            instance=instance,
-            raise_on_error=False,
-        )
+    result = run_crafted(settings, database_url, schema, chats)
     assert not result.success  # a failed blocking check fails the step: nothing downstream runs
     found = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
     check = found[("raw_chats", checks.NO_PERSONAL_TEXT)]

@@ -196,6 +196,16 @@ def copy_into(cursor: Any, target: sql.Composable, table: Table, frame: pd.DataF
     copy_rows(cursor, target, table.column_names, types, frame_rows(frame, table))
 
 
+def _stage(
+    cursor: Any, target: sql.Composable, table: Table, frame: pd.DataFrame
+) -> sql.Identifier:
+    """COPY the frame into a temporary twin of `target`, dropped at commit."""
+    staging = sql.Identifier(f"_staging_{table.name}")
+    cursor.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target))
+    copy_into(cursor, staging, table, frame)
+    return staging
+
+
 def replace_window(
     engine: sa.Engine,
     schema: str,
@@ -207,13 +217,9 @@ def replace_window(
     """Make the window's rows exactly `frame`, in one transaction; returns rows written."""
     validate_frame(frame, table, start, end)
     target = qualified(schema, table)
-    staging = sql.Identifier(f"_staging_{table.name}")
     prepare(engine, schema, table)
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
-        cursor.execute(
-            sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
-        )
-        copy_into(cursor, staging, table, frame)
+        staging = _stage(cursor, target, table, frame)
         time_column = sql.Identifier(table.time_column)
         cursor.execute(
             sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
@@ -298,13 +304,9 @@ def apply_newest(
     chat_column = sql.Identifier(table.key[0])
     target = qualified(schema, table)
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
-    staging = sql.Identifier(f"_staging_{table.name}")
     prepare(engine, schema, table)
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
-        cursor.execute(
-            sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target)
-        )
-        copy_into(cursor, staging, table, rows)
+        staging = _stage(cursor, target, table, rows)
         cursor.execute(
             "CREATE TEMP TABLE _staging_versions (chat_id bigint PRIMARY KEY,"
             " updated_at timestamptz NOT NULL) ON COMMIT DROP"
