@@ -292,57 +292,42 @@ def apply_newest(
 ) -> Applied:
     """Per chat, keep the newest version's rows, in one transaction.
 
-    `versions` holds (chat_id, updated_at) of every chat in the batch. A chat is accepted when
-    no newer version was applied to this table before (ties: the later write wins); its old rows
-    are deleted and its new ones inserted. The registry row lock serialises concurrent writers
-    of the same chat, and rows are locked in chat_id order so writers never deadlock.
+    `versions` holds (chat_id, updated_at) of every chat in the batch. The registry accepts a
+    chat when no newer version was applied to this table before (ties: the later write wins);
+    the accepted chats' old rows are deleted and their new rows COPYed in. The registry's row
+    lock serialises concurrent writers of the same chat until commit, and rows are locked in
+    chat_id order so writers never deadlock.
     """
     validate_frame(rows, table, start, end)
-    orphans = int((~rows[table.key[0]].isin(versions["chat_id"])).sum())
+    chat_key = table.key[0]
+    orphans = int((~rows[chat_key].isin(versions["chat_id"])).sum())
     if orphans:
         raise WarehouseError(f"{table.name}: {orphans} rows belong to no chat of the batch")
-    chat_column = sql.Identifier(table.key[0])
+    if versions["chat_id"].duplicated().any():
+        raise WarehouseError(f"{table.name}: the batch names a chat version twice")
     target = qualified(schema, table)
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     prepare(engine, schema, table)
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
-        staging = _stage(cursor, target, table, rows)
-        cursor.execute(
-            "CREATE TEMP TABLE _staging_versions (chat_id bigint PRIMARY KEY,"
-            " updated_at timestamptz NOT NULL) ON COMMIT DROP"
-        )
-        copy_rows(
-            cursor,
-            sql.Identifier("_staging_versions"),
-            ["chat_id", "updated_at"],
-            ["bigint", "timestamptz"],
-            zip(versions["chat_id"].tolist(), versions["updated_at"].tolist(), strict=True),
-        )
-        cursor.execute("CREATE TEMP TABLE _accepted (chat_id bigint PRIMARY KEY) ON COMMIT DROP")
         cursor.execute(
             sql.SQL(
-                "WITH accepted AS ("
-                " INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
-                " SELECT %s, chat_id, updated_at FROM _staging_versions ORDER BY chat_id"
+                "INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
+                " SELECT %s, v.chat_id, v.updated_at"
+                " FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(chat_id, updated_at)"
+                " ORDER BY v.chat_id"
                 " ON CONFLICT (table_name, chat_id) DO UPDATE SET updated_at = EXCLUDED.updated_at"
-                " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id)"
-                " INSERT INTO _accepted SELECT chat_id FROM accepted"
+                " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id"
             ).format(registry=registry),
-            (table.name,),
+            (table.name, versions["chat_id"].tolist(), _python_values(versions["updated_at"])),
         )
-        accepted = cursor.rowcount
+        accepted = [row[0] for row in cursor.fetchall()]
         cursor.execute(
-            sql.SQL("DELETE FROM {} t USING _accepted a WHERE t.{} = a.chat_id").format(
-                target, chat_column
-            )
+            sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, sql.Identifier(chat_key)),
+            (accepted,),
         )
-        cursor.execute(
-            sql.SQL(
-                "INSERT INTO {} SELECT s.* FROM {} s JOIN _accepted a ON s.{} = a.chat_id"
-            ).format(target, staging, chat_column)
-        )
-        written = cursor.rowcount
-    return Applied(accepted, len(versions) - accepted, written)
+        kept = rows[rows[chat_key].isin(accepted)]
+        copy_into(cursor, target, table, kept)
+    return Applied(len(accepted), len(versions) - len(accepted), len(kept))
 
 
 def row_count(engine: sa.Engine, schema: str, table: Table) -> int:
