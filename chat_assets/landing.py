@@ -13,7 +13,7 @@ from chat_assets.partitions import local_day
 from chat_assets.privacy.detect import json_strings, leak_count
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.privacy.sanitize import SanitizeReport, sanitize_batch, sensitive_values
+from chat_assets.privacy.sanitize import SanitizeReport, sanitize_guarded
 from chat_assets.source.client import FetchResult
 from chat_assets.source.resource import UjetResource
 from chat_assets.tables import RAW_CHATS, typed_frame
@@ -60,8 +60,7 @@ def sanitize_window(
 
     Raises before anything is written; the message holds counts, never values.
     """
-    clean, report = sanitize_batch(records, pseudonymizer)
-    sensitive = set().union(*(sensitive_values(r) for r in records)) if records else set()
+    clean, report, sensitive = sanitize_guarded(records, pseudonymizer)
     # Only configuration shared by several chats: a raw value copied into one chat's menu name
     # is not configuration.
     shared = Counter(v for r in clean for v in set(configuration_values(r)))

@@ -41,12 +41,6 @@ class SanitizeReport:
     unknown_paths: set[str] = field(default_factory=set)
     drifted_paths: set[str] = field(default_factory=set)
 
-    def merge(self, other: SanitizeReport) -> None:
-        self.records += other.records
-        self.counts.update(other.counts)
-        self.unknown_paths |= other.unknown_paths
-        self.drifted_paths |= other.drifted_paths
-
     def as_metadata(self) -> dict[str, Any]:
         """Plain, JSON-ready figures (sorted paths, counts per treatment)."""
         return {
@@ -190,8 +184,18 @@ def sanitize_batch(
     records: Iterable[dict[str, Any]], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
 ) -> tuple[list[dict[str, Any]], SanitizeReport]:
     """Sanitize a page or window of chats; one merged report."""
+    clean, report, _ = sanitize_guarded(records, pseudonymizer, index)
+    return clean, report
+
+
+def sanitize_guarded(
+    records: Iterable[dict[str, Any]], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
+) -> tuple[list[dict[str, Any]], SanitizeReport, set[str]]:
+    """`sanitize_batch`, plus the raw values it held back (see `sensitive_values`), collected in
+    the same walk, for the canary."""
     walk = _Walk(index, pseudonymizer)
-    return [walk.record(r) for r in records], walk.report
+    clean = [walk.record(r) for r in records]
+    return clean, walk.report, _texts(walk.held_back)
 
 
 def _as_text(value: Any) -> str | None:
@@ -211,5 +215,8 @@ def sensitive_values(record: dict[str, Any], index: RuleIndex = INDEX) -> set[st
     """
     walk = _Walk(index, None)
     walk.record(record)
-    texts = (_as_text(value) for value in walk.held_back)
-    return {text for text in texts if text}
+    return _texts(walk.held_back)
+
+
+def _texts(values: Iterable[Any]) -> set[str]:
+    return {text for text in map(_as_text, values) if text}

@@ -174,26 +174,15 @@ def validate_frame(frame: pd.DataFrame, table: Table, start: datetime, end: date
         raise WarehouseError(f"{table.name}: {duplicated} rows repeat the key {table.key}")
 
 
-def copy_rows(
-    cursor: Any,
-    target: sql.Composable,
-    names: list[str],
-    types: list[str],
-    rows: Iterator[tuple[Any, ...]],
-) -> None:
+def copy_into(cursor: Any, target: sql.Composable, table: Table, frame: pd.DataFrame) -> None:
     """Binary COPY: values travel typed, so text is never re-parsed on the server."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        target, sql.SQL(", ").join(map(sql.Identifier, names))
+        target, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
     )
     with cursor.copy(statement) as copy:
-        copy.set_types(types)
-        for row in rows:
+        copy.set_types([c.type.value for c in table.columns])
+        for row in frame_rows(frame, table):
             copy.write_row(row)
-
-
-def copy_into(cursor: Any, target: sql.Composable, table: Table, frame: pd.DataFrame) -> None:
-    types = [c.type.value for c in table.columns]
-    copy_rows(cursor, target, table.column_names, types, frame_rows(frame, table))
 
 
 def _stage(
