@@ -102,6 +102,24 @@ def raw_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSp
     ]
 
 
+_SLA_COLUMNS = (
+    "chat_id",
+    "event",
+    "queue_duration",
+    "service_level_event",
+    "service_level_target_time",
+    "service_level_target_percent",
+)
+
+
+def columns_checked(table: Table) -> list[str]:
+    """The stored columns the partition checks of `table` read."""
+    names = list(table.unique_by)
+    if table is CHAT_QUEUE_DURATIONS:
+        names += [n for n in _SLA_COLUMNS if n not in names]
+    return names
+
+
 def _examples(values: pd.Series) -> list[Any]:
     return [v if not hasattr(v, "item") else v.item() for v in values.head(EXAMPLES).tolist()]
 
@@ -217,13 +235,6 @@ def sla_consistent(rows: pd.DataFrame) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
     )
-
-
-def in_sla_rate(rows: pd.DataFrame) -> float | None:
-    """Share of answered-or-missed segments answered within the SLA (excluded ones left out)."""
-    events = rows["service_level_event"]
-    counted = int(events.isin(["in_sla", "not_in_sla"]).sum())
-    return float((events == "in_sla").sum()) / counted if counted else None
 
 
 def complete_window(received: int, total: int | None) -> dg.AssetCheckResult:

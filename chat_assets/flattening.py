@@ -3,22 +3,26 @@
 UJET's payloads drift (numbers as strings, 0/1 for booleans, null objects, placeholder values),
 so every value is coerced to its declared type; a value that cannot be becomes NULL and is
 counted per column, never silently dropped with its row.
+
+This is the definition of flattening. The warehouse runs the same rules as SQL compiled from
+the same declarations (`chat_assets.warehouse.flatten_sql`), where the payloads already are;
+an equivalence test holds the two to the same rows and the same failure counts.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
-from chat_assets.tables import Column, PgType, Table
+from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Table, parse_time
 
 VERSION_TIME_DTYPE = "datetime64[us, UTC]"
 
@@ -78,62 +82,6 @@ def table_rows(
     return pd.DataFrame(data, columns=table.column_names), failures
 
 
-def flatten_raw(
-    raw: pd.DataFrame, tables: Sequence[Table], chunk_size: int = 5_000
-) -> list[Flattened]:
-    """Every table's rows from a raw_chats frame, parsing each payload once, chunk by chunk.
-
-    A range of partitions can hold several versions of a chat: the newest `updated_at` wins
-    (ties: the later row). Payloads may be JSON text or parsed objects. Parsed chats live only
-    for their chunk, so memory stays near the size of the output.
-    """
-    newest = raw.sort_values("updated_at", kind="stable").drop_duplicates("id", keep="last")
-    versions = pd.DataFrame(
-        {
-            "chat_id": newest["id"].astype("Int64").to_numpy(),
-            "updated_at": newest["updated_at"].astype(VERSION_TIME_DTYPE).to_numpy(),
-        }
-    )
-    parts: dict[str, list[pd.DataFrame]] = {t.name: [] for t in tables}
-    failures: dict[str, dict[str, int]] = {t.name: {} for t in tables}
-    payloads = newest["payload"].tolist()
-    with _collection_paused():
-        for offset in range(0, len(payloads), chunk_size):
-            chats = [
-                json.loads(p) if isinstance(p, str | bytes) else p
-                for p in payloads[offset : offset + chunk_size]
-            ]
-            for table in tables:
-                rows, failed = table_rows(chats, table)
-                parts[table.name].append(rows)
-                for column, n in failed.items():
-                    failures[table.name][column] = failures[table.name].get(column, 0) + n
-            del chats
-    return [
-        Flattened(table, _concat(parts[table.name], table), versions, failures[table.name])
-        for table in tables
-    ]
-
-
-def _concat(frames: list[pd.DataFrame], table: Table) -> pd.DataFrame:
-    if not frames:
-        return table_rows([], table)[0]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-@contextmanager
-def _collection_paused() -> Iterator[None]:
-    """Parsing builds millions of small objects; repeated cyclic GC passes over them cost more
-    than the parse. Nothing here makes reference cycles, so pause the collector meanwhile."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 @dataclass
 class _RowObjects:
     """The objects a table's rows come from: the chats themselves, or the items of one list."""
@@ -165,8 +113,8 @@ class _RowObjects:
         if source == "position":
             return [p for n in (self.per_chat or []) for p in range(n)]
         kind, _, path = source.rpartition(":")
-        if kind == "chat":
-            values = _read(self.chats, path)
+        if kind == "chat" or (not kind and self.per_chat is None and path in _IDENTITY):
+            values = _identity(self.chats, path) if path in _IDENTITY else _read(self.chats, path)
             if self.per_chat is None:
                 return values
             return [v for v, n in zip(values, self.per_chat, strict=True) for _ in range(n)]
@@ -175,6 +123,17 @@ class _RowObjects:
         if kind:
             raise ValueError(f"unknown column source {source!r}")
         return _read(self.items, path)
+
+
+# The chat's id and version are read as landing parsed them into raw_chats' typed columns.
+_IDENTITY: dict[str, Callable[[dict[str, Any]], Any]] = {
+    CHAT_ID_FIELD: lambda chat: int(chat[CHAT_ID_FIELD]),
+    VERSION_FIELD: lambda chat: parse_time(chat[VERSION_FIELD]),
+}
+
+
+def _identity(chats: Sequence[dict[str, Any]], path: str) -> list[Any]:
+    return [_IDENTITY[path](chat) for chat in chats]
 
 
 def _read(objects: Sequence[dict[str, Any]], path: str) -> list[Any]:
@@ -186,90 +145,160 @@ def _read(objects: Sequence[dict[str, Any]], path: str) -> list[Any]:
     return values
 
 
-def _count(value: Any) -> int | None:
-    return len(value) if isinstance(value, list) else (0 if value is None else None)
+# What a count reads where a list should be: converts to no number, so it is counted as a failure.
+_NOT_A_LIST = object()
 
 
-_TRUE = {"true", "t", "1", "yes", "y"}
-_FALSE = {"false", "f", "0", "no", "n"}
+def _count(value: Any) -> Any:
+    return len(value) if isinstance(value, list) else 0 if value is None else _NOT_A_LIST
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
+# The grammar of values UJET sends as text, shared with the SQL that flattens in the warehouse
+# (chat_assets.warehouse.flatten_sql renders these same patterns and sets).
+WHITESPACE = " \t\n\r\f\v"
+NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
+TIMESTAMP = (
+    r"([1-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(?:\.([0-9]{1,6}))?)?"
+    r"(Z|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?)?"
+)
+TRUE = ("true", "t", "1", "yes", "y")
+FALSE = ("false", "f", "0", "no", "n")
+# Doubles are kept between these magnitudes (or zero): beyond them PostgreSQL refuses the value.
+SMALLEST_DOUBLE = 1e-307
+LARGEST_DOUBLE = 1.7976931348623157e308
+INT_BOUNDS = {PgType.BIGINT: 2**63, PgType.INTEGER: 2**31}
+
+_NUMBER = re.compile(NUMBER)
+_TIMESTAMP = re.compile(TIMESTAMP)
+
+
+def _decimal(text: str) -> Decimal | None:
+    text = text.strip(WHITESPACE)
+    return Decimal(text) if _NUMBER.fullmatch(text) else None
+
+
+def _in_double_range(number: float | Decimal) -> bool:
+    return number == 0 or SMALLEST_DOUBLE <= abs(number) <= LARGEST_DOUBLE
 
 
 def _to_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, int):
+        return value
     if isinstance(value, float):
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str):
-        text = value.strip()
-        if _INTEGER.fullmatch(text):
-            return int(text)
-        number = _to_float(text)
-        return _to_int(number) if number is not None else None
+        number = _decimal(value)
+        if number is not None and number == number.to_integral_value():
+            return int(number)
     return None
 
 
 def _to_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int):
-        try:
-            return float(value)
-        except OverflowError:
+    if isinstance(value, int | float):
+        number: float | Decimal = Decimal(value) if isinstance(value, int) else value
+    elif isinstance(value, str):
+        parsed = _decimal(value)
+        if parsed is None:
             return None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
+        number = parsed
+    else:
+        return None
+    return float(number) if _in_double_range(number) else None
 
 
 def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
     if isinstance(value, int | float):
         return None if value not in (0, 1) else bool(value)
     if isinstance(value, str):
-        text = value.strip().lower()
-        return True if text in _TRUE else False if text in _FALSE else None
+        text = value.strip(WHITESPACE).lower()
+        return True if text in TRUE else False if text in FALSE else None
     return None
 
 
 def _to_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    return None if value is None else json_text(value)
+
+
+def json_text(value: Any) -> str:
+    """A JSON value as PostgreSQL prints jsonb: keys by length then bytes, numbers in full."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return str(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return None
+    if isinstance(value, float):
+        text = format(Decimal(repr(value)), "f")
+        return text[1:] if text.startswith("-") and value == 0 else text
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(json_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{json_text(k)}: {json_text(value[k])}" for k in keys) + "}"
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-_INT_BOUNDS = {PgType.BIGINT: 2**63, PgType.INTEGER: 2**31}
+def _to_timestamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        local = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "").ljust(6, "0")),
+        )
+    except ValueError:  # a day the month does not have
+        return None
+    offset = timedelta()
+    if zone and zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        offset = -offset if zone[0] == "-" else offset
+    return (pd.Timestamp(local).as_unit("us") - offset).tz_localize("UTC").to_pydatetime()
+
+
+_CONVERTERS: dict[PgType, Callable[[Any], Any]] = {
+    PgType.BIGINT: _to_int,
+    PgType.INTEGER: _to_int,
+    PgType.DOUBLE: _to_float,
+    PgType.BOOLEAN: _to_bool,
+    PgType.TEXT: _to_text,
+    PgType.TIMESTAMPTZ: _to_timestamp,
+}
 
 
 def coerce(values: list[Any], column: Column) -> tuple[Any, int]:
     """`values` as the column's pandas type; also how many non-null values could not be."""
     kind = column.type
-    if kind in _INT_BOUNDS:
-        bound = _INT_BOUNDS[kind]
-        out = [v if type(v) is int else None if v is None else _to_int(v) for v in values]
-        out = [v if v is None or -bound <= v < bound else None for v in out]
-    elif kind is PgType.DOUBLE:
-        out = [v if type(v) is float else None if v is None else _to_float(v) for v in values]
-        out = [None if v is not None and not math.isfinite(v) else v for v in out]
-    elif kind is PgType.BOOLEAN:
-        out = [v if type(v) is bool else None if v is None else _to_bool(v) for v in values]
-    elif kind is PgType.TEXT:
-        out = [v if type(v) is str else None if v is None else _to_text(v) for v in values]
-    elif kind is PgType.TIMESTAMPTZ:
-        strings = pd.Series([v if isinstance(v, str) else None for v in values], dtype=object)
-        stamps = pd.to_datetime(strings, utc=True, format="ISO8601", errors="coerce")
-        failed = sum(v is not None for v in values) - int(stamps.notna().sum())
-        return stamps.astype(kind.pandas_dtype).array, failed
-    else:
+    if kind not in _CONVERTERS:
         raise ValueError(f"no coercion for {kind}")
+    convert = _CONVERTERS[kind]
+    out = [None if v is None else convert(v) for v in values]
+    if kind in INT_BOUNDS:
+        bound = INT_BOUNDS[kind]
+        out = [v if v is None or -bound <= v < bound else None for v in out]
     failed = sum(1 for v, o in zip(values, out, strict=True) if v is not None and o is None)
+    if kind is PgType.TIMESTAMPTZ:
+        return pd.array(out, dtype=object).astype(kind.pandas_dtype), failed
     return pd.array(out, dtype=kind.pandas_dtype), failed

@@ -16,15 +16,8 @@ from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import SanitizeReport, sanitize_guarded
 from chat_assets.source.client import FetchResult
 from chat_assets.source.resource import UjetResource
-from chat_assets.tables import RAW_CHATS, typed_frame
+from chat_assets.tables import RAW_CHATS, parse_time, typed_frame
 from chat_assets.warehouse.io_manager import PostgresIOManager
-
-
-def parse_time(value: Any) -> datetime:
-    """UJET timestamps (`2019-07-17T07:27:14.000Z`) as aware UTC datetimes; no offset is UTC."""
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
 
 
 def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ README's table reference, so a column is named exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -207,6 +208,18 @@ RAW_CHATS = Table(
 )
 
 T = PgType
+
+# The chat's identity. Landing parses these fields into raw_chats' typed id and updated_at, and
+# every table reads them from there, so a chat's rows and its version always agree.
+CHAT_ID_FIELD = "id"
+VERSION_FIELD = "updated_at"
+
+
+def parse_time(value: Any) -> datetime:
+    """UJET timestamps (`2019-07-17T07:27:14.000Z`) as aware UTC datetimes; no offset is UTC."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
 
 
 def _col(name: str, type_: PgType, description: str, source: str | None = None, **kw: Any):
@@ -423,7 +436,11 @@ DERIVED_TABLES: tuple[Table, ...] = (
 TABLES: dict[str, Table] = {t.name: t for t in (RAW_CHATS, *DERIVED_TABLES)}
 
 
-def typed_frame(rows: list[tuple[Any, ...]], table: Table) -> pd.DataFrame:
-    """A DataFrame with the declared columns and dtypes (also for no rows)."""
-    frame = pd.DataFrame.from_records(rows, columns=table.column_names)
-    return frame.astype({c.name: c.type.pandas_dtype for c in table.columns})
+def typed_frame(
+    rows: list[tuple[Any, ...]], table: Table, names: list[str] | None = None
+) -> pd.DataFrame:
+    """A DataFrame with the declared columns (all, or those named) and their dtypes (also for
+    no rows)."""
+    names = table.column_names if names is None else names
+    frame = pd.DataFrame.from_records(rows, columns=names)
+    return frame.astype({name: table.column(name).type.pandas_dtype for name in names})

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from chat_assets import checks
@@ -15,6 +14,7 @@ from chat_assets.derived import summary_markdown
 from chat_assets.settings import Settings
 from chat_assets.source.emulator import UjetEmulator
 from chat_assets.tables import CHATS
+from chat_assets.warehouse.postgres import Applied
 from chat_assets_tests.support import materialize_day
 
 DATA = Path(__file__).parent / "data"
@@ -146,8 +146,9 @@ def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_ur
 
 
 def test_previews_show_documented_values_only():
-    rows = pd.DataFrame({"status": ["finished", "finished", "kim.minji@example.com", None]})
-    preview = summary_markdown(CHATS, rows)
+    # four rows: two finished, one with an email where a status belongs, one without status
+    applied = Applied(4, 0, 4, summary={"finished": 2})
+    preview = summary_markdown(CHATS, applied)
     assert "| finished | 2 |" in preview
     assert "| other values (not shown) | 2 |" in preview
     assert "minji" not in preview

@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chat_assets.flattening import flatten, flatten_raw, newest_versions
-from chat_assets.landing import landing_frame
+from chat_assets.flattening import flatten, newest_versions
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
     CHAT_QUEUE_DURATIONS,
@@ -146,27 +145,3 @@ def test_values_that_only_look_numeric_become_null_and_are_counted(sample):
         "average_response_time": 1,
         "longest_response_time": 1,
     }
-
-
-def test_flatten_raw_keeps_the_newest_version_across_partitions(sample):
-    """A range of raw_chats holds a chat once per day it changed; payloads load as JSON bytes."""
-    old, new = copy.deepcopy(sample[0]), copy.deepcopy(sample[0])
-    new["updated_at"] = "2016-02-27T09:00:00.000Z"
-    new["handle_durations"] = []
-    raw = landing_frame([old, new, sample[1]], "UTC", "k1:test")
-    raw["payload"] = [json.dumps(p).encode() for p in raw["payload"]]
-    flats = {f.table.name: f for f in flatten_raw(raw, DERIVED_TABLES, chunk_size=1)}
-    chats = flats["chats"].rows
-    assert sorted(chats["id"].tolist()) == [1, 2]
-    assert chats.loc[chats["id"] == 1, "updated_at"].item() == pd.Timestamp("2016-02-27T09:00Z")
-    handles = flats["chat_handle_durations"]
-    assert handles.rows["chat_id"].tolist() == [2]  # the newest version of chat 1 has none
-    assert sorted(handles.versions["chat_id"].tolist()) == [1, 2]
-    for table in DERIVED_TABLES:
-        expected = flatten([old, new, sample[1]], table).rows
-        got = flats[table.name].rows
-        key = list(table.key)
-        pd.testing.assert_frame_equal(
-            got.sort_values(key).reset_index(drop=True),
-            expected.sort_values(key).reset_index(drop=True),
-        )

@@ -9,8 +9,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_assets.flattening import flatten
-from chat_assets.tables import CHAT_TRANSFERS, CHATS, DERIVED_TABLES, Table
+from chat_assets.flattening import flatten, newest_versions
+from chat_assets.landing import landing_frame
+from chat_assets.tables import CHAT_TRANSFERS, CHATS, DERIVED_TABLES, RAW_CHATS, Table
 from chat_assets.warehouse import postgres
 
 DAY0 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -41,10 +42,12 @@ def window(day: int) -> tuple[datetime, datetime]:
 
 
 def apply_partition(engine, schema: str, records: list[dict], day: int) -> None:
+    """Land the day's versions in raw_chats (a window holds a chat once, in its newest
+    version, as UJET serves it), then flatten and apply them in the warehouse."""
     start, end = window(day)
-    for table in DERIVED_TABLES:
-        flat = flatten(records, table)
-        postgres.apply_newest(engine, schema, table, flat.rows, flat.versions, start, end)
+    frame = landing_frame(newest_versions(records), "UTC", "k1:test")
+    postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+    postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end)
 
 
 def stored(engine, schema: str, table: Table) -> pd.DataFrame:

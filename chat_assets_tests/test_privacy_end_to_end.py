@@ -11,8 +11,7 @@ import dagster as dg
 import pytest
 
 from chat_assets import checks
-from chat_assets.flattening import flatten
-from chat_assets.landing import build_raw_chats
+from chat_assets.landing import build_raw_chats, landing_frame
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.detect import PATTERNS
 from chat_assets.privacy.resource import PrivacyResource
@@ -21,7 +20,7 @@ from chat_assets.settings import Settings
 from chat_assets.source.demo_data import chats_updated_between
 from chat_assets.source.emulator import UjetEmulator
 from chat_assets.source.resource import UjetResource
-from chat_assets.tables import CHATS
+from chat_assets.tables import CHATS, RAW_CHATS
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.io_manager import PostgresIOManager
 from chat_assets_tests.support import TEST_PII_KEY, materialize_day
@@ -212,11 +211,12 @@ def test_the_flattened_tables_are_scanned_too(database_url, engine, schema):
         "name": "Billing",
         "output_msg": "Write to ops@example.com",
     }
-    flat = flatten(chats, CHATS)
     start = datetime(2016, 3, 2, tzinfo=UTC)
-    postgres.apply_newest(
-        engine, schema, CHATS, flat.rows, flat.versions, start, start + timedelta(days=1)
+    end = start + timedelta(days=1)
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
     )
+    postgres.apply_newest(engine, schema, [CHATS], start, end)
     check = checks.personal_text(engine, schema, CHATS, start, start + timedelta(days=1))
     assert not check.passed
     assert check.metadata["cells_found"].value == {"selected_menu_output_msg: email": 1}

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
-from chat_assets.flattening import Flattened
 from chat_assets.tables import TABLES, Table, WriteMode
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.embedded import embedded_database_url
+from chat_assets.warehouse.postgres import Applied
 
 
 class PostgresIOManager(dg.ConfigurableIOManager):
@@ -33,27 +32,24 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         url = self.database_url or embedded_database_url(Path(self.state_dir))
         return postgres.engine_for(url)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | Flattened) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | Applied) -> None:
+        """A frame replaces its window's rows. A newest-wins table is flattened and applied
+        inside the warehouse by its asset (`postgres.apply_newest`, all tables in one
+        transaction); its output is what that did, and only its counts are recorded here."""
         table = _table_for(context.asset_key)
         start, end = _window(context)
         engine = self.engine()
-        metadata: dict[str, Any] = {}
         if table.write is WriteMode.REPLACE_WINDOW:
             written = postgres.replace_window(engine, self.db_schema, table, obj, start, end)
+        elif isinstance(obj, Applied):
+            written = obj.rows_written
         else:
-            if not isinstance(obj, Flattened):
-                raise dg.Failure(f"{table.name} is written newest-wins from flattened chats")
-            applied = postgres.apply_newest(
-                engine, self.db_schema, table, obj.rows, obj.versions, start, end
+            raise dg.Failure(
+                f"{table.name} is written newest-wins by chat_assets.warehouse.postgres."
+                "apply_newest; its asset returns what that applied"
             )
-            written = applied.rows_written
-            metadata |= {
-                "chats_accepted": applied.chats_accepted,
-                "chats_stale": applied.chats_stale,
-            }
         context.add_output_metadata(
             {
-                **metadata,
                 "rows_written": written,
                 "dagster/partition_row_count": written,
                 "dagster/row_count": postgres.row_count(engine, self.db_schema, table),

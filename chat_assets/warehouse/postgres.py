@@ -6,9 +6,9 @@ replace, so a failure leaves the previous state intact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,8 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
-from chat_assets.tables import Table, WriteMode, typed_frame
+from chat_assets.tables import RAW_CHATS, Table, WriteMode, typed_frame
+from chat_assets.warehouse import flatten_sql
 
 _engines: dict[str, sa.Engine] = {}
 
@@ -226,12 +227,19 @@ class JsonBytesLoader(Loader):
 
 
 def load_window(
-    engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
+    engine: sa.Engine,
+    schema: str,
+    table: Table,
+    start: datetime,
+    end: datetime,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The rows whose time column falls in [start, end), typed as declared."""
+    """The rows whose time column falls in [start, end), typed as declared (all columns, or
+    those named)."""
+    names = list(columns) if columns is not None else table.column_names
     time_column = sql.Identifier(table.time_column)
     query = sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s ORDER BY {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+        sql.SQL(", ").join(map(sql.Identifier, names)),
         qualified(schema, table),
         time_column,
         time_column,
@@ -246,7 +254,7 @@ def load_window(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
         ).fetchone()[0]
         rows = cursor.execute(query, (start, end)).fetchall() if exists else []
-    return typed_frame(rows, table)
+    return typed_frame(rows, table, names)
 
 
 VERSIONS_TABLE = "_chat_versions"
@@ -268,55 +276,91 @@ class Applied:
     chats_accepted: int
     chats_stale: int
     rows_written: int
+    # Non-null source values that could not become the declared type, per column (and under
+    # the list's name, chats whose list was not a list).
+    coercion_failures: dict[str, int] = field(default_factory=dict)
+    # Rows written per documented value of the table's summary column.
+    summary: dict[str, int] = field(default_factory=dict)
 
 
 def apply_newest(
-    engine: sa.Engine,
-    schema: str,
-    table: Table,
-    rows: pd.DataFrame,
-    versions: pd.DataFrame,
-    start: datetime,
-    end: datetime,
-) -> Applied:
-    """Per chat, keep the newest version's rows, in one transaction.
+    engine: sa.Engine, schema: str, tables: Sequence[Table], start: datetime, end: datetime
+) -> list[Applied]:
+    """Flatten the chats of raw_chats in [start, end) into each table, inside PostgreSQL,
+    keeping per chat the newest version's rows; all tables in one transaction.
 
-    `versions` holds (chat_id, updated_at) of every chat in the batch. The registry accepts a
-    chat when no newer version was applied to this table before (ties: the later write wins);
-    the accepted chats' old rows are deleted and their new rows COPYed in. The registry's row
-    lock serialises concurrent writers of the same chat until commit, and rows are locked in
-    chat_id order so writers never deadlock.
+    Per table, the registry accepts a chat when no newer version was applied to the table
+    before (ties: the later write wins); the accepted chats' old rows are deleted and their new
+    rows inserted. The registry's row lock serialises concurrent writers of the same chat until
+    commit, and rows are locked in chat_id order so writers never deadlock.
     """
-    validate_frame(rows, table, start, end)
-    chat_key = table.key[0]
-    orphans = int((~rows[chat_key].isin(versions["chat_id"])).sum())
-    if orphans:
-        raise WarehouseError(f"{table.name}: {orphans} rows belong to no chat of the batch")
-    if versions["chat_id"].duplicated().any():
-        raise WarehouseError(f"{table.name}: the batch names a chat version twice")
+    prepare(engine, schema, RAW_CHATS)
+    for table in tables:
+        prepare(engine, schema, table)
+    results = []
+    with cursor_for(engine, transaction=True) as cursor:
+        # Timestamps without an offset are UTC, as in the reference flattening.
+        cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        for table in tables:
+            with _refusals_without_values(table):
+                results.append(_apply_table(cursor, schema, table, start, end))
+    return results
+
+
+_BATCH = sql.Identifier("_chat_batch")
+_FLAT = sql.Identifier("_chat_flat")
+
+
+def _apply_table(cursor: Any, schema: str, table: Table, start: datetime, end: datetime) -> Applied:
     target = qualified(schema, table)
+    raw = qualified(schema, RAW_CHATS)
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
-    prepare(engine, schema, table)
-    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
-        cursor.execute(
-            sql.SQL(
-                "INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
-                " SELECT %s, v.chat_id, v.updated_at"
-                " FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(chat_id, updated_at)"
-                " ORDER BY v.chat_id"
-                " ON CONFLICT (table_name, chat_id) DO UPDATE SET updated_at = EXCLUDED.updated_at"
-                " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id"
-            ).format(registry=registry),
-            (table.name, versions["chat_id"].tolist(), _python_values(versions["updated_at"])),
+    cursor.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {batch} AS SELECT DISTINCT ON (id)"
+            " id, updated_at, partition_key FROM {raw} WHERE updated_at >= %s"
+            " AND updated_at < %s ORDER BY id, updated_at DESC, partition_key DESC"
+        ).format(batch=_BATCH, raw=raw),
+        (start, end),
+    )
+    chats = cursor.rowcount
+    cursor.execute(
+        sql.SQL(
+            "WITH accepted AS (INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
+            " SELECT %s, id, updated_at FROM {batch} ORDER BY id"
+            " ON CONFLICT (table_name, chat_id) DO UPDATE SET updated_at = EXCLUDED.updated_at"
+            " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id)"
+            " DELETE FROM {batch} WHERE id NOT IN (SELECT chat_id FROM accepted)"
+        ).format(registry=registry, batch=_BATCH),
+        (table.name,),
+    )
+    stale = cursor.rowcount
+    cursor.execute(sql.SQL("ANALYZE {}").format(_BATCH))
+    # PostgreSQL may spread CREATE TABLE AS over parallel workers, but not INSERT ... SELECT:
+    # so the window is flattened into a temporary table, and the accepted versions' rows are
+    # inserted from there.
+    cursor.execute(
+        sql.SQL("CREATE TEMP TABLE {} AS {}").format(_FLAT, flatten_sql.flattened_rows(table, raw)),
+        (start, end),
+    )
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE {} IN (SELECT id FROM {})").format(
+            target, sql.Identifier(table.key[0]), _BATCH
         )
-        accepted = [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, sql.Identifier(chat_key)),
-            (accepted,),
-        )
-        kept = rows[rows[chat_key].isin(accepted)]
-        copy_into(cursor, target, table, kept)
-    return Applied(len(accepted), len(versions) - len(accepted), len(kept))
+    )
+    cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))
+    figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, _BATCH)).fetchone())
+    cursor.execute(sql.SQL("DROP TABLE {}, {}").format(_BATCH, _FLAT))
+    written, malformed = figures.pop(0), figures.pop(0)
+    failures = {table.items: malformed} if table.items and malformed else {}
+    for name in flatten_sql.converted_columns(table):
+        failed = figures.pop(0)
+        if failed:
+            failures[name] = failed
+    summary = {}
+    if table.summary_by:
+        summary = dict(zip(table.column(table.summary_by).values, figures, strict=True))
+    return Applied(chats - stale, stale, written, failures, summary)
 
 
 def row_count(engine: sa.Engine, schema: str, table: Table) -> int:

@@ -1,0 +1,371 @@
+"""Flattening inside PostgreSQL, compiled from the table declarations.
+
+A day's chats are already in raw_chats as JSONB. Reading them back into Python to flatten costs
+several times a COPY of the result, so the warehouse flattens them where they are: each table is
+one INSERT ... SELECT over `jsonb_to_record`, and every value is converted by the rules and the
+grammar of `chat_assets.flattening`, the pure reference that an equivalence test holds this SQL
+to. Nothing here touches a database: these functions only build statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from chat_assets import flattening as reference
+from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Table
+
+# Aliases inside the compiled statement: b is the batch row (id, updated_at, payload), c the
+# chat's top-level fields, i a list item's fields.
+_BATCH, _CHAT, _ITEM = sql.Identifier("b"), sql.Identifier("c"), sql.Identifier("i")
+_IDENTITY = {CHAT_ID_FIELD: "id", VERSION_FIELD: "updated_at"}
+
+
+def _anchored(pattern: str) -> sql.Literal:
+    return sql.Literal(f"^(?:{pattern})$")
+
+
+def _trimmed(v: sql.Composable) -> sql.Composable:
+    return sql.SQL("btrim({} #>> '{{}}', {})").format(v, sql.Literal(reference.WHITESPACE))
+
+
+def _integral(n: sql.Composable, kind: PgType) -> sql.Composable:
+    bound = reference.INT_BOUNDS[kind]
+    return sql.SQL(
+        "CASE WHEN {n} = trunc({n}) AND {n} >= {low} AND {n} < {high} THEN ({n})::{kind} END"
+    ).format(n=n, low=sql.Literal(-bound), high=sql.Literal(bound), kind=sql.SQL(kind.value))
+
+
+def _double(n: sql.Composable) -> sql.Composable:
+    return sql.SQL(
+        "CASE WHEN {n} = 0 OR abs({n}) BETWEEN {low}::numeric AND {high}::numeric"
+        " THEN ({n})::double precision END"
+    ).format(
+        n=n,
+        low=sql.Literal(repr(reference.SMALLEST_DOUBLE)),
+        high=sql.Literal(repr(reference.LARGEST_DOUBLE)),
+    )
+
+
+def _numeric_text(v: sql.Composable) -> tuple[sql.Composable, sql.Composable]:
+    """(the condition that a JSON string holds a number, that number as numeric)."""
+    text = _trimmed(v)
+    return (
+        sql.SQL("{} ~ {}").format(text, _anchored(reference.NUMBER)),
+        sql.SQL("({})::numeric").format(text),
+    )
+
+
+def converted(kind: PgType, v: sql.Composable) -> sql.Composable:
+    """The JSONB value `v` as the column type: NULL wherever the reference gives None."""
+    number = sql.SQL("({})::numeric").format(v)
+    if kind in reference.INT_BOUNDS:
+        is_number, parsed = _numeric_text(v)
+        return sql.SQL(
+            "CASE jsonb_typeof({v}) WHEN 'number' THEN {from_number}"
+            " WHEN 'boolean' THEN ({v})::boolean::integer::{kind}"
+            " WHEN 'string' THEN CASE WHEN {is_number} THEN {from_text} END END"
+        ).format(
+            v=v,
+            kind=sql.SQL(kind.value),
+            from_number=_integral(number, kind),
+            is_number=is_number,
+            from_text=_integral(parsed, kind),
+        )
+    if kind is PgType.DOUBLE:
+        is_number, parsed = _numeric_text(v)
+        return sql.SQL(
+            "CASE jsonb_typeof({v}) WHEN 'number' THEN {from_number}"
+            " WHEN 'boolean' THEN ({v})::boolean::integer::double precision"
+            " WHEN 'string' THEN CASE WHEN {is_number} THEN {from_text} END END"
+        ).format(v=v, from_number=_double(number), is_number=is_number, from_text=_double(parsed))
+    if kind is PgType.BOOLEAN:
+        word = sql.SQL("lower({})").format(_trimmed(v))
+        return sql.SQL(
+            "CASE jsonb_typeof({v}) WHEN 'boolean' THEN ({v})::boolean"
+            " WHEN 'number' THEN CASE {number} WHEN 0 THEN false WHEN 1 THEN true END"
+            " WHEN 'string' THEN CASE WHEN {word} = ANY({true}) THEN true"
+            " WHEN {word} = ANY({false}) THEN false END END"
+        ).format(
+            v=v,
+            number=number,
+            word=word,
+            true=sql.Literal(list(reference.TRUE)),
+            false=sql.Literal(list(reference.FALSE)),
+        )
+    if kind is PgType.TEXT:
+        # strings unquoted; numbers, booleans, objects and lists as their JSON text
+        return sql.SQL("({} #>> '{{}}')").format(v)
+    if kind is PgType.TIMESTAMPTZ:
+        return _timestamp(sql.SQL("({} #>> '{{}}')").format(v))
+    raise ValueError(f"no conversion for {kind}")
+
+
+# UJET's own form, 2019-07-17T07:27:14.000Z, with every digit written as 0.
+_USUAL_SHAPE = "0000-00-00T00:00:00.000Z"
+
+
+def _timestamp(text: sql.Composable) -> sql.Composable:
+    """Text in the grammar of `reference.TIMESTAMP` as timestamptz, else NULL.
+
+    Matching the full pattern costs several times the cast, so UJET's usual form takes a
+    shortcut: its shape, then each field's range by position. Both ways accept exactly the
+    pattern's strings (and days the month has); the equivalence test covers both.
+    """
+
+    def field(start: int, length: int) -> sql.Composable:
+        return sql.SQL('substr({}, {}, {}) COLLATE "C"').format(
+            text, sql.Literal(start), sql.Literal(length)
+        )
+
+    day = field(9, 2)
+    day_exists = sql.SQL(
+        "({day} BETWEEN '01' AND '28' OR ({day} BETWEEN '29' AND '31' AND ({day})::integer"
+        " <= extract(day FROM (substr({text}, 1, 7) || '-01')::date + interval '1 month - 1 day')))"
+    ).format(day=day, text=text)
+    usual = sql.SQL(
+        "translate({text}, '123456789', '000000000') = {shape} AND {year} BETWEEN '1000' AND '8999'"
+        " AND {month} BETWEEN '01' AND '12' AND {hour} <= '23' AND {minute} <= '5'"
+        " AND {second} <= '5'"
+    ).format(
+        text=text,
+        shape=sql.Literal(_USUAL_SHAPE),
+        year=field(1, 4),
+        month=field(6, 2),
+        hour=field(12, 2),
+        minute=field(15, 1),
+        second=field(18, 1),
+    )
+    return sql.SQL(
+        "CASE WHEN CASE WHEN {usual} THEN true ELSE {text} ~ {pattern} END AND {day_exists}"
+        " THEN ({text})::timestamptz END"
+    ).format(
+        usual=usual,
+        text=text,
+        pattern=_anchored(reference.TIMESTAMP),
+        day_exists=day_exists,
+    )
+
+
+def _count(v: sql.Composable) -> sql.Composable:
+    return sql.SQL(
+        "CASE WHEN {v} IS NULL OR jsonb_typeof({v}) = 'null' THEN 0"
+        " WHEN jsonb_typeof({v}) = 'array' THEN jsonb_array_length({v}) END"
+    ).format(v=v)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a column's value comes from in the compiled statement."""
+
+    value: sql.Composable
+    # Whether the source value was non-null (None for values chat_assets makes).
+    present: sql.Composable | None
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A column's read of the chat or of a list item: its scope and dotted path."""
+
+    on_chat: bool
+    path: str
+
+    @property
+    def field(self) -> str:
+        return self.path.split(".")[0]
+
+
+def _read(table: Table, column: Column) -> _Read | None:
+    """None for values chat_assets makes: list positions and the chat's identity."""
+    source = column.source or column.name
+    if source == "position":
+        return None
+    kind, _, path = source.rpartition(":")
+    if kind not in ("", "chat", "count"):
+        raise ValueError(f"unknown column source {source!r}")
+    on_chat = kind == "chat" or table.items is None
+    return None if on_chat and path in _IDENTITY else _Read(on_chat, path)
+
+
+def _as_text(column: Column) -> bool:
+    """Timestamps are read as text: only a JSON string can match their grammar, and reading
+    the text once is much cheaper than converting JSONB at every step of the check."""
+    return column.type is PgType.TIMESTAMPTZ
+
+
+def _fields(table: Table, on_chat: bool) -> dict[str, str]:
+    """The top-level fields `jsonb_to_record` extracts for the chat or a list item, with the
+    type to extract each as: text when every column reads it directly as text, else jsonb."""
+    fields: dict[str, str] = {table.items: "jsonb"} if on_chat and table.items else {}
+    for column in table.columns:
+        read = _read(table, column)
+        if read is None or read.on_chat != on_chat:
+            continue
+        text = _as_text(column) and read.path == read.field
+        if fields.get(read.field, "text") == "text" and text:
+            fields[read.field] = "text"
+        else:
+            fields[read.field] = "jsonb"
+    return fields
+
+
+def _source(table: Table, column: Column) -> _Source:
+    source = column.source or column.name
+    read = _read(table, column)
+    if read is None:
+        if source == "position":
+            return _Source(sql.SQL("(e.n - 1)::integer"), None)
+        path = source.rpartition(":")[2]
+        return _Source(sql.SQL("{}.{}").format(_BATCH, sql.Identifier(_IDENTITY[path])), None)
+    alias = _CHAT if read.on_chat else _ITEM
+    first, *rest = read.path.split(".")
+    value: sql.Composable = sql.SQL("{}.{}").format(alias, sql.Identifier(first))
+    if _fields(table, read.on_chat)[first] == "text":
+        return _Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value))
+    for part in rest[:-1] if _as_text(column) else rest:
+        value = sql.SQL("({} -> {})").format(value, sql.Literal(part))
+    if _as_text(column):
+        if rest:
+            value = sql.SQL("({} ->> {})").format(value, sql.Literal(rest[-1]))
+        else:
+            value = sql.SQL("({} #>> '{{}}')").format(value)
+        return _Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value))
+    present = sql.SQL("jsonb_typeof({}) <> 'null'").format(value)
+    if source.startswith("count:"):
+        return _Source(_count(value), present)
+    return _Source(converted(column.type, value), present)
+
+
+def _record(
+    payload: sql.Composable, fields: dict[str, str], alias: sql.Identifier
+) -> sql.Composable:
+    if not fields:  # jsonb_to_record needs a column; a chat without one still gives a row
+        fields = {"_": "jsonb"}
+    definition = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in fields.items()
+    )
+    return sql.SQL("jsonb_to_record({}) AS {}({})").format(payload, alias, definition)
+
+
+# Columns of the flattened rows besides the declared ones.
+CHAT = "_chat"  # the chat's id
+PARTITION = "_partition"  # the raw_chats partition the version came from
+MALFORMED = "_malformed"  # a marker row for a chat whose list was neither a list nor null
+
+
+def _present(n: int) -> sql.Identifier:
+    return sql.Identifier(f"_present{n}")
+
+
+def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
+    """SELECT of the table's rows from raw_chats versions with updated_at in [%s, %s).
+
+    Besides the declared columns it gives `_chat`, `_partition`, `_malformed` and, for each
+    converted column n, `_present<n>`: whether its source value was non-null. Functions and
+    operators here are all parallel safe, so PostgreSQL can spread the work over its workers.
+    """
+    sources = [_source(table, c) for c in table.columns]
+    items = [
+        sql.SQL("{} AS {}").format(s.value, sql.Identifier(c.name))
+        for c, s in zip(table.columns, sources, strict=True)
+    ]
+    items += [
+        sql.SQL("{} AS {}").format(s.present, _present(n))
+        for n, s in enumerate(sources)
+        if s.present is not None
+    ]
+    items += [
+        sql.SQL("{}.id AS {}").format(_BATCH, sql.Identifier(CHAT)),
+        sql.SQL("{}.partition_key AS {}").format(_BATCH, sql.Identifier(PARTITION)),
+    ]
+    joins = [
+        sql.SQL("FROM {} AS {}").format(raw, _BATCH),
+        sql.SQL("CROSS JOIN LATERAL {}").format(
+            _record(sql.SQL("{}.payload").format(_BATCH), _fields(table, True), _CHAT)
+        ),
+    ]
+    if table.items:
+        # A list that is not a list gives one marker row, so it is counted in the same pass.
+        listed = sql.SQL("{}.{}").format(_CHAT, sql.Identifier(table.items))
+        items.append(
+            sql.SQL("jsonb_typeof({}) <> 'array' AS {}").format(listed, sql.Identifier(MALFORMED))
+        )
+        joins += [
+            sql.SQL(
+                "CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof({0}) WHEN 'array'"
+                " THEN {0} WHEN 'null' THEN NULL ELSE '[null]' END) WITH ORDINALITY AS e(item, n)"
+            ).format(listed),
+            sql.SQL("CROSS JOIN LATERAL {}").format(
+                _record(
+                    sql.SQL("CASE WHEN jsonb_typeof(e.item) = 'object' THEN e.item ELSE '{}' END"),
+                    _fields(table, False),
+                    _ITEM,
+                )
+            ),
+        ]
+    else:
+        items.append(sql.SQL("false AS {}").format(sql.Identifier(MALFORMED)))
+    window = sql.SQL("WHERE {0}.updated_at >= %s AND {0}.updated_at < %s").format(_BATCH)
+    return sql.SQL("SELECT {} {} {}").format(
+        sql.SQL(", ").join(items), sql.SQL(" ").join(joins), window
+    )
+
+
+def _accepted(flat: sql.Composable, batch: sql.Composable) -> sql.Composable:
+    """The flattened rows of the batch's chat versions (a chat may be in the window twice)."""
+    return sql.SQL(
+        "FROM {flat} AS f JOIN {batch} AS a ON f.{chat} = a.id AND f.{partition} = a.partition_key"
+    ).format(
+        flat=flat,
+        batch=batch,
+        chat=sql.Identifier(CHAT),
+        partition=sql.Identifier(PARTITION),
+    )
+
+
+def insert_rows(
+    table: Table, flat: sql.Composable, batch: sql.Composable, target: sql.Composable
+) -> sql.Composable:
+    """INSERT into `target` the rows of `flat` (see `flattened_rows`) of the chats in `batch`
+    (id, partition_key)."""
+    return sql.SQL(
+        "INSERT INTO {target} ({names}) SELECT {columns} {accepted} WHERE NOT f.{malformed}"
+    ).format(
+        target=target,
+        names=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+        columns=sql.SQL(", ").join(sql.Identifier("f", name) for name in table.column_names),
+        accepted=_accepted(flat, batch),
+        malformed=sql.Identifier(MALFORMED),
+    )
+
+
+def figures(table: Table, flat: sql.Composable, batch: sql.Composable) -> sql.Composable:
+    """SELECT one row for the batch's chats: rows, chats whose list was not a list, for each
+    converted column the source values that could not be converted (see `converted_columns`),
+    and for a table with an enumeration summary the rows of each documented value."""
+    malformed = sql.Identifier("f", MALFORMED)
+    counts = [
+        sql.SQL("count(*) FILTER (WHERE NOT {})").format(malformed),
+        sql.SQL("count(*) FILTER (WHERE {})").format(malformed),
+    ]
+    for n, column in enumerate(table.columns):
+        if _source(table, column).present is not None:
+            counts.append(
+                sql.SQL("count(*) FILTER (WHERE f.{} AND f.{} IS NULL)").format(
+                    _present(n), sql.Identifier(column.name)
+                )
+            )
+    if table.summary_by:
+        summary = sql.Identifier("f", table.summary_by)
+        counts += [
+            sql.SQL("count(*) FILTER (WHERE {} = {})").format(summary, sql.Literal(value))
+            for value in table.column(table.summary_by).values
+        ]
+    return sql.SQL("SELECT {} {}").format(sql.SQL(", ").join(counts), _accepted(flat, batch))
+
+
+def converted_columns(table: Table) -> list[str]:
+    """The columns whose failures `figures` reports, in its order."""
+    return [c.name for c in table.columns if _source(table, c).present is not None]

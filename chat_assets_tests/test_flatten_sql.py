@@ -1,0 +1,215 @@
+"""The warehouse's flattening (SQL compiled from the declarations) equals the pure reference.
+
+Chats are landed in a real PostgreSQL's raw_chats and applied there; every table must then hold
+exactly the rows `chat_assets.flattening.flatten` gives, with the same failure counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chat_assets.flattening import flatten
+from chat_assets.landing import landing_frame
+from chat_assets.tables import (
+    CHAT_HANDLE_DURATIONS,
+    CHAT_ID_FIELD,
+    CHATS,
+    DERIVED_TABLES,
+    RAW_CHATS,
+    VERSION_FIELD,
+    Table,
+)
+from chat_assets.warehouse import postgres
+
+DATA = Path(__file__).parent / "data"
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = START + timedelta(days=1)
+_schemas = itertools.count()
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def land_and_apply(engine, schema: str, chats: list[dict], start=START, end=END) -> dict:
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
+    )
+    applied = postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end)
+    return {t.name: a for t, a in zip(DERIVED_TABLES, applied, strict=True)}
+
+
+def assert_same_as_reference(engine, schema: str, chats: list[dict], applied: dict) -> None:
+    for table in DERIVED_TABLES:
+        reference = flatten(chats, table)
+        stored = postgres.load_window(engine, schema, table, START, END)
+        pd.testing.assert_frame_equal(
+            stored.reset_index(drop=True),
+            reference.rows.sort_values(table.key).reset_index(drop=True),
+            obj=table.name,
+        )
+        assert applied[table.name].coercion_failures == reference.coercion_failures, table.name
+        assert applied[table.name].rows_written == len(reference.rows)
+
+
+def in_window(chats: list[dict]) -> list[dict]:
+    for n, chat in enumerate(chats):
+        chat["updated_at"] = stamp(START + timedelta(minutes=n))
+    return chats
+
+
+@pytest.mark.parametrize("name", ["vendor_sample.json", "vendor_model.json"])
+def test_vendor_documents(engine, schema, name):
+    chats = in_window(json.loads((DATA / name).read_text()))
+    applied = land_and_apply(engine, schema, chats)
+    assert_same_as_reference(engine, schema, chats, applied)
+
+
+def test_a_window_holding_a_chat_twice_keeps_its_newest_version(engine, schema):
+    sample = json.loads((DATA / "vendor_sample.json").read_text())
+    old, new = copy.deepcopy(sample[0]), copy.deepcopy(sample[0])
+    old["updated_at"] = stamp(START + timedelta(hours=1))
+    new["updated_at"] = stamp(START + timedelta(days=1, hours=1))
+    new["handle_durations"] = []
+    day_two = (END, END + timedelta(days=1))
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame([old], "UTC", "k1:test"), START, END
+    )
+    postgres.replace_window(
+        engine, schema, RAW_CHATS, landing_frame([new], "UTC", "k1:test"), *day_two
+    )
+    # both days at once, as a range
+    postgres.apply_newest(engine, schema, DERIVED_TABLES, START, day_two[1])
+    chats = postgres.load_window(engine, schema, CHATS, START, day_two[1])
+    assert chats["updated_at"].tolist() == [pd.Timestamp(new["updated_at"])]
+    assert postgres.load_window(engine, schema, CHAT_HANDLE_DURATIONS, START, day_two[1]).empty
+
+
+# Values of every kind UJET has been seen to send where a scalar belongs, and more.
+_WHITESPACE = st.sampled_from(["", " ", "\t", "\n ", "\u00a0"])
+_NUMBER_TEXT = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(
+        ["1e5", ".5", "5.", "+3", "-0", "1e1000", "0e9999", "--5", "1_000", "0x10", "Infinity"]
+    ),
+    st.sampled_from(
+        ["NaN", "\u0661\u0662", "\u00b2", "1.0000000000000002", "9223372036854775808", ""]
+    ),
+)
+_WORDS = st.sampled_from(["true", "FALSE", "t", "F", "yes", "No", "y", "n", "1", "0", "maybe"])
+
+
+@st.composite
+def _timestamps(draw) -> str:
+    year = draw(st.sampled_from(["0000", "0999", "1000", "2016", "2024", "8999", "9999"]))
+    month = draw(st.sampled_from(["00", "01", "02", "04", "12", "13"]))
+    day = draw(st.sampled_from(["00", "01", "28", "29", "30", "31", "32"]))
+    hour = draw(st.sampled_from(["00", "09", "23", "24"]))
+    minute = draw(st.sampled_from(["00", "59", "60"]))
+    second = draw(st.sampled_from(["00", "59", "60"]))
+    if draw(st.booleans()):  # UJET's own form, with fields in range or not
+        return f"{year}-{month}-{day}T{hour}:{minute}:{second}.{draw(st.integers(0, 999)):03}Z"
+    text = f"{year}-{month}-{day}"
+    if draw(st.booleans()):
+        text += draw(st.sampled_from(["T", " ", "t"])) + f"{hour}:{minute}"
+        if draw(st.booleans()):
+            text += ":" + second
+            text += draw(st.sampled_from(["", ".1", ".123", ".123456", ".1234567"]))
+        text += draw(st.sampled_from(["", "Z", "+05:30", "-0800", "+14", "+15:00", "z"]))
+    return draw(_WHITESPACE) + text if draw(st.integers(0, 5)) == 0 else text
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=8),
+    st.tuples(_WHITESPACE, _NUMBER_TEXT, _WHITESPACE).map("".join),
+    _WORDS,
+    _timestamps(),
+)
+_VALUES = st.one_of(
+    _SCALARS,
+    st.lists(_SCALARS, max_size=2),
+    st.dictionaries(st.sampled_from(["a", "bb", "id", "ÿ"]), _SCALARS, max_size=3),
+)
+
+
+def _tree(table: Table, on_chat: bool) -> dict[str, Any]:
+    """The paths the table reads, as a tree of keys (a leaf is None)."""
+    tree: dict[str, Any] = {}
+    for column in table.columns:
+        source = column.source or column.name
+        kind, _, path = source.rpartition(":")
+        if source == "position" or (kind == "chat" or table.items is None) != on_chat:
+            continue
+        if on_chat and path in (CHAT_ID_FIELD, VERSION_FIELD):
+            continue
+        node = tree
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(leaf, None)
+    return tree
+
+
+def _objects(tree: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects with some of the tree's keys, each holding any value, or an object where the
+    tree goes deeper."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            key: _VALUES if sub is None else st.one_of(_objects(sub), _VALUES)
+            for key, sub in tree.items()
+        },
+    )
+
+
+_LISTS = {t.items: _tree(t, on_chat=False) for t in DERIVED_TABLES if t.items}
+_CHAT_TREE = {**_tree(CHATS, on_chat=True), **{name: None for name in _LISTS}}
+
+
+@st.composite
+def _chats(draw) -> list[dict[str, Any]]:
+    chats = []
+    for n in range(draw(st.integers(1, 4))):
+        chat = draw(_objects({k: v for k, v in _CHAT_TREE.items() if k not in _LISTS}))
+        for name, item_tree in _LISTS.items():
+            if draw(st.booleans()):
+                chat[name] = draw(
+                    st.one_of(
+                        st.lists(st.one_of(_objects(item_tree), _SCALARS), max_size=3),
+                        _VALUES,
+                    )
+                )
+        chat["id"] = 1000 + n
+        chats.append(chat)
+    return in_window(chats)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(chats=_chats())
+def test_any_drifted_chats_flatten_in_the_warehouse_as_in_the_reference(engine, chats):
+    schema = f"eq_{next(_schemas)}"
+    try:
+        applied = land_and_apply(engine, schema, chats)
+        assert_same_as_reference(engine, schema, chats, applied)
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
