@@ -187,12 +187,14 @@ def _to_int(value: Any) -> int | None:
         return int(value)
     if isinstance(value, int):
         return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value.is_integer() else None
-    if isinstance(value, str):
+    number = None
+    if isinstance(value, float) and math.isfinite(value):
+        # the number as its JSON text says it, not as its nearest binary double
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
         number = _decimal(value)
-        if number is not None and number == number.to_integral_value():
-            return int(number)
+    if number is not None and number == number.to_integral_value():
+        return int(number)
     return None
 
 

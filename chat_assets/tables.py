@@ -442,5 +442,13 @@ def typed_frame(
     """A DataFrame with the declared columns (all, or those named) and their dtypes (also for
     no rows)."""
     names = table.column_names if names is None else names
-    frame = pd.DataFrame.from_records(rows, columns=names)
-    return frame.astype({name: table.column(name).type.pandas_dtype for name in names})
+    # Column by column from Python objects: a frame built from records would pass a bigint
+    # column holding NULLs through float64 and round ids above 2**53.
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=object).astype(table.column(name).type.pandas_dtype)
+            for name, values in zip(names, columns, strict=True)
+        },
+        columns=names,
+    )

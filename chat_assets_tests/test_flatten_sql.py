@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 
-from chat_assets.flattening import flatten
+from chat_assets.flattening import coerce, flatten
 from chat_assets.landing import landing_frame
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
@@ -27,9 +28,11 @@ from chat_assets.tables import (
     DERIVED_TABLES,
     RAW_CHATS,
     VERSION_FIELD,
+    Column,
+    PgType,
     Table,
 )
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import flatten_sql, postgres
 
 DATA = Path(__file__).parent / "data"
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -110,23 +113,29 @@ _NUMBER_TEXT = st.one_of(
 _WORDS = st.sampled_from(["true", "FALSE", "t", "F", "yes", "No", "y", "n", "1", "0", "maybe"])
 
 
+# Timestamp fields at and beyond their ranges.
+_YEARS = ["0000", "0999", "1000", "2016", "2024", "8999", "9999"]
+_MONTHS = ["00", "01", "02", "04", "12", "13"]
+_DAYS = ["00", "01", "28", "29", "30", "31", "32"]
+_HOURS = ["00", "09", "23", "24"]
+_MINUTES = _SECONDS = ["00", "59", "60"]
+
+
 @st.composite
 def _timestamps(draw) -> str:
-    year = draw(st.sampled_from(["0000", "0999", "1000", "2016", "2024", "8999", "9999"]))
-    month = draw(st.sampled_from(["00", "01", "02", "04", "12", "13"]))
-    day = draw(st.sampled_from(["00", "01", "28", "29", "30", "31", "32"]))
-    hour = draw(st.sampled_from(["00", "09", "23", "24"]))
-    minute = draw(st.sampled_from(["00", "59", "60"]))
-    second = draw(st.sampled_from(["00", "59", "60"]))
+    def pick(options: list[str]) -> str:
+        return draw(st.sampled_from(options))
+
+    year, month, day = pick(_YEARS), pick(_MONTHS), pick(_DAYS)
+    hour, minute, second = pick(_HOURS), pick(_MINUTES), pick(_SECONDS)
     if draw(st.booleans()):  # UJET's own form, with fields in range or not
         return f"{year}-{month}-{day}T{hour}:{minute}:{second}.{draw(st.integers(0, 999)):03}Z"
     text = f"{year}-{month}-{day}"
     if draw(st.booleans()):
-        text += draw(st.sampled_from(["T", " ", "t"])) + f"{hour}:{minute}"
+        text += pick(["T", " ", "t"]) + f"{hour}:{minute}"
         if draw(st.booleans()):
-            text += ":" + second
-            text += draw(st.sampled_from(["", ".1", ".123", ".123456", ".1234567"]))
-        text += draw(st.sampled_from(["", "Z", "+05:30", "-0800", "+14", "+15:00", "z"]))
+            text += ":" + second + pick(["", ".1", ".123", ".123456", ".1234567"])
+        text += pick(["", "Z", "+05:30", "-0800", "+14", "+15:00", "z"])
     return draw(_WHITESPACE) + text if draw(st.integers(0, 5)) == 0 else text
 
 
@@ -213,3 +222,51 @@ def test_any_drifted_chats_flatten_in_the_warehouse_as_in_the_reference(engine, 
     finally:
         with engine.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+_FIXTURES = [HealthCheck.function_scoped_fixture]
+_KINDS = [PgType.BIGINT, PgType.INTEGER, PgType.DOUBLE, PgType.BOOLEAN, PgType.TEXT]
+
+
+def _convert_in_sql(engine, kind: PgType, values: list[Any]) -> list[Any]:
+    query = sql.SQL(
+        "SELECT {} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS v(value, n) ORDER BY n"
+    ).format(flatten_sql.converted(kind, sql.SQL("v.value")))
+    with postgres.cursor_for(engine, transaction=True) as cursor:
+        cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        return [row[0] for row in cursor.execute(query, (json.dumps(values),)).fetchall()]
+
+
+def _convert_in_python(kind: PgType, values: list[Any]) -> list[Any]:
+    converted, _ = coerce(values, Column("c", kind, ""))
+    return [None if pd.isna(v) else v for v in converted]
+
+
+@pytest.mark.parametrize("kind", _KINDS, ids=lambda k: k.name)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.lists(_VALUES, min_size=1, max_size=40))
+def test_each_conversion_matches_the_reference(engine, kind, values):
+    assert _convert_in_sql(engine, kind, values) == _convert_in_python(kind, values)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.lists(st.one_of(_timestamps(), _VALUES), min_size=1, max_size=40))
+def test_timestamps_match_the_reference_on_both_paths(engine, values):
+    """UJET's usual form takes a shortcut in SQL; in range or not, it must agree."""
+    in_sql = _convert_in_sql(engine, PgType.TIMESTAMPTZ, values)
+    expected = _convert_in_python(PgType.TIMESTAMPTZ, values)
+    assert [None if v is None else pd.Timestamp(v) for v in in_sql] == expected
+
+
+def test_every_field_range_of_the_usual_form(engine):
+    """Each field of UJET's form at and beyond its range, in every combination."""
+    fields = itertools.product(_YEARS, _MONTHS, _DAYS, _HOURS, _MINUTES, _SECONDS, ["000", "5"])
+    values = [f"{y}-{mo}-{d}T{h}:{mi}:{s}.{f}Z" for y, mo, d, h, mi, s, f in fields]
+    in_sql = _convert_in_sql(engine, PgType.TIMESTAMPTZ, values)
+    expected = _convert_in_python(PgType.TIMESTAMPTZ, values)
+    assert [None if v is None else pd.Timestamp(v) for v in in_sql] == expected
+    assert 0 < sum(v is not None for v in expected) < len(values)
