@@ -103,7 +103,7 @@ def main() -> None:
         start, end = day_window(DAY, "UTC")
 
         began = time.perf_counter()
-        applied = [postgres.apply_newest(engine, schema, t, start, end) for t in DERIVED_TABLES]
+        applied = postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end)
         total = time.perf_counter() - began
         rss_applied = peak_rss_mb()
         rows = sum(a.rows_written for a in applied)

@@ -120,16 +120,18 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
         )
 
     day = field(9, 2)
+    # Only reached once the pattern matched, so the day is 01 to 31 and the month 01 to 12.
     day_exists = sql.SQL(
-        "({day} BETWEEN '01' AND '28' OR ({day} BETWEEN '29' AND '31' AND ({day})::integer"
-        " <= extract(day FROM (substr({text}, 1, 7) || '-01')::date + interval '1 month - 1 day')))"
+        "{day} <= '28' OR ({day})::integer"
+        " <= extract(day FROM (substr({text}, 1, 7) || '-01')::date + interval '1 month - 1 day')"
     ).format(day=day, text=text)
     usual = sql.SQL(
         "translate({text}, '123456789', '000000000') = {shape} AND {year} BETWEEN '1000' AND '8999'"
-        " AND {month} BETWEEN '01' AND '12' AND {hour} <= '23' AND {minute} <= '5'"
-        " AND {second} <= '5'"
+        " AND {month} BETWEEN '01' AND '12' AND {day} BETWEEN '01' AND '31' AND {hour} <= '23'"
+        " AND {minute} <= '5' AND {second} <= '5'"
     ).format(
         text=text,
+        day=day,
         shape=sql.Literal(_USUAL_SHAPE),
         year=field(1, 4),
         month=field(6, 2),
@@ -137,9 +139,10 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
         minute=field(15, 1),
         second=field(18, 1),
     )
+    # Nested CASEs fix the order: no cast sees text the pattern has not accepted.
     return sql.SQL(
-        "CASE WHEN CASE WHEN {usual} THEN true ELSE {text} ~ {pattern} END AND {day_exists}"
-        " THEN ({text})::timestamptz END"
+        "CASE WHEN CASE WHEN {usual} THEN true ELSE {text} ~ {pattern} END"
+        " THEN CASE WHEN {day_exists} THEN ({text})::timestamptz END END"
     ).format(
         usual=usual,
         text=text,

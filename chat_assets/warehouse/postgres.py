@@ -289,10 +289,11 @@ def apply_newest(
     """Flatten the chats of raw_chats in [start, end) into each table, inside PostgreSQL,
     keeping per chat the newest version's rows; all tables in one transaction.
 
-    Per table, the registry accepts a chat when no newer version was applied to the table
-    before (ties: the later write wins); the accepted chats' old rows are deleted and their new
-    rows inserted. The registry's row lock serialises concurrent writers of the same chat until
-    commit, and rows are locked in chat_id order so writers never deadlock.
+    The tables are applied together, so one registry row per chat serves them all, under the
+    first table's name. The registry accepts a chat when no newer version was applied before
+    (ties: the later write wins); the accepted chats' old rows are deleted from every table and
+    their new rows inserted. The registry's row lock serialises concurrent writers of the same
+    chat until commit, and rows are locked in chat_id order so writers never deadlock.
     """
     prepare(engine, schema, RAW_CHATS)
     for table in tables:
@@ -301,9 +302,13 @@ def apply_newest(
     with cursor_for(engine, transaction=True) as cursor:
         # Timestamps without an offset are UTC, as in the reference flattening.
         cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        with _refusals_without_values(tables[0]):
+            accepted, stale = _accept_batch(cursor, schema, tables[0].name, start, end)
         for table in tables:
             with _refusals_without_values(table):
-                results.append(_apply_table(cursor, schema, table, start, end))
+                written, failures, summary = _apply_table(cursor, schema, table, start, end)
+            results.append(Applied(accepted, stale, written, failures, summary))
+        cursor.execute(sql.SQL("DROP TABLE {}").format(_BATCH))
     return results
 
 
@@ -311,16 +316,18 @@ _BATCH = sql.Identifier("_chat_batch")
 _FLAT = sql.Identifier("_chat_flat")
 
 
-def _apply_table(cursor: Any, schema: str, table: Table, start: datetime, end: datetime) -> Applied:
-    target = qualified(schema, table)
-    raw = qualified(schema, RAW_CHATS)
+def _accept_batch(
+    cursor: Any, schema: str, registry_key: str, start: datetime, end: datetime
+) -> tuple[int, int]:
+    """Leave in the temporary batch table the window's chat versions the registry accepts;
+    returns how many it accepted and how many were older than the version applied before."""
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     cursor.execute(
         sql.SQL(
             "CREATE TEMP TABLE {batch} AS SELECT DISTINCT ON (id)"
             " id, updated_at, partition_key FROM {raw} WHERE updated_at >= %s"
             " AND updated_at < %s ORDER BY id, updated_at DESC, partition_key DESC"
-        ).format(batch=_BATCH, raw=raw),
+        ).format(batch=_BATCH, raw=qualified(schema, RAW_CHATS)),
         (start, end),
     )
     chats = cursor.rowcount
@@ -332,15 +339,26 @@ def _apply_table(cursor: Any, schema: str, table: Table, start: datetime, end: d
             " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id)"
             " DELETE FROM {batch} WHERE id NOT IN (SELECT chat_id FROM accepted)"
         ).format(registry=registry, batch=_BATCH),
-        (table.name,),
+        (registry_key,),
     )
     stale = cursor.rowcount
     cursor.execute(sql.SQL("ANALYZE {}").format(_BATCH))
+    return chats - stale, stale
+
+
+def _apply_table(
+    cursor: Any, schema: str, table: Table, start: datetime, end: datetime
+) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Replace the rows of the batch's chats in `table`; returns (rows written, conversion
+    failures, rows per documented summary value)."""
+    target = qualified(schema, table)
     # PostgreSQL may spread CREATE TABLE AS over parallel workers, but not INSERT ... SELECT:
     # so the window is flattened into a temporary table, and the accepted versions' rows are
     # inserted from there.
     cursor.execute(
-        sql.SQL("CREATE TEMP TABLE {} AS {}").format(_FLAT, flatten_sql.flattened_rows(table, raw)),
+        sql.SQL("CREATE TEMP TABLE {} AS {}").format(
+            _FLAT, flatten_sql.flattened_rows(table, qualified(schema, RAW_CHATS))
+        ),
         (start, end),
     )
     cursor.execute(
@@ -350,7 +368,7 @@ def _apply_table(cursor: Any, schema: str, table: Table, start: datetime, end: d
     )
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))
     figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, _BATCH)).fetchone())
-    cursor.execute(sql.SQL("DROP TABLE {}, {}").format(_BATCH, _FLAT))
+    cursor.execute(sql.SQL("DROP TABLE {}").format(_FLAT))
     written, malformed = figures.pop(0), figures.pop(0)
     failures = {table.items: malformed} if table.items and malformed else {}
     for name in flatten_sql.converted_columns(table):
@@ -360,7 +378,7 @@ def _apply_table(cursor: Any, schema: str, table: Table, start: datetime, end: d
     summary = {}
     if table.summary_by:
         summary = dict(zip(table.column(table.summary_by).values, figures, strict=True))
-    return Applied(chats - stale, stale, written, failures, summary)
+    return written, failures, summary
 
 
 def row_count(engine: sa.Engine, schema: str, table: Table) -> int:
