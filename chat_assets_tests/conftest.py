@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,11 @@ def privacy() -> PrivacyResource:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A real PostgreSQL for the session (the embedded server, data in a temporary folder)."""
+    """A real PostgreSQL for the session: the embedded server, data in a temporary folder, or
+    the server at CHAT_ASSETS_TEST_DATABASE_URL (each test works in a schema of its own)."""
+    if url := os.environ.get("CHAT_ASSETS_TEST_DATABASE_URL"):
+        yield url
+        return
     with tempfile.TemporaryDirectory(prefix="chat_assets_pg_") as state:
         yield embedded_database_url(Path(state))
 
