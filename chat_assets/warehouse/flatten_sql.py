@@ -2,9 +2,10 @@
 
 A day's chats are already in raw_chats as JSONB. Reading them back into Python to flatten costs
 several times a COPY of the result, so the warehouse flattens them where they are: each table is
-one INSERT ... SELECT over `jsonb_to_record`, and every value is converted by the rules and the
-grammar of `chat_assets.flattening`, the pure reference that an equivalence test holds this SQL
-to. Nothing here touches a database: these functions only build statements.
+one SELECT over `jsonb_to_record`, and every value is converted by the rules and the grammar of
+`chat_assets.flattening`, the pure reference that an equivalence test holds this SQL to.
+Nothing here touches a database: these functions only build statements
+(`chat_assets.warehouse.postgres.apply_newest` runs them).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from psycopg import sql
 from chat_assets import flattening as reference
 from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Table
 
-# Aliases inside the compiled statement: b is the batch row (id, updated_at, payload), c the
-# chat's top-level fields, i a list item's fields.
+# Aliases inside the compiled statement: b is the raw_chats row, c the chat's top-level fields,
+# i a list item's fields.
 _BATCH, _CHAT, _ITEM = sql.Identifier("b"), sql.Identifier("c"), sql.Identifier("i")
 _IDENTITY = {CHAT_ID_FIELD: "id", VERSION_FIELD: "updated_at"}
 
