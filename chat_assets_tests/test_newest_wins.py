@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -137,3 +138,31 @@ def test_any_order_of_partitions_gives_the_newest_state(engine, history, order):
     finally:
         with engine.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_landing_in_progress_is_waited_for_so_every_table_sees_one_version(engine, schema):
+    """An apply reads raw_chats in several statements; a landing committing between them must
+    not leave tables built from different versions, so the apply waits for it."""
+    first = version(1, DAY0 + timedelta(hours=1), transfers=1, status="assigned")
+    second = version(1, DAY0 + timedelta(hours=2), transfers=3, status="finished")
+    apply_partition(engine, schema, [first], day=0)
+    start, end = window(0)
+    with engine.connect() as landing:  # a landing of the same day, not yet committed
+        raw = f'"{schema}"."raw_chats"'
+        landing.exec_driver_sql(f"DELETE FROM {raw}")
+        postgres.replace_window(
+            engine, f"{schema}_other", RAW_CHATS, landing_frame([second], "UTC", "k"), start, end
+        )
+        landing.exec_driver_sql(f'INSERT INTO {raw} SELECT * FROM "{schema}_other"."raw_chats"')
+        applying = threading.Thread(
+            target=postgres.apply_newest, args=(engine, schema, DERIVED_TABLES, start, end)
+        )
+        applying.start()
+        applying.join(timeout=1.0)
+        assert applying.is_alive()  # waiting for the landing
+        landing.commit()
+    applying.join(timeout=60)
+    assert not applying.is_alive()
+    assert_state(engine, schema, [second])
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA "{schema}_other" CASCADE')

@@ -302,6 +302,9 @@ def apply_newest(
     with cursor_for(engine, transaction=True) as cursor:
         # Timestamps without an offset are UTC, as in the reference flattening.
         cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        # Every statement below reads raw_chats anew: hold landings off until commit, so all
+        # see the same versions. (SHARE admits other applies, and it is taken first of all.)
+        cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(qualified(schema, RAW_CHATS)))
         with _refusals_without_values(tables[0]):
             accepted, stale = _accept_batch(cursor, schema, tables[0].name, start, end)
         for table in tables:
