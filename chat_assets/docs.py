@@ -25,11 +25,11 @@ def table_reference(table: Table) -> str:
         "|---|---|---|---|",
     ]
     for column in table.columns:
-        path = table.catalog_path(column)
+        path, read = table.catalog_path(column), table.read(column)
         source = f"`{path}`" if path else ""
-        if column.source and column.source.startswith("count:"):
+        if read and read.count:
             source = f"count of `{path}`"
-        if column.source == "position":
+        if read and read.position:
             source = f"index in `{table.items}[]`"
         lines.append(
             f"| `{column.name}` | {column.type.value} | {source} | "

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Table, parse_time
+from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Read, Table, parse_time
 
 VERSION_TIME_DTYPE = "datetime64[us, UTC]"
 
@@ -76,7 +76,10 @@ def table_rows(
         failures[str(table.items)] = rows.malformed_lists
     data = {}
     for column in table.columns:
-        data[column.name], failed = coerce(rows.values(column.source or column.name), column)
+        read = table.read(column)
+        if read is None:
+            raise ValueError(f"{table.name}.{column.name} has no source in the chat")
+        data[column.name], failed = coerce(rows.values(read), column)
         if failed:
             failures[column.name] = failed
     return pd.DataFrame(data, columns=table.column_names), failures
@@ -108,21 +111,17 @@ class _RowObjects:
             per_chat.append(len(children))
         return cls(chats, items, per_chat, malformed)
 
-    def values(self, source: str) -> list[Any]:
-        """The raw values of a column source (see `Column`), one per row."""
-        if source == "position":
+    def values(self, read: Read) -> list[Any]:
+        """The raw values a column reads, one per row."""
+        if read.position:
             return [p for n in (self.per_chat or []) for p in range(n)]
-        kind, _, path = source.rpartition(":")
-        if kind == "chat" or (not kind and self.per_chat is None and path in _IDENTITY):
-            values = _identity(self.chats, path) if path in _IDENTITY else _read(self.chats, path)
-            if self.per_chat is None:
-                return values
-            return [v for v, n in zip(values, self.per_chat, strict=True) for _ in range(n)]
-        if kind == "count":
-            return [_count(v) for v in _read(self.items, path)]
-        if kind:
-            raise ValueError(f"unknown column source {source!r}")
-        return _read(self.items, path)
+        objects = self.chats if read.on_chat else self.items
+        values = _identity(objects, read.path) if read.identity else _read(objects, read.path)
+        if read.count:
+            values = [_count(v) for v in values]
+        if not read.on_chat or self.per_chat is None:
+            return values
+        return [v for v, n in zip(values, self.per_chat, strict=True) for _ in range(n)]
 
 
 # The chat's id and version are read as landing parsed them into raw_chats' typed columns.

@@ -84,6 +84,38 @@ class Column:
     values: tuple[str, ...] = ()
 
 
+# The chat's identity. Landing parses these fields into raw_chats' typed id and updated_at, and
+# every table reads them from there, so a chat's rows and its version always agree.
+CHAT_ID_FIELD = "id"
+VERSION_FIELD = "updated_at"
+
+
+@dataclass(frozen=True)
+class Read:
+    """Where a flattened column's value comes from: `Column.source`, parsed."""
+
+    # Dotted path into the chat or the list item; empty for the item's position in its list.
+    path: str
+    # Read from the chat (for a child table, its parent chat) rather than from the list item.
+    on_chat: bool
+    # The length of the list at `path`, not its value.
+    count: bool = False
+
+    @property
+    def position(self) -> bool:
+        return not self.path
+
+    @property
+    def identity(self) -> bool:
+        """The chat's id or version, which come from raw_chats' typed columns."""
+        return self.on_chat and self.path in (CHAT_ID_FIELD, VERSION_FIELD)
+
+    @property
+    def field(self) -> str:
+        """The top-level field of the chat or item that the path starts with."""
+        return self.path.split(".")[0]
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -115,15 +147,23 @@ class Table:
     def key(self) -> list[str]:
         return [c.name for c in self.columns if c.key]
 
+    def read(self, column: Column) -> Read | None:
+        """Where the column's value comes from (None for a column without a source)."""
+        if not column.source:
+            return None
+        if column.source == "position":
+            return Read("", on_chat=False)
+        kind, _, path = column.source.rpartition(":")
+        if kind not in ("", "chat", "count"):
+            raise ValueError(f"{self.name}.{column.name}: unknown source {column.source!r}")
+        return Read(path, on_chat=kind == "chat" or self.items is None, count=kind == "count")
+
     def catalog_path(self, column: Column) -> str | None:
         """The path of the chat model a column is read from, in the privacy catalog's syntax."""
-        source = column.source
-        if not source or source == "position":
+        read = self.read(column)
+        if read is None or read.position:
             return None
-        kind, _, path = source.rpartition(":")
-        if kind == "chat" or self.items is None:
-            return path
-        return f"{self.items}[].{path}"
+        return read.path if read.on_chat else f"{self.items}[].{read.path}"
 
     def rule(self, column: Column) -> Rule | None:
         """The privacy rule of a column's source (None for columns made by chat_assets)."""
@@ -208,11 +248,6 @@ RAW_CHATS = Table(
 )
 
 T = PgType
-
-# The chat's identity. Landing parses these fields into raw_chats' typed id and updated_at, and
-# every table reads them from there, so a chat's rows and its version always agree.
-CHAT_ID_FIELD = "id"
-VERSION_FIELD = "updated_at"
 
 
 def parse_time(value: Any) -> datetime:

@@ -23,11 +23,9 @@ from chat_assets.flattening import coerce, flatten
 from chat_assets.landing import landing_frame
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
-    CHAT_ID_FIELD,
     CHATS,
     DERIVED_TABLES,
     RAW_CHATS,
-    VERSION_FIELD,
     Column,
     PgType,
     Table,
@@ -160,14 +158,11 @@ def _tree(table: Table, on_chat: bool) -> dict[str, Any]:
     """The paths the table reads, as a tree of keys (a leaf is None)."""
     tree: dict[str, Any] = {}
     for column in table.columns:
-        source = column.source or column.name
-        kind, _, path = source.rpartition(":")
-        if source == "position" or (kind == "chat" or table.items is None) != on_chat:
-            continue
-        if on_chat and path in (CHAT_ID_FIELD, VERSION_FIELD):
+        read = table.read(column)
+        if read is None or read.position or read.identity or read.on_chat != on_chat:
             continue
         node = tree
-        *parents, leaf = path.split(".")
+        *parents, leaf = read.path.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node.setdefault(leaf, None)

@@ -168,30 +168,6 @@ class _Source:
     present: sql.Composable | None
 
 
-@dataclass(frozen=True)
-class _Read:
-    """A column's read of the chat or of a list item: its scope and dotted path."""
-
-    on_chat: bool
-    path: str
-
-    @property
-    def field(self) -> str:
-        return self.path.split(".")[0]
-
-
-def _read(table: Table, column: Column) -> _Read | None:
-    """None for values chat_assets makes: list positions and the chat's identity."""
-    source = column.source or column.name
-    if source == "position":
-        return None
-    kind, _, path = source.rpartition(":")
-    if kind not in ("", "chat", "count"):
-        raise ValueError(f"unknown column source {source!r}")
-    on_chat = kind == "chat" or table.items is None
-    return None if on_chat and path in _IDENTITY else _Read(on_chat, path)
-
-
 def _as_text(column: Column) -> bool:
     """Timestamps are read as text: only a JSON string can match their grammar, and reading
     the text once is much cheaper than converting JSONB at every step of the check."""
@@ -203,42 +179,46 @@ def _fields(table: Table, on_chat: bool) -> dict[str, str]:
     type to extract each as: text when every column reads it directly as text, else jsonb."""
     fields: dict[str, str] = {table.items: "jsonb"} if on_chat and table.items else {}
     for column in table.columns:
-        read = _read(table, column)
-        if read is None or read.on_chat != on_chat:
+        read = table.read(column)
+        if read is None or read.position or read.identity or read.on_chat != on_chat:
             continue
         text = _as_text(column) and read.path == read.field
-        if fields.get(read.field, "text") == "text" and text:
-            fields[read.field] = "text"
-        else:
-            fields[read.field] = "jsonb"
+        fields[read.field] = (
+            "text" if text and fields.get(read.field, "text") == "text" else "jsonb"
+        )
     return fields
 
 
-def _source(table: Table, column: Column) -> _Source:
-    source = column.source or column.name
-    read = _read(table, column)
-    if read is None:
-        if source == "position":
-            return _Source(sql.SQL("(e.n - 1)::integer"), None)
-        path = source.rpartition(":")[2]
-        return _Source(sql.SQL("{}.{}").format(_BATCH, sql.Identifier(_IDENTITY[path])), None)
-    alias = _CHAT if read.on_chat else _ITEM
-    first, *rest = read.path.split(".")
-    value: sql.Composable = sql.SQL("{}.{}").format(alias, sql.Identifier(first))
-    if _fields(table, read.on_chat)[first] == "text":
-        return _Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value))
-    for part in rest[:-1] if _as_text(column) else rest:
-        value = sql.SQL("({} -> {})").format(value, sql.Literal(part))
-    if _as_text(column):
-        if rest:
-            value = sql.SQL("({} ->> {})").format(value, sql.Literal(rest[-1]))
+def _sources(table: Table) -> list[_Source]:
+    """Each column's value and presence, in declared order."""
+    fields = {on_chat: _fields(table, on_chat) for on_chat in (True, False)}
+    sources = []
+    for column in table.columns:
+        read = table.read(column)
+        if read is None:
+            raise ValueError(f"{table.name}.{column.name} has no source in the chat")
+        if read.position:
+            sources.append(_Source(sql.SQL("(e.n - 1)::integer"), None))
+            continue
+        if read.identity:
+            raw_column = sql.Identifier(_IDENTITY[read.path])
+            sources.append(_Source(sql.SQL("{}.{}").format(_BATCH, raw_column), None))
+            continue
+        first, *rest = read.path.split(".")
+        value: sql.Composable = sql.SQL("{}.{}").format(
+            _CHAT if read.on_chat else _ITEM, sql.Identifier(first)
+        )
+        if fields[read.on_chat][first] == "text":
+            sources.append(_Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value)))
+            continue
+        for part in rest:
+            value = sql.SQL("({} -> {})").format(value, sql.Literal(part))
+        present = sql.SQL("jsonb_typeof({}) <> 'null'").format(value)
+        if read.count:
+            sources.append(_Source(_count(value), present))
         else:
-            value = sql.SQL("({} #>> '{{}}')").format(value)
-        return _Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value))
-    present = sql.SQL("jsonb_typeof({}) <> 'null'").format(value)
-    if source.startswith("count:"):
-        return _Source(_count(value), present)
-    return _Source(converted(column.type, value), present)
+            sources.append(_Source(converted(column.type, value), present))
+    return sources
 
 
 def _record(
@@ -270,7 +250,7 @@ def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
     converted column n, `_present<n>`: whether its source value was non-null. Functions and
     operators here are all parallel safe, so PostgreSQL can spread the work over its workers.
     """
-    sources = [_source(table, c) for c in table.columns]
+    sources = _sources(table)
     items = [
         sql.SQL("{} AS {}").format(s.value, sql.Identifier(c.name))
         for c, s in zip(table.columns, sources, strict=True)
@@ -354,13 +334,12 @@ def figures(table: Table, flat: sql.Composable, batch: sql.Composable) -> sql.Co
         sql.SQL("count(*) FILTER (WHERE NOT {})").format(malformed),
         sql.SQL("count(*) FILTER (WHERE {})").format(malformed),
     ]
-    for n, column in enumerate(table.columns):
-        if _source(table, column).present is not None:
-            counts.append(
-                sql.SQL("count(*) FILTER (WHERE f.{} AND f.{} IS NULL)").format(
-                    _present(n), sql.Identifier(column.name)
-                )
-            )
+    counts += [
+        sql.SQL("count(*) FILTER (WHERE f.{} AND f.{} IS NULL)").format(
+            _present(n), sql.Identifier(table.columns[n].name)
+        )
+        for n in _converted(table)
+    ]
     if table.summary_by:
         summary = sql.Identifier("f", table.summary_by)
         counts += [
@@ -370,6 +349,11 @@ def figures(table: Table, flat: sql.Composable, batch: sql.Composable) -> sql.Co
     return sql.SQL("SELECT {} {}").format(sql.SQL(", ").join(counts), _accepted(flat, batch))
 
 
+def _converted(table: Table) -> list[int]:
+    """The positions of the columns converted from a source value (whose failures count)."""
+    return [n for n, source in enumerate(_sources(table)) if source.present is not None]
+
+
 def converted_columns(table: Table) -> list[str]:
     """The columns whose failures `figures` reports, in its order."""
-    return [c.name for c in table.columns if _source(table, c).present is not None]
+    return [table.columns[n].name for n in _converted(table)]
