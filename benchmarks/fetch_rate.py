@@ -1,47 +1,74 @@
-"""How close the UJET client gets to a rate-limited API's ceiling.
+"""How close the UJET client gets to a rate-limited API's ceiling, and how it shares a budget.
 
-Fetches a ~2,000-chat day window from the emulator limited to 5 requests/s, with the client
-paced by UJET_REQUESTS_PER_SECOND (default here 5), and prints the achieved request rate as a
-share of the ceiling and the 429 answers it drew. Run: .venv/bin/python benchmarks/fetch_rate.py
+The emulator runs in a process of its own (as UJET would), so its clock and the client's do not
+share an interpreter. Three runs:
+
+- a strict limiter with a burst of one at 10 requests/s, the client configured at 10/s;
+- the same at 5 requests/s;
+- the tenant's 10 requests/s with 20% taken by another integration, the client at 10/s.
+
+Each prints the request rate the server saw, as a share of the ceiling, the 429 answers, and the
+pace the client ended at. Run: .venv/bin/python benchmarks/fetch_rate.py
 """
 
 from __future__ import annotations
 
-import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import date
 
 from chat_assets.partitions import day_window
 from chat_assets.source.client import UjetClient
-from chat_assets.source.emulator import UjetEmulator
 
-CEILING = 5.0
-CHATS_PER_DAY = 1_700  # plus about 20% second versions of the day before: ~2,000 in the window
+DAY = date(2026, 1, 15)
 
 
-def main() -> None:
-    rate = float(os.environ.get("UJET_REQUESTS_PER_SECOND", "5"))
-    start, end = day_window(date(2026, 1, 15), "UTC")
-    with UjetEmulator(
-        company_key="bench",
-        company_secret="bench",
-        chats_per_day=CHATS_PER_DAY,
-        requests_per_second=CEILING,
-    ) as emulator:
-        with UjetClient(emulator.base_url, "bench", "bench", requests_per_second=rate) as client:
+def run(personality: str, ceiling: float, rate: float, chats_per_day: int) -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chat_assets.source.emulator",
+            "--port",
+            "0",
+            "--personality",
+            personality,
+            "--chats-per-day",
+            str(chats_per_day),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    base_url = server.stdout.readline().split(" at ", 1)[1].strip()
+    start, end = day_window(DAY, "UTC")
+    try:
+        with UjetClient(base_url, "demo-key", "demo-secret", requests_per_second=rate) as client:
             began = time.perf_counter()
             result = client.fetch_window(start, end)
             elapsed = time.perf_counter() - began
-        served = [r for r in emulator.requests if r.path.endswith("/chats")]
-    throttled = sum(r.status == 429 for r in served)
-    # n requests paced 1/rate apart span n-1 intervals; the rate over the fetch counts those.
-    achieved = (len(served) - 1) / (served[-1].time - served[0].time)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=10)
+    served = dict(zip(*[iter(out.strip().splitlines()[-1].split())] * 2, strict=True))
+    achieved = float(served["rate"])
+    print(f"== {personality}: ceiling {ceiling:g}/s, client configured at {rate:g}/s")
     print(f"chats fetched           {len(result.records)} (API total {result.total})")
-    print(f"pages / requests        {result.pages} / {len(served)}")
+    print(f"requests                {served['requests']} ({result.pages} pages answered)")
     print(f"wall time               {elapsed:.2f} s")
-    print(f"request rate            {achieved:.2f} req/s of a {CEILING:.0f} req/s ceiling")
-    print(f"share of the ceiling    {achieved / CEILING:.1%}")
-    print(f"429 answers             {throttled}")
+    print(f"request rate (server)   {achieved:.2f} req/s = {achieved / ceiling:.1%} of the ceiling")
+    print(f"429 answers             {served['answered_429']}")
+    print(f"pace at the end         {result.pace:.2f} req/s")
+
+
+def main() -> None:
+    # About 3,000 chats in the window: a day's new chats plus second versions of the day before.
+    run("strict_10", 10.0, 10.0, 2_500)
+    run("strict_5", 5.0, 5.0, 2_500)
+    # Longer, so the bucket's one-second burst is spent and the other client's share shows.
+    run("shared_budget", 10.0, 10.0, 12_000)
 
 
 if __name__ == "__main__":

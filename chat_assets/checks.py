@@ -17,6 +17,7 @@ from psycopg import sql
 
 from chat_assets.privacy.catalog import Treatment
 from chat_assets.privacy.detect import PG_PATTERNS
+from chat_assets.source.client import FetchResult
 from chat_assets.tables import CHAT_QUEUE_DURATIONS, PgType, Table
 from chat_assets.warehouse.postgres import cursor_for, qualified
 
@@ -89,7 +90,11 @@ def raw_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSp
         )
 
     return [
-        spec(COMPLETE_WINDOW, "At least as many chats arrived as UJET's total for the window."),
+        spec(
+            COMPLETE_WINDOW,
+            "Every chat of UJET's total for the window arrived (a short window is read twice) "
+            "and none was left out for want of a usable id or updated_at.",
+        ),
         spec(NO_UNKNOWN_FIELDS, "UJET sent no field the privacy catalog does not know."),
         spec(PII_KEY_UNCHANGED, "Every stored payload was pseudonymised with the current key."),
         dg.AssetCheckSpec(
@@ -237,14 +242,23 @@ def sla_consistent(rows: pd.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-def complete_window(received: int, total: int | None) -> dg.AssetCheckResult:
-    """`received` counts distinct chats (before the half-open window trims the boundary)."""
+def complete_window(result: FetchResult) -> dg.AssetCheckResult:
+    """Every chat UJET counted arrived, and none was left out unreadable. Distinct chats are
+    counted before the half-open window trims the boundary; a short window was read twice."""
     return dg.AssetCheckResult(
         check_name=COMPLETE_WINDOW,
         asset_key="raw_chats",
-        passed=total is None or received >= total,
+        passed=result.shortfall == 0 and not result.left_out,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"distinct_received": received, "api_total": -1 if total is None else total},
+        metadata={
+            "distinct_received": result.distinct,
+            "api_total": -1 if result.total is None else result.total,
+            "shortfall": result.shortfall,
+            "reread": result.reread,
+            "left_out": len(result.left_out),
+            # Chat ids or page positions, never values.
+            "left_out_chats": dg.MetadataValue.json(list(result.left_out[:20])),
+        },
     )
 
 

@@ -17,6 +17,7 @@ from chat_assets.privacy.sanitize import SanitizeReport, sanitize_guarded
 from chat_assets.source.client import FetchResult
 from chat_assets.source.resource import UjetResource
 from chat_assets.tables import RAW_CHATS, parse_time, typed_frame
+from chat_assets.warehouse import postgres
 from chat_assets.warehouse.io_manager import PostgresIOManager
 
 
@@ -77,8 +78,13 @@ def fetch_metadata(result: FetchResult, source: str, start: datetime, end: datet
         "api_total": result.total if result.total is not None else -1,
         "received": result.received,
         "duplicates_dropped": result.duplicates_dropped,
+        "left_out": len(result.left_out),
+        "repaired": result.repaired,
+        "reread": result.reread,
+        "shortfall": result.shortfall,
         "requests": result.requests,
         "throttled": result.throttled,
+        "pace_reached": round(result.pace, 2),
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
     }
@@ -112,6 +118,11 @@ def build_raw_chats(partitions: dg.PartitionsDefinition, schema: str, timezone: 
             f"Fetching chats updated in [{window.start.isoformat()}, {window.end.isoformat()}) "
             f"from source: {ujet.source}"
         )
+        engine = warehouse.engine()
+        try:
+            postgres.check_reachable(engine)  # before a day's fetch, not after it
+        except postgres.WarehouseUnreachable as exc:
+            raise dg.Failure(str(exc)) from None
         with ujet.open_client(log=context.log) as client:
             result = client.fetch_window(window.start, window.end)
         clean, report = sanitize_window(result.records, pseudonymizer)
@@ -129,10 +140,8 @@ def build_raw_chats(partitions: dg.PartitionsDefinition, schema: str, timezone: 
             f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped)"
         )
         yield dg.Output(frame, metadata=metadata)
-        # Distinct chats: overlapping pages repeat records and must not hide missing ones.
-        yield checks.complete_window(result.received - result.duplicates_dropped, result.total)
+        yield checks.complete_window(result)
         yield checks.schema_drift(report.unknown_paths, report.drifted_paths)
-        engine = warehouse.engine()
         yield checks.pii_key_unchanged(engine, warehouse.db_schema, pseudonymizer.fingerprint)
         yield checks.personal_text(engine, warehouse.db_schema, RAW_CHATS, window.start, window.end)
 

@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_START_DATE = "2025-01-01"
 DATABASE_URL_ENV = "CHAT_ASSETS_DATABASE_URL"
 PII_KEY_ENV = "CHAT_ASSETS_PII_KEY"
+DEFAULT_REQUESTS_PER_SECOND = 5.0
+"""Half of UJET's documented 10 requests/s per customer, which every integration of the tenant
+(WFM, other loaders) shares: the rest stays free for them."""
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,27 @@ def _rate(raw: str) -> float:
     return rate
 
 
+def _schema(raw: str) -> str:
+    """A plain identifier PostgreSQL lets us create and keep: not reserved, not truncated."""
+    schema = raw.lower()
+    if not (schema.isascii() and schema.replace("_", "").isalnum()) or schema[0].isdigit():
+        raise SettingsError(
+            f"CHAT_ASSETS_SCHEMA={raw!r} must be a plain identifier (letters, digits, _), "
+            "such as ujet"
+        )
+    if schema.startswith("pg_") or schema == "information_schema":
+        raise SettingsError(
+            f"CHAT_ASSETS_SCHEMA={raw!r} is reserved by PostgreSQL (pg_* and "
+            "information_schema are system schemas): choose another name, such as ujet"
+        )
+    if len(schema.encode()) > 63:
+        raise SettingsError(
+            f"CHAT_ASSETS_SCHEMA is {len(schema)} characters long; PostgreSQL keeps at most 63 "
+            "of an identifier: choose a shorter name, such as ujet"
+        )
+    return schema
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -62,7 +86,7 @@ class Settings:
     ujet_base_url: str | None = None
     ujet_subdomain: str | None = None
     ujet_domain: str = "ujet.co"
-    requests_per_second: float = 1.0
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     pii_key_set: bool = False
     pii_key_version: str = "k1"
 
@@ -87,11 +111,7 @@ class Settings:
             raise SettingsError(
                 f"CHAT_ASSETS_TIMEZONE={tz!r} is not an IANA time zone such as Asia/Seoul"
             ) from None
-        schema = _env("CHAT_ASSETS_SCHEMA") or "ujet"
-        if not schema.replace("_", "").isalnum() or schema[0].isdigit():
-            raise SettingsError(
-                f"CHAT_ASSETS_SCHEMA={schema!r} must be a plain identifier (letters, digits, _)"
-            )
+        schema = _schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
         database_url = _env(DATABASE_URL_ENV)
         if database_url and not database_url.startswith("postgresql"):
             raise SettingsError(
@@ -106,14 +126,16 @@ class Settings:
         return cls(
             start_date=start,
             timezone=tz,
-            schema=schema.lower(),
+            schema=schema,
             database_url=database_url,
             state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
             lookback_days=int(raw_lookback),
             ujet_base_url=_env("UJET_BASE_URL"),
             ujet_subdomain=_env("UJET_SUBDOMAIN"),
             ujet_domain=_env("UJET_DOMAIN") or "ujet.co",
-            requests_per_second=_rate(_env("UJET_REQUESTS_PER_SECOND") or "1"),
+            requests_per_second=_rate(
+                _env("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
+            ),
             pii_key_set=_env(PII_KEY_ENV) is not None,
             pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),

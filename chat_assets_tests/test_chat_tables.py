@@ -135,7 +135,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
 
 def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_url, schema):
     with UjetEmulator(company_key="k", company_secret="s", records=crafted_chats()) as emulator:
-        emulator.inject("wrong_total", delta=3)
+        emulator.inject("wrong_total", count=20, delta=3)  # every answer: both reads are short
         result = materialize_day(
             settings, emulator, database_url, schema, "2016-03-02", raise_on_error=False
         )
@@ -143,6 +143,8 @@ def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_ur
     assert not complete.passed
     assert complete.metadata["api_total"].value == 5
     assert complete.metadata["distinct_received"].value == 2
+    assert complete.metadata["shortfall"].value == 3
+    assert complete.metadata["reread"].value is True
 
 
 def test_previews_show_documented_values_only():

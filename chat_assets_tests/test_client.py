@@ -1,7 +1,9 @@
 """UjetClient against the UJET emulator: a real HTTP server on 127.0.0.1 speaking the protocol.
 
-Backoffs are shrunk (backoff_base=0.01) so faults cost milliseconds, but every sleep, timeout and
-pacing interval is real, measured on the wall clock or from the emulator's request log.
+Every fetch test runs against every personality of the emulator (`PERSONALITIES`): each way the
+vendor's documents allow a deployment to answer (links or none, header case, chats updated while
+a window is read, strict and shared rate limits). Backoffs are shrunk (backoff_base=0.01) so
+faults cost milliseconds, but every sleep, timeout and pacing interval is real.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,16 +29,16 @@ from chat_assets.source.client import (
     UjetNotFoundError,
     UjetResponseError,
     UjetUnavailableError,
-    _next_link,
     pacer_for,
 )
-from chat_assets.source.emulator import UjetEmulator
+from chat_assets.source.emulator import PERSONALITIES, StoredChat, UjetEmulator
 
 KEY = "test-key"
 SECRET = "s3cr3t-do-not-leak-7f3a"
 PERSONAL = "alice.customer@example.com"
 START = datetime(2026, 3, 8, 8, tzinfo=UTC)
 END = START + timedelta(hours=1)
+CROWDED = START + timedelta(minutes=30, seconds=7)  # one second holding more than a page
 
 
 def stamp(moment: datetime) -> str:
@@ -63,6 +66,22 @@ def chats(count: int) -> list[dict[str, Any]]:
     return [chat(i, START + step * i) for i in range(1, count + 1)]
 
 
+def window_chats() -> list[dict[str, Any]]:
+    """A window with what makes paging hard: 250 spread chats, 150 chats within one second
+    (more than a page), chats at both bounds and just outside them."""
+    crowded = [chat(1000 + i, CROWDED + timedelta(milliseconds=3 * i)) for i in range(150)]
+    edges = [
+        chat(2001, START - timedelta(seconds=1)),
+        chat(2002, START),
+        chat(2003, END - timedelta(milliseconds=1)),
+        chat(2004, END),
+    ]
+    return [*chats(250), *crowded, *edges]
+
+
+IN_WINDOW = sorted([*range(1, 251), *range(1000, 1150), 2002, 2003])
+
+
 class ListLog:
     """Stands in for Dagster's context.log: anything with info/warning will do."""
 
@@ -85,16 +104,28 @@ class ListLog:
         return [msg for lvl, msg in self.lines if lvl == level]
 
 
-@pytest.fixture
-def emulator() -> Iterator[UjetEmulator]:
-    with UjetEmulator(company_key=KEY, company_secret=SECRET, records=chats(250)) as emu:
-        yield emu
+@pytest.fixture(params=list(PERSONALITIES))
+def personality(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
-def make_client(base_url: str, log: Any = None, **options: Any) -> UjetClient:
-    """A client with fast but real backoffs and a pace that never slows a test down."""
+def server(personality: str = "rfc8288", records: list[Any] | None = None) -> UjetEmulator:
+    return UjetEmulator(
+        company_key=KEY,
+        company_secret=SECRET,
+        personality=personality,
+        records=window_chats() if records is None else records,
+    )
+
+
+def make_client(emu: UjetEmulator | str, log: Any = None, **options: Any) -> UjetClient:
+    """A client with fast but real backoffs, paced at the emulator's limit where it has one."""
+    base_url = emu if isinstance(emu, str) else emu.base_url
+    limit = None
+    if isinstance(emu, UjetEmulator):
+        limit = emu.personality.strict_rate or emu.personality.budget_rate
     settings: dict[str, Any] = {
-        "requests_per_second": 500.0,
+        "requests_per_second": limit or 500.0,
         "backoff_base": 0.01,
         "backoff_cap": 0.05,
         "connect_timeout": 2.0,
@@ -109,92 +140,182 @@ def chat_requests(emu: UjetEmulator) -> list[Any]:
     return [r for r in emu.requests if r.path.endswith("/chats")]
 
 
-def test_pages_by_link_header(emulator: UjetEmulator) -> None:
+@pytest.fixture
+def emulator() -> Iterator[UjetEmulator]:
+    with server() as emu:
+        yield emu
+
+
+# Every personality ---------------------------------------------------------------------------
+
+
+def test_every_chat_of_the_window(personality: str) -> None:
     log = ListLog()
-    with make_client(emulator.base_url, log) as client:
+    with server(personality) as emu, make_client(emu, log) as client:
+        result = client.fetch_window(START, END)
+        stored = {r["id"]: datetime.fromisoformat(r["updated_at"]) for r in emu.stored()}
+
+    # Each chat in its newest version: for `updated_mid_read`, the one it was updated to while
+    # the window was read (which may move it past the window's end, into the next day). Only
+    # a chat updated after the last answer is seen as it was.
+    unseen = set(emu.updated_ids[-1:])
+    got = {r["id"]: datetime.fromisoformat(r["updated_at"]) for r in result.records}
+    assert {i: t for i, t in got.items() if i not in unseen} == {
+        i: t for i, t in stored.items() if START <= t < END and i not in unseen
+    }
+    if not emu.updated_ids:
+        assert sorted(got) == IN_WINDOW
+    assert (result.shortfall, result.left_out, result.reread) == (0, (), False)
+    assert result.duplicates_dropped > 0  # the seams of tailing repeat chats
+    assert any("chats so far" in line for line in log.at("info"))
+
+
+def test_reads_by_tailing_updated_at(personality: str) -> None:
+    with server(personality) as emu, make_client(emu) as client:
+        client.fetch_window(START, END)
+        answered = [r.query for r in chat_requests(emu) if r.status == 200]
+
+    first = answered[0]
+    assert first["updated_at[from]"] == "2026-03-08T08:00:00Z"
+    assert first["updated_at[to]"] == "2026-03-08T09:00:00Z"
+    assert (first["sort_column"], first["sort_direction"], first["per"]) == (
+        "updated_at",
+        "ASC",
+        "100",
+    )
+    lower = [q["updated_at[from]"] for q in answered]
+    assert lower == sorted(lower) and len(set(lower)) > 2  # the cursor moves forward
+    # Page numbers only inside the crowded second, whose bounds are one second apart.
+    stepped = [q for q in answered if q["page"] != "1"]
+    assert stepped and all(q["updated_at[from]"] == "2026-03-08T08:30:07Z" for q in stepped)
+    assert all(q["updated_at[to]"] == "2026-03-08T08:30:08Z" for q in stepped)
+
+
+def test_one_bad_chat_never_costs_the_day(personality: str) -> None:
+    """Repairable text is repaired; a chat without a usable id or updated_at is left out,
+    counted and named by id or position, never by its values."""
+    bad = [
+        chat(1, START + timedelta(minutes=1), sub_status="lone \ud800 surrogate"),
+        chat(2, START + timedelta(minutes=2), sub_status="literal \\u0000 text"),
+        chat(3, START + timedelta(minutes=3), sub_status="nul\x00inside", **{"k\x00ey": 1}),
+        {**chat(4, START + timedelta(minutes=4)), "id": "x-" + PERSONAL},
+        StoredChat(START + timedelta(minutes=5), {**chat(5, START), "updated_at": None}),
+        StoredChat(START + timedelta(minutes=6), {**chat(6, START), "updated_at": PERSONAL}),
+        *[chat(10 + i, START + timedelta(minutes=10, seconds=i)) for i in range(120)],
+    ]
+    log = ListLog()
+    with server(personality, bad) as emu, make_client(emu, log) as client:
+        result = client.fetch_window(START, END)
+
+    by_id = {r["id"]: r for r in result.records}
+    assert sorted(by_id) == [1, 2, 3, *range(10, 130)]
+    assert by_id[1]["sub_status"] == "lone \ufffd surrogate"
+    assert by_id[2]["sub_status"] == "literal \\u0000 text"  # text, not a NUL: kept as sent
+    assert by_id[3]["sub_status"] == "nulinside" and by_id[3]["key"] == 1
+    assert result.repaired == 2
+    assert sorted(result.left_out) == ["id 5", "id 6", "request 1 position 4"]
+    assert result.shortfall == 0
+    said = " ".join(line for _, line in log.lines) + " ".join(result.left_out)
+    assert PERSONAL not in said and "x-" not in said
+
+
+def test_a_window_short_of_total_is_read_once_more(personality: str) -> None:
+    with server(personality, chats(250)) as emu, make_client(emu) as client:
+        emu.inject("wrong_total", delta=3)  # the first answer promises 3 chats too many
         result = client.fetch_window(START, END)
 
     assert [r["id"] for r in result.records] == list(range(1, 251))
-    assert (result.pages, result.total, result.received, result.requests) == (3, 250, 250, 3)
-    assert (result.retries, result.throttled, result.duplicates_dropped) == (0, 0, 0)
-    first = chat_requests(emulator)[0].query
-    assert first["updated_at[from]"] == "2026-03-08T08:00:00Z"
-    assert first["updated_at[to]"] == "2026-03-08T09:00:00Z"
-    assert (first["sort_column"], first["sort_direction"]) == ("id", "ASC")
-    assert (str(first["per"]), str(first["page"])) == ("100", "1")
-    assert [str(r.query["page"]) for r in chat_requests(emulator)] == ["1", "2", "3"]
-    assert log.at("info")[:3] == [
-        "UJET page 1 of 3: 100 records so far",
-        "UJET page 2 of 3: 200 records so far",
-        "UJET page 3 of 3: 250 records so far",
-    ]
+    assert (result.reread, result.shortfall, result.total) == (True, 0, 250)
 
 
-@pytest.mark.parametrize(("count", "pages"), [(250, 3), (200, 3), (0, 1)])
-def test_pages_by_number_without_link_header(count: int, pages: int) -> None:
-    """No links: a full page means "ask for more", so an exact multiple ends on an empty one."""
-    with (
-        UjetEmulator(
-            company_key=KEY, company_secret=SECRET, records=chats(count), link_header=False
-        ) as emu,
-        make_client(emu.base_url) as client,
-    ):
+def test_a_shortfall_that_persists_is_reported(personality: str) -> None:
+    with server(personality, chats(250)) as emu, make_client(emu) as client:
+        emu.inject("wrong_total", count=200, delta=3)
         result = client.fetch_window(START, END)
+        emu.serve_records([])
+        while emu.pending_faults():  # spend the rest, so the fixture's server is clean
+            requests.get(f"{emu.base_url}/chats", auth=(KEY, SECRET), timeout=5)
 
-    assert [r["id"] for r in result.records] == list(range(1, count + 1))
-    assert result.pages == pages == result.requests
-    assert [str(r.query["page"]) for r in chat_requests(emu)] == [
-        str(n) for n in range(1, pages + 1)
-    ]
+    assert len(result.records) == 250
+    assert (result.reread, result.shortfall, result.total) == (True, 3, 253)
 
 
-def test_429_waits_for_retry_after_then_succeeds(emulator: UjetEmulator) -> None:
-    emulator.inject("429", retry_after=1)
+def test_429_waits_for_retry_after_and_slows_down(personality: str) -> None:
     log = ListLog()
-    with make_client(emulator.base_url, log) as client:
+    with server(personality, chats(250)) as emu, make_client(emu, log) as client:
+        emu.inject("429", retry_after=1)
         began = time.monotonic()
         result = client.fetch_window(START, END)
         elapsed = time.monotonic() - began
 
     assert elapsed >= 0.95
-    assert len(result.records) == 250
-    assert (result.throttled, result.retries, result.requests) == (1, 1, 4)
-    assert [r.status for r in chat_requests(emulator)][:2] == [429, 200]
+    assert [r["id"] for r in result.records] == list(range(1, 251))
+    assert result.throttled >= 1 and result.retries >= 1
     assert any("429" in w and "waiting 1.0 s" in w for w in log.at("warning"))
+    assert result.pace < client._pacer.requests_per_second
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503"])
-def test_server_error_is_retried(emulator: UjetEmulator, fault: str) -> None:
-    emulator.inject(fault)
+@pytest.mark.parametrize("fault", ["500", "502", "503", "drop"])
+def test_server_errors_are_retried(personality: str, fault: str) -> None:
     log = ListLog()
-    with make_client(emulator.base_url, log) as client:
+    with server(personality, chats(250)) as emu, make_client(emu, log) as client:
+        emu.inject(fault)
         result = client.fetch_window(START, END)
 
-    assert len(result.records) == 250
-    assert (result.retries, result.requests, result.throttled) == (1, 4, 0)
-    assert [r.status for r in chat_requests(emulator)][:2] == [int(fault), 200]
-    assert any(fault in w and "retry 1 of 5" in w for w in log.at("warning"))
+    assert [r["id"] for r in result.records] == list(range(1, 251))
+    assert result.retries >= 1
+    assert any("retry 1 of 5" in w for w in log.at("warning"))
 
 
-def test_server_errors_exhaust_retries(emulator: UjetEmulator) -> None:
-    emulator.inject("503", count=10)
-    with (
-        make_client(emulator.base_url, max_retries=2) as client,
-        pytest.raises(UjetUnavailableError) as caught,
-    ):
-        client.fetch_window(START, END)
+# What the personalities are there to catch -----------------------------------------------------
 
-    assert len(chat_requests(emulator)) == 3
-    assert "page 1" in str(caught.value)
-    assert "503" in str(caught.value)
+
+def test_paging_by_number_loses_a_chat_updated_mid_read() -> None:
+    """The reason for tailing: a client that steps `page` while a chat it has seen is updated
+    misses the chat that moved up into the page it already read."""
+    with server("updated_mid_read", chats(250)) as emu, requests.Session() as http:
+        seen: dict[int, dict[str, Any]] = {}
+        page = 1
+        while True:
+            response = http.get(
+                f"{emu.base_url}/chats",
+                auth=(KEY, SECRET),
+                params={
+                    "updated_at[from]": "2026-03-08T08:00:00Z",
+                    "updated_at[to]": "2026-03-08T09:00:00Z",
+                    "sort_column": "updated_at",
+                    "page": page,
+                },
+                timeout=5,
+            )
+            seen.update((r["id"], r) for r in response.json())
+            if "next" not in response.links:
+                break
+            page += 1
+
+    assert emu.updated_ids
+    assert len(seen) < 250
+
+
+def test_pacing_is_measured_where_the_server_measures_it() -> None:
+    """Against a burst-1 limiter at 10/s, paced at 10/s: no two arrivals closer than the
+    limit lets through, and so no 429."""
+    with server("strict_10", chats(600)) as emu, make_client(emu, per_page=50) as client:
+        result = client.fetch_window(START, END)
+        times = [r.time for r in chat_requests(emu)]
+
+    assert len(result.records) == 600
+    assert len(times) >= 12
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.098
+    assert result.throttled == 0
+
+
+# Errors that say what to check -----------------------------------------------------------------
 
 
 def test_401_fails_fast_without_leaking_the_secret(emulator: UjetEmulator) -> None:
     wrong = "wrong-secret-0b9e"
-    with (
-        make_client(emulator.base_url, secret=wrong) as client,
-        pytest.raises(UjetAuthError) as caught,
-    ):
+    with make_client(emulator, secret=wrong) as client, pytest.raises(UjetAuthError) as caught:
         client.fetch_window(START, END)
 
     message = str(caught.value)
@@ -202,7 +323,7 @@ def test_401_fails_fast_without_leaking_the_secret(emulator: UjetEmulator) -> No
     assert "UJET_COMPANY_KEY" in message
     assert wrong not in message
     assert SECRET not in message
-    assert len(emulator.requests) <= 3
+    assert len(emulator.requests) == 1
     assert caught.value.__cause__ is None
 
 
@@ -216,13 +337,26 @@ def test_404_names_the_host_to_check(emulator: UjetEmulator) -> None:
     assert len(emulator.requests) == 1
 
 
+def test_unreachable_ujet_names_the_host() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe closes
+    base = f"http://127.0.0.1:{port}/manager/api/v1"
+    with make_client(base, max_retries=1) as client, pytest.raises(UjetUnavailableError) as err:
+        client.fetch_window(START, END)
+
+    assert f"127.0.0.1:{port}" in str(err.value)
+    assert "could not be reached" in str(err.value)
+    assert "UJET_BASE_URL" in str(err.value)
+
+
 def test_read_timeout_is_retried(emulator: UjetEmulator) -> None:
     emulator.inject("slow", seconds=0.8)
     log = ListLog()
-    with make_client(emulator.base_url, log, read_timeout=0.3) as client:
+    with make_client(emulator, log, read_timeout=0.3) as client:
         result = client.fetch_window(START, END)
 
-    assert len(result.records) == 250
+    assert [r["id"] for r in result.records] == IN_WINDOW
     assert result.retries == 1
     assert any("ReadTimeout" in w for w in log.at("warning"))
 
@@ -230,38 +364,36 @@ def test_read_timeout_is_retried(emulator: UjetEmulator) -> None:
 def test_read_timeouts_exhaust_retries(emulator: UjetEmulator) -> None:
     emulator.inject("slow", count=3, seconds=0.6)
     with (
-        make_client(emulator.base_url, read_timeout=0.3, max_retries=2) as client,
+        make_client(emulator, read_timeout=0.3, max_retries=2) as client,
         pytest.raises(UjetUnavailableError) as caught,
     ):
         client.fetch_window(START, END)
 
-    assert "page 1" in str(caught.value)
+    assert "request 1" in str(caught.value)
     assert "ReadTimeout" in str(caught.value)
     assert caught.value.__cause__ is None
 
 
-def test_dropped_connection_is_retried(emulator: UjetEmulator) -> None:
-    emulator.inject("drop")
-    log = ListLog()
-    with make_client(emulator.base_url, log) as client:
-        result = client.fetch_window(START, END)
+def test_server_errors_exhaust_retries(emulator: UjetEmulator) -> None:
+    emulator.inject("503", count=3)
+    with make_client(emulator, max_retries=2) as client, pytest.raises(UjetUnavailableError) as e:
+        client.fetch_window(START, END)
 
-    assert len(result.records) == 250
-    assert result.retries == 1
-    assert any("ConnectionError" in w for w in log.at("warning"))
+    assert len(chat_requests(emulator)) == 3
+    assert "request 1" in str(e.value) and "503" in str(e.value)
 
 
 @pytest.mark.parametrize("fault", ["malformed", "not_array"])
-def test_bad_body_names_the_page_and_hides_the_body(emulator: UjetEmulator, fault: str) -> None:
+def test_bad_body_names_the_request_and_hides_the_body(emulator: UjetEmulator, fault: str) -> None:
     emulator.inject(fault)
     raw = requests.get(f"{emulator.base_url}/chats", auth=(KEY, SECRET), timeout=5).text
-    emulator.inject("slow", seconds=0)  # a no-op fault: page 1 is served normally
+    emulator.inject("slow", seconds=0)  # a no-op fault: request 1 is served normally
     emulator.inject(fault)
-    with make_client(emulator.base_url) as client, pytest.raises(UjetResponseError) as caught:
+    with make_client(emulator) as client, pytest.raises(UjetResponseError) as caught:
         client.fetch_window(START, END)
 
     message = str(caught.value)
-    assert "page 2" in message
+    assert "request 2" in message
     assert "not JSON" in message if fault == "malformed" else "not a JSON array" in message
     assert len(raw) > 20
     assert raw[:12] not in message
@@ -269,117 +401,26 @@ def test_bad_body_names_the_page_and_hides_the_body(emulator: UjetEmulator, faul
     assert caught.value.__cause__ is None
 
 
-def test_records_without_id_or_updated_at_are_refused() -> None:
-    records = [*chats(3), {"id": "x7", "updated_at": stamp(START)}, {"updated_at": stamp(END)}]
-    with (
-        UjetEmulator(company_key=KEY, company_secret=SECRET) as emu,
-        make_client(emu.base_url) as client,
-    ):
-        emu.serve_records(records)
-        with pytest.raises(UjetResponseError) as caught:
-            client.fetch_window(START, END)
-
-    assert "page 1" in str(caught.value)
-    assert "2 of 5 records" in str(caught.value)
-    assert "x7" not in str(caught.value)
-
-
 def test_string_ids_are_normalised_to_int() -> None:
-    with (
-        UjetEmulator(company_key=KEY, company_secret=SECRET) as emu,
-        make_client(emu.base_url) as client,
-    ):
-        emu.serve_records([{**chat(41, START + timedelta(minutes=1)), "id": "41"}])
+    records = [{**chat(41, START + timedelta(minutes=1)), "id": "41"}]
+    with server(records=records) as emu, make_client(emu) as client:
         result = client.fetch_window(START, END)
 
     assert [r["id"] for r in result.records] == [41]
 
 
-def test_total_disagreeing_is_reported(emulator: UjetEmulator) -> None:
-    emulator.inject("wrong_total", delta=5)
-    log = ListLog()
-    with make_client(emulator.base_url, log) as client:
-        result = client.fetch_window(START, END)
-
-    assert result.received == 250
-    assert result.total is not None
-    assert result.total != result.received
-    assert any(str(result.total) in w and "250" in w for w in log.at("warning"))
-
-
-def test_overlapping_pages_are_deduplicated(emulator: UjetEmulator) -> None:
-    emulator.inject("slow", seconds=0)  # a no-op fault, so the overlap lands on page 2
-    emulator.inject("overlap")
-    with make_client(emulator.base_url) as client:
-        result = client.fetch_window(START, END)
-
-    assert result.duplicates_dropped == 1
-    assert result.received == 251
-    assert [r["id"] for r in result.records] == list(range(1, 251))
-
-
-def test_duplicates_keep_newest_version_and_later_page_on_ties() -> None:
-    """The emulator sorts string ids after integer ids, so "5" and "7" land on a later page.
-
-    Page 2 holds 5 (newest) and 7; page 3 holds "5" (older) and "7" (same time): the client
-    reads both as ids 5 and 7, keeps the newest 5 and, on the tie, page 3's 7.
-    """
-    same = START + timedelta(minutes=20)
-    records = [
-        *chats(3),
-        chat(5, START + timedelta(minutes=30), version="newest"),
-        chat(7, same, version="page 2"),
-        chat(8, START + timedelta(minutes=40)),
-        {**chat(5, START + timedelta(minutes=10), version="older"), "id": "5"},
-        {**chat(7, same, version="page 3"), "id": "7"},
-    ]
-    with (
-        UjetEmulator(company_key=KEY, company_secret=SECRET) as emu,
-        make_client(emu.base_url, per_page=3) as client,
-    ):
-        emu.serve_records(records)
-        result = client.fetch_window(START, END)
-
-    by_id = {r["id"]: r for r in result.records}
-    assert [r["id"] for r in result.records] == [1, 2, 3, 5, 7, 8]
-    assert by_id[5]["version"] == "newest"
-    assert by_id[7]["version"] == "page 3"
-    assert (result.received, result.duplicates_dropped, result.pages) == (8, 2, 3)
-
-
-def test_window_is_half_open() -> None:
-    """The API's bounds are inclusive; a chat updated exactly at the end belongs to the next."""
-    records = [
-        chat(1, START - timedelta(seconds=1)),
-        chat(2, START),
-        chat(3, END - timedelta(milliseconds=1)),
-        chat(4, END),
-    ]
-    log = ListLog()
-    with (
-        UjetEmulator(company_key=KEY, company_secret=SECRET) as emu,
-        make_client(emu.base_url, log) as client,
-    ):
-        emu.serve_records(records)
-        result = client.fetch_window(START, END)
-
-    assert [r["id"] for r in result.records] == [2, 3]
-    assert result.outside_window == result.received - 2
-    assert any("outside the window" in line for line in log.at("info"))
-
-
 def test_naive_datetimes_are_refused(emulator: UjetEmulator) -> None:
-    with make_client(emulator.base_url) as client, pytest.raises(ValueError):
+    with make_client(emulator) as client, pytest.raises(ValueError):
         client.fetch_window(datetime(2026, 3, 8, 8), datetime(2026, 3, 8, 9))
     assert emulator.requests == []
 
 
 def test_other_time_zones_are_sent_as_utc(emulator: UjetEmulator) -> None:
     seoul = timezone(timedelta(hours=9))
-    with make_client(emulator.base_url) as client:
+    with make_client(emulator) as client:
         result = client.fetch_window(START.astimezone(seoul), END.astimezone(seoul))
 
-    assert len(result.records) == 250
+    assert [r["id"] for r in result.records] == IN_WINDOW
     assert chat_requests(emulator)[0].query["updated_at[from]"] == "2026-03-08T08:00:00Z"
 
 
@@ -389,86 +430,15 @@ def test_base_url_with_credentials_is_refused() -> None:
     assert SECRET not in str(caught.value)
 
 
-def test_pacer_spaces_requests_of_a_fetch() -> None:
-    with (
-        UjetEmulator(company_key=KEY, company_secret=SECRET, records=chats(55)) as emu,
-        make_client(emu.base_url, requests_per_second=20, per_page=10) as client,
-    ):
-        began = time.monotonic()
-        result = client.fetch_window(START, END)
-        elapsed = time.monotonic() - began
+def test_link_targets_are_never_followed() -> None:
+    """Links name the next page; the client asks its own host for it, so a link to another
+    host can never receive the credentials."""
+    with server() as emu:
+        aliased = emu.base_url.replace("127.0.0.1", "localhost")
+        with make_client(aliased) as client:
+            result = client.fetch_window(START, END)
 
-    assert result.pages == 6
-    assert elapsed >= 0.25
-    times = [r.time for r in chat_requests(emu)]
-    assert len(times) == 6
-    # Arrival times at the server carry connection jitter (the first request also opens the
-    # connection), so they are held to looser bounds than the client's own 0.25 s; unpaced,
-    # six loopback requests arrive within a few milliseconds.
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.025
-    assert times[-1] - times[0] >= 0.2
-
-
-def test_pacer_is_shared_by_threads() -> None:
-    pacer = RequestPacer(50)
-    starts: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(3):
-            pacer.wait()
-            with lock:
-                starts.append(time.monotonic())
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    before = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    starts.sort()
-    assert len(starts) == 12
-    # The k-th caller can start no sooner than k intervals after the first could.
-    assert all(at >= before + k * 0.02 for k, at in enumerate(starts))
-
-
-def test_pacer_registry_is_one_per_origin() -> None:
-    one = pacer_for("https://acme.ujet.co/manager/api/v1", 1.0)
-    same = pacer_for("HTTPS://acme.ujet.co:443/other/path", 2.0)
-    other = pacer_for("https://acme.ujet.co:8443/manager/api/v1", 1.0)
-
-    assert one is same
-    assert one.requests_per_second == 2.0
-    assert other is not one
-
-
-def test_next_link_to_another_host_is_refused(emulator: UjetEmulator) -> None:
-    """The emulator links to 127.0.0.1; a client that came via 'localhost' must not follow it."""
-    aliased = emulator.base_url.replace("127.0.0.1", "localhost")
-    with make_client(aliased) as client, pytest.raises(UjetResponseError) as caught:
-        client.fetch_window(START, END)
-
-    assert "another host" in str(caught.value)
-    assert len(chat_requests(emulator)) == 1
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        (None, (False, None)),
-        ('<https://a.example/x?page=2>; rel="next"', (True, "https://a.example/x?page=2")),
-        (
-            '<https://a/x?page=1>; rel="prev", <https://a/x?page=3&q=a,b>; rel=next',
-            (True, "https://a/x?page=3&q=a,b"),
-        ),
-        ('<https://a/x?page=9>; rel="last first"', (True, None)),
-        ("<https://a/x?page=2>; REL='Next Last'", (True, "https://a/x?page=2")),
-        ("garbage", (False, None)),
-    ],
-)
-def test_link_header_parsing(header: str | None, expected: tuple[bool, str | None]) -> None:
-    assert _next_link(header) == expected
+    assert [r["id"] for r in result.records] == IN_WINDOW
 
 
 def test_secret_and_record_values_never_logged(
@@ -479,10 +449,10 @@ def test_secret_and_record_values_never_logged(
     emulator.inject("slow", seconds=0.5)
     logger = logging.getLogger("chat_assets_tests.client")
     with caplog.at_level(logging.DEBUG):
-        with make_client(emulator.base_url, logger, read_timeout=0.25) as client:
+        with make_client(emulator, logger, read_timeout=0.25) as client:
             result = client.fetch_window(START, END)
         with (
-            make_client(emulator.base_url, logger, secret=SECRET + "-wrong") as client,
+            make_client(emulator, logger, secret=SECRET + "-wrong") as client,
             pytest.raises(UjetError) as caught,
         ):
             client.fetch_window(START, END)
@@ -497,13 +467,91 @@ def test_secret_and_record_values_never_logged(
         assert secret_thing not in repr(client)
 
 
-def test_nan_and_nul_characters_are_read_as_nothing() -> None:
-    moment = (START + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    record = {"id": 1, "updated_at": moment, "rating": float("nan"), "sub_status": "a\x00b"}
-    with (
-        UjetEmulator(company_key=KEY, company_secret=SECRET, records=[record]) as emu,
-        make_client(emu.base_url) as client,
-    ):
+def test_nan_is_read_as_nothing() -> None:
+    record = chat(1, START + timedelta(minutes=5), rating=float("nan"))
+    with server(records=[record]) as emu, make_client(emu) as client:
         result = client.fetch_window(START, END)
     assert result.records[0]["rating"] is None
-    assert result.records[0]["sub_status"] == "ab"
+
+
+# The pacer ------------------------------------------------------------------------------------
+
+
+class FakeTime:
+    """A clock whose sleeps can oversleep, like a busy machine's."""
+
+    def __init__(self, late: dict[int, float]) -> None:
+        self.now = 100.0
+        self.sleeps = 0
+        self.late = late
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds + self.late.get(self.sleeps, 0.0)
+
+
+def test_a_late_request_is_not_followed_by_an_early_one() -> None:
+    fake = FakeTime(late={2: 0.05, 5: 0.12})
+    pacer = RequestPacer(5, clock=fake.clock, sleep=fake.sleep)
+    starts = []
+    for _ in range(8):
+        pacer.wait()
+        starts.append(fake.now)
+
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.2  # measured from each actual start, never from a slot schedule
+    assert max(gaps) >= 0.3  # the oversleeps happened
+
+
+def test_429s_slow_the_pace_and_successes_recover_it() -> None:
+    pacer = RequestPacer(10)
+    pacer.throttled()
+    assert pacer.pace == pytest.approx(7.0)
+    pacer.throttled()
+    assert pacer.pace == pytest.approx(4.9)
+    for _ in range(10):
+        pacer.succeeded()
+    assert 4.9 < pacer.pace < 7.0  # gradually, not at once
+    for _ in range(2000):
+        pacer.succeeded()
+    assert pacer.pace == 10.0  # never beyond the configured rate
+    assert pacer.throttles == 2
+    for _ in range(100):
+        pacer.throttled()
+    assert pacer.pace == pytest.approx(0.5)  # a floor, so a storm cannot stop a fetch
+
+
+def test_pacer_is_shared_by_threads() -> None:
+    pacer = RequestPacer(50)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(3):
+            pacer.wait()
+            with lock:
+                starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    starts.sort()
+    assert len(starts) == 12
+    # Twelve starts span at least eleven intervals, whichever thread took each.
+    assert starts[-1] - starts[0] >= 11 * 0.02
+
+
+def test_pacer_registry_is_one_per_origin() -> None:
+    one = pacer_for("https://acme.ujet.co/manager/api/v1", 1.0)
+    same = pacer_for("HTTPS://acme.ujet.co:443/other/path", 2.0)
+    other = pacer_for("https://acme.ujet.co:8443/manager/api/v1", 1.0)
+
+    assert one is same
+    assert one.requests_per_second == 2.0
+    assert other is not one

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from chat_assets.source import demo_data
-from chat_assets.source.emulator import UjetEmulator
+from chat_assets.source.emulator import Personality, StoredChat, UjetEmulator
 
 AUTH = ("demo-key", "demo-secret")
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
@@ -100,8 +100,55 @@ def test_paging_headers_and_absolute_next_link(emu: UjetEmulator, http: requests
     assert last_page.query["page"] == "3"
 
 
-def test_no_link_header_when_disabled(http: requests.Session) -> None:
-    with UjetEmulator(link_header=False) as emu:
+def test_rfc8288_links_first_prev_next_last_in_any_order(
+    emu: UjetEmulator, http: requests.Session
+) -> None:
+    first = _chats(emu, http, per=10, **WINDOW)
+    middle = _chats(emu, http, per=10, page=3, **WINDOW)
+    last = _chats(emu, http, per=10, page=6, **WINDOW)
+    assert set(first.links) == {"first", "next", "last"}
+    assert set(middle.links) == {"first", "prev", "next", "last"}
+    assert set(last.links) == {"first", "prev", "last"}  # no next on the last page
+    assert "page=6" in first.links["last"]["url"] and "page=4" in middle.links["next"]["url"]
+    orders = {tuple(_chats(emu, http, per=10, page=page, **WINDOW).links) for page in range(2, 6)}
+    assert len(orders) > 1  # entries come in any order
+
+
+def test_lone_next_and_header_case(http: requests.Session) -> None:
+    with UjetEmulator(personality="lone_next") as emu:
+        response = _chats(emu, http, per=10, **WINDOW)
+        assert set(response.links) == {"next"}
+        assert "Link" not in _chats(emu, http, per=10, page=6, **WINDOW).headers
+    with UjetEmulator(personality="header_case") as emu:
+        response = _chats(emu, http, per=10, **WINDOW)
+        sent = list(response.raw.headers.keys())
+        assert {"TOTAL", "pEr-PaGe", "LINK"} <= set(sent)
+        assert response.headers["total"] == str(len(_expected()))  # names are case-insensitive
+
+
+def test_a_chat_updated_mid_read_moves_to_the_end(http: requests.Session) -> None:
+    records = [
+        {"id": i, "updated_at": f"2024-03-05T10:00:{i:02d}.000Z", "created_at": "2024-03-05"}
+        for i in range(1, 31)
+    ]
+    with UjetEmulator(personality="updated_mid_read", records=records) as emu:
+        first = _chats(emu, http, per=10, sort_column="updated_at", **WINDOW).json()
+        second = _chats(emu, http, per=10, page=2, sort_column="updated_at", **WINDOW).json()
+    assert [r["id"] for r in first] == list(range(1, 11))
+    # Chat 1 was updated after page 1: everything shifted up, so page 2 starts at 12.
+    assert [r["id"] for r in second] == list(range(12, 22))
+    assert emu.updated_ids == [1, 2]
+    assert {r["id"]: r["updated_at"] for r in emu.stored()}[1] > "2024-03-05T10:00:30"
+
+
+def test_a_stored_chat_can_carry_a_broken_updated_at(http: requests.Session) -> None:
+    broken = StoredChat(DAY + timedelta(hours=1), {"id": 7, "updated_at": None})
+    with UjetEmulator(records=[broken]) as emu:
+        assert _chats(emu, http, **WINDOW).json() == [{"id": 7, "updated_at": None}]
+
+
+def test_no_link_header(http: requests.Session) -> None:
+    with UjetEmulator(personality="no_link") as emu:
         first = _chats(emu, http, per=25, **WINDOW)
         assert "link" not in first.headers
         total = int(first.headers["total"])
@@ -266,31 +313,32 @@ def test_unknown_fault_is_refused(emu: UjetEmulator) -> None:
         emu.inject("500", seconds=3)
 
 
-def test_rate_limit_answers_429_with_retry_after(http: requests.Session) -> None:
-    with UjetEmulator(requests_per_second=2) as emu:
+def test_strict_limiter_refuses_any_request_sooner_than_one_interval(
+    http: requests.Session,
+) -> None:
+    with UjetEmulator(personality=Personality("strict_2", strict_rate=2.0)) as emu:
         bad_auth = requests.get(f"{emu.base_url}/chats", params=WINDOW, timeout=10)
-        assert bad_auth.status_code == 401  # consumes a token like any request
+        assert bad_auth.status_code == 401  # counts like any request
+        time.sleep(0.51)
         assert _chats(emu, http, **WINDOW).status_code == 200
         limited = _chats(emu, http, **WINDOW)
         assert limited.status_code == 429
         assert limited.headers["Retry-After"] == "1"
         assert "error" in limited.json()
-        time.sleep(0.55)
+        time.sleep(0.51)  # measured from the last request let through, not the refused one
         assert _chats(emu, http, **WINDOW).status_code == 200
 
 
-def test_a_client_paced_at_the_limit_is_never_refused(http: requests.Session) -> None:
-    """At 1 rps the bucket holds one token: jitter around a paced schedule must not trip it."""
-    with UjetEmulator(requests_per_second=1) as emu:
-        start = time.monotonic()
-        codes = []
-        for at in (0.0, 0.98, 2.02, 2.99):
-            time.sleep(max(0.0, start + at - time.monotonic()))
-            codes.append(_chats(emu, http, per=1, **WINDOW).status_code)
-        time.sleep(max(0.0, start + 3.4 - time.monotonic()))
-        early = _chats(emu, http, per=1, **WINDOW)
-    assert codes == [200] * 4
-    assert early.status_code == 429
+def test_a_shared_budget_refuses_beyond_the_share_left(http: requests.Session) -> None:
+    """10/s with 20% taken by another integration: a burst spends the one-second bucket, then
+    only about 8 requests a second go through."""
+    with UjetEmulator(personality="shared_budget") as emu:
+        began = time.monotonic()
+        codes = [_chats(emu, http, per=1, **WINDOW).status_code for _ in range(40)]
+        elapsed = time.monotonic() - began
+    passed = codes.count(200)
+    assert 429 in codes
+    assert passed <= 10 + 8 * elapsed + 1
 
 
 def test_serve_records_serves_exactly_those(http: requests.Session) -> None:
@@ -374,7 +422,15 @@ def test_runs_standalone() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "chat_assets.source.emulator", "--port", str(port), "--rps", "5"],
+        [
+            sys.executable,
+            "-m",
+            "chat_assets.source.emulator",
+            "--port",
+            str(port),
+            "--personality",
+            "strict_5",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -391,4 +447,6 @@ def test_runs_standalone() -> None:
         assert response.headers["total"] == str(len(_expected()))
     finally:
         process.terminate()
-        assert process.wait(timeout=5) == 0
+        out, _ = process.communicate(timeout=5)
+        assert process.returncode == 0
+    assert "requests 1 answered_429 0" in out

@@ -12,12 +12,13 @@ import dagster as dg
 import pytest
 
 from chat_assets.definitions import defs, ujet_resource
-from chat_assets.landing import build_raw_chats
+from chat_assets.landing import build_raw_chats, landing_frame
 from chat_assets.partitions import daily_partitions, day_window
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.settings import Settings, SettingsError
-from chat_assets.source.emulator import UjetEmulator
+from chat_assets.source.emulator import StoredChat, UjetEmulator
 from chat_assets.source.resource import UjetResource
+from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.embedded import embedded_database_url
 from chat_assets.warehouse.io_manager import PostgresIOManager
@@ -33,7 +34,14 @@ def settings(monkeypatch) -> Settings:
     return Settings.from_env()
 
 
-def materialize_raw(settings: Settings, ujet: UjetResource, database_url: str, schema: str):
+def materialize_raw(
+    settings: Settings,
+    ujet: UjetResource,
+    database_url: str,
+    schema: str,
+    *,
+    raise_on_error: bool = True,
+):
     asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
     return dg.materialize(
         [asset],
@@ -43,6 +51,7 @@ def materialize_raw(settings: Settings, ujet: UjetResource, database_url: str, s
             "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
             "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
         },
+        raise_on_error=raise_on_error,
     )
 
 
@@ -160,3 +169,77 @@ def test_embedded_defaults_end_to_end(tmp_path: Path):
     rows = stored(postgres.engine_for(url), "ujet")
     assert len(rows) > 0
     assert {row[0] for row in rows} == {DAY}
+
+
+def test_an_unreachable_warehouse_fails_before_the_fetch(settings, schema):
+    with UjetEmulator(company_key="k", company_secret="s") as emulator:
+        ujet = UjetResource(base_url=emulator.base_url, company_key="k", company_secret="s")
+        dead = "postgresql+psycopg://loader:pw-never-shown-9f@127.0.0.1:9/warehouse"
+        result = materialize_raw(settings, ujet, dead, schema, raise_on_error=False)
+        requests_made = len(emulator.requests)
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "127.0.0.1:9" in error and "CHAT_ASSETS_DATABASE_URL" in error
+    assert "pw-never-shown-9f" not in error
+    assert requests_made == 0
+
+
+def test_a_bad_chat_costs_only_itself(settings, database_url, engine, schema):
+    """The day lands without the chat that has no usable updated_at; complete_window fails and
+    names it by id."""
+    start, _ = day_window(date.fromisoformat(DAY), settings.timezone)
+    good = [
+        {"id": i, "updated_at": (start.replace(tzinfo=None).isoformat() + f".{i:03d}Z")}
+        for i in range(1, 4)
+    ]
+    broken = StoredChat(start, {"id": 77, "updated_at": "not a time"})
+    with UjetEmulator(company_key="k", company_secret="s", records=[*good, broken]) as emulator:
+        ujet = UjetResource(base_url=emulator.base_url, company_key="k", company_secret="s")
+        result = materialize_raw(settings, ujet, database_url, schema)
+    assert [row[1] for row in stored(engine, schema)] == [1, 2, 3]
+    complete = {e.check_name: e for e in result.get_asset_check_evaluations()}["complete_window"]
+    assert not complete.passed
+    assert complete.metadata["left_out_chats"].value == ["id 77"]
+    materialization = result.asset_materializations_for_node("raw_chats")[0]
+    assert materialization.metadata["left_out"].value == 1
+
+
+def test_an_owned_schema_works_without_create_on_the_database(database_url, engine, schema):
+    """The README's promise: a role that owns an existing schema but may not CREATE on the
+    database loads into it (even `CREATE SCHEMA IF NOT EXISTS` needs CREATE)."""
+    role = f"{schema}_loader"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw'")
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role}"')
+        database = connection.exec_driver_sql("SELECT current_database()").scalar()
+        connection.exec_driver_sql(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC')
+    url = engine.url.set(username=role, password="pw")
+    try:
+        role_engine = postgres.engine_for(url.render_as_string(hide_password=False))
+        frame = landing_frame([{"id": 1, "updated_at": "2026-01-05T01:00:00Z"}], "UTC", "k1:test")
+        start, end = day_window(date(2026, 1, 5), "UTC")
+        postgres.replace_window(role_engine, schema, RAW_CHATS, frame, start, end)
+        assert len(stored(engine, schema)) == 1
+        role_engine.dispose()
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            connection.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("pg_catalog", "reserved"),
+        ("pg_mine", "reserved"),
+        ("information_schema", "reserved"),
+        ("s" * 64, "63"),
+        ("1abc", "plain identifier"),
+        ("ü_schema", "plain identifier"),
+    ],
+)
+def test_schemas_postgresql_would_refuse_or_truncate_are_refused(monkeypatch, value, says):
+    monkeypatch.setenv("CHAT_ASSETS_SCHEMA", value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert "CHAT_ASSETS_SCHEMA" in str(caught.value) and says in str(caught.value)

@@ -1,14 +1,21 @@
 """Client for UJET's Manager API `chats` endpoint: one half-open `updated_at` window at a time.
 
-The endpoint is slow, rate limited (about one request per second) and pages by `page`/`per`, so
-the client paces every request process-wide, retries what is transient (429, 5xx, dropped or slow
-connections), fails at once on what is not (401/403/404), and validates each page before it
-trusts it. Records are returned as parsed JSON objects; nothing here logs or raises with record
-contents or credentials, because chats carry personal data and the secret opens them all.
+The vendor advises against page numbers for chats, because results cannot be guaranteed while
+records change, and recommends tailing: ask by `updated_at`, from the last record seen, again and
+again. So a window is read in `updated_at` order, each request starting at the newest second the
+previous page reached; chats seen twice at the seams are de-duplicated by id. Page numbers remain
+only where tailing cannot move: more chats share one second than a page holds.
+
+Every request is paced process-wide (slowing down on 429s, recovering gradually), what is
+transient is retried (429, 5xx, dropped or slow connections), what is not fails at once
+(401/403/404), and each page is validated chat by chat: one unreadable chat is repaired or left
+out and counted, never the reason a day fails. Nothing here logs or raises with record contents
+or credentials, because chats carry personal data and the secret opens them all.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -17,15 +24,18 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 __all__ = [
     "MAX_PER_PAGE",
@@ -44,11 +54,8 @@ MAX_PER_PAGE = 100
 """Integrations treat 100 as UJET's largest page; asking for more is not documented to work."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_DIGITS = re.compile(r"[0-9]+")
-_LINK_ENTRY = re.compile(r"<([^>]*)>([^<]*)")
-_PAGE_GUARD_MARGIN = 2
-"""Extra pages allowed beyond ceil(total/per): records may shift between pages while we read."""
 
+PROGRESS_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
 
@@ -85,6 +92,21 @@ class FetchResult:
     retries: int
     throttled: int
     outside_window: int = 0
+    left_out: tuple[str, ...] = ()
+    """Chats that could not be used, named by chat id or page position, never by values."""
+    repaired: int = 0
+    """Chats whose text was repaired (unpaired surrogates replaced, NUL characters removed)."""
+    reread: bool = False
+    """The window arrived short of `total` and was read once more."""
+    shortfall: int = 0
+    """Chats UJET's `total` promised beyond those the last read got (usable or left out)."""
+    pace: float = 0.0
+    """The request rate in force at the end (lower than configured after 429s)."""
+
+    @property
+    def distinct(self) -> int:
+        """Distinct chats received, before the half-open window trims the boundary."""
+        return self.received - self.duplicates_dropped
 
 
 Origin = tuple[str, str, int]
@@ -99,12 +121,20 @@ def _origin(url: str) -> Origin:
 
 
 class RequestPacer:
-    """Spaces request starts at least 1/rps apart for everyone sharing it, with no bursts.
+    """Spaces request starts at least 1/rate apart for everyone sharing it, and adapts the rate.
 
-    Each caller reserves the next free slot under a lock and then sleeps outside it, so threads
-    queue in order without holding the lock while they wait. An idle pacer lets the next request
-    go at once, but never two within one interval.
+    Spacing is measured from the moment the previous request was actually let go, never from a
+    schedule of slots: a caller that wakes late pushes the next one later too, so a late request
+    is never followed by a catch-up burst. A 429 lowers the rate multiplicatively (someone else
+    may be spending the tenant's budget); each success raises it again by small steps, quickly
+    up to most of the rate that drew the last 429 and slowly beyond, up to the configured rate.
     """
+
+    DECREASE = 0.7
+    FLOOR_SHARE = 0.05  # never slower than this share of the configured rate
+    FAST_STEP = 0.02  # of the configured rate, per success, up to 85% of the last throttled pace
+    SLOW_STEP = 0.001  # ... and beyond
+    GUARD = 0.01  # of an interval: room for the jitter between our clock and the server's
 
     def __init__(
         self,
@@ -116,31 +146,53 @@ class RequestPacer:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
-        self._next_start = -math.inf
-        self._interval = 0.0
+        self._last_start = -math.inf
+        self._ceiling = self._rate = self._throttled_at = 0.0
+        self.throttles = 0
         self.set_rate(requests_per_second)
 
     @property
     def requests_per_second(self) -> float:
-        """The current rate; callers sharing the pacer all see the same one."""
-        return 1.0 / self._interval
+        """The configured rate: the most the pacer will ever allow."""
+        return self._ceiling
+
+    @property
+    def pace(self) -> float:
+        """The rate in force now, after any slowing down; callers sharing the pacer see one."""
+        return self._rate
 
     def set_rate(self, requests_per_second: float) -> None:
-        """Change the rate for all sharers; slots already handed out keep their times."""
+        """Configure the most requests per second for all sharers; the pace starts there."""
         if not math.isfinite(requests_per_second) or requests_per_second <= 0:
             raise ValueError("requests_per_second must be a positive number")
         with self._lock:
-            self._interval = 1.0 / requests_per_second
+            self._ceiling = self._rate = requests_per_second
+            self._throttled_at = math.inf
 
     def wait(self) -> None:
-        """Block until this caller may start its request."""
+        """Block until this caller may start its request, then count it as started now."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                due = self._last_start + (1.0 + self.GUARD) / self._rate
+                if now >= due:
+                    self._last_start = now
+                    return
+            self._sleep(due - now)
+
+    def throttled(self) -> None:
+        """The server answered 429: slow down for everyone sharing this pacer."""
         with self._lock:
-            now = self._clock()
-            start = max(now, self._next_start)
-            self._next_start = start + self._interval
-        delay = start - now
-        if delay > 0:
-            self._sleep(delay)
+            self.throttles += 1
+            self._throttled_at = self._rate
+            self._rate = max(self._ceiling * self.FLOOR_SHARE, self._rate * self.DECREASE)
+
+    def succeeded(self) -> None:
+        """A request went through: recover a step towards the configured rate."""
+        with self._lock:
+            fast = self._rate < self._throttled_at * 0.85
+            step = self._ceiling * (self.FAST_STEP if fast else self.SLOW_STEP)
+            self._rate = min(self._ceiling, self._rate + step)
 
 
 _pacers: dict[Origin, RequestPacer] = {}
@@ -163,31 +215,6 @@ def pacer_for(base_url: str, requests_per_second: float) -> RequestPacer:
     return pacer
 
 
-def _next_link(header: str | None) -> tuple[bool, str | None]:
-    """(whether a link header with any rel was sent, the rel="next" target if one was)."""
-    if not header:
-        return False, None
-    saw_rel = False
-    for match in _LINK_ENTRY.finditer(header):
-        target, params = match.group(1).strip(), match.group(2)
-        for param in params.split(";"):
-            name, sep, value = param.partition("=")
-            if not sep or name.strip().lower() != "rel":
-                continue
-            saw_rel = True
-            rels = value.strip().strip("\"'").lower().split()
-            if "next" in rels:
-                return True, target
-    return saw_rel, None
-
-
-def _url_key(url: str) -> tuple[Origin, str, tuple[tuple[str, str], ...]]:
-    """A form of url that ignores percent-encoding and parameter order, to spot repeats."""
-    parts = urlsplit(url)
-    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
-    return _origin(url), parts.path.rstrip("/"), query
-
-
 def _no_constant(name: str) -> None:
     """NaN and Infinity are not JSON and no column can hold them: read them as null."""
     return None
@@ -207,13 +234,51 @@ def _parse_time(value: object) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+class _PacedConnection:
+    """Waits for the pacer once the connection is open, right before the request is written,
+    so spacing is measured on send times: a new connection's handshake cannot shorten the gap
+    to the request after it."""
+
+    pacer: RequestPacer
+    sock: Any
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is None:
+            self.connect()  # type: ignore[attr-defined]
+        self.pacer.wait()
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _PacedAdapter(HTTPAdapter):
+    """requests' transport with every connection of its pools paced by one RequestPacer."""
+
+    def __init__(self, pacer: RequestPacer) -> None:
+        self._pools = {}
+        for scheme, pool, connection in (
+            ("http", HTTPConnectionPool, HTTPConnection),
+            ("https", HTTPSConnectionPool, HTTPSConnection),
+        ):
+            paced = type(f"Paced{connection.__name__}", (_PacedConnection, connection), {})
+            paced.pacer = pacer
+            self._pools[scheme] = type(f"Paced{pool.__name__}", (pool,), {"ConnectionCls": paced})
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _normalise_id(value: object) -> int | None:
     """An int id from an int or a string of ASCII digits; None otherwise (bools are not ids)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+    if isinstance(value, str) and _is_digits(value.strip()):
         return int(value.strip())
     return None
 
@@ -231,7 +296,7 @@ def _utc_param(moment: datetime, *, round_up: bool) -> str:
 def _int_header(response: requests.Response, name: str) -> int | None:
     """A non-negative integer header, or None when absent or not a number."""
     raw = response.headers.get(name)
-    if raw is None or not _DIGITS.fullmatch(raw.strip()):
+    if raw is None or not _is_digits(raw.strip()):
         return None
     return int(raw.strip())
 
@@ -255,6 +320,28 @@ def _json_kind(body: object) -> str:
     return "a JSON scalar"
 
 
+# JSON escapes that parse into text PostgreSQL cannot store: NUL, and UTF-16 surrogates (a pair
+# parses into one character and is harmless; an unpaired one is not). Found in the raw bytes,
+# so the common page is never walked.
+_NEEDS_REPAIR = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_UNPAIRED = re.compile("[\ud800-\udfff]")
+
+
+def _repaired_text(text: str) -> str:
+    return _UNPAIRED.sub("\ufffd", text.replace("\x00", ""))
+
+
+def _repaired(value: Any) -> Any:
+    """A copy of a parsed chat with NUL removed and unpaired surrogates replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _repaired_text(value)
+    if isinstance(value, dict):
+        return {_repaired_text(k): _repaired(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repaired(v) for v in value]
+    return value
+
+
 @dataclass
 class _Counters:
     """Request accounting for one fetch_window call."""
@@ -262,6 +349,59 @@ class _Counters:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    pages: int = 0
+    reported: float = 0.0  # when progress was last logged
+
+
+@dataclass
+class _Read:
+    """What one read of a window gathered: the newest version of each chat, and the rest."""
+
+    newest: dict[int, tuple[dict, datetime]] = field(default_factory=dict)
+    received: int = 0
+    total: int | None = None
+    left_out: dict[str, None] = field(default_factory=dict)  # ordered set of labels
+    repaired: set[int] = field(default_factory=set)
+
+    def add(self, page: _Page) -> None:
+        self.received += len(page.chats)
+        for record, updated in page.chats:
+            kept = self.newest.get(record["id"])
+            if kept is None or updated >= kept[1]:
+                self.newest[record["id"]] = (record, updated)
+        self.left_out.update(dict.fromkeys(page.left_out))
+        self.repaired.update(page.repaired)
+
+    def merge(self, later: _Read) -> _Read:
+        """This read and a later one of the same window: newest versions win, later counts."""
+        received = self.received + later.received
+        merged = _Read(dict(self.newest), received, later.total, dict(later.left_out))
+        merged.repaired = self.repaired | later.repaired
+        for chat_id, (record, updated) in later.newest.items():
+            kept = merged.newest.get(chat_id)
+            if kept is None or updated >= kept[1]:
+                merged.newest[chat_id] = (record, updated)
+        # A chat left out once but read cleanly later is not missing.
+        for chat_id in merged.newest:
+            merged.left_out.pop(f"id {chat_id}", None)
+        return merged
+
+    @property
+    def shortfall(self) -> int:
+        if self.total is None:
+            return 0
+        return max(0, self.total - len(self.newest) - len(self.left_out))
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One answer: its usable chats in order, and what more the server says there is."""
+
+    chats: list[tuple[dict, datetime]]
+    total: int | None
+    more: bool
+    left_out: list[str]
+    repaired: list[int]
 
 
 class UjetClient:
@@ -277,7 +417,7 @@ class UjetClient:
         company_key: str,
         company_secret: str,
         *,
-        requests_per_second: float = 1.0,
+        requests_per_second: float = 5.0,
         per_page: int = MAX_PER_PAGE,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
@@ -287,7 +427,6 @@ class UjetClient:
         max_retry_after: float = 300.0,
         max_pages: int = 10_000,
         log: logging.Logger | Any | None = None,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._base_url = self._checked_base_url(base_url)
@@ -321,8 +460,9 @@ class UjetClient:
         self._max_retry_after = max_retry_after
         self._max_pages = max_pages
         self._log = log if log is not None else _log
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._session = requests.Session()
+        self._session.mount("http://", _PacedAdapter(self._pacer))
+        self._session.mount("https://", _PacedAdapter(self._pacer))
         self._sleep = sleep
 
     @staticmethod
@@ -367,12 +507,15 @@ class UjetClient:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP session if this client created it; a lent session stays open."""
-        if self._owns_session:
-            self._session.close()
+        """Close the HTTP session and its connections."""
+        self._session.close()
 
     def fetch_window(self, start: datetime, end: datetime) -> FetchResult:
-        """All chats whose updated_at lies in [start, end), newest version of each, by id."""
+        """All chats whose updated_at lies in [start, end), newest version of each, by id.
+
+        A read that arrives short of UJET's `total` is read once more, and the two are merged
+        (newest version of each chat); the shortfall reported is the second read's.
+        """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("fetch_window needs timezone-aware start and end datetimes")
         if end <= start:
@@ -380,135 +523,171 @@ class UjetClient:
         start, end = start.astimezone(UTC), end.astimezone(UTC)
         window = f"{_utc_param(start, round_up=False)} to {_utc_param(end, round_up=False)}"
         counters = _Counters()
+        read = self._read(start, end, window, counters)
+        reread = read.shortfall > 0
+        if reread:
+            self._log.warning(
+                f"UJET window {window}: {read.shortfall} chats short of the API's total "
+                f"{read.total} (chats may have changed while reading); reading it once more"
+            )
+            again = self._read(start, end, window, counters)
+            shortfall = again.shortfall
+            read = read.merge(again)
+        else:
+            shortfall = 0
+        return self._result(read, start, end, window, counters, reread, shortfall)
 
-        url: str = f"{self._base_url}/chats"
-        params: dict[str, str | int] | None = {
-            "updated_at[from]": _utc_param(start, round_up=False),
-            "updated_at[to]": _utc_param(end, round_up=True),
-            "sort_column": "id",
-            "sort_direction": "ASC",
-            "per": self._per_page,
-            "page": 1,
-        }
-        per = self._per_page
-        total: int | None = None
-        page_limit = self._max_pages
-        server_links = False
-        fetched: set[tuple[Origin, str, tuple[tuple[str, str], ...]]] = set()
-        previous_ids: list[int] | None = None
-        received: list[tuple[dict, datetime]] = []
-        page = 0
-
+    def _read(self, start: datetime, end: datetime, window: str, counters: _Counters) -> _Read:
+        """One read of the window by tailing: each request asks for updated_at from the newest
+        second reached so far (inclusive), in updated_at order, so a chat updated meanwhile
+        moves behind the cursor or out of the window and never pushes another past a page."""
+        read = _Read()
+        upper = _utc_param(end, round_up=True)
+        cursor = start.replace(microsecond=0)
+        stepping: datetime | None = None  # the one second being read by page numbers
+        params = self._params(cursor, upper, page=1)
+        pages_here = 0
         while True:
-            page += 1
-            if page > page_limit:
+            pages_here += 1
+            if pages_here > self._max_pages:
                 raise UjetResponseError(
-                    f"UJET kept offering pages past page {page_limit} of the window {window} "
-                    f"(total {total if total is not None else 'unknown'}, {per} per page); "
+                    f"UJET kept offering pages past {self._max_pages} requests for the window "
+                    f"{window} (total {read.total if read.total is not None else 'unknown'}); "
                     "stopped to avoid an endless loop: the API's paging looks broken"
                 )
-            response = self._get(url, params, page, window, counters)
-            fetched.add(_url_key(response.url or url))
-            batch = self._parse_page(response, page, window)
-
-            if page == 1:
-                total = _int_header(response, "total")
-                server_per = _int_header(response, "per-page")
-                if server_per:
-                    # A server that caps the page lower than asked still pages "full" pages.
-                    per = min(per, server_per)
-                if total is not None:
-                    page_limit = min(
-                        self._max_pages, max(1, math.ceil(total / per)) + _PAGE_GUARD_MARGIN
-                    )
-            received.extend(batch)
-            of = str(max(1, math.ceil(total / per))) if total is not None else "?"
-            self._log.info(f"UJET page {page} of {of}: {len(received)} records so far")
-
-            ids = [record["id"] for record, _ in batch]
-            if len(ids) > 1 and ids == previous_ids:
-                raise UjetResponseError(
-                    f"UJET page {page} of the window {window} repeated page {page - 1} exactly; "
-                    "the API seems to ignore the page parameter, stopped to avoid an endless loop"
-                )
-            previous_ids = ids
-
-            has_links, next_url = _next_link(response.headers.get("link"))
-            server_links = server_links or has_links
-            if next_url is not None:
-                url = self._checked_next(next_url, response.url or url, page, window, fetched)
-                params = None
-            elif server_links or params is None or len(batch) < per:
-                break
+            page = self._request_page(params, pages_here, window, counters)
+            if pages_here == 1:
+                read.total = page.total  # the first answer counts the whole window
+            read.add(page)
+            self._progress(read, counters)
+            newest = max((updated for _, updated in page.chats), default=None)
+            if not page.more:
+                if stepping is None:
+                    return read
+                # Done with the crowded second: tail on from the next one.
+                cursor, stepping = stepping + timedelta(seconds=1), None
+                if _utc_param(cursor, round_up=False) > upper:
+                    return read
+                params = self._params(cursor, upper, page=1)
+            elif stepping is None and newest is not None and newest.replace(microsecond=0) > cursor:
+                cursor = newest.replace(microsecond=0)
+                params = self._params(cursor, upper, page=1)
+            elif stepping is None and newest is not None:
+                # A whole page within one second: tailing cannot get past it, so this second
+                # alone is read by page numbers (the only place they remain), page 1 being done.
+                stepping = cursor
+                within = _utc_param(cursor + timedelta(seconds=1), round_up=False)
+                params = self._params(cursor, within, page=2)
             else:
-                params = {**params, "page": page + 1}
+                # Stepping through the crowded second, or a page without a usable updated_at
+                # to tail from: the next page by number.
+                params = {**params, "page": int(params["page"]) + 1}
 
-        return self._result(received, page, total, start, end, window, counters)
+    def _params(self, low: datetime, high: str, *, page: int) -> dict[str, str | int]:
+        return {
+            "updated_at[from]": _utc_param(low, round_up=False),
+            "updated_at[to]": high,
+            "sort_column": "updated_at",
+            "sort_direction": "ASC",
+            "per": self._per_page,
+            "page": page,
+        }
 
-    def _checked_next(
-        self,
-        next_url: str,
-        current_url: str,
-        page: int,
-        window: str,
-        fetched: set[tuple[Origin, str, tuple[tuple[str, str], ...]]],
-    ) -> str:
-        """The absolute next link, if it stays on our host and has not been fetched before."""
-        absolute = urljoin(current_url, next_url)
-        if _origin(absolute) != self._origin:
-            # Following it would send the company credentials to someone else.
+    def _progress(self, read: _Read, counters: _Counters) -> None:
+        """How far the window has come, in the run log: on the first page, then at most every
+        PROGRESS_SECONDS (each line is an event Dagster stores)."""
+        now = time.monotonic()
+        if counters.requests > 1 and now - counters.reported < PROGRESS_SECONDS:
+            return
+        counters.reported = now
+        of = f" of {read.total}" if read.total is not None else ""
+        self._log.info(
+            f"UJET request {counters.requests}: {len(read.newest)}{of} chats so far, "
+            f"pace {self._pacer.pace:.1f}/s"
+        )
+
+    def _request_page(
+        self, params: dict[str, str | int], number: int, window: str, counters: _Counters
+    ) -> _Page:
+        """One page of the chats endpoint, and whether the server says more follow it.
+
+        The `Link` header, where a deployment sends one, is read with requests' RFC 8288 parser
+        for its rel="next"; its targets are never followed (the next page is the same query with
+        the next number, and credentials never go to a host the header names). Without links,
+        `total` and the page size tell, as the vendor's pagination page advises.
+        """
+        response = self._get(f"{self._base_url}/chats", params, number, window, counters)
+        counters.pages += 1
+        chats, size, left_out, repaired = self._parse_page(response, number, window)
+        per = self._per_page
+        server_per = _int_header(response, "per-page")
+        if server_per:
+            # A server that caps the page lower than asked still pages "full" pages.
+            per = min(per, server_per)
+        total = _int_header(response, "total")
+        links = response.links  # header names are case-insensitive
+        page_number = int(params["page"])
+        if size == 0:
+            more = False
+        elif "next" in links:
+            more = True
+        elif total is not None:
+            more = total > (page_number - 1) * per + size
+        else:
+            more = not links and size >= per
+        if chats and any(a[1] > b[1] for a, b in itertools.pairwise(chats)):
             raise UjetResponseError(
-                f"UJET page {page} of the window {window} has a next link that points to another "
-                f"host than {self._host}; refused to follow it with our credentials"
+                f"UJET request {number} of the window {window} was not in updated_at order; "
+                "the API seems to ignore sort_column, so tailing cannot be trusted"
             )
-        if _url_key(absolute) in fetched:
-            raise UjetResponseError(
-                f"UJET page {page} of the window {window} has a next link to a page already "
-                "fetched; stopped to avoid an endless loop: the API's paging looks broken"
-            )
-        return absolute
+        return _Page(chats, total, more, left_out, repaired)
 
     def _result(
         self,
-        received: list[tuple[dict, datetime]],
-        pages: int,
-        total: int | None,
+        read: _Read,
         start: datetime,
         end: datetime,
         window: str,
         counters: _Counters,
+        reread: bool,
+        shortfall: int,
     ) -> FetchResult:
         """Keep the newest version of each id, then drop what falls outside [start, end)."""
-        newest: dict[int, tuple[dict, datetime]] = {}
-        for record, updated in received:
-            kept = newest.get(record["id"])
-            if kept is None or updated >= kept[1]:
-                newest[record["id"]] = (record, updated)
-        duplicates = len(received) - len(newest)
+        duplicates = read.received - len(read.newest)
         inside = [
-            record for _, (record, updated) in sorted(newest.items()) if start <= updated < end
+            record for _, (record, updated) in sorted(read.newest.items()) if start <= updated < end
         ]
-        outside = len(newest) - len(inside)
-        if total is not None and total not in (len(received), len(newest)):
+        outside = len(read.newest) - len(inside)
+        if shortfall:
             self._log.warning(
-                f"UJET said total {total} for the window {window} but {len(received)} records "
-                f"arrived ({len(newest)} distinct ids); records may have changed while paging, "
-                "or the API's count is off"
+                f"UJET said total {read.total} for the window {window} but {len(read.newest)} "
+                f"distinct chats arrived after a second read; {shortfall} missing"
+            )
+        if read.left_out:
+            self._log.warning(
+                f"UJET window {window}: {len(read.left_out)} chats left out, without a usable "
+                f"id or updated_at: {', '.join(list(read.left_out)[:10])}"
             )
         self._log.info(
-            f"UJET window {window}: {pages} pages, {len(received)} records received, "
-            f"{duplicates} duplicates dropped, {outside} outside the window, {len(inside)} kept"
+            f"UJET window {window}: {counters.requests} requests, {read.received} chats received, "
+            f"{duplicates} duplicates dropped, {outside} outside the window, {len(inside)} kept, "
+            f"pace {self._pacer.pace:.1f}/s"
         )
         return FetchResult(
             records=inside,
-            pages=pages,
-            total=total,
-            received=len(received),
+            pages=counters.pages,
+            total=read.total,
+            received=read.received,
             duplicates_dropped=duplicates,
             requests=counters.requests,
             retries=counters.retries,
             throttled=counters.throttled,
             outside_window=outside,
+            left_out=tuple(read.left_out),
+            repaired=len(read.repaired),
+            reread=reread,
+            shortfall=shortfall,
+            pace=self._pacer.pace,
         )
 
     def _get(
@@ -519,11 +698,10 @@ class UjetClient:
         window: str,
         counters: _Counters,
     ) -> requests.Response:
-        """One page, paced and retried; returns only a 2xx response, raises on anything else."""
+        """One request, paced and retried; returns only a 2xx response, raises on the rest."""
         attempt = 0
         while True:
-            self._pacer.wait()
-            counters.requests += 1
+            counters.requests += 1  # paced by the session's adapter, right before it is sent
             try:
                 response = self._session.get(
                     url,
@@ -535,7 +713,7 @@ class UjetClient:
                 )
             except requests.exceptions.SSLError:
                 raise UjetError(
-                    f"TLS with {self._host} failed on page {page} of the window {window} "
+                    f"TLS with {self._host} failed on request {page} of the window {window} "
                     "(SSLError): check UJET_BASE_URL and the machine's CA certificates"
                 ) from None
             except (
@@ -547,35 +725,43 @@ class UjetClient:
                 delay = self._backoff(attempt)
             except requests.RequestException as exc:
                 raise UjetError(
-                    f"Request for UJET page {page} of the window {window} could not be sent "
+                    f"Request {page} of the window {window} to {self._host} could not be sent "
                     f"({type(exc).__name__}): check UJET_BASE_URL"
                 ) from None
             else:
                 status = response.status_code
                 if status == 429:
                     counters.throttled += 1
+                    self._pacer.throttled()
                     cause, answered = _status_text(status), True
                     delay = self._retry_after(response, attempt)
                 elif status >= 500:
                     cause, answered = _status_text(status), True
                     delay = self._backoff(attempt)
                 elif 200 <= status < 300:
+                    self._pacer.succeeded()
                     return response
                 else:
                     self._raise_for_client_error(status, page, window)
 
             if attempt >= self._max_retries:
+                if answered:
+                    raise UjetUnavailableError(
+                        f"UJET request {page} of the window {window} still failed after "
+                        f"{self._max_retries} retries; last cause: {cause}. Check UJET's status, "
+                        "or lower UJET_REQUESTS_PER_SECOND"
+                    )
                 raise UjetUnavailableError(
-                    f"UJET page {page} of the window {window} still failed after "
-                    f"{self._max_retries} retries; last cause: {cause}. Check UJET's status, "
-                    "or lower requests_per_second / raise max_retries"
+                    f"UJET at {self._host} could not be reached for request {page} of the "
+                    f"window {window} after {self._max_retries} retries (last cause: {cause}): "
+                    "check UJET_BASE_URL / UJET_SUBDOMAIN and this machine's network"
                 )
             attempt += 1
             counters.retries += 1
             what = f"answered {cause}" if answered else f"request failed with {cause}"
             self._log.warning(
                 f"UJET {what}; waiting {delay:.1f} s "
-                f"(retry {attempt} of {self._max_retries}, page {page})"
+                f"(retry {attempt} of {self._max_retries}, request {page})"
             )
             self._sleep(delay)
 
@@ -632,46 +818,61 @@ class UjetClient:
         return min(max(delay, 0.0), self._max_retry_after)
 
     def _parse_page(
-        self, response: requests.Response, page: int, window: str
-    ) -> list[tuple[dict, datetime]]:
-        """Records of one page with parsed updated_at; raises without quoting the body."""
+        self, response: requests.Response, number: int, window: str
+    ) -> tuple[list[tuple[dict, datetime]], int, list[str], list[int]]:
+        """(usable chats with parsed updated_at, chats in the body, labels of those left out,
+        ids of those repaired). Raises, without quoting the body, only when the body as a whole
+        is not a JSON array."""
         if response.status_code == 204 or not response.content:
             if response.status_code == 204:
-                return []
+                return [], 0, [], []
             body: Any = None
         else:
-            try:
-                # PostgreSQL text cannot hold NUL characters: drop them before anything else.
-                content = response.content.replace(b"\\u0000", b"")
-                body = json.loads(content, parse_constant=_no_constant)
-            except ValueError:
-                # from None: JSONDecodeError keeps the whole body in .doc.
-                content_type = response.headers.get("content-type", "unknown").split(";")[0]
-                raise UjetResponseError(
-                    f"UJET page {page} of the window {window} was not JSON (content type "
-                    f"{content_type[:60]!r}): check UJET_BASE_URL points at the Manager API"
-                ) from None
-        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-            got = "an array holding non-objects" if isinstance(body, list) else _json_kind(body)
+            body = self._json_body(response, number, window)
+        if not isinstance(body, list):
             raise UjetResponseError(
-                f"UJET page {page} of the window {window} was not a JSON array of chat objects "
-                f"(got {got}): check UJET_BASE_URL points at the Manager API"
+                f"UJET request {number} of the window {window} was not a JSON array of chat "
+                f"objects (got {_json_kind(body)}): check UJET_BASE_URL points at the Manager API"
             )
-        parsed: list[tuple[dict, datetime]] = []
-        bad = 0
-        for record in body:
-            record_id = _normalise_id(record.get("id"))
-            updated = _parse_time(record.get("updated_at"))
+        suspicious = _NEEDS_REPAIR.search(response.content) is not None
+        chats: list[tuple[dict, datetime]] = []
+        left_out: list[str] = []
+        repaired: list[int] = []
+        for position, record in enumerate(body, start=1):
+            record_id = _normalise_id(record.get("id")) if isinstance(record, dict) else None
+            updated = _parse_time(record.get("updated_at")) if isinstance(record, dict) else None
             if record_id is None or updated is None:
-                bad += 1
+                left_out.append(
+                    f"id {record_id}"
+                    if record_id is not None
+                    else f"request {number} position {position}"
+                )
                 continue
+            if suspicious:
+                clean = _repaired(record)
+                if clean != record:
+                    repaired.append(record_id)
+                    record = clean
             record["id"] = record_id
             # One canonical form, so every later reader parses the same instant the same way.
             record["updated_at"] = updated.isoformat().replace("+00:00", "Z")
-            parsed.append((record, updated))
-        if bad:
+            chats.append((record, updated))
+        return chats, len(body), left_out, repaired
+
+    @staticmethod
+    def _json_body(response: requests.Response, number: int, window: str) -> Any:
+        """The parsed body; bytes that are not UTF-8 are replaced by U+FFFD, not fatal."""
+        content = response.content
+        try:
+            try:
+                return json.loads(content, parse_constant=_no_constant)
+            except UnicodeDecodeError:
+                text = content.decode("utf-8", "replace")
+                return json.loads(text, parse_constant=_no_constant)
+        except ValueError:
+            # from None: JSONDecodeError keeps the whole body in .doc.
+            content_type = response.headers.get("content-type", "unknown").split(";")[0]
             raise UjetResponseError(
-                f"UJET page {page} of the window {window} had {bad} of {len(body)} records "
-                "without an integer id or a readable updated_at; the API's format may have changed"
-            )
-        return parsed
+                f"UJET request {number} of the window {window} was not JSON (content type "
+                f"{content_type[:60]!r}): check UJET_BASE_URL points at the Manager API"
+            ) from None

@@ -1,11 +1,26 @@
-"""A local HTTP server speaking UJET's `GET /manager/api/v1/chats` protocol.
+"""A local HTTP server speaking UJET's `GET /manager/api/v1/chats` protocol, as documented.
 
-Why: the client, the pipeline and the benchmarks must be exercised against real sockets (Basic
-auth, paging headers, absolute `link` URLs, 429/5xx, dropped connections, slow answers, bad
-bodies) without a UJET account. Stdlib only, so it starts anywhere the package imports.
+Written from the vendor's documents and the RFCs (see ``../shared/ujet-api.md``), never from our
+client: HTTP Basic auth, `page`/`per` paging, `sort_column`/`sort_direction`, inclusive
+`updated_at[from]`/`[to]` filters, `total` and `per-page` headers, and, where a deployment sends
+one, an RFC 8288 `Link` list. Each behaviour the documents allow is a *personality*
+(`PERSONALITIES`), so a client can be tested against all of them:
 
-Run it standalone: ``python -m chat_assets.source.emulator --port 8765 [--rps 1]``.
+- `rfc8288`: `<…>; rel="first", <…>; rel="prev", <…>; rel="next", <…>; rel="last"`, in any order;
+- `no_link`: no `Link` header at all, only `total` ("doesn't explicitly indicate more records");
+- `lone_next`: a `Link` header holding only `rel="next"`;
+- `header_case`: the same headers with names in other cases (names are case-insensitive);
+- `updated_mid_read`: a chat already served is updated while the window is read, so it moves to
+  the end of an `updated_at` ordering and every later chat shifts up one place;
+- `strict_5` / `strict_10`: a limiter with a burst of one: two requests arriving closer than
+  1/rate apart draw a 429 with `Retry-After`;
+- `shared_budget`: the tenant's 10 requests/s shared with another integration that takes 20%;
+- `storm`: that other integration bursts now and then and drains the budget: 429 storms.
+
+Run it standalone: ``python -m chat_assets.source.emulator --port 8765 [--personality NAME]``.
 """
+
+from __future__ import annotations
 
 import argparse
 import base64
@@ -13,13 +28,14 @@ import binascii
 import contextlib
 import hmac
 import json
+import math
 import signal
 import socket
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,8 +63,44 @@ FAULTS = (
 )
 # Generated windows are capped so a careless query cannot make the emulator build millions of keys.
 MAX_GENERATED_VERSIONS = 3_000_000
-RATE_GRACE_SECONDS = 0.1  # loopback jitter allowance for a client paced exactly at the limit
-_CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Personality:
+    """One documented way a UJET deployment may answer."""
+
+    name: str
+    links: str = "rfc8288"  # rfc8288 | lone_next | none
+    header_names: tuple[str, str, str] = ("Total", "Per-Page", "Link")
+    strict_rate: float | None = None  # burst-1 limiter, requests per second
+    budget_rate: float | None = None  # token bucket with a one-second burst
+    other_share: float = 0.0  # share of budget_rate taken steadily by another integration
+    storm_every: float | None = None  # seconds between the other integration's bursts
+    updates_mid_read: int = 0  # chats updated while the window is read (one per answer)
+
+
+PERSONALITIES: dict[str, Personality] = {
+    p.name: p
+    for p in (
+        Personality("rfc8288"),
+        Personality("no_link", links="none"),
+        Personality("lone_next", links="lone_next", header_names=("total", "per-page", "link")),
+        Personality("header_case", header_names=("TOTAL", "pEr-PaGe", "LINK")),
+        Personality("updated_mid_read", updates_mid_read=3),
+        Personality("strict_5", strict_rate=5.0),
+        Personality("strict_10", strict_rate=10.0),
+        Personality("shared_budget", budget_rate=10.0, other_share=0.2),
+        Personality("storm", budget_rate=10.0, other_share=0.2, storm_every=3.0),
+    )
+}
+
+
+class StoredChat(NamedTuple):
+    """A chat as the server's database holds it: the instant it filters and sorts on, and the
+    body it sends. Lets a test serve a body whose own `updated_at` is broken on the wire."""
+
+    updated_at: datetime
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +111,7 @@ class RequestLog:
     path: str
     query: dict[str, str]  # last value per key, brackets decoded: {"updated_at[from]": ...}
     status: int  # 0 when the connection was dropped without an answer
-    time: float  # time.monotonic() when the request arrived
+    time: float  # time.monotonic() when the request line arrived
     fault: str | None = None
 
 
@@ -69,39 +121,57 @@ class _Fault:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class _Row(NamedTuple):
-    """A sortable stand-in for a record; generated records are built only when served."""
-
-    id_key: tuple[int, Any]
-    updated_us: int | None
-    created_us: int | None
-    source: demo_data.ChatVersionKey | dict[str, Any]
-
-
 class _BadRequest(Exception):
     """A query parameter the emulator refuses, answered with 400."""
 
 
-class _TokenBucket:
-    """Requests-per-second limit with a one-second burst, like the vendor's ~1 rps limit."""
+class _StrictLimiter:
+    """Burst of one: a request is refused when it arrives sooner than 1/rate after the last
+    accepted one. Refused requests do not count against the next."""
 
     def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-        self.grace = RATE_GRACE_SECONDS * rate
+        self.interval = 1.0 / rate
+        self.last = -math.inf
         self.lock = threading.Lock()
 
-    def take(self) -> bool:
+    def admit(self, now: float) -> float | None:
+        """None when admitted, else the seconds until a request would be."""
         with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            wait = self.last + self.interval - now
+            if wait > 0:
+                return wait
+            self.last = now
+            return None
+
+
+class _SharedBudget:
+    """A token bucket of `rate` per second with a one-second burst, drawn on by someone else too:
+    steadily (`other_share` of the rate) and, with `storm_every`, in bursts that empty it."""
+
+    def __init__(self, rate: float, other_share: float, storm_every: float | None) -> None:
+        self.rate = rate
+        self.other = rate * other_share
+        self.storm_every = storm_every
+        self.tokens = rate
+        self.stamp = time.monotonic()
+        self.origin = self.stamp
+        self.lock = threading.Lock()
+
+    def admit(self, now: float) -> float | None:
+        with self.lock:
+            elapsed = max(0.0, now - self.stamp)
+            if (
+                self.storm_every
+                and (now - self.origin) // self.storm_every
+                != (self.stamp - self.origin) // self.storm_every
+            ):
+                self.tokens = 0.0  # the other integration's burst has spent the budget
+            self.tokens = min(self.rate, self.tokens + elapsed * (self.rate - self.other))
             self.stamp = now
-            if self.tokens < 1.0 - self.grace:
-                return False
-            self.tokens -= 1.0
-            return True
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return None
+            return (1.0 - self.tokens) / (self.rate - self.other)
 
 
 def _parse_instant(name: str, value: str) -> int:
@@ -127,14 +197,14 @@ def _parse_positive_int(name: str, value: str) -> int:
     return number
 
 
-def _record_instant(record: dict[str, Any], name: str) -> int | None:
-    """A served record's timestamp as epoch microseconds, or None when absent or unreadable."""
+def _wire_instant(record: dict[str, Any], name: str) -> int | None:
+    """A body's timestamp as epoch microseconds, or None when absent or unreadable."""
     value = record.get(name)
     if not isinstance(value, str):
         return None
     try:
         return _parse_instant(name, value)
-    except (_BadRequest, ValueError):
+    except _BadRequest:
         return None
 
 
@@ -145,16 +215,43 @@ def _id_key(value: Any) -> tuple[int, Any]:
     return (1, str(value))
 
 
-def _rows_from_records(records: list[dict[str, Any]]) -> list[_Row]:
-    return [
-        _Row(
-            _id_key(record.get("id")),
-            _record_instant(record, "updated_at"),
-            _record_instant(record, "created_at"),
-            record,
-        )
-        for record in records
-    ]
+class _Row:
+    """One stored chat: sort keys plus its body (or the key to build a generated one from)."""
+
+    __slots__ = ("created_us", "id_key", "source", "updated_us")
+
+    def __init__(
+        self,
+        id_key: tuple[int, Any],
+        updated_us: int | None,
+        created_us: int | None,
+        source: demo_data.ChatVersionKey | dict[str, Any],
+    ) -> None:
+        self.id_key = id_key
+        self.updated_us = updated_us
+        self.created_us = created_us
+        self.source = source
+
+    def body(self) -> dict[str, Any]:
+        if isinstance(self.source, dict):
+            return self.source
+        return demo_data.build_chat(self.source)
+
+    def sort_key(self, column: str) -> tuple[Any, ...]:
+        """The column's value first (missing ones first), the id as the tie-break."""
+        value = {"updated_at": self.updated_us, "created_at": self.created_us}.get(column)
+        if column == "id":
+            return (self.id_key,)
+        return ((0, 0) if value is None else (1, value), self.id_key)
+
+
+def _stored_row(item: dict[str, Any] | StoredChat) -> _Row:
+    if isinstance(item, StoredChat):
+        body = item.body
+        updated = demo_data.to_epoch_us(item.updated_at)
+    else:
+        body, updated = item, _wire_instant(item, "updated_at")
+    return _Row(_id_key(body.get("id")), updated, _wire_instant(body, "created_at"), body)
 
 
 class _Query(NamedTuple):
@@ -185,42 +282,21 @@ def _parse_query(raw: str) -> _Query:
     return _Query(page, per, sort_column, direction == "DESC", from_us, to_us, pairs)
 
 
-def _instant(value: int | None) -> tuple[int, int]:
-    """Missing instants sort first instead of breaking the comparison."""
-    return (0, 0) if value is None else (1, value)
-
-
-def _by_updated(row: _Row) -> tuple[Any, ...]:
-    return (_instant(row.updated_us), row.id_key)
-
-
-def _by_created(row: _Row) -> tuple[Any, ...]:
-    return (_instant(row.created_us), row.id_key)
-
-
-def _by_id(row: _Row) -> tuple[Any, ...]:
-    return (row.id_key, _instant(row.updated_us))
-
-
-_SORT_KEYS: dict[str, Callable[[_Row], tuple[Any, ...]]] = {
-    "id": _by_id,
-    "updated_at": _by_updated,
-    "created_at": _by_created,
-}
-
-
-def _filter_rows(rows: list[_Row], from_us: int | None, to_us: int | None) -> list[_Row]:
-    """Inclusive updated_at bounds; without bounds every given record is served."""
+def _in_bounds(row: _Row, from_us: int | None, to_us: int | None) -> bool:
+    """Both bounds inclusive; a chat without an updated_at never matches a bound."""
     if from_us is None and to_us is None:
-        return rows
-    low = -(2**63) if from_us is None else from_us
-    high = 2**63 if to_us is None else to_us
-    return [row for row in rows if row.updated_us is not None and low <= row.updated_us <= high]
+        return True
+    if row.updated_us is None:
+        return False
+    return (from_us is None or row.updated_us >= from_us) and (
+        to_us is None or row.updated_us <= to_us
+    )
 
 
-def _sort_rows(rows: list[_Row], column: str, descending: bool) -> list[_Row]:
-    """Sort with the id as tie-breaker, so pages are stable between requests."""
-    return sorted(rows, key=_SORT_KEYS[column], reverse=descending)
+def _encode(records: list[dict[str, Any]]) -> bytes:
+    """UTF-8 JSON; a lone surrogate goes out as its `\\uXXXX` escape, as JSON allows."""
+    text = json.dumps(records, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", "backslashreplace")
 
 
 class _Server(ThreadingHTTPServer):
@@ -230,7 +306,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], emulator: "UjetEmulator") -> None:
+    def __init__(self, address: tuple[str, int], emulator: UjetEmulator) -> None:
         self.emulator = emulator
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
@@ -256,8 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind its load balancer
-    server_version = "UjetEmulator/1.0"
+    server_version = "UjetEmulator/2.0"
     timeout = 60  # idle keep-alive connections are closed after a minute
+    arrived = 0.0
 
     def setup(self) -> None:
         super().setup()
@@ -269,6 +346,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.open_sockets.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
+
+    def parse_request(self) -> bool:
+        # Stamped as soon as the request line is in: the time a limiter measures.
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would be noise and could leak query details."""
@@ -316,9 +398,9 @@ def _error(message: str) -> bytes:
 
 
 class UjetEmulator:
-    """A real HTTP server imitating UJET's chats endpoint, with injectable faults.
+    """A real HTTP server imitating UJET's chats endpoint, with a personality and faults.
 
-    Data are the records given (``records`` / ``serve_records``) or else the deterministic demo
+    Data are the chats given (``records`` / ``serve_records``) or else the deterministic demo
     chats of ``demo_data`` for the requested ``updated_at`` window.
     """
 
@@ -328,28 +410,37 @@ class UjetEmulator:
         company_key: str = "demo-key",
         company_secret: str = "demo-secret",
         chats_per_day: int = 48,
-        requests_per_second: float | None = None,
-        records: list[dict[str, Any]] | None = None,
-        link_header: bool = True,
+        personality: str | Personality = "rfc8288",
+        records: Iterable[dict[str, Any] | StoredChat] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if requests_per_second is not None and requests_per_second <= 0:
-            raise ValueError("requests_per_second must be positive")
+        if isinstance(personality, str):
+            if personality not in PERSONALITIES:
+                raise ValueError(
+                    f"unknown personality {personality!r}; one of {', '.join(PERSONALITIES)}"
+                )
+            personality = PERSONALITIES[personality]
+        self.personality = personality
         self.company_key = company_key
         self.company_secret = company_secret
         self.chats_per_day = chats_per_day
-        self.requests_per_second = requests_per_second
-        self.link_header = link_header
         self.host = host
         self.port = port
         self.requests: list[RequestLog] = []
+        self.updated_ids: list[Any] = []  # chats the `updated_mid_read` personality moved
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
-        self._bucket = None if requests_per_second is None else _TokenBucket(requests_per_second)
-        self._record_rows: list[_Row] | None = None
-        self._generation = 0  # bumped by serve_records so cached pages never go stale
-        self._sorted_cache: OrderedDict[tuple[Any, ...], list[_Row]] = OrderedDict()
+        self._limiter: _StrictLimiter | _SharedBudget | None = None
+        if personality.strict_rate:
+            self._limiter = _StrictLimiter(personality.strict_rate)
+        elif personality.budget_rate:
+            self._limiter = _SharedBudget(
+                personality.budget_rate, personality.other_share, personality.storm_every
+            )
+        self._rows: list[_Row] | None = None
+        self._served: set[tuple[int, Any]] = set()
+        self._generated: tuple[tuple[int, int], list[_Row]] | None = None
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -365,7 +456,7 @@ class UjetEmulator:
             raise RuntimeError("the emulator is not started")
         return f"http://{self._public_host(None)}:{self.port}{API_PREFIX}"
 
-    def start(self) -> "UjetEmulator":
+    def start(self) -> UjetEmulator:
         """Bind and serve in a daemon thread (port 0 picks a free port)."""
         if self._server is not None:
             return self
@@ -395,7 +486,7 @@ class UjetEmulator:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "UjetEmulator":
+    def __enter__(self) -> UjetEmulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -404,7 +495,7 @@ class UjetEmulator:
     # Control ---------------------------------------------------------------------------------
 
     def inject(self, fault: str, count: int = 1, **options: Any) -> None:
-        """Queue `count` faults; each is consumed, in order, by the next chats request.
+        """Queue `count` faults; each is consumed, in order, by the next admitted chats request.
 
         Options: ``retry_after`` (429, 503), ``seconds`` (slow), ``delta`` (wrong_total).
         """
@@ -425,13 +516,26 @@ class UjetEmulator:
         with self._lock:
             return len(self._faults)
 
-    def serve_records(self, records: list[dict[str, Any]]) -> None:
-        """Serve exactly these records (filtered, sorted and paged) instead of generated data."""
-        rows = _rows_from_records(list(records))
+    def serve_records(self, records: Iterable[dict[str, Any] | StoredChat]) -> None:
+        """Serve exactly these chats (filtered, sorted and paged) instead of generated data."""
+        rows = [_stored_row(item) for item in records]
         with self._lock:
-            self._record_rows = rows
-            self._generation += 1
-            self._sorted_cache.clear()
+            self._rows = rows
+            self._served.clear()
+
+    def stored(self) -> list[dict[str, Any]]:
+        """The served chats as they are now (after any update mid-read)."""
+        with self._lock:
+            return [row.body() for row in self._rows or []]
+
+    def summary(self) -> str:
+        """One line on the chats requests served: counts, 429s, and the rate they came at."""
+        with self._lock:
+            served = [r for r in self.requests if r.path == CHATS_PATH]
+        throttled = sum(r.status == 429 for r in served)
+        span = served[-1].time - served[0].time if len(served) > 1 else 0.0
+        rate = (len(served) - 1) / span if span > 0 else 0.0
+        return f"requests {len(served)} answered_429 {throttled} span_s {span:.3f} rate {rate:.3f}"
 
     # Request handling ------------------------------------------------------------------------
 
@@ -445,14 +549,16 @@ class UjetEmulator:
 
     def _handle(self, handler: _Handler) -> None:
         """Rate limit, then an injected fault, then auth, routing and the chats answer."""
-        arrived = time.monotonic()
         split = urlsplit(handler.path)
         path = split.path.rstrip("/") or "/"
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        reply = _Reply(self, handler, path, query, arrived)
-        if self._bucket is not None and not self._bucket.take():
-            reply.send(429, _error("Too Many Requests"), {"Retry-After": "1"})
-            return
+        reply = _Reply(self, handler, path, query, handler.arrived)
+        if self._limiter is not None:
+            wait = self._limiter.admit(handler.arrived)
+            if wait is not None:
+                retry = str(max(1, math.ceil(wait)))
+                reply.send(429, _error("Too Many Requests"), {"Retry-After": retry})
+                return
         is_chats = path == CHATS_PATH and handler.command == "GET"
         fault: _Fault | None = None
         if is_chats:
@@ -482,6 +588,7 @@ class UjetEmulator:
             reply.send(500, _error("Internal Server Error"))
             return
         reply.send(200, body, headers)
+        self._update_mid_read(parsed.to_us)
 
     def _auth_ok(self, header: str | None) -> bool:
         """Constant-time check of HTTP Basic credentials."""
@@ -496,7 +603,7 @@ class UjetEmulator:
         secret_ok = hmac.compare_digest(secret.encode(), self.company_secret.encode())
         return key_ok and secret_ok
 
-    def _serve_fault(self, fault: _Fault, reply: "_Reply") -> bool:
+    def _serve_fault(self, fault: _Fault, reply: _Reply) -> bool:
         """Serve a fault that replaces the answer; False when normal handling should go on."""
         name, options = fault.name, fault.options
         if name == "429":
@@ -527,86 +634,128 @@ class UjetEmulator:
             return False
         return True
 
-    def _generated_window(self, query: _Query) -> tuple[int, int]:
-        """Bounds for generated data: missing ones default to the last 24 hours, never open."""
+    def _window_rows(self, query: _Query) -> list[_Row]:
+        """The rows matching the query's bounds: the stored chats, or the generated window."""
+        with self._lock:
+            rows = self._rows
+            if rows is not None:
+                return [row for row in rows if _in_bounds(row, query.from_us, query.to_us)]
         to_us = query.to_us
         if to_us is None:
             to_us = demo_data.to_epoch_us(datetime.now(UTC))
-        from_us = query.from_us
-        if from_us is None:
-            from_us = to_us - 86_400_000_000
+        from_us = query.from_us if query.from_us is not None else to_us - 86_400_000_000
         days = max(0, to_us - from_us) // 86_400_000_000 + 2
         if days * self.chats_per_day * (1 + demo_data.REOPEN_SHARE) > MAX_GENERATED_VERSIONS:
             raise _BadRequest(
                 "updated_at window too large for the emulator's generated data; "
                 "narrow updated_at[from]/updated_at[to]"
             )
-        return from_us, to_us
-
-    def _sorted_rows(self, query: _Query) -> list[_Row]:
-        """The window's rows in the requested order, cached so paging does not redo the work."""
-        with self._lock:
-            record_rows, generation = self._record_rows, self._generation
-        generated = self._generated_window(query) if record_rows is None else None
-        window = generated or (query.from_us, query.to_us)
-        cache_key = (generation, window, query.sort_column, query.descending)
-        with self._lock:
-            cached = self._sorted_cache.get(cache_key)
-            if cached is not None:
-                self._sorted_cache.move_to_end(cache_key)
-                return cached
-        if generated is not None:
-            rows = self._generated_rows(*generated)
-        else:
-            rows = _filter_rows(record_rows or [], query.from_us, query.to_us)
-        rows = _sort_rows(rows, query.sort_column, query.descending)
-        with self._lock:
-            self._sorted_cache[cache_key] = rows
-            while len(self._sorted_cache) > _CACHE_SIZE:
-                self._sorted_cache.popitem(last=False)
-        return rows
+        return self._generated_rows(from_us, to_us)
 
     def _generated_rows(self, from_us: int, to_us: int) -> list[_Row]:
-        """Keys only: records are built when their page is served."""
-        if from_us > to_us:
-            return []
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        keys = demo_data.chat_version_keys(
-            epoch + timedelta(microseconds=from_us),
-            epoch + timedelta(microseconds=to_us),
-            self.chats_per_day,
-        )
-        return [
-            _Row((0, key.chat_id), key.updated_ms * 1000, key.created_ms * 1000, key)
-            for key in keys
-        ]
+        """Keys only (records are built when their page is served); the last window is kept,
+        since a client reads one window in many requests with narrowing lower bounds."""
+        day_us = 86_400_000_000
+        span = (from_us // day_us * day_us, (to_us // day_us + 1) * day_us)
+        with self._lock:
+            cached = self._generated
+        if cached is None or cached[0] != span:
+            epoch = datetime(1970, 1, 1, tzinfo=UTC)
+            keys = demo_data.chat_version_keys(
+                epoch + timedelta(microseconds=span[0]),
+                epoch + timedelta(microseconds=span[1] - 1),
+                self.chats_per_day,
+            )
+            rows = [
+                _Row((0, key.chat_id), key.updated_ms * 1000, key.created_ms * 1000, key)
+                for key in keys
+            ]
+            cached = (span, rows)
+            with self._lock:
+                self._generated = cached
+        return [row for row in cached[1] if from_us <= (row.updated_us or 0) <= to_us]
 
     def _chats(
         self, handler: _Handler, query: _Query, fault: _Fault | None
     ) -> tuple[bytes, dict[str, str]]:
-        """Filter, sort and page; headers carry total, per-page and the next page's link."""
-        rows = self._sorted_rows(query)
+        """Filter, sort and page; headers carry total, per-page and, by personality, links."""
+        rows = sorted(
+            self._window_rows(query),
+            key=lambda row: row.sort_key(query.sort_column),
+            reverse=query.descending,
+        )
         total = len(rows)
         start = (query.page - 1) * query.per
         page_rows = rows[start : start + query.per]
         if fault is not None and fault.name == "overlap" and 0 < start <= total:
             page_rows = [rows[start - 1], *page_rows]
-        records = [
-            row.source if isinstance(row.source, dict) else demo_data.build_chat(row.source)
-            for row in page_rows
-        ]
-        body = json.dumps(records, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        with self._lock:
+            self._served.update(row.id_key for row in page_rows)
+        body = _encode([row.body() for row in page_rows])
         shown_total = total
         if fault is not None and fault.name == "wrong_total":
             shown_total = max(0, total + int(fault.options.get("delta", 5)))
-        headers = {"total": str(shown_total), "per-page": str(query.per)}
-        if self.link_header and start + query.per < total:
-            pairs = [(k, v) for k, v in query.pairs if k != "page"]
-            pairs.append(("page", str(query.page + 1)))
-            host = self._public_host(handler.headers.get("Host"))
-            url = f"http://{host}:{self.port}{CHATS_PATH}?{urlencode(pairs)}"
-            headers["link"] = f'<{url}>; rel="next"'
+        total_name, per_name, link_name = self.personality.header_names
+        headers = {total_name: str(shown_total), per_name: str(query.per)}
+        link = self._link(handler, query, total)
+        if link:
+            headers[link_name] = link
         return body, headers
+
+    def _link(self, handler: _Handler, query: _Query, total: int) -> str | None:
+        """The RFC 8288 list for this page, shaped by the personality."""
+        last = max(1, math.ceil(total / query.per))
+        host = self._public_host(handler.headers.get("Host"))
+        others = [(k, v) for k, v in query.pairs if k != "page"]
+
+        def target(page: int) -> str:
+            return f"http://{host}:{self.port}{CHATS_PATH}?{urlencode([*others, ('page', page)])}"
+
+        rels: list[tuple[str, int]] = []
+        if self.personality.links == "rfc8288":
+            rels.append(("first", 1))
+            if query.page > 1:
+                rels.append(("prev", min(query.page - 1, last)))
+            if query.page < last:
+                rels.append(("next", query.page + 1))
+            rels.append(("last", last))
+            # Entries come in any order: rotate them by page, so no position can be relied on.
+            shift = query.page % len(rels)
+            rels = rels[shift:] + rels[:shift]
+        elif self.personality.links == "lone_next" and query.page < last:
+            rels.append(("next", query.page + 1))
+        if not rels:
+            return None
+        return ", ".join(f'<{target(page)}>; rel="{rel}"' for rel, page in rels)
+
+    def _update_mid_read(self, to_us: int | None) -> None:
+        """Personality `updated_mid_read`: after an answer, the earliest-updated chat already
+        served is updated, as a chat of a day still being read is: it moves behind every other
+        chat of the window in updated_at order (halfway from the newest to the upper bound)."""
+        if len(self.updated_ids) >= self.personality.updates_mid_read:
+            return
+        with self._lock:
+            rows = self._rows or []
+            served = [
+                row
+                for row in rows
+                if row.id_key in self._served
+                and row.updated_us is not None
+                and row.source.get("id") not in self.updated_ids
+            ]
+            stamps = [r.updated_us for r in rows if r.updated_us is not None]
+            if to_us is not None:
+                stamps = [us for us in stamps if us < to_us]
+            if not served or not stamps:
+                return
+            newest = max(stamps)
+            moved_to = newest + max(1000, ((to_us or newest) - newest) // 2000 * 1000)
+            row = min(served, key=lambda r: r.sort_key("updated_at"))
+            row.updated_us = moved_to
+            body = dict(row.source)
+            body["updated_at"] = demo_data.iso_ms(moved_to // 1000)
+            row.source = body
+            self.updated_ids.append(body.get("id"))
 
 
 class _Reply:
@@ -654,14 +803,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Local emulator of UJET's chats endpoint")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--rps", type=float, default=None, help="requests per second limit")
+    parser.add_argument("--personality", default="rfc8288", choices=sorted(PERSONALITIES))
     parser.add_argument("--chats-per-day", type=int, default=48)
-    parser.add_argument("--no-link", action="store_true", help="omit the link header")
     args = parser.parse_args(argv)
     emulator = UjetEmulator(
         chats_per_day=args.chats_per_day,
-        requests_per_second=args.rps,
-        link_header=not args.no_link,
+        personality=args.personality,
         host=args.host,
         port=args.port,
     )
@@ -676,6 +823,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("Ctrl-C to stop", flush=True)
         done.wait()
+    print(emulator.summary(), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from chat_assets.settings import DEFAULT_REQUESTS_PER_SECOND
 from chat_assets.source.client import UjetClient
 from chat_assets.source.emulator import UjetEmulator
 
@@ -40,7 +41,9 @@ class UjetResource(dg.ConfigurableResource):
     company_key: str | None = Field(default=None, description="UJET_COMPANY_KEY.")
     company_secret: str | None = Field(default=None, description="UJET_COMPANY_SECRET.")
     requests_per_second: float = Field(
-        default=1.0, gt=0, description="UJET_REQUESTS_PER_SECOND: pace of every request."
+        default=DEFAULT_REQUESTS_PER_SECOND,
+        gt=0,
+        description="UJET_REQUESTS_PER_SECOND: the most requests per second of this process.",
     )
     demo_chats_per_day: int = Field(default=48, gt=0, description="Demo source volume per day.")
 

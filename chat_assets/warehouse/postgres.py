@@ -56,6 +56,10 @@ def _refusals_without_values(table: Table) -> Iterator[None]:
         ) from None
 
 
+class WarehouseUnreachable(RuntimeError):
+    """The warehouse refused or never answered a connection."""
+
+
 @contextmanager
 def cursor_for(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]:
     """A psycopg cursor on a pooled connection (in one transaction when asked), for COPY and
@@ -79,6 +83,24 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
+def check_reachable(engine: sa.Engine) -> None:
+    """Connect once, so an unreachable warehouse fails a run before its fetch, not after it.
+    The error names the host, port and variable to check, never the URL's password."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except sa.exc.DBAPIError as exc:
+        where = engine.url.host or "a local socket"
+        if engine.url.port:
+            where += f":{engine.url.port}"
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        raise WarehouseUnreachable(
+            f"PostgreSQL at {where} (database {engine.url.database or '?'}) could not be "
+            f"reached ({type(exc.orig).__name__}, SQLSTATE {sqlstate}): check "
+            "CHAT_ASSETS_DATABASE_URL (host, port, user, password) and that the server runs"
+        ) from None
+
+
 def qualified(schema: str, table: Table) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
 
@@ -97,7 +119,6 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
     )
     target = qualified(schema, table)
     return [
-        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)),
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(columns)),
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(f"{table.name}_{table.time_column}_idx"),
@@ -114,8 +135,17 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
     ]
 
 
+def ensure_schema(cursor: Any, schema: str) -> None:
+    """Create the schema only when it is missing: a role that owns an existing schema but may
+    not CREATE on the database works, since even `CREATE SCHEMA IF NOT EXISTS` needs that."""
+    cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+    if cursor.fetchone() is None:
+        cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
 def ensure_table(cursor: Any, schema: str, table: Table) -> None:
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+    ensure_schema(cursor, schema)
     for statement in create_table_statements(schema, table):
         cursor.execute(statement)
 
