@@ -20,7 +20,7 @@ import time
 from datetime import date
 
 from chat_assets.partitions import day_window
-from chat_assets.source.client import UjetClient
+from chat_assets.ujet.client import UjetClient
 
 DAY = date(2026, 1, 15)
 
@@ -30,7 +30,7 @@ def run(personality: str, ceiling: float, rate: float, chats_per_day: int) -> No
         [
             sys.executable,
             "-m",
-            "chat_assets.source.emulator",
+            "chat_assets_demo.emulator",
             "--port",
             "0",
             "--personality",

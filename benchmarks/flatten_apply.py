@@ -21,12 +21,12 @@ from pathlib import Path
 
 from psycopg import sql
 
-from chat_assets.landing import landing_frame
 from chat_assets.partitions import day_window
-from chat_assets.source.demo_data import chats_updated_between
+from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import DERIVED_TABLES, RAW_CHATS
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.embedded import embedded_database_url
+from chat_assets_demo.demo_data import chats_updated_between
+from chat_assets_demo.embedded import embedded_database_url
 
 DAY = date(2026, 1, 15)
 
@@ -41,9 +41,9 @@ def land(url: str, schema: str, chats: int) -> None:
 
 
 def _ts(record: dict):
-    from chat_assets.tables import parse_time
+    from chat_assets.grammar import parse_instant
 
-    return parse_time(record["updated_at"])
+    return parse_instant(record["updated_at"])
 
 
 def server_only_copy(engine, schema: str, tables) -> float:

@@ -7,6 +7,7 @@ by ids and values of non-personal columns only, a few at a time.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -17,21 +18,26 @@ from psycopg import sql
 
 from chat_assets.privacy.catalog import Treatment
 from chat_assets.privacy.detect import PG_PATTERNS
-from chat_assets.source.client import FetchResult
-from chat_assets.tables import CHAT_QUEUE_DURATIONS, PgType, Table
+from chat_assets.tables import (
+    RAW_CHATS,
+    RAW_PII_KEY,
+    SLA_CONSISTENT,
+    SLA_EVENT_VALID,
+    PgType,
+    Table,
+)
+from chat_assets.ujet.client import FetchResult
 from chat_assets.warehouse.postgres import cursor_for, qualified
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
-SLA_EVENT_VALID = "sla_event_valid"
-SLA_CONSISTENT = "sla_consistent"
 COMPLETE_WINDOW = "complete_window"
 NO_UNKNOWN_FIELDS = "no_unknown_fields"
 PII_KEY_UNCHANGED = "pii_key_unchanged"
 NO_PERSONAL_TEXT = "no_personal_text"
 
-SLA_EVENTS = ("in_sla", "not_in_sla", "excluded")
 EXAMPLES = 5
+__all__ = ["SLA_CONSISTENT", "SLA_EVENT_VALID"]  # declared with the tables, checked here
 
 
 def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
@@ -65,28 +71,32 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
             "columns declared non-personal.",
         )
     )
-    if table is CHAT_QUEUE_DURATIONS:
-        specs += [
+    for name, column in table.valid_values:
+        values = ", ".join(table.column(column).values)
+        specs.append(
             dg.AssetCheckSpec(
-                SLA_EVENT_VALID,
+                name,
                 asset=key,
                 partitions_def=partitions,
-                description="service_level_event is in_sla, not_in_sla or excluded.",
-            ),
-            dg.AssetCheckSpec(
-                SLA_CONSISTENT,
-                asset=key,
-                partitions_def=partitions,
-                description="SLA outcome agrees with queue time and target; sane figures.",
-            ),
-        ]
+                description=f"{column} is one of the documented values: {values}.",
+            )
+        )
+    specs += [
+        dg.AssetCheckSpec(
+            name,
+            asset=key,
+            partitions_def=partitions,
+            description=_CONSISTENCY[name][0],
+        )
+        for name in table.consistency
+    ]
     return specs
 
 
 def raw_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
     def spec(name: str, description: str) -> dg.AssetCheckSpec:
         return dg.AssetCheckSpec(
-            name, asset="raw_chats", partitions_def=partitions, description=description
+            name, asset=RAW_CHATS.name, partitions_def=partitions, description=description
         )
 
     return [
@@ -99,7 +109,7 @@ def raw_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSp
         spec(PII_KEY_UNCHANGED, "Every stored payload was pseudonymised with the current key."),
         dg.AssetCheckSpec(
             NO_PERSONAL_TEXT,
-            asset="raw_chats",
+            asset=RAW_CHATS.name,
             partitions_def=partitions,
             blocking=True,
             description="No email or phone number in the partition's stored payloads.",
@@ -119,10 +129,18 @@ _SLA_COLUMNS = (
 
 def columns_checked(table: Table) -> list[str]:
     """The stored columns the partition checks of `table` read."""
-    names = list(table.unique_by)
-    if table is CHAT_QUEUE_DURATIONS:
-        names += [n for n in _SLA_COLUMNS if n not in names]
-    return names
+    names = [*table.unique_by, "chat_id", *(column for _, column in table.valid_values)]
+    for check in table.consistency:
+        names += _CONSISTENCY[check][1]
+    return list(dict.fromkeys(n for n in names if n in table.column_names))
+
+
+def partition_checks(table: Table, rows: pd.DataFrame) -> Iterator[dg.AssetCheckResult]:
+    """The checks `table` declares beyond uniqueness, on the partition's stored rows."""
+    for name, column in table.valid_values:
+        yield values_valid(table, name, column, rows)
+    for name in table.consistency:
+        yield _CONSISTENCY[name][2](table, rows)
 
 
 def _examples(values: pd.Series) -> list[Any]:
@@ -188,27 +206,27 @@ def shown_value(value: str) -> str:
     return value if _ENUM_LIKE.match(value) else f"<{len(value)} characters, not shown>"
 
 
-def sla_event_valid(rows: pd.DataFrame) -> dg.AssetCheckResult:
-    events = rows["service_level_event"]
-    bad = rows[~events.isin(SLA_EVENTS)]
+def values_valid(table: Table, name: str, column: str, rows: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every value of `column` is one its declaration documents (NULL is not)."""
+    bad = rows[~rows[column].isin(table.column(column).values)]
     details = [
         {
             "value": None if pd.isna(value) else shown_value(str(value)),
             "rows": len(group),
             "chat_ids": sorted({int(c) for c in group["chat_id"]})[:EXAMPLES],
         }
-        for value, group in bad.groupby(bad["service_level_event"].fillna("<null>"), sort=True)
+        for value, group in bad.groupby(bad[column].fillna("<null>"), sort=True)
     ]
     return dg.AssetCheckResult(
-        check_name=SLA_EVENT_VALID,
-        asset_key=CHAT_QUEUE_DURATIONS.name,
+        check_name=name,
+        asset_key=table.name,
         passed=bad.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"bad_rows": len(bad), "bad_values": dg.MetadataValue.json(details)},
     )
 
 
-def sla_consistent(rows: pd.DataFrame) -> dg.AssetCheckResult:
+def sla_consistent(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult:
     queue = rows["queue_duration"]
     target = rows["service_level_target_time"]
     event = rows["service_level_event"]
@@ -235,11 +253,21 @@ def sla_consistent(rows: pd.DataFrame) -> dg.AssetCheckResult:
             )
     return dg.AssetCheckResult(
         check_name=SLA_CONSISTENT,
-        asset_key=CHAT_QUEUE_DURATIONS.name,
+        asset_key=table.name,
         passed=not failed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
     )
+
+
+# Consistency checks by name: (description, columns read, the check).
+_CONSISTENCY: dict[str, tuple[str, tuple[str, ...], Any]] = {
+    SLA_CONSISTENT: (
+        "SLA outcome agrees with queue time and target; sane figures.",
+        _SLA_COLUMNS,
+        sla_consistent,
+    ),
+}
 
 
 def complete_window(result: FetchResult) -> dg.AssetCheckResult:
@@ -247,7 +275,7 @@ def complete_window(result: FetchResult) -> dg.AssetCheckResult:
     counted before the half-open window trims the boundary; a short window was read twice."""
     return dg.AssetCheckResult(
         check_name=COMPLETE_WINDOW,
-        asset_key="raw_chats",
+        asset_key=RAW_CHATS.name,
         passed=result.shortfall == 0 and not result.left_out,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
@@ -266,7 +294,7 @@ def schema_drift(unknown: set[str], drifted: set[str]) -> dg.AssetCheckResult:
     """New or reshaped fields were dropped (untrusted by default): name their paths, not values."""
     return dg.AssetCheckResult(
         check_name=NO_UNKNOWN_FIELDS,
-        asset_key="raw_chats",
+        asset_key=RAW_CHATS.name,
         passed=not unknown and not drifted,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -278,15 +306,15 @@ def schema_drift(unknown: set[str], drifted: set[str]) -> dg.AssetCheckResult:
 
 def pii_key_unchanged(engine: sa.Engine, schema: str, fingerprint: str) -> dg.AssetCheckResult:
     """Pseudonyms made with different keys never join: fail while any payload used another."""
-    query = sql.SQL("SELECT pii_key, count(*) FROM {}.raw_chats GROUP BY pii_key").format(
-        sql.Identifier(schema)
+    query = sql.SQL("SELECT {0}, count(*) FROM {1} GROUP BY {0}").format(
+        sql.Identifier(RAW_PII_KEY), qualified(schema, RAW_CHATS)
     )
     with cursor_for(engine) as cursor:
         found = dict(cursor.execute(query).fetchall())
     others = {key: n for key, n in found.items() if key != fingerprint}
     return dg.AssetCheckResult(
         check_name=PII_KEY_UNCHANGED,
-        asset_key="raw_chats",
+        asset_key=RAW_CHATS.name,
         passed=not others,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={

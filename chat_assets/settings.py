@@ -91,9 +91,9 @@ class Settings:
     pii_key_version: str = "k1"
 
     @property
-    def demo_source(self) -> bool:
-        """With neither UJET_BASE_URL nor UJET_SUBDOMAIN, chats come from the built-in demo."""
-        return not (self.ujet_base_url or self.ujet_subdomain)
+    def ujet_configured(self) -> bool:
+        """Whether UJET_BASE_URL or UJET_SUBDOMAIN names an account."""
+        return bool(self.ujet_base_url or self.ujet_subdomain)
 
     @classmethod
     def from_env(cls) -> Settings:

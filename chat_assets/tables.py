@@ -7,7 +7,6 @@ README's table reference, so a column is named exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -88,6 +87,14 @@ class Column:
 # every table reads them from there, so a chat's rows and its version always agree.
 CHAT_ID_FIELD = "id"
 VERSION_FIELD = "updated_at"
+# raw_chats' other columns, named here once for the SQL that reads them.
+RAW_PARTITION = "partition_key"
+RAW_PII_KEY = "pii_key"
+RAW_PAYLOAD = "payload"
+
+# Partition checks a table may declare beyond the ones every table has.
+SLA_EVENT_VALID = "sla_event_valid"
+SLA_CONSISTENT = "sla_consistent"
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,10 @@ class Table:
     unique_by: tuple[str, ...] = ()
     # An enumeration column whose counts summarise a batch in the UI (documented values only).
     summary_by: str | None = None
+    # (check name, column): a check that the column holds only its declared `values`.
+    valid_values: tuple[tuple[str, str], ...] = ()
+    # Names of the checks of `chat_assets.checks` that hold the table's figures together.
+    consistency: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -138,6 +149,9 @@ class Table:
             raise ValueError(f"table {self.name} declares a column twice")
         if self.column(self.time_column).type is not PgType.TIMESTAMPTZ:
             raise ValueError(f"table {self.name}: time column must be timestamptz")
+        for check, name in self.valid_values:
+            if not self.column(name).values:
+                raise ValueError(f"table {self.name}: {check} needs declared values of {name}")
 
     @property
     def column_names(self) -> list[str]:
@@ -220,41 +234,32 @@ RAW_CHATS = Table(
     description="Each chat UJET served in a day window (newest version per window), sanitized.",
     columns=(
         Column(
-            "partition_key",
+            RAW_PARTITION,
             PgType.TEXT,
             "Daily partition (YYYY-MM-DD) that fetched it.",
             key=True,
             nullable=False,
         ),
-        Column("id", PgType.BIGINT, "UJET chat id.", key=True, nullable=False),
+        Column(CHAT_ID_FIELD, PgType.BIGINT, "UJET chat id.", key=True, nullable=False),
         Column(
-            "updated_at", PgType.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False
+            VERSION_FIELD, PgType.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False
         ),
         Column(
-            "pii_key",
+            RAW_PII_KEY,
             PgType.TEXT,
             "Fingerprint of the pseudonym key that sanitized the payload (never the key).",
             nullable=False,
         ),
         Column(
-            "payload",
+            RAW_PAYLOAD,
             PgType.JSONB,
             "The chat as received, sanitized (loads into pandas as UTF-8 JSON bytes).",
             nullable=False,
         ),
     ),
-    time_column="updated_at",
+    time_column=VERSION_FIELD,
     write=WriteMode.REPLACE_WINDOW,
 )
-
-T = PgType
-
-
-def parse_time(value: Any) -> datetime:
-    """UJET timestamps (`2019-07-17T07:27:14.000Z`) as aware UTC datetimes; no offset is UTC."""
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
 
 
 def _col(name: str, type_: PgType, description: str, source: str | None = None, **kw: Any):
@@ -264,12 +269,15 @@ def _col(name: str, type_: PgType, description: str, source: str | None = None, 
 def _menu(prefix: str, path: str, what: str) -> tuple[Column, ...]:
     return (
         _col(
-            f"{prefix}_items_count", T.INTEGER, f"{what}: items in the menu.", f"{path}.items_count"
+            f"{prefix}_items_count",
+            PgType.INTEGER,
+            f"{what}: items in the menu.",
+            f"{path}.items_count",
         ),
-        _col(f"{prefix}_name", T.TEXT, f"{what}: menu name.", f"{path}.name"),
+        _col(f"{prefix}_name", PgType.TEXT, f"{what}: menu name.", f"{path}.name"),
         _col(
             f"{prefix}_materialized_path",
-            T.TEXT,
+            PgType.TEXT,
             f"{what}: ids of the menu path.",
             f"{path}.materialized_path",
         ),
@@ -280,7 +288,7 @@ def _child_head(what: str) -> tuple[Column, ...]:
     return (
         _col(
             "chat_id",
-            T.BIGINT,
+            PgType.BIGINT,
             "The chat this row belongs to.",
             "chat:id",
             key=True,
@@ -288,16 +296,18 @@ def _child_head(what: str) -> tuple[Column, ...]:
         ),
         _col(
             "position",
-            T.INTEGER,
+            PgType.INTEGER,
             f"Index of the {what} in the chat's list.",
             "position",
             key=True,
             nullable=False,
         ),
-        _col("id", T.BIGINT, f"UJET {what} id; unique per chat, repeated across chats by UJET."),
+        _col(
+            "id", PgType.BIGINT, f"UJET {what} id; unique per chat, repeated across chats by UJET."
+        ),
         _col(
             "chat_updated_at",
-            T.TIMESTAMPTZ,
+            PgType.TIMESTAMPTZ,
             "updated_at of the chat version this row is from.",
             "chat:updated_at",
             nullable=False,
@@ -308,15 +318,15 @@ def _child_head(what: str) -> tuple[Column, ...]:
 def _segment(what: str) -> tuple[Column, ...]:
     """Fields shared by queue and handle duration segments."""
     return (
-        _col("agent_id", T.TEXT, f"Agent of the {what}."),
-        _col("menu_path_id", T.BIGINT, "Queue (menu) of the segment."),
-        _col("menu_path", T.TEXT, "Queue path as text, e.g. Support/Billing."),
-        _col("lang", T.TEXT, "Language of the queue."),
-        _col("transfer", T.BOOLEAN, "Whether the segment came from a transfer."),
-        _col("transfer_id", T.BIGINT, "The transfer that started the segment."),
-        _col("started_at", T.TIMESTAMPTZ, f"Start of the {what}."),
-        _col("ended_at", T.TIMESTAMPTZ, f"End of the {what}."),
-        _col("event", T.TEXT, "How the segment ended."),
+        _col("agent_id", PgType.TEXT, f"Agent of the {what}."),
+        _col("menu_path_id", PgType.BIGINT, "Queue (menu) of the segment."),
+        _col("menu_path", PgType.TEXT, "Queue path as text, e.g. Support/Billing."),
+        _col("lang", PgType.TEXT, "Language of the queue."),
+        _col("transfer", PgType.BOOLEAN, "Whether the segment came from a transfer."),
+        _col("transfer_id", PgType.BIGINT, "The transfer that started the segment."),
+        _col("started_at", PgType.TIMESTAMPTZ, f"Start of the {what}."),
+        _col("ended_at", PgType.TIMESTAMPTZ, f"End of the {what}."),
+        _col("event", PgType.TEXT, "How the segment ended."),
     )
 
 
@@ -324,67 +334,67 @@ CHATS = Table(
     name="chats",
     description="One row per chat: the newest version UJET served, flattened.",
     columns=(
-        _col("id", T.BIGINT, "UJET chat id.", key=True, nullable=False),
-        _col("updated_at", T.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False),
-        _col("created_at", T.TIMESTAMPTZ, "When the chat was created."),
-        _col("assigned_at", T.TIMESTAMPTZ, "When an agent was assigned."),
-        _col("ends_at", T.TIMESTAMPTZ, "When the chat ended."),
-        _col("first_msg_sent_at", T.TIMESTAMPTZ, "First message sent."),
-        _col("last_msg_sent_at", T.TIMESTAMPTZ, "Last message sent."),
-        _col("lang", T.TEXT, "Language of the chat."),
-        _col("chat_type", T.TEXT, "Channel, e.g. Messaging Inbound (Web Chat)."),
+        _col("id", PgType.BIGINT, "UJET chat id.", key=True, nullable=False),
+        _col("updated_at", PgType.TIMESTAMPTZ, "When UJET last changed the chat.", nullable=False),
+        _col("created_at", PgType.TIMESTAMPTZ, "When the chat was created."),
+        _col("assigned_at", PgType.TIMESTAMPTZ, "When an agent was assigned."),
+        _col("ends_at", PgType.TIMESTAMPTZ, "When the chat ended."),
+        _col("first_msg_sent_at", PgType.TIMESTAMPTZ, "First message sent."),
+        _col("last_msg_sent_at", PgType.TIMESTAMPTZ, "Last message sent."),
+        _col("lang", PgType.TEXT, "Language of the chat."),
+        _col("chat_type", PgType.TEXT, "Channel, e.g. Messaging Inbound (Web Chat)."),
         _col(
             "status",
-            T.TEXT,
+            PgType.TEXT,
             "queued, assigned, finished, canceled, failed or no_response.",
             values=("queued", "assigned", "finished", "canceled", "failed", "no_response"),
         ),
-        _col("sub_status", T.TEXT, "Finer status, e.g. Disconnected by end user."),
-        _col("finish_reason", T.TEXT, "Why the chat finished."),
-        _col("fail_reason", T.TEXT, "nothing, unknown, no_response or expired."),
-        _col("queue_duration", T.INTEGER, "Seconds in queue."),
-        _col("wait_duration", T.INTEGER, "Deprecated by UJET: same as queue_duration."),
-        _col("chat_duration", T.INTEGER, "Seconds of conversation."),
-        _col("message_count", T.INTEGER, "Messages in the chat."),
-        _col("average_response_time", T.DOUBLE, "Average agent response time, seconds."),
-        _col("longest_response_time", T.DOUBLE, "Longest agent response time, seconds."),
-        _col("verified", T.BOOLEAN, "Whether the end user was verified."),
-        _col("rating", T.DOUBLE, "Customer rating 1-5."),
-        _col("has_feedback", T.BOOLEAN, "Whether the customer left feedback."),
-        _col("out_ticket_id", T.TEXT, "CRM ticket."),
-        _col("out_ticket_url", T.TEXT, "CRM that holds the ticket."),
-        _col("offer_type", T.TEXT, "How the chat was offered to agents."),
-        _col("selected_menu_id", T.BIGINT, "Selected menu id.", "selected_menu.id"),
-        _col("selected_menu_name", T.TEXT, "Selected menu name.", "selected_menu.name"),
-        _col("selected_menu_parent_id", T.BIGINT, "Parent menu.", "selected_menu.parent_id"),
-        _col("selected_menu_position", T.INTEGER, "Menu position.", "selected_menu.position"),
-        _col("selected_menu_deleted", T.BOOLEAN, "Menu deleted.", "selected_menu.deleted"),
+        _col("sub_status", PgType.TEXT, "Finer status, e.g. Disconnected by end user."),
+        _col("finish_reason", PgType.TEXT, "Why the chat finished."),
+        _col("fail_reason", PgType.TEXT, "nothing, unknown, no_response or expired."),
+        _col("queue_duration", PgType.INTEGER, "Seconds in queue."),
+        _col("wait_duration", PgType.INTEGER, "Deprecated by UJET: same as queue_duration."),
+        _col("chat_duration", PgType.INTEGER, "Seconds of conversation."),
+        _col("message_count", PgType.INTEGER, "Messages in the chat."),
+        _col("average_response_time", PgType.DOUBLE, "Average agent response time, seconds."),
+        _col("longest_response_time", PgType.DOUBLE, "Longest agent response time, seconds."),
+        _col("verified", PgType.BOOLEAN, "Whether the end user was verified."),
+        _col("rating", PgType.DOUBLE, "Customer rating 1-5."),
+        _col("has_feedback", PgType.BOOLEAN, "Whether the customer left feedback."),
+        _col("out_ticket_id", PgType.TEXT, "CRM ticket."),
+        _col("out_ticket_url", PgType.TEXT, "CRM that holds the ticket."),
+        _col("offer_type", PgType.TEXT, "How the chat was offered to agents."),
+        _col("selected_menu_id", PgType.BIGINT, "Selected menu id.", "selected_menu.id"),
+        _col("selected_menu_name", PgType.TEXT, "Selected menu name.", "selected_menu.name"),
+        _col("selected_menu_parent_id", PgType.BIGINT, "Parent menu.", "selected_menu.parent_id"),
+        _col("selected_menu_position", PgType.INTEGER, "Menu position.", "selected_menu.position"),
+        _col("selected_menu_deleted", PgType.BOOLEAN, "Menu deleted.", "selected_menu.deleted"),
         _col(
             "selected_menu_hidden",
-            T.TEXT,
+            PgType.TEXT,
             "Menu hidden flag as UJET sends it.",
             "selected_menu.hidden",
         ),
         _col(
             "selected_menu_menu_type",
-            T.TEXT,
+            PgType.TEXT,
             "Menu type, e.g. ivr_menu.",
             "selected_menu.menu_type",
         ),
-        _col("selected_menu_output_msg", T.TEXT, "Menu message.", "selected_menu.output_msg"),
+        _col("selected_menu_output_msg", PgType.TEXT, "Menu message.", "selected_menu.output_msg"),
         *_menu("menu_path", "menu_path", "Menu path"),
-        _col("agent_id", T.TEXT, "Assigned agent.", "agent_info.id"),
-        _col("end_user_id", T.TEXT, "End user (customer).", "end_user.id"),
+        _col("agent_id", PgType.TEXT, "Assigned agent.", "agent_info.id"),
+        _col("end_user_id", PgType.TEXT, "End user (customer).", "end_user.id"),
         _col(
             "end_user_out_contact_id",
-            T.TEXT,
+            PgType.TEXT,
             "Customer's CRM contact.",
             "end_user.out_contact_id",
         ),
-        _col("virtual_agent_id", T.BIGINT, "Virtual agent id.", "virtual_agent.id"),
-        _col("virtual_agent_name", T.TEXT, "Virtual agent name.", "virtual_agent.name"),
-        _col("photo_count", T.INTEGER, "Photos the customer shared.", "count:photos"),
-        _col("video_count", T.INTEGER, "Videos the customer shared.", "count:videos"),
+        _col("virtual_agent_id", PgType.BIGINT, "Virtual agent id.", "virtual_agent.id"),
+        _col("virtual_agent_name", PgType.TEXT, "Virtual agent name.", "virtual_agent.name"),
+        _col("photo_count", PgType.INTEGER, "Photos the customer shared.", "count:photos"),
+        _col("video_count", PgType.INTEGER, "Videos the customer shared.", "count:videos"),
     ),
     time_column="updated_at",
     write=WriteMode.NEWEST_WINS,
@@ -397,11 +407,11 @@ CHAT_TRANSFERS = Table(
     description="Transfers of each chat (newest chat version), one row per transfers[] item.",
     columns=(
         *_child_head("transfer"),
-        _col("status", T.TEXT, "Transfer status, e.g. transferring."),
-        _col("fail_reason", T.TEXT, "Why the transfer failed."),
-        _col("created_at", T.TIMESTAMPTZ, "When the transfer started."),
-        _col("from_agent_id", T.TEXT, "Agent who transferred.", "from_agent.id"),
-        _col("to_agent_id", T.TEXT, "Agent who received.", "to_agent.id"),
+        _col("status", PgType.TEXT, "Transfer status, e.g. transferring."),
+        _col("fail_reason", PgType.TEXT, "Why the transfer failed."),
+        _col("created_at", PgType.TIMESTAMPTZ, "When the transfer started."),
+        _col("from_agent_id", PgType.TEXT, "Agent who transferred.", "from_agent.id"),
+        _col("to_agent_id", PgType.TEXT, "Agent who received.", "to_agent.id"),
         *_menu("from_menu", "from_menu", "Queue transferred from"),
         *_menu("to_menu", "to_menu", "Queue transferred to"),
     ),
@@ -416,20 +426,20 @@ CHAT_QUEUE_DURATIONS = Table(
     description="Time each chat spent in queue per segment, with its SLA outcome.",
     columns=(
         *_child_head("queue segment"),
-        _col("queue_duration", T.INTEGER, "Seconds in queue."),
+        _col("queue_duration", PgType.INTEGER, "Seconds in queue."),
         *_segment("queue segment"),
-        _col("transfer_cold", T.BOOLEAN, "Whether the transfer was cold."),
+        _col("transfer_cold", PgType.BOOLEAN, "Whether the transfer was cold."),
         _col(
             "service_level_event",
-            T.TEXT,
+            PgType.TEXT,
             "in_sla, not_in_sla or excluded.",
             values=("in_sla", "not_in_sla", "excluded"),
         ),
-        _col("service_level_target_time", T.INTEGER, "SLA target answer time, seconds."),
-        _col("service_level_target_percent", T.DOUBLE, "SLA target share, percent."),
+        _col("service_level_target_time", PgType.INTEGER, "SLA target answer time, seconds."),
+        _col("service_level_target_percent", PgType.DOUBLE, "SLA target share, percent."),
         _col(
             "service_level_abandon_time_threshold",
-            T.INTEGER,
+            PgType.INTEGER,
             "Abandons faster than this are excluded, seconds.",
         ),
     ),
@@ -438,6 +448,8 @@ CHAT_QUEUE_DURATIONS = Table(
     items="queue_durations",
     unique_by=("chat_id", "id"),
     summary_by="service_level_event",
+    valid_values=((SLA_EVENT_VALID, "service_level_event"),),
+    consistency=(SLA_CONSISTENT,),
 )
 
 CHAT_HANDLE_DURATIONS = Table(
@@ -445,15 +457,15 @@ CHAT_HANDLE_DURATIONS = Table(
     description="Agent handling time of each chat per segment, with response figures.",
     columns=(
         *_child_head("handle segment"),
-        _col("chat_duration", T.INTEGER, "Seconds the agent handled the chat."),
-        _col("acw_duration", T.INTEGER, "After-chat work, seconds."),
-        _col("wait_duration", T.INTEGER, "Seconds waited in the segment."),
+        _col("chat_duration", PgType.INTEGER, "Seconds the agent handled the chat."),
+        _col("acw_duration", PgType.INTEGER, "After-chat work, seconds."),
+        _col("wait_duration", PgType.INTEGER, "Seconds waited in the segment."),
         *_segment("handle segment"),
-        _col("response_count", T.INTEGER, "Agent responses."),
-        _col("response_time_total", T.DOUBLE, "Sum of response times, seconds."),
-        _col("response_time_max", T.DOUBLE, "Longest response time, seconds."),
-        _col("response_time_avg", T.DOUBLE, "Average response time, seconds."),
-        _col("assigned_connection_duration", T.INTEGER, "Seconds connected while assigned."),
+        _col("response_count", PgType.INTEGER, "Agent responses."),
+        _col("response_time_total", PgType.DOUBLE, "Sum of response times, seconds."),
+        _col("response_time_max", PgType.DOUBLE, "Longest response time, seconds."),
+        _col("response_time_avg", PgType.DOUBLE, "Average response time, seconds."),
+        _col("assigned_connection_duration", PgType.INTEGER, "Seconds connected while assigned."),
     ),
     time_column="chat_updated_at",
     write=WriteMode.NEWEST_WINS,

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.embedded import embedded_database_url
+from chat_assets_demo.embedded import embedded_database_url
 from chat_assets_tests.support import TEST_PII_KEY
 
 _schemas = itertools.count()

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from chat_assets.derived import build_chat_tables
-from chat_assets.landing import build_raw_chats
+from chat_assets.chat_tables import build_chat_tables
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.raw_chats import build_raw_chats
 from chat_assets.settings import Settings
-from chat_assets.source.emulator import UjetEmulator
-from chat_assets.source.resource import UjetResource
-from chat_assets.warehouse.io_manager import PostgresIOManager
+from chat_assets.ujet.resource import UjetResource
+from chat_assets.warehouse.io_manager import warehouse_resources
+from chat_assets.warehouse.resource import Warehouse
+from chat_assets_demo.emulator import UjetEmulator
+
+# The vendor's sample and model, as JSON.
+DATA = Path(__file__).parent / "data"
 
 # The pseudonym key of the tests: fixed, so runs are comparable; never a real deployment's.
 TEST_PII_KEY = "chat-assets-tests-only-" + "0123456789abcdef" * 2
@@ -27,13 +33,17 @@ def materialize_day(
     instance: dg.DagsterInstance | None = None,
     key: str = TEST_PII_KEY,
     raise_on_error: bool = True,
+    downstream: tuple[dg.AssetsDefinition, ...] = (),
 ) -> dg.ExecuteInProcessResult:
-    """raw_chats and the four flattened tables for one day, from the emulator (key k, secret s)."""
+    """raw_chats and the four flattened tables for one day, from the emulator (key k, secret s),
+    and any assets given downstream of them."""
     partitions = daily_partitions(settings)
+    warehouse = Warehouse(database_url=database_url, db_schema=schema)
     return dg.materialize(
         [
-            build_raw_chats(partitions, schema, settings.timezone),
-            build_chat_tables(partitions, schema),
+            build_raw_chats(partitions, warehouse),
+            build_chat_tables(partitions, warehouse),
+            *downstream,
         ],
         partition_key=day,
         instance=instance,
@@ -46,6 +56,6 @@ def materialize_day(
                 requests_per_second=100,
             ),
             "privacy": PrivacyResource(pii_key=key),
-            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+            **warehouse_resources(warehouse),
         },
     )

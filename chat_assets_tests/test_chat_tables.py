@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from chat_assets import checks
-from chat_assets.derived import summary_markdown
+from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings
-from chat_assets.source.emulator import UjetEmulator
 from chat_assets.tables import CHATS
 from chat_assets.warehouse.postgres import Applied
-from chat_assets_tests.support import materialize_day
-
-DATA = Path(__file__).parent / "data"
+from chat_assets.warehouse.resource import IO_MANAGER_KEY
+from chat_assets.warehouse.summary import summary_markdown
+from chat_assets_demo.emulator import UjetEmulator
+from chat_assets_tests.support import DATA, materialize_day
 
 
 @pytest.fixture
@@ -154,3 +154,34 @@ def test_previews_show_documented_values_only():
     assert "| finished | 2 |" in preview
     assert "| other values (not shown) | 2 |" in preview
     assert "minji" not in preview
+
+
+def test_a_downstream_asset_loads_a_partition_as_a_frame(settings, database_url, engine, schema):
+    """load_input: the IO manager serves a day of a flattened table with its declared dtypes."""
+    seen: dict[str, pd.DataFrame] = {}
+
+    @dg.asset(
+        partitions_def=daily_partitions(settings),
+        ins={"chats": dg.AssetIn(input_manager_key=IO_MANAGER_KEY)},
+    )
+    def chat_report(chats: pd.DataFrame) -> None:
+        seen["chats"] = chats
+
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=30) as emulator:
+        materialize_day(
+            settings, emulator, database_url, schema, "2026-01-05", downstream=(chat_report,)
+        )
+    frame = seen["chats"]
+    with engine.connect() as connection:
+        stored = (
+            connection.exec_driver_sql(
+                f"SELECT id FROM {schema}.chats WHERE updated_at >= '2026-01-05'"
+                " AND updated_at < '2026-01-06' ORDER BY id"
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(frame["id"].tolist()) == stored and len(stored) > 0
+    assert list(frame.columns) == CHATS.column_names
+    assert str(frame["id"].dtype) == "Int64"
+    assert str(frame["updated_at"].dtype) == "datetime64[us, UTC]"

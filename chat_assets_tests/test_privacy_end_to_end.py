@@ -5,27 +5,26 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from chat_assets import checks
-from chat_assets.landing import build_raw_chats, landing_frame
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.detect import PATTERNS
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import sensitive_values
+from chat_assets.raw_chats import build_raw_chats, landing_frame
 from chat_assets.settings import Settings
-from chat_assets.source.demo_data import chats_updated_between
-from chat_assets.source.emulator import UjetEmulator
-from chat_assets.source.resource import UjetResource
 from chat_assets.tables import CHATS, RAW_CHATS
+from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.io_manager import PostgresIOManager
-from chat_assets_tests.support import TEST_PII_KEY, materialize_day
+from chat_assets.warehouse.io_manager import warehouse_resources
+from chat_assets.warehouse.resource import Warehouse
+from chat_assets_demo.demo_data import chats_updated_between
+from chat_assets_demo.emulator import UjetEmulator
+from chat_assets_tests.support import DATA, TEST_PII_KEY, materialize_day
 
-DATA = Path(__file__).parent / "data"
 DAYS = ["2026-01-05", "2026-01-06"]
 
 
@@ -225,13 +224,13 @@ def test_the_flattened_tables_are_scanned_too(database_url, engine, schema):
 def test_a_real_source_without_a_key_fails_with_a_clear_message(settings, database_url, schema):
     partitions = daily_partitions(settings)
     result = dg.materialize(
-        [build_raw_chats(partitions, schema, settings.timezone)],
+        [build_raw_chats(partitions, Warehouse(database_url=database_url, db_schema=schema))],
         partition_key=DAYS[0],
         raise_on_error=False,
         resources={
             "ujet": UjetResource(subdomain="acme", company_key="k", company_secret="s"),
             "privacy": PrivacyResource(),
-            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+            **warehouse_resources(Warehouse(database_url=database_url, db_schema=schema)),
         },
     )
     assert not result.success

@@ -11,17 +11,20 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from chat_assets.definitions import defs, ujet_resource
-from chat_assets.landing import build_raw_chats, landing_frame
+from chat_assets.location import production_definitions, production_resources
 from chat_assets.partitions import daily_partitions, day_window
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.raw_chats import build_raw_chats, landing_frame
 from chat_assets.settings import Settings, SettingsError
-from chat_assets.source.emulator import StoredChat, UjetEmulator
-from chat_assets.source.resource import UjetResource
 from chat_assets.tables import RAW_CHATS
+from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.embedded import embedded_database_url
-from chat_assets.warehouse.io_manager import PostgresIOManager
+from chat_assets.warehouse.io_manager import warehouse_resources
+from chat_assets.warehouse.resource import Warehouse
+from chat_assets_demo.embedded import embedded_database_url
+from chat_assets_demo.emulator import StoredChat, UjetEmulator
+from chat_assets_demo.location import demo_definitions
+from chat_assets_demo.resource import DemoUjetResource
 from chat_assets_tests.support import TEST_PII_KEY
 
 DAY = "2026-01-05"
@@ -42,14 +45,14 @@ def materialize_raw(
     *,
     raise_on_error: bool = True,
 ):
-    asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
+    warehouse = Warehouse(database_url=database_url, db_schema=schema)
     return dg.materialize(
-        [asset],
+        [build_raw_chats(daily_partitions(settings), warehouse)],
         partition_key=DAY,
         resources={
             "ujet": ujet,
             "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
-            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
+            **warehouse_resources(warehouse),
         },
         raise_on_error=raise_on_error,
     )
@@ -83,7 +86,7 @@ def test_materializing_twice_leaves_identical_rows(settings, database_url, engin
 
 
 def test_demo_source_says_so(settings, database_url, engine, schema):
-    result = materialize_raw(settings, UjetResource(), database_url, schema)
+    result = materialize_raw(settings, DemoUjetResource(), database_url, schema)
     assert result.success
     metadata = result.asset_materializations_for_node("raw_chats")[0].metadata
     assert metadata["source"].value == "demo"
@@ -95,17 +98,7 @@ def test_bad_credentials_fail_the_run_with_a_clear_message(settings, database_ur
         ujet = UjetResource(
             base_url=emulator.base_url, company_key="k", company_secret="wrong-secret-123"
         )
-        asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
-        result = dg.materialize(
-            [asset],
-            partition_key=DAY,
-            resources={
-                "ujet": ujet,
-                "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
-                "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
-            },
-            raise_on_error=False,
-        )
+        result = materialize_raw(settings, ujet, database_url, schema, raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error
     text = failure.to_string()
@@ -113,33 +106,72 @@ def test_bad_credentials_fail_the_run_with_a_clear_message(settings, database_ur
     assert "wrong-secret-123" not in text
 
 
-def test_code_location_loads():
-    dg.Definitions.validate_loadable(defs)
-    assert defs.get_assets_def("raw_chats").partitions_def is not None
+PRODUCTION_ENV = {
+    "UJET_SUBDOMAIN": "acme",
+    "UJET_COMPANY_KEY": "k",
+    "UJET_COMPANY_SECRET": "s",
+    "CHAT_ASSETS_PII_KEY": TEST_PII_KEY,
+    "CHAT_ASSETS_DATABASE_URL": "postgresql+psycopg://loader:pw@db.internal:5432/warehouse",
+}
+
+
+def load_definitions(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`import chat_assets.definitions` in a fresh interpreter with exactly these settings;
+    prints the demo modules it loaded."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    code = (
+        "import sys, chat_assets.definitions as d; d.defs.get_assets_def('raw_chats'); "
+        "print(sorted(m for m in sys.modules if m.startswith('chat_assets_demo')))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_production_definitions_load_no_demo_module():
+    loaded = load_definitions(PRODUCTION_ENV)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("unset", "named"),
+    [
+        (("UJET_SUBDOMAIN",), ("UJET_SUBDOMAIN", "UJET_BASE_URL")),
+        (("CHAT_ASSETS_DATABASE_URL",), ("CHAT_ASSETS_DATABASE_URL",)),
+    ],
+)
+def test_production_definitions_refuse_a_missing_source_or_warehouse(unset, named):
+    loaded = load_definitions({k: v for k, v in PRODUCTION_ENV.items() if k not in unset})
+    assert loaded.returncode != 0
+    assert all(name in loaded.stderr for name in named)
+    assert "pw" not in loaded.stderr.splitlines()[-1]
+
+
+def test_code_locations_load(monkeypatch, database_url):
+    for name, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(name, value)
+    production = production_definitions()
+    dg.Definitions.validate_loadable(production)
+    assert production.get_assets_def("raw_chats").partitions_def is not None
+    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", database_url)
+    dg.Definitions.validate_loadable(demo_definitions())
 
 
 def test_real_source_without_credentials_fails_before_any_request(settings, database_url, schema):
-    asset = build_raw_chats(daily_partitions(settings), schema, settings.timezone)
-    result = dg.materialize(
-        [asset],
-        partition_key=DAY,
-        resources={
-            "ujet": UjetResource(subdomain="acme"),
-            "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
-            "warehouse": PostgresIOManager(database_url=database_url, db_schema=schema),
-        },
-        raise_on_error=False,
-    )
+    ujet = UjetResource(subdomain="acme")
+    result = materialize_raw(settings, ujet, database_url, schema, raise_on_error=False)
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "UJET_COMPANY_KEY and UJET_COMPANY_SECRET must both be set" in error
 
 
 def test_real_source_is_chosen_by_environment(monkeypatch):
-    monkeypatch.setenv("UJET_SUBDOMAIN", "acme")
+    for name, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("UJET_DOMAIN", "ujet.example")
     monkeypatch.setenv("UJET_REQUESTS_PER_SECOND", "0.5")
-    resource = ujet_resource(Settings.from_env())
+    resource = production_resources(Settings.from_env())["ujet"]
     assert resource.source == "ujet"
     assert resource.endpoint() == "https://acme.ujet.example/manager/api/v1"
     assert resource.requests_per_second == 0.5
@@ -157,7 +189,7 @@ def test_embedded_defaults_end_to_end(tmp_path: Path):
     }
     env |= {"CHAT_ASSETS_HOME": str(tmp_path / "state"), "CHAT_ASSETS_START_DATE": "2026-01-01"}
     done = subprocess.run(
-        [sys.executable, "-m", "chat_assets.demo", "materialize", DAY],
+        [sys.executable, "-m", "chat_assets_demo", "materialize", DAY],
         env=env,
         capture_output=True,
         text=True,
@@ -243,3 +275,17 @@ def test_schemas_postgresql_would_refuse_or_truncate_are_refused(monkeypatch, va
     with pytest.raises(SettingsError) as caught:
         Settings.from_env()
     assert "CHAT_ASSETS_SCHEMA" in str(caught.value) and says in str(caught.value)
+
+
+def test_the_demo_command_refuses_production_without_an_account():
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_assets_demo", "--production", "materialize", DAY],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "UJET_SUBDOMAIN" in done.stderr and "UJET_BASE_URL" in done.stderr
+    assert "Traceback" not in done.stderr

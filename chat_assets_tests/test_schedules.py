@@ -9,9 +9,12 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from chat_assets.definitions import build_definitions
+from chat_assets.location import build_definitions
+from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
 from chat_assets.settings import Settings, SettingsError
+from chat_assets.ujet.resource import UjetResource
+from chat_assets.warehouse.resource import Warehouse
 
 RUNNING = dg.DefaultScheduleStatus.RUNNING
 STOPPED = dg.DefaultScheduleStatus.STOPPED
@@ -39,7 +42,10 @@ def configure(monkeypatch, instance):
         monkeypatch.setenv("CHAT_ASSETS_TIMEZONE", "Asia/Seoul")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        return build_definitions(Settings.from_env())
+        settings = Settings.from_env()
+        warehouse = Warehouse(database_url="postgresql+psycopg://unused@localhost/db")
+        resources = {"ujet": UjetResource(subdomain="acme"), "privacy": PrivacyResource()}
+        return build_definitions(settings, warehouse, resources)
 
     return apply
 

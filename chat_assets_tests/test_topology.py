@@ -36,6 +36,8 @@ import yaml
 from dagster._serdes import deserialize_value
 
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
+from chat_assets_demo.emulator import UjetEmulator
+from chat_assets_tests.support import TEST_PII_KEY
 
 pytestmark = pytest.mark.topology
 
@@ -435,10 +437,18 @@ def running_deployment() -> Iterator[Deployment]:
             "DAGSTER_PG_DB": "dagster",
         }
         start_date = today - timedelta(days=60)
+        # The production code location on a UJET account: the emulator, over real HTTP.
+        ujet = stack.enter_context(
+            UjetEmulator(company_key="topology-key", company_secret="topology-secret")
+        )
         code_env = (
             inherited
             | dagster_env
             | {
+                "UJET_BASE_URL": ujet.base_url,
+                "UJET_COMPANY_KEY": "topology-key",
+                "UJET_COMPANY_SECRET": "topology-secret",
+                "CHAT_ASSETS_PII_KEY": TEST_PII_KEY,
                 "CHAT_ASSETS_DATABASE_URL": (
                     f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{pg_port}/warehouse"
                 ),

@@ -2,8 +2,9 @@
 
 A day's chats are already in raw_chats as JSONB. Reading them back into Python to flatten costs
 several times a COPY of the result, so the warehouse flattens them where they are: each table is
-one SELECT over `jsonb_to_record`, and every value is converted by the rules and the grammar of
-`chat_assets.flattening`, the pure reference that an equivalence test holds this SQL to.
+one SELECT over `jsonb_to_record`, and every value is converted by the grammar of
+`chat_assets.grammar`. The tests' pure reference flattening reads by the same grammar, and an
+equivalence test holds this SQL to it.
 Nothing here touches a database: these functions only build statements
 (`chat_assets.warehouse.postgres.apply_newest` runs them).
 """
@@ -14,13 +15,23 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from chat_assets import flattening as reference
-from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Table
+from chat_assets import grammar
+from chat_assets.tables import (
+    CHAT_ID_FIELD,
+    RAW_PARTITION,
+    RAW_PAYLOAD,
+    VERSION_FIELD,
+    Column,
+    PgType,
+    Table,
+)
 
 # Aliases inside the compiled statement: b is the raw_chats row, c the chat's top-level fields,
 # i a list item's fields.
 _BATCH, _CHAT, _ITEM = sql.Identifier("b"), sql.Identifier("c"), sql.Identifier("i")
-_IDENTITY = {CHAT_ID_FIELD: "id", VERSION_FIELD: "updated_at"}
+# raw_chats' typed columns are named after the chat fields they are parsed from.
+_RAW_ID, _RAW_VERSION = sql.Identifier(CHAT_ID_FIELD), sql.Identifier(VERSION_FIELD)
+_RAW_PARTITION, _RAW_PAYLOAD = sql.Identifier(RAW_PARTITION), sql.Identifier(RAW_PAYLOAD)
 
 
 def _anchored(pattern: str) -> sql.Literal:
@@ -28,11 +39,11 @@ def _anchored(pattern: str) -> sql.Literal:
 
 
 def _trimmed(v: sql.Composable) -> sql.Composable:
-    return sql.SQL("btrim({} #>> '{{}}', {})").format(v, sql.Literal(reference.WHITESPACE))
+    return sql.SQL("btrim({} #>> '{{}}', {})").format(v, sql.Literal(grammar.WHITESPACE))
 
 
 def _integral(n: sql.Composable, kind: PgType) -> sql.Composable:
-    bound = reference.INT_BOUNDS[kind]
+    bound = grammar.INT_BOUNDS[kind.value]
     return sql.SQL(
         "CASE WHEN {n} = trunc({n}) AND {n} >= {low} AND {n} < {high} THEN ({n})::{kind} END"
     ).format(n=n, low=sql.Literal(-bound), high=sql.Literal(bound), kind=sql.SQL(kind.value))
@@ -44,8 +55,8 @@ def _double(n: sql.Composable) -> sql.Composable:
         " THEN ({n})::double precision END"
     ).format(
         n=n,
-        low=sql.Literal(repr(reference.SMALLEST_DOUBLE)),
-        high=sql.Literal(repr(reference.LARGEST_DOUBLE)),
+        low=sql.Literal(repr(grammar.SMALLEST_DOUBLE)),
+        high=sql.Literal(repr(grammar.LARGEST_DOUBLE)),
     )
 
 
@@ -53,7 +64,7 @@ def _numeric_text(v: sql.Composable) -> tuple[sql.Composable, sql.Composable]:
     """(the condition that a JSON string holds a number, that number as numeric)."""
     text = _trimmed(v)
     return (
-        sql.SQL("{} ~ {}").format(text, _anchored(reference.NUMBER)),
+        sql.SQL("{} ~ {}").format(text, _anchored(grammar.NUMBER)),
         sql.SQL("({})::numeric").format(text),
     )
 
@@ -61,7 +72,7 @@ def _numeric_text(v: sql.Composable) -> tuple[sql.Composable, sql.Composable]:
 def converted(kind: PgType, v: sql.Composable) -> sql.Composable:
     """The JSONB value `v` as the column type: NULL wherever the reference gives None."""
     number = sql.SQL("({})::numeric").format(v)
-    if kind in reference.INT_BOUNDS:
+    if kind.value in grammar.INT_BOUNDS:
         is_number, parsed = _numeric_text(v)
         return sql.SQL(
             "CASE jsonb_typeof({v}) WHEN 'number' THEN {from_number}"
@@ -92,8 +103,8 @@ def converted(kind: PgType, v: sql.Composable) -> sql.Composable:
             v=v,
             number=number,
             word=word,
-            true=sql.Literal(list(reference.TRUE)),
-            false=sql.Literal(list(reference.FALSE)),
+            true=sql.Literal(list(grammar.TRUE)),
+            false=sql.Literal(list(grammar.FALSE)),
         )
     if kind is PgType.TEXT:
         # strings unquoted; numbers, booleans, objects and lists as their JSON text
@@ -108,7 +119,7 @@ _USUAL_SHAPE = "0000-00-00T00:00:00.000Z"
 
 
 def _timestamp(text: sql.Composable) -> sql.Composable:
-    """Text in the grammar of `reference.TIMESTAMP` as timestamptz, else NULL.
+    """Text in the grammar of `grammar.TIMESTAMP` as timestamptz, else NULL.
 
     Matching the full pattern costs several times the cast, so UJET's usual form takes a
     shortcut: its shape, then each field's range by position. Both ways accept exactly the
@@ -147,7 +158,7 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
     ).format(
         usual=usual,
         text=text,
-        pattern=_anchored(reference.TIMESTAMP),
+        pattern=_anchored(grammar.TIMESTAMP),
         day_exists=day_exists,
     )
 
@@ -201,7 +212,7 @@ def _sources(table: Table) -> list[_Source]:
             sources.append(_Source(sql.SQL("(e.n - 1)::integer"), None))
             continue
         if read.identity:
-            raw_column = sql.Identifier(_IDENTITY[read.path])
+            raw_column = sql.Identifier(read.path)  # raw_chats' column of that chat field
             sources.append(_Source(sql.SQL("{}.{}").format(_BATCH, raw_column), None))
             continue
         first, *rest = read.path.split(".")
@@ -261,13 +272,13 @@ def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
         if s.present is not None
     ]
     items += [
-        sql.SQL("{}.id AS {}").format(_BATCH, sql.Identifier(CHAT)),
-        sql.SQL("{}.partition_key AS {}").format(_BATCH, sql.Identifier(PARTITION)),
+        sql.SQL("{}.{} AS {}").format(_BATCH, _RAW_ID, sql.Identifier(CHAT)),
+        sql.SQL("{}.{} AS {}").format(_BATCH, _RAW_PARTITION, sql.Identifier(PARTITION)),
     ]
     joins = [
         sql.SQL("FROM {} AS {}").format(raw, _BATCH),
         sql.SQL("CROSS JOIN LATERAL {}").format(
-            _record(sql.SQL("{}.payload").format(_BATCH), _fields(table, True), _CHAT)
+            _record(sql.SQL("{}.{}").format(_BATCH, _RAW_PAYLOAD), _fields(table, True), _CHAT)
         ),
     ]
     if table.items:
@@ -291,7 +302,7 @@ def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
         ]
     else:
         items.append(sql.SQL("false AS {}").format(sql.Identifier(MALFORMED)))
-    window = sql.SQL("WHERE {0}.updated_at >= %s AND {0}.updated_at < %s").format(_BATCH)
+    window = sql.SQL("WHERE {0}.{1} >= %s AND {0}.{1} < %s").format(_BATCH, _RAW_VERSION)
     return sql.SQL("SELECT {} {} {}").format(
         sql.SQL(", ").join(items), sql.SQL(" ").join(joins), window
     )
@@ -300,12 +311,15 @@ def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
 def _accepted(flat: sql.Composable, batch: sql.Composable) -> sql.Composable:
     """The flattened rows of the batch's chat versions (a chat may be in the window twice)."""
     return sql.SQL(
-        "FROM {flat} AS f JOIN {batch} AS a ON f.{chat} = a.id AND f.{partition} = a.partition_key"
+        "FROM {flat} AS f JOIN {batch} AS a ON f.{chat} = a.{raw_id}"
+        " AND f.{partition} = a.{raw_partition}"
     ).format(
         flat=flat,
         batch=batch,
         chat=sql.Identifier(CHAT),
         partition=sql.Identifier(PARTITION),
+        raw_id=_RAW_ID,
+        raw_partition=_RAW_PARTITION,
     )
 
 

@@ -1,65 +1,94 @@
-"""Dagster's door to the warehouse: each asset's partition is a slice of its declared table."""
+"""Dagster's door to the warehouse: each asset's partition is a slice of its declared table.
+
+A `raw_chats` partition arrives as a DataFrame and replaces its window. The four flattened
+tables arrive as one `NewestWins` plan for the step: the first of its outputs handled applies
+every table of the plan, flattened inside PostgreSQL, in one transaction, and each output then
+records what was written to its table. Reading a partition back (`load_input`) gives a
+DataFrame with the declared dtypes, for any asset downstream.
+"""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
-import sqlalchemy as sa
-from pydantic import Field
 
 from chat_assets.tables import TABLES, Table, WriteMode
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.embedded import embedded_database_url
-from chat_assets.warehouse.postgres import Applied
+from chat_assets.warehouse.postgres import Applied, NewestWins
+from chat_assets.warehouse.resource import IO_MANAGER_KEY, WAREHOUSE_KEY, Warehouse
+from chat_assets.warehouse.summary import applied_metadata
+
+# A step's applied tables, from its first output handled until its last.
+_applied: dict[tuple[str, str], dict[str, Applied]] = {}
+_applied_lock = threading.Lock()
 
 
 class PostgresIOManager(dg.ConfigurableIOManager):
     """Stores each asset in `<db_schema>.<asset name>` with the declared column types."""
 
-    database_url: str | None = Field(
-        default=None,
-        description="postgresql+psycopg:// URL; unset starts an embedded PostgreSQL.",
-    )
-    db_schema: str = Field(default="ujet", description="Schema that holds the tables.")
-    state_dir: str = Field(
-        default=".chat_assets", description="Where the embedded PostgreSQL keeps its data."
-    )
+    warehouse: Warehouse
 
-    def engine(self) -> sa.Engine:
-        url = self.database_url or embedded_database_url(Path(self.state_dir))
-        return postgres.engine_for(url)
-
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | Applied) -> None:
-        """A frame replaces its window's rows. A newest-wins table is flattened and applied
-        inside the warehouse by its asset (`postgres.apply_newest`, all tables in one
-        transaction); its output is what that did, and only its counts are recorded here."""
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | NewestWins) -> None:
         table = _table_for(context.asset_key)
         start, end = _window(context)
-        engine = self.engine()
-        if table.write is WriteMode.REPLACE_WINDOW:
-            written = postgres.replace_window(engine, self.db_schema, table, obj, start, end)
-        elif isinstance(obj, Applied):
-            written = obj.rows_written
+        engine = self.warehouse.engine()
+        schema = self.warehouse.db_schema
+        metadata: dict[str, Any] = {}
+        if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
+            written = postgres.replace_window(engine, schema, table, obj, start, end)
+        elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, NewestWins):
+            applied = self._applied(context, obj, start, end)
+            written = applied.rows_written
+            metadata = applied_metadata(table, applied)
         else:
             raise dg.Failure(
-                f"{table.name} is written newest-wins by chat_assets.warehouse.postgres."
-                "apply_newest; its asset returns what that applied"
+                f"{table.name} is written {table.write.value}: its asset returns "
+                + ("a DataFrame" if table.write is WriteMode.REPLACE_WINDOW else "a NewestWins")
+                + f", not {type(obj).__name__}"
             )
         context.add_output_metadata(
             {
+                **metadata,
                 "rows_written": written,
                 "dagster/partition_row_count": written,
-                "dagster/row_count": postgres.row_count(engine, self.db_schema, table),
+                "dagster/row_count": postgres.row_count(engine, schema, table),
             }
         )
+
+    def _applied(
+        self, context: dg.OutputContext, plan: NewestWins, start: datetime, end: datetime
+    ) -> Applied:
+        """This output's share of the plan, applying the whole plan on the step's first."""
+        step = (context.run_id, context.step_key)
+        with _applied_lock:
+            pending = _applied.get(step)
+            if pending is None:
+                results = postgres.apply_newest(
+                    self.warehouse.engine(), self.warehouse.db_schema, plan.tables, start, end
+                )
+                pending = _applied[step] = {
+                    t.name: r for t, r in zip(plan.tables, results, strict=True)
+                }
+            applied = pending.pop(context.asset_key.path[-1])
+            if not pending:
+                del _applied[step]
+        return applied
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         table = _table_for(context.asset_key)
         start, end = _window(context)
-        return postgres.load_window(self.engine(), self.db_schema, table, start, end)
+        return postgres.load_window(
+            self.warehouse.engine(), self.warehouse.db_schema, table, start, end
+        )
+
+
+def warehouse_resources(warehouse: Warehouse) -> dict[str, Any]:
+    """The warehouse's resources under the keys the assets use: queries and the IO manager."""
+    return {WAREHOUSE_KEY: warehouse, IO_MANAGER_KEY: PostgresIOManager(warehouse=warehouse)}
 
 
 def _table_for(asset_key: dg.AssetKey) -> Table:

@@ -19,7 +19,15 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
-from chat_assets.tables import RAW_CHATS, Table, WriteMode, typed_frame
+from chat_assets.tables import (
+    CHAT_ID_FIELD,
+    RAW_CHATS,
+    RAW_PARTITION,
+    VERSION_FIELD,
+    Table,
+    WriteMode,
+    typed_frame,
+)
 from chat_assets.warehouse import flatten_sql
 
 _engines: dict[str, sa.Engine] = {}
@@ -300,6 +308,14 @@ def _ensure_versions_table(cursor: Any, schema: str) -> None:
 
 
 @dataclass(frozen=True)
+class NewestWins:
+    """An asset's output for newest-wins tables: flatten raw_chats' window into these tables,
+    inside the warehouse, keeping per chat the newest version, all in one transaction."""
+
+    tables: tuple[Table, ...]
+
+
+@dataclass(frozen=True)
 class Applied:
     """What a newest-wins write did."""
 
@@ -319,8 +335,8 @@ def apply_newest(
     """Flatten the chats of raw_chats in [start, end) into each table, inside PostgreSQL,
     keeping per chat the newest version's rows; all tables in one transaction.
 
-    The tables are applied together, so one registry row per chat serves them all, under the
-    first table's name. The registry accepts a chat when no newer version was applied before
+    The tables are applied together, so one registry row per chat serves them all, under
+    REGISTRY_KEY. The registry accepts a chat when no newer version was applied before
     (ties: the later write wins); the accepted chats' old rows are deleted from every table and
     their new rows inserted. The registry's row lock serialises concurrent writers of the same
     chat until commit, and rows are locked in chat_id order so writers never deadlock.
@@ -336,7 +352,7 @@ def apply_newest(
         # see the same versions. (SHARE admits other applies, and it is taken first of all.)
         cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(qualified(schema, RAW_CHATS)))
         with _refusals_without_values(tables[0]):
-            accepted, stale = _accept_batch(cursor, schema, tables[0].name, start, end)
+            accepted, stale = _accept_batch(cursor, schema, REGISTRY_KEY, start, end)
         for table in tables:
             with _refusals_without_values(table):
                 written, failures, summary = _apply_table(cursor, schema, table, start, end)
@@ -345,6 +361,9 @@ def apply_newest(
     return results
 
 
+# The registry's name for the versions of the tables applied together (rows written before it
+# was a constant carry this, the first table's name, so they still count).
+REGISTRY_KEY = "chats"
 _BATCH = sql.Identifier("_chat_batch")
 _FLAT = sql.Identifier("_chat_flat")
 
@@ -357,21 +376,32 @@ def _accept_batch(
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     cursor.execute(
         sql.SQL(
-            "CREATE TEMP TABLE {batch} AS SELECT DISTINCT ON (id)"
-            " id, updated_at, partition_key FROM {raw} WHERE updated_at >= %s"
-            " AND updated_at < %s ORDER BY id, updated_at DESC, partition_key DESC"
-        ).format(batch=_BATCH, raw=qualified(schema, RAW_CHATS)),
+            "CREATE TEMP TABLE {batch} AS SELECT DISTINCT ON ({id})"
+            " {id}, {version}, {partition} FROM {raw} WHERE {version} >= %s"
+            " AND {version} < %s ORDER BY {id}, {version} DESC, {partition} DESC"
+        ).format(
+            batch=_BATCH,
+            raw=qualified(schema, RAW_CHATS),
+            id=sql.Identifier(CHAT_ID_FIELD),
+            version=sql.Identifier(VERSION_FIELD),
+            partition=sql.Identifier(RAW_PARTITION),
+        ),
         (start, end),
     )
     chats = cursor.rowcount
     cursor.execute(
         sql.SQL(
             "WITH accepted AS (INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
-            " SELECT %s, id, updated_at FROM {batch} ORDER BY id"
+            " SELECT %s, {id}, {version} FROM {batch} ORDER BY {id}"
             " ON CONFLICT (table_name, chat_id) DO UPDATE SET updated_at = EXCLUDED.updated_at"
             " WHERE r.updated_at <= EXCLUDED.updated_at RETURNING chat_id)"
-            " DELETE FROM {batch} WHERE id NOT IN (SELECT chat_id FROM accepted)"
-        ).format(registry=registry, batch=_BATCH),
+            " DELETE FROM {batch} WHERE {id} NOT IN (SELECT chat_id FROM accepted)"
+        ).format(
+            registry=registry,
+            batch=_BATCH,
+            id=sql.Identifier(CHAT_ID_FIELD),
+            version=sql.Identifier(VERSION_FIELD),
+        ),
         (registry_key,),
     )
     stale = cursor.rowcount
@@ -395,8 +425,8 @@ def _apply_table(
         (start, end),
     )
     cursor.execute(
-        sql.SQL("DELETE FROM {} WHERE {} IN (SELECT id FROM {})").format(
-            target, sql.Identifier(table.key[0]), _BATCH
+        sql.SQL("DELETE FROM {} WHERE {} IN (SELECT {} FROM {})").format(
+            target, sql.Identifier(table.key[0]), sql.Identifier(CHAT_ID_FIELD), _BATCH
         )
     )
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))

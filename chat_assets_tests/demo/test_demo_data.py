@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chat_assets.source import demo_data
+from chat_assets_demo import demo_data
 
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1) - timedelta(milliseconds=1)

@@ -37,6 +37,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from chat_assets.grammar import parse_instant
+
 __all__ = [
     "MAX_PER_PAGE",
     "FetchResult",
@@ -218,20 +220,6 @@ def pacer_for(base_url: str, requests_per_second: float) -> RequestPacer:
 def _no_constant(name: str) -> None:
     """NaN and Infinity are not JSON and no column can hold them: read them as null."""
     return None
-
-
-def _parse_time(value: object) -> datetime | None:
-    """UJET's ISO-8601 times as aware UTC datetimes; None when the value is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        # The API documents its times as UTC; an offset-less value is read that way.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 class _PacedConnection:
@@ -840,7 +828,7 @@ class UjetClient:
         repaired: list[int] = []
         for position, record in enumerate(body, start=1):
             record_id = _normalise_id(record.get("id")) if isinstance(record, dict) else None
-            updated = _parse_time(record.get("updated_at")) if isinstance(record, dict) else None
+            updated = parse_instant(record.get("updated_at")) if isinstance(record, dict) else None
             if record_id is None or updated is None:
                 left_out.append(
                     f"id {record_id}"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from chat_assets.source import demo_data
-from chat_assets.source.emulator import Personality, StoredChat, UjetEmulator
+from chat_assets_demo import demo_data
+from chat_assets_demo.emulator import Personality, StoredChat, UjetEmulator
 
 AUTH = ("demo-key", "demo-secret")
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
@@ -425,7 +425,7 @@ def test_runs_standalone() -> None:
         [
             sys.executable,
             "-m",
-            "chat_assets.source.emulator",
+            "chat_assets_demo.emulator",
             "--port",
             str(port),
             "--personality",

@@ -3,7 +3,6 @@
 import copy
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from chat_assets.privacy.sanitize import (
     sanitize_batch,
     sensitive_values,
 )
-from chat_assets.source import demo_data
+from chat_assets_demo import demo_data
+from chat_assets_tests.support import DATA
 
-DATA = Path(__file__).parent / "data"
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 SIGNED = (
     "https://cdn.example-ujet.test/photos/7/ab12.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256"

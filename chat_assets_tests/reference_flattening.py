@@ -1,12 +1,14 @@
-"""Chats in, typed DataFrames out: pure functions driven by the table declarations.
+"""The reference flattening: chats in, typed DataFrames out, pure functions driven by the table
+declarations.
 
 UJET's payloads drift (numbers as strings, 0/1 for booleans, null objects, placeholder values),
 so every value is coerced to its declared type; a value that cannot be becomes NULL and is
 counted per column, never silently dropped with its row.
 
-This is the definition of flattening. The warehouse runs the same rules as SQL compiled from
-the same declarations (`chat_assets.warehouse.flatten_sql`), where the payloads already are;
-an equivalence test holds the two to the same rows and the same failure counts.
+This is the definition of flattening, kept with the tests: production flattens inside
+PostgreSQL, with SQL compiled from the same declarations and the same grammar
+(`chat_assets.grammar`, `chat_assets.warehouse.flatten_sql`); an equivalence test holds the two
+to the same rows and the same failure counts.
 """
 
 from __future__ import annotations
@@ -22,7 +24,18 @@ from typing import Any
 
 import pandas as pd
 
-from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Read, Table, parse_time
+from chat_assets.grammar import (
+    FALSE,
+    INT_BOUNDS,
+    LARGEST_DOUBLE,
+    NUMBER,
+    SMALLEST_DOUBLE,
+    TIMESTAMP,
+    TRUE,
+    WHITESPACE,
+    parse_instant,
+)
+from chat_assets.tables import CHAT_ID_FIELD, VERSION_FIELD, Column, PgType, Read, Table
 
 VERSION_TIME_DTYPE = "datetime64[us, UTC]"
 
@@ -127,7 +140,7 @@ class _RowObjects:
 # The chat's id and version are read as landing parsed them into raw_chats' typed columns.
 _IDENTITY: dict[str, Callable[[dict[str, Any]], Any]] = {
     CHAT_ID_FIELD: lambda chat: int(chat[CHAT_ID_FIELD]),
-    VERSION_FIELD: lambda chat: parse_time(chat[VERSION_FIELD]),
+    VERSION_FIELD: lambda chat: parse_instant(chat[VERSION_FIELD]),
 }
 
 
@@ -151,22 +164,6 @@ _NOT_A_LIST = object()
 def _count(value: Any) -> Any:
     return len(value) if isinstance(value, list) else 0 if value is None else _NOT_A_LIST
 
-
-# The grammar of values UJET sends as text, shared with the SQL that flattens in the warehouse
-# (chat_assets.warehouse.flatten_sql renders these same patterns and sets).
-WHITESPACE = " \t\n\r\f\v"
-NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
-TIMESTAMP = (
-    r"([1-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(?:\.([0-9]{1,6}))?)?"
-    r"(Z|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?)?"
-)
-TRUE = ("true", "t", "1", "yes", "y")
-FALSE = ("false", "f", "0", "no", "n")
-# Doubles are kept between these magnitudes (or zero): beyond them PostgreSQL refuses the value.
-SMALLEST_DOUBLE = 1e-307
-LARGEST_DOUBLE = 1.7976931348623157e308
-INT_BOUNDS = {PgType.BIGINT: 2**63, PgType.INTEGER: 2**31}
 
 _NUMBER = re.compile(NUMBER)
 _TIMESTAMP = re.compile(TIMESTAMP)

@@ -9,23 +9,25 @@ import dagster as dg
 import pandas as pd
 
 from chat_assets import checks
+from chat_assets.grammar import parse_instant
 from chat_assets.partitions import local_day
 from chat_assets.privacy.detect import json_strings, leak_count
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import SanitizeReport, sanitize_guarded
-from chat_assets.source.client import FetchResult
-from chat_assets.source.resource import UjetResource
-from chat_assets.tables import RAW_CHATS, parse_time, typed_frame
+from chat_assets.tables import RAW_CHATS, typed_frame
+from chat_assets.ujet.client import FetchResult
+from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.io_manager import PostgresIOManager
+from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 
 def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) -> pd.DataFrame:
     """One row per (sanitized) chat, keyed by the local day of its `updated_at`."""
     rows = []
     for record in records:
-        updated_at = parse_time(record["updated_at"])
+        updated_at = parse_instant(record["updated_at"])
+        assert updated_at is not None  # the client kept only chats with a readable one
         day = local_day(updated_at, timezone).isoformat()
         rows.append((day, int(record["id"]), updated_at, pii_key, record))
     return typed_frame(rows, RAW_CHATS)
@@ -90,7 +92,10 @@ def fetch_metadata(result: FetchResult, source: str, start: datetime, end: datet
     }
 
 
-def build_raw_chats(partitions: dg.PartitionsDefinition, schema: str, timezone: str):
+def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: Warehouse):
+    """raw_chats for these partitions (their time zone places each chat's day)."""
+    timezone = partitions.timezone
+
     @dg.asset(
         name=RAW_CHATS.name,
         group_name="ujet",
@@ -99,17 +104,17 @@ def build_raw_chats(partitions: dg.PartitionsDefinition, schema: str, timezone: 
         # One partition per run, so every check reports per partition and a failed day
         # retries alone.
         backfill_policy=dg.BackfillPolicy.multi_run(1),
-        io_manager_key="warehouse",
+        io_manager_key=IO_MANAGER_KEY,
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
-        metadata=RAW_CHATS.asset_metadata(schema),
+        metadata=RAW_CHATS.asset_metadata(configured.db_schema),
         check_specs=checks.raw_check_specs(partitions),
     )
     def raw_chats(
         context: dg.AssetExecutionContext,
         ujet: UjetResource,
         privacy: PrivacyResource,
-        warehouse: dg.ResourceParam[PostgresIOManager],
+        warehouse: Warehouse,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         window = context.partition_time_window
         pseudonymizer, key_note = privacy.pseudonymizer()

@@ -1,7 +1,8 @@
-"""`bin/demo`: chat_assets on embedded defaults, with Dagster's UI and daemon.
+"""`bin/demo`: chat_assets on the demo source and embedded defaults, with Dagster's UI and daemon.
 
 bin/demo                      UI and daemon at http://127.0.0.1:3000
 bin/demo materialize [DAY]    materialize every asset for DAY (default: yesterday) from the CLI
+bin/demo --production ...     the same on your UJET account and warehouse (from the environment)
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from chat_assets.settings import Settings
-from chat_assets.warehouse.embedded import embedded_database_url
+from chat_assets.location import production_resources, production_warehouse
+from chat_assets.settings import Settings, SettingsError
+from chat_assets_demo.embedded import embedded_database_url
 
 INSTANCE_YAML = """\
 # Written by bin/demo for the local demo instance; production uses the repository's dagster.yaml.
@@ -33,11 +35,11 @@ run_monitoring:
 """
 
 
-def prepare_environment(settings: Settings) -> dict[str, str]:
+def prepare_environment(settings: Settings, *, production: bool) -> dict[str, str]:
     """Environment for Dagster's processes: the warehouse URL and a local instance home."""
     env = dict(os.environ)
     env["CHAT_ASSETS_HOME"] = str(settings.state_dir)
-    if not settings.database_url:
+    if not production and not settings.database_url:
         env["CHAT_ASSETS_DATABASE_URL"] = embedded_database_url(settings.state_dir)
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
@@ -67,15 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3000, help="port of Dagster's UI")
     parser.add_argument("--host", default="127.0.0.1", help="address the UI binds to")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="the production code location instead of the demo: your UJET account and "
+        "warehouse, from the environment (UJET_SUBDOMAIN, CHAT_ASSETS_DATABASE_URL, ...)",
+    )
     sub = parser.add_subparsers(dest="command")
     materialize = sub.add_parser("materialize", help="materialize all assets for one day")
     materialize.add_argument("day", nargs="?", help="YYYY-MM-DD (default: yesterday)")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    env = prepare_environment(settings)
+    if args.production:
+        try:  # the settings errors loading would raise, said before anything starts
+            production_resources(settings)
+            production_warehouse(settings)
+        except SettingsError as error:
+            print(f"chat_assets: {error}", file=sys.stderr)
+            return 2
+    env = prepare_environment(settings, production=args.production)
     dagster = str(Path(sys.executable).with_name("dagster"))
-    module = ["-m", "chat_assets.definitions"]
+    location = "chat_assets.definitions" if args.production else "chat_assets_demo.definitions"
+    module = ["-m", location]
     if args.command == "materialize":
         day = args.day or yesterday(settings.timezone)
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]

@@ -2,7 +2,6 @@
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +18,9 @@ from chat_assets.privacy.catalog import (
     model_paths,
     rule_for,
 )
-from chat_assets.source import demo_data
+from chat_assets_demo import demo_data
+from chat_assets_tests.support import DATA
 
-DATA = Path(__file__).parent / "data"
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 AGENT_PREFIXES = ("agent_info", "transfers[].from_agent", "transfers[].to_agent")
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from chat_assets.source.client import (
+from chat_assets.ujet.client import (
     RequestPacer,
     UjetAuthError,
     UjetClient,
@@ -31,7 +31,7 @@ from chat_assets.source.client import (
     UjetUnavailableError,
     pacer_for,
 )
-from chat_assets.source.emulator import PERSONALITIES, StoredChat, UjetEmulator
+from chat_assets_demo.emulator import PERSONALITIES, StoredChat, UjetEmulator
 
 KEY = "test-key"
 SECRET = "s3cr3t-do-not-leak-7f3a"

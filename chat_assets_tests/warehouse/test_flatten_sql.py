@@ -1,7 +1,8 @@
 """The warehouse's flattening (SQL compiled from the declarations) equals the pure reference.
 
 Chats are landed in a real PostgreSQL's raw_chats and applied there; every table must then hold
-exactly the rows `chat_assets.flattening.flatten` gives, with the same failure counts.
+exactly the rows the reference flattening (`reference_flattening.flatten`) gives, with the same
+failure counts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import copy
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from chat_assets.flattening import coerce, flatten
-from chat_assets.landing import landing_frame
+from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
     CHATS,
@@ -31,8 +30,9 @@ from chat_assets.tables import (
     Table,
 )
 from chat_assets.warehouse import flatten_sql, postgres
+from chat_assets_tests.reference_flattening import coerce, flatten
+from chat_assets_tests.support import DATA
 
-DATA = Path(__file__).parent / "data"
 START = datetime(2026, 3, 1, tzinfo=UTC)
 END = START + timedelta(days=1)
 _schemas = itertools.count()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from chat_assets.flattening import flatten, newest_versions
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
     CHAT_QUEUE_DURATIONS,
@@ -17,8 +15,8 @@ from chat_assets.tables import (
     CHATS,
     DERIVED_TABLES,
 )
-
-DATA = Path(__file__).parent / "data"
+from chat_assets_tests.reference_flattening import flatten, newest_versions
+from chat_assets_tests.support import DATA
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from chat_assets.landing import landing_frame
+from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import postgres
 

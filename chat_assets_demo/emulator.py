@@ -17,7 +17,7 @@ one, an RFC 8288 `Link` list. Each behaviour the documents allow is a *personali
 - `shared_budget`: the tenant's 10 requests/s shared with another integration that takes 20%;
 - `storm`: that other integration bursts now and then and drains the budget: 429 storms.
 
-Run it standalone: ``python -m chat_assets.source.emulator --port 8765 [--personality NAME]``.
+Run it standalone: ``python -m chat_assets_demo.emulator --port 8765 [--personality NAME]``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from chat_assets.source import demo_data
+from chat_assets_demo import demo_data
 
 API_PREFIX = "/manager/api/v1"
 CHATS_PATH = f"{API_PREFIX}/chats"

@@ -1,0 +1,62 @@
+"""chats, chat_transfers, chat_queue_durations, chat_handle_durations: flattened from raw_chats.
+
+One step computes the four assets from the same partition of raw_chats. Their outputs are one
+`NewestWins` plan: the warehouse IO manager flattens the stored payloads inside PostgreSQL
+(SQL compiled from the table declarations) and applies every table newest-wins in one
+transaction. The checks then read what was stored, through the warehouse resource.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from chat_assets import checks
+from chat_assets.tables import DERIVED_TABLES
+from chat_assets.ujet.resource import UjetResource
+from chat_assets.warehouse import postgres
+from chat_assets.warehouse.postgres import NewestWins
+from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+
+
+def build_chat_tables(partitions: dg.PartitionsDefinition, configured: Warehouse):
+    @dg.multi_asset(
+        name="chat_tables",
+        outs={
+            table.name: dg.AssetOut(
+                group_name="ujet",
+                io_manager_key=IO_MANAGER_KEY,
+                kinds={"postgres"},
+                description=table.description,
+                metadata=table.asset_metadata(configured.db_schema),
+            )
+            for table in DERIVED_TABLES
+        },
+        deps=["raw_chats"],
+        partitions_def=partitions,
+        check_specs=[spec for t in DERIVED_TABLES for spec in checks.check_specs(t, partitions)],
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
+    )
+    def chat_tables(
+        context: dg.AssetExecutionContext, ujet: UjetResource, warehouse: Warehouse
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        plan = NewestWins(DERIVED_TABLES)
+        for table in DERIVED_TABLES:
+            # Handled at once by the IO manager: the first applies all four tables.
+            yield dg.Output(plan, output_name=table.name, metadata={"source": ujet.source})
+        engine, schema = warehouse.engine(), warehouse.db_schema
+        window = context.partition_time_window
+        for table in DERIVED_TABLES:
+            stored = postgres.load_window(
+                engine,
+                schema,
+                table,
+                window.start,
+                window.end,
+                columns=checks.columns_checked(table),
+            )
+            yield checks.personal_text(engine, schema, table, window.start, window.end)
+            yield checks.unique_in_partition(table, stored)
+            yield checks.unique_table_wide(engine, schema, table)
+            yield from checks.partition_checks(table, stored)
+
+    return chat_tables

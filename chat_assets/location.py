@@ -1,0 +1,82 @@
+"""The code location: every asset, check, schedule and resource of chat_assets.
+
+Production needs a UJET account (UJET_SUBDOMAIN or UJET_BASE_URL, with its key and secret) and
+a warehouse (CHAT_ASSETS_DATABASE_URL); without either, loading fails and says which variable
+to set. `chat_assets.definitions` holds the production location; the demo is a location of its
+own, `chat_assets_demo.definitions`, which `bin/demo` chooses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from chat_assets.chat_tables import build_chat_tables
+from chat_assets.partitions import daily_partitions
+from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.raw_chats import build_raw_chats
+from chat_assets.schedules import build_jobs_and_schedules
+from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
+from chat_assets.ujet.resource import UjetResource
+from chat_assets.warehouse.io_manager import warehouse_resources
+from chat_assets.warehouse.resource import Warehouse
+
+
+def production_warehouse(settings: Settings) -> Warehouse:
+    if not settings.database_url:
+        raise SettingsError(
+            f"{DATABASE_URL_ENV} is not set: point it at the warehouse, e.g. "
+            "postgresql+psycopg://loader:password@db.internal:5432/warehouse "
+            "(bin/demo runs on an embedded PostgreSQL instead)"
+        )
+    # Through EnvVar, so the password never shows as resource config in the UI.
+    return Warehouse(database_url=dg.EnvVar(DATABASE_URL_ENV), db_schema=settings.schema)
+
+
+def production_resources(settings: Settings) -> dict[str, Any]:
+    """The UJET account and the pseudonym key from the environment; secrets through EnvVar."""
+    if not settings.ujet_configured:
+        raise SettingsError(
+            "No UJET account is configured: set UJET_SUBDOMAIN (acme for acme.ujet.co) or "
+            "UJET_BASE_URL, with UJET_COMPANY_KEY and UJET_COMPANY_SECRET "
+            "(bin/demo runs on the built-in demo source instead)"
+        )
+    return {
+        "ujet": UjetResource(
+            base_url=settings.ujet_base_url,
+            subdomain=settings.ujet_subdomain,
+            domain=settings.ujet_domain,
+            company_key=dg.EnvVar("UJET_COMPANY_KEY"),
+            company_secret=dg.EnvVar("UJET_COMPANY_SECRET"),
+            requests_per_second=settings.requests_per_second,
+        ),
+        "privacy": PrivacyResource(
+            pii_key=dg.EnvVar(PII_KEY_ENV) if settings.pii_key_set else None,
+            key_version=settings.pii_key_version,
+        ),
+    }
+
+
+def build_definitions(
+    settings: Settings, warehouse: Warehouse, resources: dict[str, Any]
+) -> dg.Definitions:
+    """The assets, checks and schedules on the given warehouse, UJET source and privacy key."""
+    partitions = daily_partitions(settings)
+    jobs, schedules = build_jobs_and_schedules(partitions, settings)
+    return dg.Definitions(
+        assets=[
+            build_raw_chats(partitions, warehouse),
+            build_chat_tables(partitions, warehouse),
+        ],
+        jobs=jobs,
+        schedules=schedules,
+        resources={**resources, **warehouse_resources(warehouse)},
+    )
+
+
+def production_definitions() -> dg.Definitions:
+    settings = Settings.from_env()
+    return build_definitions(
+        settings, production_warehouse(settings), production_resources(settings)
+    )

@@ -1,0 +1,57 @@
+"""The UJET account as a Dagster resource: where chats come from, and with which credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from chat_assets.settings import DEFAULT_REQUESTS_PER_SECOND
+from chat_assets.ujet.client import UjetClient
+
+
+class UjetResource(dg.ConfigurableResource):
+    """A UJET tenant's Manager API: UJET_BASE_URL, or UJET_SUBDOMAIN (and UJET_DOMAIN)."""
+
+    base_url: str | None = Field(
+        default=None, description="Full base up to /manager/api/v1 (UJET_BASE_URL)."
+    )
+    subdomain: str | None = Field(default=None, description="UJET_SUBDOMAIN, as in acme.ujet.co.")
+    domain: str = Field(default="ujet.co", description="UJET_DOMAIN; regional domains exist.")
+    company_key: str | None = Field(default=None, description="UJET_COMPANY_KEY.")
+    company_secret: str | None = Field(default=None, description="UJET_COMPANY_SECRET.")
+    requests_per_second: float = Field(
+        default=DEFAULT_REQUESTS_PER_SECOND,
+        gt=0,
+        description="UJET_REQUESTS_PER_SECOND: the most requests per second of this process.",
+    )
+
+    @property
+    def source(self) -> str:
+        """What materializations record as their source."""
+        return "ujet"
+
+    def endpoint(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.subdomain:
+            return f"https://{self.subdomain}.{self.domain}/manager/api/v1"
+        raise dg.Failure(
+            "No UJET account is configured: set UJET_SUBDOMAIN (e.g. acme for acme.ujet.co) "
+            "or UJET_BASE_URL"
+        )
+
+    def credentials(self) -> tuple[str, str]:
+        if not self.company_key or not self.company_secret:
+            raise dg.Failure(
+                "UJET_COMPANY_KEY and UJET_COMPANY_SECRET must both be set for a real UJET "
+                "source (UJET console: Settings > Developer Settings)"
+            )
+        return self.company_key, self.company_secret
+
+    def open_client(self, log: Any = None) -> UjetClient:
+        key, secret = self.credentials()
+        return UjetClient(
+            self.endpoint(), key, secret, requests_per_second=self.requests_per_second, log=log
+        )

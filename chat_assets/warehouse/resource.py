@@ -1,0 +1,24 @@
+"""The warehouse as Dagster resources: one for queries (checks), one IO manager for writes."""
+
+from __future__ import annotations
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from chat_assets.warehouse import postgres
+
+WAREHOUSE_KEY = "warehouse"
+IO_MANAGER_KEY = "warehouse_io_manager"
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The PostgreSQL database and schema that hold every table."""
+
+    database_url: str = Field(
+        description="CHAT_ASSETS_DATABASE_URL: postgresql+psycopg://user:password@host/db."
+    )
+    db_schema: str = Field(default="ujet", description="CHAT_ASSETS_SCHEMA: holds the tables.")
+
+    def engine(self) -> sa.Engine:
+        return postgres.engine_for(self.database_url)

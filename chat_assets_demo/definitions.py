@@ -1,0 +1,5 @@
+"""The demo code location, for `dagster dev -m chat_assets_demo.definitions` (`bin/demo`)."""
+
+from chat_assets_demo.location import demo_definitions
+
+defs = demo_definitions()
