@@ -34,7 +34,7 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, configured: Warehouse
         deps=["raw_chats"],
         partitions_def=partitions,
         check_specs=[spec for t in DERIVED_TABLES for spec in checks.check_specs(t, partitions)],
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        # No backfill policy, as raw_chats: one run per day, checks stored per day.
     )
     def chat_tables(
         context: dg.AssetExecutionContext, ujet: UjetResource, warehouse: Warehouse

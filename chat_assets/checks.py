@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from chat_assets.privacy.catalog import Treatment
-from chat_assets.privacy.detect import PG_PATTERNS
+from chat_assets.privacy.detect import FORMAT_CHARACTERS, PG_PATTERNS
 from chat_assets.tables import (
     RAW_CHATS,
     RAW_PII_KEY,
@@ -327,8 +327,8 @@ def pii_key_unchanged(engine: sa.Engine, schema: str, fingerprint: str) -> dg.As
 def _scanned(table: Table) -> list[tuple[str, sql.Composable, list[str]]]:
     """(column, text expression, pattern kinds) for every column declared non-personal.
 
-    A JSONB payload is scanned as its JSON text for emails and phone numbers; links are left
-    out there because host-only links are kept by design."""
+    A JSONB payload is scanned as its JSON text for all but links: host-only links are kept
+    there by design."""
     scanned: list[tuple[str, sql.Composable, list[str]]] = []
     for column in table.columns:
         if table.treatment(column) is not Treatment.KEEP:
@@ -337,27 +337,45 @@ def _scanned(table: Table) -> list[tuple[str, sql.Composable, list[str]]]:
         if column.type is PgType.TEXT:
             scanned.append((column.name, name, list(PG_PATTERNS)))
         elif column.type is PgType.JSONB:
-            scanned.append((column.name, sql.SQL("{}::text").format(name), ["email", "phone"]))
+            kinds = [kind for kind in PG_PATTERNS if kind != "url"]
+            scanned.append((column.name, sql.SQL("{}::text").format(name), kinds))
     return scanned
 
 
 def personal_text(
     engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
 ) -> dg.AssetCheckResult:
-    """One query over the partition's stored text in columns declared non-personal."""
+    """One query over the partition's stored text in columns declared non-personal, each
+    value read in the normalized form the Python patterns read (`detect.normalized`): NFKC,
+    format characters removed."""
     scanned = _scanned(table)
-    cells = [(name, expr, kind) for name, expr, kinds in scanned for kind in kinds]
-    counts = [sql.SQL("count(*) FILTER (WHERE {} ~ %s)").format(expr) for _, expr, _ in cells]
+    cells = [(name, n, kind) for n, (name, _, kinds) in enumerate(scanned) for kind in kinds]
+    texts = [
+        sql.SQL("regexp_replace(normalize({}, NFKC), %s, '', 'g') AS {}").format(
+            expr, sql.Identifier(f"t{n}")
+        )
+        for n, (_, expr, _) in enumerate(scanned)
+    ]
+    counts = [
+        sql.SQL("count(*) FILTER (WHERE {} ~ %s)").format(sql.Identifier(f"t{n}"))
+        for _, n, _ in cells
+    ]
     params = [PG_PATTERNS[kind] for _, _, kind in cells]
     time_column = sql.Identifier(table.time_column)
-    query = sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s").format(
+    query = sql.SQL("SELECT {} FROM (SELECT {} FROM {} WHERE {} >= %s AND {} < %s) AS s").format(
         sql.SQL(", ").join(counts) if counts else sql.SQL("0"),
+        sql.SQL(", ").join(texts) if texts else sql.SQL("1"),
         qualified(schema, table),
         time_column,
         time_column,
     )
+    format_class = f"[{FORMAT_CHARACTERS}]"
     with cursor_for(engine) as cursor:
-        values = cursor.execute(query, (*params, start, end)).fetchone() if counts else ()
+        values = (
+            cursor.execute(query, (*params, *[format_class] * len(texts), start, end)).fetchone()
+            if counts
+            else ()
+        )
     found = {
         f"{name}: {kind}": int(n) for (name, _, kind), n in zip(cells, values, strict=True) if n
     }

@@ -1,6 +1,5 @@
 """raw_chats: each day window's chats fetched from UJET, sanitized in memory, then landed."""
 
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -33,22 +32,6 @@ def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) ->
     return typed_frame(rows, RAW_CHATS)
 
 
-# Kept values that may equal a sensitive one by chance without leaking it: names of menus,
-# queues, groups and bots, and languages, which the company configures.
-_CONFIGURATION_KEYS = frozenset({"name", "menu_path", "materialized_path", "group", "lang"})
-
-
-def configuration_values(value: Any, key: str = "") -> Iterator[str]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from configuration_values(v, k)
-    elif isinstance(value, list):
-        for item in value:
-            yield from configuration_values(item, key)
-    elif key in _CONFIGURATION_KEYS and isinstance(value, str):
-        yield value
-
-
 def sanitize_window(
     records: list[dict[str, Any]], pseudonymizer: Pseudonymizer
 ) -> tuple[list[dict[str, Any]], SanitizeReport]:
@@ -56,14 +39,11 @@ def sanitize_window(
 
     Raises before anything is written; the message holds counts, never values.
     """
-    clean, report, sensitive = sanitize_guarded(records, pseudonymizer)
-    # Only configuration shared by several chats: a raw value copied into one chat's menu name
-    # is not configuration.
-    shared = Counter(v for r in clean for v in set(configuration_values(r)))
-    allow = {value for value, chats in shared.items() if chats >= 2}
+    guarded = sanitize_guarded(records, pseudonymizer)
+    clean, report = guarded.records, guarded.report
     # Text cells only: kept numbers (durations, menu ids) equal raw numeric ids by chance.
     cells = (text for record in clean for text in json_strings(record))
-    leaks = leak_count(sensitive, cells, allow=allow)
+    leaks = leak_count(guarded.sensitive, cells, allow=guarded.configuration)
     if leaks:
         raise dg.Failure(
             f"Privacy canary: {leaks} raw sensitive values from UJET would have reached "
@@ -101,9 +81,10 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
         group_name="ujet",
         partitions_def=partitions,
         pool="ujet_api",
-        # One partition per run, so every check reports per partition and a failed day
-        # retries alone.
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        # No backfill policy: an asset backfill (the UI's "Materialize all" over days) then
+        # launches one run per day tagged with its partition, so every check result is stored
+        # with its day and a failed day retries alone. (With a multi_run policy, each run is
+        # tagged with a one-day range instead, and checks are stored without a partition.)
         io_manager_key=IO_MANAGER_KEY,
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
@@ -139,6 +120,9 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
             "sanitized": dg.MetadataValue.json(sanitized["treated"]),
             "unknown_paths": dg.MetadataValue.json(sanitized["unknown_paths"]),
             "drifted_paths": dg.MetadataValue.json(sanitized["drifted_paths"]),
+            "unnamed_keys": sanitized["unnamed_keys"],
+            # Per kept field and kind: how many values had personal data replaced by a marker.
+            "redacted": dg.MetadataValue.json(sanitized["redacted"]),
         }
         context.log.info(
             f"source: {ujet.source}: {len(frame)} chats from {result.pages} pages "

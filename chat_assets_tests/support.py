@@ -23,6 +23,11 @@ DATA = Path(__file__).parent / "data"
 TEST_PII_KEY = "chat-assets-tests-only-" + "0123456789abcdef" * 2
 
 
+def fullwidth(text: str) -> str:
+    """ASCII text in its fullwidth forms (U+FF01 to U+FF5E), as a disguise."""
+    return "".join(chr(ord(c) + 0xFEE0) for c in text)
+
+
 def materialize_day(
     settings: Settings,
     emulator: UjetEmulator,

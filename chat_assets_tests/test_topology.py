@@ -708,6 +708,53 @@ def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(depl
         assert flattened == raw
 
 
+ASSET_KEYS = [
+    "raw_chats",
+    "chats",
+    "chat_transfers",
+    "chat_queue_durations",
+    "chat_handle_durations",
+]
+
+
+@pytest.mark.parametrize("shape", ["asset_selection", "partitions_by_assets"])
+def test_an_asset_backfill_from_the_ui_records_checks_per_day(deployment, shape):
+    """The asset graph's "Materialize all..." and the asset list's "Materialize selected" over a
+    range of days launch an asset backfill (not the job's partition set): each day still runs
+    alone, tagged with its partition, and every check result is stored with its day."""
+    first = 42 if shape == "asset_selection" else 46
+    days = [deployment.day(first + offset) for offset in range(3)]
+    if shape == "asset_selection":
+        params: dict[str, Any] = {
+            "assetSelection": [{"path": [key]} for key in ASSET_KEYS],
+            "partitionNames": days,
+        }
+    else:
+        params = {
+            "partitionsByAssets": [
+                {
+                    "assetKey": {"path": [key]},
+                    "partitions": {"range": {"start": days[0], "end": days[-1]}},
+                }
+                for key in ASSET_KEYS
+            ]
+        }
+    result = deployment.graphql(LAUNCH_BACKFILL, backfillParams=params)["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+
+    def all_runs() -> list[dict[str, Any]] | None:
+        runs = deployment.graphql(RUNS_BY_TAG, key="dagster/backfill", value=result["backfillId"])
+        found = runs["runsOrError"]["results"]
+        return found if len(found) == len(days) else None
+
+    runs = wait_for(all_runs, 180, f"the asset backfill's {len(days)} runs", every=2)
+    finished = [deployment.wait_for_run(run["runId"], timeout=600) for run in runs]
+    assert sorted(tags(run).get("dagster/partition", "") for run in finished) == days
+    checked = check_partitions(deployment, [run["runId"] for run in finished])
+    assert set(checked) == set(days), checked.keys()
+    assert all(len(names) == 18 for names in checked.values()), checked
+
+
 def check_partitions(deployment: Deployment, run_ids: list[str]) -> dict[str, set[str]]:
     """The asset check results the runs recorded, by partition (read from Dagster's storage)."""
     engine = sa.create_engine(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -39,23 +40,121 @@ _PHONE_FORMS = "|".join(
     )
 )
 
+# Like phone numbers, RRNs and cards stand apart from letters and digits, so hex pseudonyms,
+# UUIDs and ids are not read as them.
+# A Korean resident registration number: YYMMDD, a hyphen or not, a sex-and-century digit
+# (1-8) and six more. The check digit is not verified: numbers issued since 2020 have none.
+_RRN = (
+    r"(^|[^0-9A-Za-z])([0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])[ -]?[1-8][0-9]{6})"
+    r"([^0-9A-Za-z]|$)"
+)
+# A payment card as people write it: four groups of four digits (or Amex's 4-6-5), separated
+# by spaces or hyphens. In Python, any 13 to 19 digits (so separated or not) that pass Luhn's
+# check count too (`_card_numbers`); SQL has no Luhn, so its scan keeps to the grouped forms.
+_CARD = (
+    r"(^|[^0-9A-Za-z])([0-9]{4}([ -][0-9]{4}){3}|[0-9]{4}[ -][0-9]{6}[ -][0-9]{5})"
+    r"([^0-9A-Za-z]|$)"
+)
+
 PG_PATTERNS: dict[str, str] = {
     # local@domain.tld; the TLD has letters only, so "v1.2@3.4" is not an email.
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+([.][A-Za-z0-9-]+)*[.][A-Za-z]{2,}",
     # Bare 10-digit runs are left out on purpose: they cannot be told apart from ids.
     "phone": f"{_PHONE_START}({_PHONE_FORMS}){_PHONE_END}",
+    "rrn": _RRN,
+    "card": _CARD,
     # An http(s) link with something after the scheme.
     "url": r"[Hh][Tt][Tt][Pp][Ss]?://[^ \t\r\n/?#]+",
 }
 
 PATTERNS: dict[str, re.Pattern[str]] = {kind: re.compile(p) for kind, p in PG_PATTERNS.items()}
+# The group of each pattern that is the value itself (the others hold its boundaries).
+_VALUE_GROUP = {"email": 0, "phone": 2, "rrn": 2, "card": 2, "url": 0}
+# What replaces a match in kept text; links are not redacted (kept fields hold none by design,
+# and the scans report one if it appears).
+REDACTED_KINDS = ("email", "phone", "rrn", "card")
+
+# Characters that change no letter but hide a pattern: format and zero-width characters (soft
+# hyphen, zero-width space and joiners, direction marks and embeddings, word joiner, BOM).
+# Removed after NFKC, before every pattern, in Python and in PostgreSQL alike.
+FORMAT_CHARACTERS = (
+    "\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+_FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
+_WITHOUT_DIGITS = str.maketrans("", "", "0123456789")
+# Not inside a word: hex pseudonyms and ids hold long digit runs that pass Luhn by chance.
+_CARD_DIGITS = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])")
+
+
+def normalized(text: str) -> str:
+    """The one form every pattern reads: NFKC (a fullwidth at sign reads as @), then format
+    characters removed."""
+    if text.isascii():
+        return text  # ASCII is its own NFKC and holds none of the format characters
+    return _FORMAT.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _card_numbers(text: str) -> list[tuple[int, int]]:
+    """Spans of 13 to 19 digits (spaces or hyphens between them allowed) that pass Luhn."""
+    spans = []
+    for match in _CARD_DIGITS.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group())
+        if _luhn(digits):
+            spans.append(match.span())
+    return spans
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every match in normalized text, for every kind."""
+    found = [
+        (*m.span(_VALUE_GROUP[kind]), kind)
+        for kind, pattern in PATTERNS.items()
+        for m in pattern.finditer(text)
+    ]
+    found += [(start, end, "card") for start, end in _card_numbers(text)]
+    return found
 
 
 def find_personal(text: Any) -> set[str]:
-    """The kinds of contact data ("email", "phone", "url") that a text holds."""
+    """The kinds of personal data ("email", "phone", "rrn", "card", "url") a text holds,
+    read in its normalized form."""
     if not isinstance(text, str):
         return set()
-    return {kind for kind, pattern in PATTERNS.items() if pattern.search(text)}
+    return {kind for _, _, kind in _spans(normalized(text))}
+
+
+def redact(text: str) -> tuple[str, list[str]]:
+    """The text with every email, phone number, resident registration number and card number
+    replaced by a typed marker (`[email]`, ...), and the kinds replaced, one per match. Text
+    with nothing to replace comes back as it was; text with something, normalized."""
+    clean = normalized(text)
+    if "@" not in clean and len(clean) - len(clean.translate(_WITHOUT_DIGITS)) < 7:
+        return text, []  # no email without @, no number of these kinds under seven digits
+    spans = sorted(
+        (span for span in _spans(clean) if span[2] in REDACTED_KINDS), key=lambda s: (s[0], -s[1])
+    )
+    if not spans:
+        return text, []
+    parts, kinds, at = [], [], 0
+    for start, end, kind in spans:
+        if start < at:
+            continue  # inside a match already replaced (a card number is also digits)
+        parts += [clean[at:start], f"[{kind}]"]
+        kinds.append(kind)
+        at = end
+    parts.append(clean[at:])
+    return "".join(parts), kinds
 
 
 def watchlist(sensitive: Iterable[str], allow: Iterable[str] = ()) -> frozenset[str]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from chat_assets.privacy.catalog import INDEX, Rule, RuleIndex, Treatment, join_path
-from chat_assets.privacy.detect import find_personal
+from chat_assets.privacy.catalog import INDEX, Category, Rule, RuleIndex, Treatment, join_path
+from chat_assets.privacy.detect import find_personal, redact
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 
 _WEB_SCHEMES = frozenset({"http", "https"})
@@ -40,6 +40,10 @@ class SanitizeReport:
     counts: Counter[Treatment] = field(default_factory=Counter)
     unknown_paths: set[str] = field(default_factory=set)
     drifted_paths: set[str] = field(default_factory=set)
+    # Keys that are not plain field names (or look like personal data), counted, never shown.
+    unnamed_keys: int = 0
+    # Kept text in which personal data was replaced by a marker: "path: kind" -> values.
+    redacted: Counter[str] = field(default_factory=Counter)
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain, JSON-ready figures (sorted paths, counts per treatment)."""
@@ -48,6 +52,8 @@ class SanitizeReport:
             "treated": {t.value: self.counts.get(t, 0) for t in Treatment},
             "unknown_paths": sorted(self.unknown_paths)[:MAX_UNKNOWN_PATHS],
             "drifted_paths": sorted(self.drifted_paths),
+            "unnamed_keys": self.unnamed_keys,
+            "redacted": dict(sorted(self.redacted.items())),
         }
 
 
@@ -96,29 +102,49 @@ class _Walk:
         self.pseudonymizer = pseudonymizer
         self.report = SanitizeReport()
         self.held_back: list[Any] = []
+        # Per record: what it held back, and its kept configuration as (path, owner id, text).
+        self.records_held: list[set[str]] = []
+        self.records_configuration: list[list[tuple[str, Any, str]]] = []
+        self._held_here = 0
+        self._configuration: list[tuple[str, Any, str]] = []
 
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise TypeError(f"a chat record is a JSON object, got {type(record).__name__}")
         self.report.records += 1
-        return self._object(record, "")
+        self._held_here = len(self.held_back)
+        self._configuration = []
+        clean = self._object(record, "")
+        self.records_held.append(_texts(self.held_back[self._held_here :]))
+        self.records_configuration.append(self._configuration)
+        return clean
 
     def _object(self, obj: dict[str, Any], prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        owner = _owner_id(obj)
         for key, value in obj.items():
-            result = self._value(value, join_path(prefix, str(key)))
+            name = str(key)
+            if not _FIELD_NAME.match(name) or find_personal(name):
+                # Judged where it is met: a key that is not a plain field name may be data
+                # itself (a map keyed by email); dropped, watched, and counted, never shown.
+                self.report.unnamed_keys += 1
+                self.report.unknown_paths.add(join_path(prefix, "<unnamed key>"))
+                self.held_back.append(name)
+                self.held_back.extend(_leaves(value))
+                continue
+            result = self._value(value, join_path(prefix, name), owner)
             if result is not _DROP:
                 out[key] = result
         return out
 
-    def _value(self, value: Any, path: str) -> Any:
+    def _value(self, value: Any, path: str, owner: Any = None) -> Any:
         rule = self.index.exact(path)
         if rule is not None:
             self.report.counts[rule.treatment] += 1
-            return self._apply(rule, value)
+            return self._apply(rule, value, owner)
         kind = self.index.container(path)
         if kind is None:
-            self.report.unknown_paths.add(reportable_path(path))
+            self.report.unknown_paths.add(path)  # every key on it is a plain field name
             self.held_back.extend(_leaves(value))
             return _DROP
         if value is None:
@@ -135,7 +161,7 @@ class _Walk:
         self.held_back.extend(_leaves(value))
         return None
 
-    def _apply(self, rule: Rule, value: Any) -> Any:
+    def _apply(self, rule: Rule, value: Any, owner: Any = None) -> Any:
         treatment = rule.treatment
         if treatment is Treatment.DROP:
             self.held_back.extend(_leaves(value))
@@ -148,7 +174,7 @@ class _Walk:
         if isinstance(value, dict | list):
             return self._drifted(value, rule.path)
         if treatment is Treatment.KEEP:
-            return value
+            return self._kept(rule, value, owner)
         self.held_back.append(value)
         if treatment is Treatment.HOST_ONLY:
             return host_only(value)
@@ -156,20 +182,33 @@ class _Walk:
             return None
         return self.pseudonymizer.pseudonym(rule.namespace, value)
 
+    def _kept(self, rule: Rule, value: Any, owner: Any) -> Any:
+        """A kept value; kept text has its personal data replaced by typed markers first."""
+        if not isinstance(value, str):
+            return value
+        clean, kinds = redact(value)
+        if kinds:
+            self.held_back.append(value)
+            for kind in kinds:
+                self.report.redacted[f"{rule.path}: {kind}"] += 1
+        elif rule.category is Category.CONFIGURATION:
+            self._configuration.append((rule.path, owner, clean))
+        return clean
 
+
+# A plain field name, as every key of the vendor's model is.
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 MAX_UNKNOWN_PATHS = 50
+# The keys that name the configured object a value belongs to (a menu, a queue).
+_OWNER_KEYS = ("id", "menu_path_id")
 
 
-def reportable_path(path: str) -> str:
-    """An unknown field's path, cut where it left the catalog. JSON keys can be data (a map
-    keyed by email, by phone number): a last segment that is not a plain field name is not
-    shown."""
-    head, _, last = path.rpartition(".")
-    name = last.removesuffix("[]")
-    if not _FIELD_NAME.match(name) or find_personal(name):
-        last = "<unnamed key>"
-    return f"{head}.{last}" if head else last
+def _owner_id(obj: dict[str, Any]) -> Any:
+    for key in _OWNER_KEYS:
+        value = obj.get(key)
+        if isinstance(value, int | str) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def sanitize(
@@ -184,18 +223,50 @@ def sanitize_batch(
     records: Iterable[dict[str, Any]], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
 ) -> tuple[list[dict[str, Any]], SanitizeReport]:
     """Sanitize a page or window of chats; one merged report."""
-    clean, report, _ = sanitize_guarded(records, pseudonymizer, index)
-    return clean, report
+    guarded = sanitize_guarded(records, pseudonymizer, index)
+    return guarded.records, guarded.report
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A sanitized batch with what the canary needs: the raw values sanitizing held back, and
+    the configuration values it may excuse."""
+
+    records: list[dict[str, Any]]
+    report: SanitizeReport
+    sensitive: set[str]
+    configuration: frozenset[str]
 
 
 def sanitize_guarded(
     records: Iterable[dict[str, Any]], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
-) -> tuple[list[dict[str, Any]], SanitizeReport, set[str]]:
+) -> Guarded:
     """`sanitize_batch`, plus the raw values it held back (see `sensitive_values`), collected in
-    the same walk, for the canary."""
+    the same walk, and the configuration the canary may allow (see `configuration_values`)."""
     walk = _Walk(index, pseudonymizer)
     clean = [walk.record(r) for r in records]
-    return clean, walk.report, _texts(walk.held_back)
+    configuration = configuration_values(walk.records_configuration, walk.records_held)
+    return Guarded(clean, walk.report, _texts(walk.held_back), configuration)
+
+
+def configuration_values(
+    per_record: list[list[tuple[str, Any, str]]], held_back: list[set[str]]
+) -> frozenset[str]:
+    """Kept configuration text that may equal a sensitive value without leaking it.
+
+    Configuration is what the catalog calls so (menus, queues, groups, languages), tied to the
+    id of the object it names: a text counts only when two or more chats show it at the same
+    path with the same id, and at least one of them does not hold that text back as someone's
+    data. A name copied from chats' own agents into their menus fails the second test."""
+    chats: dict[tuple[str, Any, str], list[int]] = {}
+    for number, entries in enumerate(per_record):
+        for entry in set(entries):
+            chats.setdefault(entry, []).append(number)
+    return frozenset(
+        text
+        for (_, _, text), numbers in chats.items()
+        if len(numbers) >= 2 and any(text not in held_back[n] for n in numbers)
+    )
 
 
 def _as_text(value: Any) -> str | None:

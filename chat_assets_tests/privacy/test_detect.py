@@ -6,14 +6,18 @@ import pytest
 import sqlalchemy as sa
 
 from chat_assets.privacy.detect import (
+    FORMAT_CHARACTERS,
     PATTERNS,
     PG_PATTERNS,
     find_personal,
     json_strings,
     leak_count,
     leaked_columns,
+    normalized,
+    redact,
     watchlist,
 )
+from chat_assets_tests.support import fullwidth
 
 POSITIVE: dict[str, list[str]] = {
     "email": [
@@ -37,6 +41,16 @@ POSITIVE: dict[str, list[str]] = {
         "011 123 4567",
         "call me on 010-9876-5432.",
         "tel:+14155550134",
+    ],
+    "rrn": [
+        "900101-1234567",
+        "주민번호 9001011234567 입니다",
+        "021231-4123456.",
+    ],
+    "card": [
+        "4111 1111 1111 1111",
+        "card: 5500-0000-0000-0004, exp 12/29",
+        "3782 822463 10005",
     ],
     "url": [
         "https://cdn.example-ujet.test/photos/1.jpg?X-Amz-Signature=abc",
@@ -77,7 +91,23 @@ NEGATIVE = [
     "ftp://files.example.test/x",
     "+09:00",
     "",
+    "901301-1234567",  # no month 13
+    "900101-9234567",  # no such sex-and-century digit
+    "19900101123456",  # a timestamp's digits
+    "4111111111111112",  # fails Luhn's check
 ]
+
+
+# Disguises the patterns must see through: one normalization (NFKC, format characters removed)
+# comes before every pattern.
+DISGUISED: dict[str, str] = {
+    fullwidth("jane@mail.example"): "email",
+    "jane\u200b@mail.example": "email",
+    "010\u200b-1234\u200b-5678": "phone",
+    fullwidth("010-1234-5678"): "phone",
+    "9001\u200d01-1234567": "rrn",
+    "4111\u00ad1111 1111 1111": "card",
+}
 
 
 def _expected(text: str) -> set[str]:
@@ -100,8 +130,39 @@ def test_find_personal_ignores_non_text() -> None:
     assert find_personal(b"olivia@example.com") == set()
 
 
+@pytest.mark.parametrize(("text", "kind"), DISGUISED.items())
+def test_disguised_values_are_found_and_redacted(text: str, kind: str) -> None:
+    assert find_personal(text) == {kind}
+    redacted, kinds = redact(f"note: {text} end")
+    assert kinds == [kind]
+    assert redacted == f"note: [{kind}] end"
+
+
+def test_card_numbers_need_luhn_unless_grouped() -> None:
+    assert find_personal("4111111111111111") == {"card"}  # Luhn-valid run of 16 digits
+    assert find_personal("4111111111111112") == set()
+    assert redact("pay 4111111111111111 now, or 4111 1111 1111 1111") == (
+        "pay [card] now, or [card]",
+        ["card", "card"],
+    )
+
+
+def test_text_without_personal_data_comes_back_unchanged() -> None:
+    assert redact(fullwidth("Support/") + "B") == (fullwidth("Support/") + "B", [])
+
+
+def test_postgres_normalizes_like_python(engine: sa.Engine) -> None:
+    query = sa.text("SELECT regexp_replace(normalize(:t, NFKC), :f, '', 'g')")
+    with engine.connect() as connection:
+        for text in DISGUISED:
+            sql_form = connection.execute(
+                query, {"t": text, "f": f"[{FORMAT_CHARACTERS}]"}
+            ).scalar_one()
+            assert sql_form == normalized(text)
+
+
 def test_python_and_postgres_share_one_pattern_per_kind() -> None:
-    assert set(PATTERNS) == set(PG_PATTERNS) == {"email", "phone", "url"}
+    assert set(PATTERNS) == set(PG_PATTERNS) == {"email", "phone", "rrn", "card", "url"}
     for kind, pattern in PATTERNS.items():
         assert pattern.pattern == PG_PATTERNS[kind]
         assert "(?<" not in pattern.pattern and "(?=" not in pattern.pattern
@@ -128,7 +189,7 @@ def test_one_sql_query_counts_contact_data_per_kind(engine: sa.Engine) -> None:
     query = sa.text(f"SELECT {filters} FROM unnest(CAST(:cells AS text[])) AS u(t)")
     with engine.connect() as connection:
         row = connection.execute(query, {"cells": cells, **PG_PATTERNS}).mappings().one()
-    assert dict(row) == {"email": 1, "phone": 1, "url": 1}
+    assert dict(row) == {"email": 1, "phone": 1, "rrn": 0, "card": 0, "url": 1}
 
 
 SENSITIVE = {

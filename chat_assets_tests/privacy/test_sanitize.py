@@ -179,12 +179,13 @@ def test_unknown_keys_that_look_like_data_are_not_reported(pz: Pseudonymizer) ->
     assert "minji" not in shown.lower() and "9876" not in shown and "1111" not in shown
 
 
-def test_personal_data_echoed_into_a_safe_field_is_kept_but_detected(
+def test_personal_data_in_kept_text_is_redacted_before_landing(
     pz: Pseudonymizer,
 ) -> None:
     chat = _chat(sub_status="Closed: customer olivia.lee@example.com asked to stop")
-    clean, _ = sanitize(chat, pz)
-    assert find_personal(clean["sub_status"]) == {"email"}
+    clean, report = sanitize(chat, pz)
+    assert clean["sub_status"] == "Closed: customer [email] asked to stop"
+    assert report.redacted == {"sub_status: email": 1}
     assert find_personal(_chat()["sub_status"]) == set()
 
 
