@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import dagster as dg
 import pytest
@@ -26,6 +30,7 @@ from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import DATA, TEST_PII_KEY, fullwidth, materialize_day
 
 DAYS = ["2026-01-05", "2026-01-06"]
+OTHER_KEY = "a-second-test-key-7e6d5c4b3a291807"
 
 
 @pytest.fixture
@@ -161,7 +166,7 @@ def test_a_changed_key_fails_the_key_check(settings, database_url, schema):
     with UjetEmulator(company_key="k", company_secret="s", chats_per_day=10) as emulator:
         run(settings, emulator, database_url, schema, DAYS[0], instance=instance)
         other = run(
-            settings, emulator, database_url, schema, DAYS[1], instance=instance, key="z" * 40
+            settings, emulator, database_url, schema, DAYS[1], instance=instance, key=OTHER_KEY
         )
     found = {e.check_name: e for e in other.get_asset_check_evaluations()}
     check = found[checks.PII_KEY_UNCHANGED]
@@ -169,7 +174,7 @@ def test_a_changed_key_fails_the_key_check(settings, database_url, schema):
     assert list(check.metadata["rows_with_other_keys"].value) == [
         PrivacyResource(pii_key=TEST_PII_KEY).pseudonymizer()[0].fingerprint
     ]
-    assert "z" * 40 not in repr(check.metadata)
+    assert OTHER_KEY not in repr(check.metadata)
 
 
 def test_a_sensitive_value_echoed_into_a_kept_field_stops_the_write(
@@ -267,3 +272,111 @@ def test_a_real_source_without_a_key_fails_with_a_clear_message(settings, databa
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "CHAT_ASSETS_PII_KEY is not set" in error
+
+
+def forms(value: str) -> set[str]:
+    """The encodings a leaked value could hide in: plain, NFKC, \\u-escaped JSON, URL-encoded,
+    case-folded."""
+    nfkc = normalized(value)
+    return {
+        value,
+        nfkc,
+        json.dumps(value)[1:-1],
+        json.dumps(nfkc)[1:-1],
+        quote(value),
+        quote(nfkc),
+        value.casefold(),
+        nfkc.casefold(),
+    }
+
+
+def test_planted_personal_data_is_found_nowhere(settings, database_url, engine, schema, tmp_path):
+    """The audit's categories, planted in one day: a key that is an email, a key with dots,
+    fullwidth and zero-width disguises, a resident registration number and a card number in kept
+    text. Searched in every table, the run logs and events, and the instance's own files."""
+    planted = {
+        "key": "jane.doe@mail.example",
+        "dotted": "agent.jane.roe",
+        "fullwidth": fullwidth("olivia@mail.example"),
+        "zero_width": "010\u200b-2222\u200b-3333",
+        "rrn": "900101-1234567",
+        "card": "4111 1111 1111 1111",
+    }
+    chats = crafted_day()
+    chats[0]["selected_menu"] = {"id": 3, "name": "Billing", planted["key"]: {"x": 1}}
+    chats[1]["selected_menu"] = {"id": 3, "name": "Billing", planted["dotted"]: "y"}
+    chats[0]["sub_status"] = f"mail {planted['fullwidth']} or call {planted['zero_width']}"
+    chats[1]["sub_status"] = f"RRN {planted['rrn']}, card {planted['card']}"
+    (tmp_path / "instance").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "instance"))
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        result = run(settings, emulator, database_url, schema, "2016-03-02", instance=instance)
+    assert result.success
+    metadata = result.asset_materializations_for_node("raw_chats")[0].metadata
+    assert metadata["unnamed_keys"].value == 2
+    assert sorted(metadata["redacted"].value) == [
+        "sub_status: card",
+        "sub_status: email",
+        "sub_status: phone",
+        "sub_status: rrn",
+    ]
+    places = {
+        "tables": database_text(engine, schema),
+        "logs and events": logs_and_metadata_text(instance),
+        "instance files": "\n".join(
+            path.read_bytes().decode("utf-8", "replace")
+            for path in (tmp_path / "instance").rglob("*")
+            if path.is_file()
+        ),
+    }
+    # Each place was searched: it holds the day's pseudonyms, or its run's events.
+    assert "k1:" in places["tables"]
+    assert "raw_chats" in places["logs and events"] and "raw_chats" in places["instance files"]
+    found = [
+        (name, where)
+        for name, value in planted.items()
+        for form in forms(value) | forms(value.split("@")[0] if "@" in value else value)
+        for where, text in places.items()
+        if len(form) >= 8 and form in text
+    ]
+    assert found == []
+
+
+def test_the_pseudonym_command_matches_the_warehouse(settings, database_url, engine, schema):
+    """A roster joins without un-pseudonymising: the command prints what `chats` stores."""
+    chats = crafted_day()
+    agent_id = chats[0]["agent_info"]["id"]
+    result = run_crafted(settings, database_url, schema, chats)
+    assert result.success
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            f'SELECT agent_id FROM "{schema}".chats WHERE id = %s', (chats[0]["id"],)
+        ).scalar_one()
+    env = {**os.environ, "CHAT_ASSETS_PII_KEY": TEST_PII_KEY}
+    env.pop("CHAT_ASSETS_PII_KEY_VERSION", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", str(agent_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == stored
+
+
+def test_a_name_copied_into_three_chats_menus_stops_the_write(
+    settings, database_url, engine, schema
+):
+    base = crafted_day()[0]
+    chats = []
+    for n in range(3):
+        chat = copy.deepcopy(base)
+        chat["id"] = 7000 + n
+        chat["agent_info"]["name"] = "Jane Roe-Kim"
+        chat["selected_menu"] = {"id": 3, "name": "Jane Roe-Kim", "output_msg": "Hi"}
+        chats.append(chat)
+    result = run_crafted(settings, database_url, schema, chats)
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "Privacy canary" in error and "Jane" not in error

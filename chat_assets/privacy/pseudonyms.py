@@ -106,14 +106,37 @@ class Pseudonymizer:
         return f"Pseudonymizer(version={self.version!r}, fingerprint={self.fingerprint!r})"
 
 
+MIN_DISTINCT_BYTES = 10
+# Keys shown in documentation: anyone can read them, so they protect no one.
+EXAMPLE_KEYS = frozenset({"0123456789abcdef" * 2, "0123456789abcdef" * 4})
+_HOW = "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def _periodic(text: str) -> bool:
+    """Whether the text repeats a shorter unit (`abcabcabc...`), wholly or but for a tail."""
+    return any(
+        text == (text[:unit] * (len(text) // unit + 1))[: len(text)]
+        for unit in range(1, len(text) // 2 + 1)
+    )
+
+
 def _checked(text: str, where: str) -> bytes:
-    """The key bytes: the text as UTF-8, never decoded from hex, so one secret is one key."""
+    """The key bytes: the text as UTF-8, never decoded from hex, so one secret is one key.
+
+    Refused: too short, too few distinct bytes, a repeated pattern, or a documented example.
+    The message never holds the key."""
+    data = text.encode()
     if len(text) < MIN_KEY_CHARS:
-        raise PrivacyKeyError(
-            f"{where} holds {len(text)} characters; a pseudonym key needs at least "
-            f"{MIN_KEY_CHARS} (e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
-        )
-    return text.encode()
+        problem = f"holds {len(text)} characters; a pseudonym key needs at least {MIN_KEY_CHARS}"
+    elif text.lower() in EXAMPLE_KEYS:
+        problem = "holds a key from documentation, which anyone can read"
+    elif len(set(data)) < MIN_DISTINCT_BYTES:
+        problem = f"uses fewer than {MIN_DISTINCT_BYTES} distinct bytes, so it is guessable"
+    elif _periodic(text):
+        problem = "repeats a shorter pattern, so it is guessable"
+    else:
+        return data
+    raise PrivacyKeyError(f"{where} {problem}: {_HOW}")
 
 
 def load_key(

@@ -118,7 +118,7 @@ def test_short_keys_and_bad_versions_are_refused() -> None:
 
 
 def test_load_key_from_the_environment(tmp_path: Path) -> None:
-    secret = "a" * 20 + "-" + "b" * 20
+    secret = "env-key-5f3a9c1e7b2d4068-a1b2c3d4e5f6"
     key, note = load_key(f"  {secret}\n", key_file=tmp_path / "k", allow_create=False)
     assert key == secret.encode()
     assert note == f"key from {KEY_ENV}"
@@ -159,3 +159,59 @@ def test_the_demo_creates_then_reuses_a_private_key_file(tmp_path: Path) -> None
     assert Pseudonymizer(from_env).fingerprint == Pseudonymizer(key).fingerprint
     with pytest.raises(PrivacyKeyError):
         load_key(None, key_file=None, allow_create=True)
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("a" * 32, "distinct bytes"),
+        ("abcd" * 8, "distinct bytes"),
+        ("0123456789abcdef" * 2, "documentation"),
+        ("0123456789ABCDEF" * 4, "documentation"),
+        ("s3cr3t-pattern-" * 3, "repeats a shorter pattern"),
+        ("Kx9!mQ2#vL7@pR4$" + "Kx9!mQ2#vL7@pR4$", "repeats a shorter pattern"),
+    ],
+)
+def test_weak_keys_are_refused_with_how_to_make_a_good_one(
+    tmp_path: Path, key: str, says: str
+) -> None:
+    with pytest.raises(PrivacyKeyError) as caught:
+        load_key(key, key_file=tmp_path / "k", allow_create=False)
+    message = str(caught.value)
+    assert says in message
+    assert "secrets.token_hex(32)" in message
+    assert key not in message and key[:12] not in message
+
+
+def test_a_random_key_is_accepted(tmp_path: Path) -> None:
+    import secrets
+
+    for _ in range(50):
+        key = secrets.token_hex(16)  # 32 characters, the shortest allowed
+        assert load_key(key, key_file=None, allow_create=False)[0] == key.encode()
+
+
+def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores() -> None:
+    import os
+    import subprocess
+    import sys
+
+    key = "roster-join-test-key-" + "9f8e7d6c5b4a3928"
+    env = {**os.environ, "CHAT_ASSETS_PII_KEY": key, "CHAT_ASSETS_PII_KEY_VERSION": "k7"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == Pseudonymizer(key.encode(), "k7").pseudonym("agent", 317)
+    refused = subprocess.run(
+        [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
+        env={**env, "CHAT_ASSETS_PII_KEY": "b" * 40},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -14,6 +14,7 @@ from chat_assets.privacy.sanitize import (
     host_only,
     sanitize,
     sanitize_batch,
+    sanitize_guarded,
     sensitive_values,
 )
 from chat_assets_demo import demo_data
@@ -301,3 +302,56 @@ def test_a_sanitized_demo_day_holds_none_of_its_sensitive_values(pz: Pseudonymiz
     assert set().union(*(find_personal(s) for s in strings)) <= {"url"}
     hosts = {s for s in strings if find_personal(s) == {"url"}}
     assert hosts == {"https://cdn.example-ujet.test", "https://support.example.test"}
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        ("selected_menu", "jane.doe@mail.example"),
+        ("selected_menu", "010-1234-5678"),
+        ("", "Jane Roe"),
+        ("", "end_user.identifier"),  # a dot inside a key is not a path
+    ],
+)
+def test_a_key_that_is_not_a_field_name_is_dropped_and_never_shown(
+    pz: Pseudonymizer, where: str, key: str
+) -> None:
+    chat = _chat()
+    target = chat[where] if where else chat
+    target[key] = {"note": "x"} if where else "+14155550199"
+    guarded = sanitize_guarded([chat], pz)
+    clean, report = guarded.records[0], guarded.report
+    assert key not in json.dumps(clean, ensure_ascii=False)
+    placeholder = f"{where}.<unnamed key>" if where else "<unnamed key>"
+    assert report.unknown_paths == {placeholder}
+    assert report.unnamed_keys == 1
+    shown = json.dumps(report.as_metadata(), ensure_ascii=False)
+    assert key not in shown and key.split(".")[0] not in shown.replace("end_user", "")
+    assert key in guarded.sensitive  # the canary watches the key itself
+
+
+def _menu_chat(chat_id: int, agent_name: str, menu_name: str) -> dict[str, Any]:
+    chat = _chat(id=chat_id)
+    chat["agent_info"] = _agent(chat_id + 100, agent_name)
+    chat["selected_menu"] = {"id": 3389, "name": menu_name, "output_msg": "Connecting you"}
+    return chat
+
+
+def test_a_name_copied_into_the_menus_of_three_chats_is_not_configuration(
+    pz: Pseudonymizer,
+) -> None:
+    copied = [_menu_chat(n, "Jane Roe", "Jane Roe") for n in (1, 2, 3)]
+    guarded = sanitize_guarded(copied, pz)
+    assert "Jane Roe" in guarded.sensitive
+    assert "Jane Roe" not in guarded.configuration
+
+
+def test_a_menu_named_like_some_agent_is_still_configuration(pz: Pseudonymizer) -> None:
+    """A queue named "Billing Team" in many chats, and one agent of that name elsewhere."""
+    chats = [_menu_chat(n, "Emma Garcia", "Billing Team") for n in (1, 2)]
+    chats.append(_menu_chat(3, "Billing Team", "Returns"))
+    guarded = sanitize_guarded(chats, pz)
+    assert "Billing Team" in guarded.sensitive
+    assert "Billing Team" in guarded.configuration
+    lone = sanitize_guarded([_menu_chat(4, "Emma Garcia", "Billing Team")], pz)
+    assert "Billing Team" not in lone.configuration  # one chat shows no configuration
