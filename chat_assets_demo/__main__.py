@@ -8,10 +8,16 @@ bin/demo --production ...     the same on your UJET account and warehouse (from 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,6 +25,10 @@ from zoneinfo import ZoneInfo
 from chat_assets.location import production_resources, production_warehouse
 from chat_assets.settings import Settings, SettingsError
 from chat_assets_demo.embedded import embedded_database_url
+
+QUIET = ("Function `dev_command` is superseded", "XDG_RUNTIME_DIR is not set")
+for _text in QUIET:
+    warnings.filterwarnings("ignore", message=re.escape(_text))
 
 INSTANCE_YAML = """\
 # Written by bin/demo for the local demo instance; production uses the repository's dagster.yaml.
@@ -39,6 +49,11 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
     """Environment for Dagster's processes: the warehouse URL and a local instance home."""
     env = dict(os.environ)
     env["CHAT_ASSETS_HOME"] = str(settings.state_dir)
+    # Warnings an operator can do nothing about: `dagster dev` recommending another CLI, and
+    # a desktop session variable a server does not have.
+    env["PYTHONWARNINGS"] = ",".join(
+        filter(None, [env.get("PYTHONWARNINGS"), *(f"ignore:{text}" for text in QUIET)])
+    )
     if not production and not settings.database_url:
         env["CHAT_ASSETS_DATABASE_URL"] = embedded_database_url(settings.state_dir)
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / "dagster_home")
@@ -53,16 +68,59 @@ def yesterday(timezone: str) -> str:
     return (datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)).isoformat()
 
 
-def run(command: list[str], env: dict[str, str]) -> int:
-    """Run a child until it ends, passing Ctrl-C and SIGTERM on to it."""
-    child = subprocess.Popen(command, env=env)
+STOP_SECONDS = 20.0
 
-    def forward(signum: int, _frame: object) -> None:
-        child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return child.wait()
+def run(command: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run Dagster until it ends or this process is asked to stop (SIGINT or SIGTERM).
+
+    The handlers are installed before the child starts, so it inherits default signal
+    dispositions even when this process was started with SIGINT ignored (in the background).
+    The child runs in a session of its own: a terminal's Ctrl-C reaches only this process, which
+    asks the child once to stop (SIGTERM, so Dagster shuts its webserver and daemon down in
+    order), then ends whatever of the child's group is left. Stopping on request exits 0.
+    """
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    child = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+    while child.poll() is None and not stop.wait(0.2):
+        pass
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(STOP_SECONDS)
+    _end_group(child.pid)
+    return 0 if stop.is_set() else child.wait()
+
+
+def _end_group(group: int) -> None:
+    """Stop what is left of the child's process group: politely, then for good."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     materialize.add_argument("day", nargs="?", help="YYYY-MM-DD (default: yesterday)")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"chat_assets: {error}", file=sys.stderr)
+        return 2
+    if args.command != "materialize" and port_taken(args.host, args.port):
+        print(
+            f"chat_assets: port {args.port} on {args.host} is taken (is another bin/demo "
+            f"running?): choose another with bin/demo --port {args.port + 1}",
+            file=sys.stderr,
+        )
+        return 2
     if args.production:
         try:  # the settings errors loading would raise, said before anything starts
             production_resources(settings)
@@ -91,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     env = prepare_environment(settings, production=args.production)
     dagster = str(Path(sys.executable).with_name("dagster"))
     location = "chat_assets.definitions" if args.production else "chat_assets_demo.definitions"
-    module = ["-m", location]
+    # Modules resolve from the checkout, whatever the working folder (see run()).
+    module = ["-m", location, "-d", str(Path(__file__).resolve().parents[1])]
     if args.command == "materialize":
         day = args.day or yesterday(settings.timezone)
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]
     else:
         print(f"chat_assets: Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops)")
         command = [dagster, "dev", *module, "--host", args.host, "--port", str(args.port)]
-    return run(command, env)
+    # Run from the state folder: Dagster reads a dagster.yaml it finds in its working folder,
+    # and the repository's is the production instance's, not the demo's.
+    return run(command, env, settings.state_dir)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +28,27 @@ def embedded_database_url(state_dir: Path, *, keep_running: bool = False) -> str
         server = _servers.get(pgdata)
         if server is None:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
+            _forget_dead_holders(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
             _servers[pgdata] = server
             url = _psycopg_url(server.get_uri())
             log.info("Embedded PostgreSQL is serving %s", url)
             print(f"chat_assets: embedded PostgreSQL at {url}", flush=True)
     return _psycopg_url(server.get_uri())
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """pgserver stops the server when its last holder exits, counting holders by pid in a file;
+    a holder killed outright never takes itself off, and the server would never stop again."""
+    holders = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(holders.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(pids, list):
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            holders.write_text(json.dumps(alive))
 
 
 def _psycopg_url(uri: str) -> str:

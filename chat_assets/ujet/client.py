@@ -588,10 +588,15 @@ class UjetClient:
         if counters.requests > 1 and now - counters.reported < PROGRESS_SECONDS:
             return
         counters.reported = now
-        of = f" of {read.total}" if read.total is not None else ""
+        have = len(read.newest)
+        of, left = "", ""
+        if read.total is not None:
+            of = f" of {read.total}"
+            pages = math.ceil(max(0, read.total - have) / self._per_page)
+            left = f", about {pages / self._pacer.pace:.0f} s to go"
         self._log.info(
-            f"UJET request {counters.requests}: {len(read.newest)}{of} chats so far, "
-            f"pace {self._pacer.pace:.1f}/s"
+            f"UJET: {counters.pages} pages, {have}{of} chats so far, "
+            f"pace {self._pacer.pace:.1f} requests/s{left}"
         )
 
     def _request_page(

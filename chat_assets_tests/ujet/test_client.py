@@ -167,7 +167,8 @@ def test_every_chat_of_the_window(personality: str) -> None:
         assert sorted(got) == IN_WINDOW
     assert (result.shortfall, result.left_out, result.reread) == (0, (), False)
     assert result.duplicates_dropped > 0  # the seams of tailing repeat chats
-    assert any("chats so far" in line for line in log.at("info"))
+    progress = [line for line in log.at("info") if "chats so far" in line]
+    assert progress and "pages" in progress[0] and "s to go" in progress[0]
 
 
 def test_reads_by_tailing_updated_at(personality: str) -> None:

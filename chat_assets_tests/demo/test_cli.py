@@ -1,0 +1,106 @@
+"""bin/demo as a process: it starts, serves the UI, and stops cleanly however it is asked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+pytestmark = pytest.mark.topology
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def demo_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    return env | {"CHAT_ASSETS_HOME": str(home), "CHAT_ASSETS_START_DATE": "2026-01-01"}
+
+
+def ignore_sigint() -> None:
+    """What a non-interactive shell does to a job it starts with `&`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_a_background_demo_stops_every_child_on_a_signal(tmp_path: Path, how: int) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "chat_assets_demo", "--port", str(port)],
+        env=demo_env(tmp_path / "state"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=ignore_sigint,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "the UI never came up"
+            time.sleep(1)
+        family = psutil.Process(demo.pid).children(recursive=True)
+        postgres = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert len(family) >= 3  # dagster dev, its webserver and daemon at least
+        assert postgres  # the embedded PostgreSQL, by its data folder
+        demo.send_signal(how)
+        assert demo.wait(timeout=60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    _, alive = psutil.wait_procs(family + postgres, timeout=10)
+    assert alive == [], [p.pid for p in alive]
+
+
+def test_a_taken_port_fails_at_once_naming_the_option(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "chat_assets_demo", "--port", str(port)],
+            env=demo_env(tmp_path / "state"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"port {port}" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_setting_is_one_plain_line(tmp_path: Path) -> None:
+    env = demo_env(tmp_path / "state") | {"CHAT_ASSETS_TIMEZONE": "Mars/Olympus"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_assets_demo", "materialize"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "chat_assets: CHAT_ASSETS_TIMEZONE='Mars/Olympus' is not an IANA time zone such as "
+        "Asia/Seoul"
+    ]
