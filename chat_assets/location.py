@@ -47,6 +47,12 @@ def production_resources(settings: Settings) -> dict[str, Any]:
             "UJET_BASE_URL, with UJET_COMPANY_KEY and UJET_COMPANY_SECRET "
             "(bin/demo runs on the built-in demo source instead)"
         )
+    if settings.missing_secrets:
+        raise SettingsError(
+            f"{', '.join(settings.missing_secrets)} not set: a UJET account needs its company "
+            "key and secret (UJET console: Settings > Developer Settings) and a pseudonym key "
+            "(python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
     return {
         "ujet": UjetResource(
             base_url=settings.ujet_base_url,
@@ -57,7 +63,7 @@ def production_resources(settings: Settings) -> dict[str, Any]:
             requests_per_second=settings.requests_per_second,
         ),
         "privacy": PrivacyResource(
-            pii_key=dg.EnvVar(PII_KEY_ENV) if settings.pii_key_set else None,
+            pii_key=dg.EnvVar(PII_KEY_ENV),
             key_version=settings.pii_key_version,
         ),
     }

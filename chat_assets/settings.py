@@ -88,6 +88,8 @@ class Settings:
     ujet_domain: str = "ujet.co"
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     pii_key_set: bool = False
+    # Which of the secrets read at run time (through EnvVar) are missing from the environment.
+    missing_secrets: tuple[str, ...] = ()
     pii_key_version: str = "k1"
 
     @property
@@ -137,6 +139,11 @@ class Settings:
                 _env("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
             ),
             pii_key_set=_env(PII_KEY_ENV) is not None,
+            missing_secrets=tuple(
+                name
+                for name in ("UJET_COMPANY_KEY", "UJET_COMPANY_SECRET", PII_KEY_ENV)
+                if _env(name) is None
+            ),
             pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),

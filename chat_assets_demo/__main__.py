@@ -26,7 +26,11 @@ from chat_assets.location import production_resources, production_warehouse
 from chat_assets.settings import Settings, SettingsError
 from chat_assets_demo.embedded import embedded_database_url
 
-QUIET = ("Function `dev_command` is superseded", "XDG_RUNTIME_DIR is not set")
+QUIET = (
+    "Function `dev_command` is superseded",
+    "Function `asset_materialize_command` is superseded",
+    "XDG_RUNTIME_DIR is not set",
+)
 for _text in QUIET:
     warnings.filterwarnings("ignore", message=re.escape(_text))
 
@@ -54,7 +58,9 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
     env["PYTHONWARNINGS"] = ",".join(
         filter(None, [env.get("PYTHONWARNINGS"), *(f"ignore:{text}" for text in QUIET)])
     )
-    if not production and not settings.database_url:
+    if not production:
+        # The demo always writes to its own embedded PostgreSQL, whatever the environment names:
+        # synthetic chats never reach a real warehouse.
         env["CHAT_ASSETS_DATABASE_URL"] = embedded_database_url(settings.state_dir)
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,11 @@ def embedded_database_url(state_dir: Path, *, keep_running: bool = False) -> str
             _servers[pgdata] = server
             url = _psycopg_url(server.get_uri())
             log.info("Embedded PostgreSQL is serving %s", url)
-            print(f"chat_assets: embedded PostgreSQL at {url}", flush=True)
+            print(
+                f"chat_assets: embedded PostgreSQL at {url} (while this runs; psql: "
+                f'psql "host={pgdata} user=postgres dbname=postgres")',
+                flush=True,
+            )
     return _psycopg_url(server.get_uri())
 
 

@@ -139,6 +139,10 @@ def test_production_definitions_load_no_demo_module():
     [
         (("UJET_SUBDOMAIN",), ("UJET_SUBDOMAIN", "UJET_BASE_URL")),
         (("CHAT_ASSETS_DATABASE_URL",), ("CHAT_ASSETS_DATABASE_URL",)),
+        (
+            ("UJET_COMPANY_SECRET", "CHAT_ASSETS_PII_KEY"),
+            ("UJET_COMPANY_SECRET", "CHAT_ASSETS_PII_KEY"),
+        ),
     ],
 )
 def test_production_definitions_refuse_a_missing_source_or_warehouse(unset, named):
