@@ -22,7 +22,6 @@ from chat_assets.tables import (
     RAW_CHATS,
     RAW_PII_KEY,
     SLA_CONSISTENT,
-    SLA_EVENT_VALID,
     PgType,
     Table,
 )
@@ -37,7 +36,6 @@ PII_KEY_UNCHANGED = "pii_key_unchanged"
 NO_PERSONAL_TEXT = "no_personal_text"
 
 EXAMPLES = 5
-__all__ = ["SLA_CONSISTENT", "SLA_EVENT_VALID"]  # declared with the tables, checked here
 
 
 def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:

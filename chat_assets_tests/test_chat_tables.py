@@ -12,7 +12,7 @@ import pytest
 from chat_assets import checks
 from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings
-from chat_assets.tables import CHATS
+from chat_assets.tables import CHATS, SLA_EVENT_VALID
 from chat_assets.warehouse.postgres import Applied
 from chat_assets.warehouse.resource import IO_MANAGER_KEY
 from chat_assets.warehouse.summary import summary_markdown
@@ -108,7 +108,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
         result = run(settings, emulator, database_url, schema, "2016-03-02")
     assert result.success
     found = evaluations(result)
-    sla = found[("chat_queue_durations", checks.SLA_EVENT_VALID)]
+    sla = found[("chat_queue_durations", SLA_EVENT_VALID)]
     assert not sla.passed and sla.severity == dg.AssetCheckSeverity.ERROR
     assert sla.metadata["bad_values"].value == [
         {"value": "<21 characters, not shown>", "rows": 1, "chat_ids": [1]},

@@ -101,21 +101,20 @@ class _Walk:
         self.index = index
         self.pseudonymizer = pseudonymizer
         self.report = SanitizeReport()
-        self.held_back: list[Any] = []
+        self.held_back: list[Any] = []  # the current record's
         # Per record: what it held back, and its kept configuration as (path, owner id, text).
         self.records_held: list[set[str]] = []
         self.records_configuration: list[list[tuple[str, Any, str]]] = []
-        self._held_here = 0
         self._configuration: list[tuple[str, Any, str]] = []
 
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise TypeError(f"a chat record is a JSON object, got {type(record).__name__}")
         self.report.records += 1
-        self._held_here = len(self.held_back)
+        self.held_back = []
         self._configuration = []
         clean = self._object(record, "")
-        self.records_held.append(_texts(self.held_back[self._held_here :]))
+        self.records_held.append(_texts(self.held_back))
         self.records_configuration.append(self._configuration)
         return clean
 
@@ -246,7 +245,7 @@ def sanitize_guarded(
     walk = _Walk(index, pseudonymizer)
     clean = [walk.record(r) for r in records]
     configuration = configuration_values(walk.records_configuration, walk.records_held)
-    return Guarded(clean, walk.report, _texts(walk.held_back), configuration)
+    return Guarded(clean, walk.report, set().union(*walk.records_held), configuration)
 
 
 def configuration_values(
@@ -286,7 +285,7 @@ def sensitive_values(record: dict[str, Any], index: RuleIndex = INDEX) -> set[st
     """
     walk = _Walk(index, None)
     walk.record(record)
-    return _texts(walk.held_back)
+    return walk.records_held[0]
 
 
 def _texts(values: Iterable[Any]) -> set[str]:

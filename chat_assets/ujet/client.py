@@ -23,7 +23,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -351,12 +351,16 @@ class _Read:
     left_out: dict[str, None] = field(default_factory=dict)  # ordered set of labels
     repaired: set[int] = field(default_factory=set)
 
-    def add(self, page: _Page) -> None:
-        self.received += len(page.chats)
-        for record, updated in page.chats:
+    def _keep(self, chats: Iterable[tuple[dict, datetime]]) -> None:
+        """The newest version of each chat wins (ties: the later one)."""
+        for record, updated in chats:
             kept = self.newest.get(record["id"])
             if kept is None or updated >= kept[1]:
                 self.newest[record["id"]] = (record, updated)
+
+    def add(self, page: _Page) -> None:
+        self.received += len(page.chats)
+        self._keep(page.chats)
         self.left_out.update(dict.fromkeys(page.left_out))
         self.repaired.update(page.repaired)
 
@@ -365,10 +369,7 @@ class _Read:
         received = self.received + later.received
         merged = _Read(dict(self.newest), received, later.total, dict(later.left_out))
         merged.repaired = self.repaired | later.repaired
-        for chat_id, (record, updated) in later.newest.items():
-            kept = merged.newest.get(chat_id)
-            if kept is None or updated >= kept[1]:
-                merged.newest[chat_id] = (record, updated)
+        merged._keep(later.newest.values())
         # A chat left out once but read cleanly later is not missing.
         for chat_id in merged.newest:
             merged.left_out.pop(f"id {chat_id}", None)
