@@ -1,5 +1,6 @@
 """The demo code location, for `dagster dev -m chat_assets_demo.definitions` (`bin/demo`)."""
 
+from chat_assets.load_error import load_location
 from chat_assets_demo.location import demo_definitions
 
-defs = demo_definitions()
+defs = load_location(demo_definitions)

@@ -104,6 +104,7 @@ def start(
     env: dict[str, str] | None = None,
     user: str | None = None,
     stop_signal: int = signal.SIGTERM,
+    cwd: Path | None = None,
 ) -> Process:
     log = logs / f"{name}.log"
     with log.open("wb") as out:
@@ -111,6 +112,7 @@ def start(
             command,
             env=env,
             user=user,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -405,6 +407,46 @@ def seed_missed_daily_tick(deployment: Deployment) -> datetime:
     return tick
 
 
+def code_server_command(port: int) -> list[str]:
+    """The code location's gRPC server, as docker-compose's user_code service starts it."""
+    return [
+        str(VENV_BIN / "dagster"),
+        "code-server",
+        "start",
+        "-m",
+        "chat_assets.definitions",
+        "--location-name",
+        LOCATION,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+
+
+def webserver_command(workspace: Path, port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "dagster-webserver"),
+        "-w",
+        str(workspace),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+
+
+def wait_until_serving(code_server: Process, port: int) -> None:
+    """Until the code server answers docker-compose's health check."""
+    health = [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(port)]
+
+    def serving() -> bool:
+        assert code_server.popen.poll() is None, code_server.tail()
+        return subprocess.run(health, capture_output=True, timeout=20).returncode == 0
+
+    wait_for(serving, 90, "the code server's gRPC health check", every=1)
+
+
 @contextmanager
 def running_deployment() -> Iterator[Deployment]:
     """Start the topology in dependency order, as docker-compose's depends_on does."""
@@ -479,40 +521,14 @@ def running_deployment() -> Iterator[Deployment]:
 
         code_server = launch(
             "code_server",
-            [
-                str(VENV_BIN / "dagster"),
-                "code-server",
-                "start",
-                "-m",
-                "chat_assets.definitions",
-                "--location-name",
-                LOCATION,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(grpc_port),
-            ],
+            code_server_command(grpc_port),
             code_env,
         )
-        health = [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(grpc_port)]
-
-        def serving() -> bool:
-            assert code_server.popen.poll() is None, code_server.tail()
-            return subprocess.run(health, capture_output=True, timeout=20).returncode == 0
-
-        wait_for(serving, 90, "the code server's gRPC health check", every=1)
+        wait_until_serving(code_server, grpc_port)
         services_env = inherited | dagster_env
         webserver = launch(
             "webserver",
-            [
-                str(VENV_BIN / "dagster-webserver"),
-                "-w",
-                str(workspace),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(web_port),
-            ],
+            webserver_command(workspace, web_port),
             services_env,
         )
 
@@ -778,3 +794,118 @@ def check_partitions(deployment: Deployment, run_ids: list[str]) -> dict[str, se
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         found.setdefault(evaluation.partition, set()).add(name)
     return found
+
+
+LOAD_ERROR = """
+{
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message stack errorChain { error { message } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def without_settings(tmp_path: Path) -> dict[str, str]:
+    """An environment with no chat_assets setting at all, on a throwaway instance: the
+    production location refuses to load (no warehouse named)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("UJET_", "CHAT_ASSETS_", "DAGSTER_"))
+    }
+    return env | {"DAGSTER_HOME": str(home)}
+
+
+def location_error(url: str, name: str) -> dict[str, Any] | None:
+    """The location's load error as the webserver serves it to the UI, once it has one."""
+    response = requests.post(f"{url}/graphql", json={"query": LOAD_ERROR}, timeout=10)
+    entries = response.json()["data"]["workspaceOrError"]["locationEntries"]
+    loaded = {entry["name"]: entry for entry in entries}[name]["locationOrLoadError"]
+    return loaded if loaded and loaded["__typename"] == "PythonError" else None
+
+
+MISSING_WAREHOUSE = (
+    "chat_assets: CHAT_ASSETS_DATABASE_URL is not set: point it at the warehouse, e.g. "
+    "postgresql+psycopg://loader:password@db.internal:5432/warehouse"
+)
+
+
+def assert_said_plainly(error: dict[str, Any], *logs: Process) -> None:
+    """The UI shows the message alone, and each terminal has it with no traceback."""
+    assert error["message"].startswith(MISSING_WAREHOUSE), error["message"]
+    assert (error["stack"], error["errorChain"]) == ([], []), error
+    for process in logs:
+        text = process.log.read_text(errors="replace")
+        assert MISSING_WAREHOUSE in text, process.tail()
+        assert "Traceback" not in text and 'File "' not in text, process.tail(80)
+
+
+def test_the_code_server_says_a_missing_setting_plainly(tmp_path):
+    """As docker-compose runs it: the code server serves the load error, the webserver shows it."""
+    grpc_port, web_port = free_port(), free_port()
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump(production_workspace("127.0.0.1", grpc_port)))
+    env = without_settings(tmp_path)
+    with ExitStack() as stack:
+        code_server = start(
+            "code_server",
+            code_server_command(grpc_port),
+            tmp_path,
+            env=env,
+            cwd=tmp_path,
+        )
+        stack.callback(code_server.stop)
+        wait_until_serving(code_server, grpc_port)
+        webserver = start(
+            "webserver",
+            webserver_command(workspace, web_port),
+            tmp_path,
+            env=env,
+            cwd=tmp_path,
+        )
+        stack.callback(webserver.stop)
+        url = f"http://127.0.0.1:{web_port}"
+        error = wait_for(lambda: location_error(url, LOCATION), 90, "the location's load error")
+        assert_said_plainly(error, code_server)
+        assert "Traceback" not in webserver.log.read_text(errors="replace"), webserver.tail()
+
+
+def test_dagster_dev_says_a_missing_setting_plainly(tmp_path):
+    web_port = free_port()
+    env = without_settings(tmp_path)
+    with ExitStack() as stack:
+        dev = start(
+            "dagster_dev",
+            [
+                str(VENV_BIN / "dagster"),
+                "dev",
+                "-m",
+                "chat_assets.definitions",
+                "-d",
+                str(ROOT),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(web_port),
+            ],
+            tmp_path,
+            env=env,
+            cwd=tmp_path,
+        )
+        stack.callback(dev.stop)
+        url = f"http://127.0.0.1:{web_port}"
+        error = wait_for(
+            lambda: location_error(url, "chat_assets.definitions"), 90, "the location's load error"
+        )
+        assert_said_plainly(error, dev)
