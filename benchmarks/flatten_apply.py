@@ -33,8 +33,9 @@ DAY = date(2026, 1, 15)
 
 def land(url: str, schema: str, chats: int) -> None:
     start, end = day_window(DAY, "UTC")
-    # chats_per_day new chats plus ~20% second versions of the day before
-    records = chats_updated_between(start, end, chats_per_day=round(chats / 1.2))
+    # Exactly chats_per_day new chats (no seasonality) plus 20% second versions of earlier days
+    per_day = round(chats / 1.2)
+    records = chats_updated_between(start, end, chats_per_day=per_day, seasonal=False)
     frame = landing_frame([r for r in records if start <= _ts(r) < end], "UTC", "k1:bench")
     postgres.replace_window(postgres.engine_for(url), schema, RAW_CHATS, frame, start, end)
     print(f"landed                  {len(frame)} chats in {schema}.raw_chats")

@@ -6,22 +6,44 @@ without a UJET account. Records are a pure function of the UTC day, so the same 
 yields the same data, and a chat can be built on its own from its key: sorting, counting and
 paging a window never requires building every record in it.
 
-Each UTC day D holds ``chats_per_day`` new chats created and updated within D, plus a second
-version of about 20% of the chats created on D-1 (same id and created_at, a newer updated_at
-within D, a later status and changed children). All domains are reserved example domains.
+Each UTC day D holds its new chats (created and first updated within D) and the second versions
+of earlier days' chats that land on D. The data follow a contact center's rhythm in the local
+time of ``timezone`` (the demo passes its partition time zone, CHAT_ASSETS_TIMEZONE; UTC by
+default):
+
+- volume: busy weekday mornings and early afternoons, quiet nights, weekends at about half a
+  weekday, plus each day's own noise and a slow swell over a quarter. ``chats_per_day`` is the
+  average over weeks. A day's shape (new chats per hour) is computed from the day alone.
+- queues: each menu path has its own service-level targets (Sales answers fast, Billing slower,
+  Technical issue later still, VIP strictly) and waits that usually meet them.
+- a bad afternoon every week: on one weekday, two to four hours starting between 12:00 and
+  14:00 in which waits grow four to eight times, then two hours while the backlog clears. More
+  chats miss their target and more are abandoned. ``service_level_event`` always follows from
+  the wait and the queue's targets, as UJET defines them.
+- late updates: 20% of a day's chats stay open and get a second version (same id and
+  created_at, a later status and changed children) one to five days later, most the next day.
+
+``seasonal=False`` keeps queues, bad afternoons and late updates but gives every day exactly
+``chats_per_day`` new chats, evenly over its hours (benchmarks use it for a fixed size). All
+domains are reserved example domains.
 """
 
+import math
 import random
 from bisect import bisect
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 IDS_PER_DAY = 1_000_000  # chat id = day ordinal * IDS_PER_DAY + index within the day
-REOPEN_SHARE = 0.2  # share of a day's chats that get a second version the next day
+MAX_CHATS_PER_DAY = IDS_PER_DAY // 2  # the busiest days stay within a day's ids
+REOPEN_SHARE = 0.2  # share of a day's chats that get a second version on a later day
+LATE_SHARES = (0.55, 0.2, 0.12, 0.08, 0.05)  # of those, landing 1, 2, ... 5 days later
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -29,13 +51,15 @@ _CDN = "https://cdn.example-ujet.test"
 
 
 class ChatVersionKey(NamedTuple):
-    """Enough to filter, sort and page a chat version without building the record."""
+    """Enough to filter, sort and page a chat version without building the record, and to
+    build it later without knowing the day's shape."""
 
     updated_ms: int
     chat_id: int
     version: int
     created_ms: int
-    reopened: bool  # version 1 stays open and gets a second version the next day
+    reopened: bool  # version 1 stays open and gets a second version on a later day
+    strain: float  # how much longer than usual queues were when the chat was created
 
 
 class _Weighted:
@@ -56,6 +80,8 @@ class _Timeline(NamedTuple):
     """The instants of a version-1 chat, in epoch milliseconds (None when not reached)."""
 
     status: str
+    queue: int  # index into _QUEUES
+    strain: float
     created: int
     queue_start: int  # after the virtual agent, if any
     assigned: int | None
@@ -67,6 +93,17 @@ _STATUS = _Weighted(
     [
         ("finished", 80),
         ("canceled", 7),
+        ("no_response", 5),
+        ("failed", 4),
+        ("assigned", 3),
+        ("queued", 1),
+    ]
+)
+# Under strain more customers give up waiting.
+_STRAINED_STATUS = _Weighted(
+    [
+        ("finished", 64),
+        ("canceled", 23),
         ("no_response", 5),
         ("failed", 4),
         ("assigned", 3),
@@ -99,16 +136,33 @@ _FINISHED_SUB_STATUS = _Weighted(
 )
 _FAIL_REASON = _Weighted([("unknown", 40), ("expired", 40), ("nothing", 20)])
 
-# (id, parent_id, position, leaf name, path as shown inside duration lists)
-_MENUS: tuple[tuple[int, int, int, str, str], ...] = (
-    (3389, 3300, 1, "Billing", "Support/Billing"),
-    (3390, 3300, 2, "Technical issue", "Support/Technical issue"),
-    (3391, 3300, 3, "Account access", "Support/Account access"),
-    (3401, 3400, 1, "New order", "Sales/New order"),
-    (3402, 3400, 2, "Upgrade plan", "Sales/Upgrade plan"),
-    (3501, 3500, 1, "배송 문의", "고객센터/배송 문의"),
-    (3502, 3500, 2, "환불 요청", "고객센터/환불 요청"),
+
+class _Queue(NamedTuple):
+    """A menu path chats queue in, with the service-level targets UJET reports on its rows."""
+
+    menu_id: int
+    parent_id: int
+    position: int
+    name: str
+    path: str  # as shown inside duration lists
+    target_time: int  # service_level_target_time, seconds
+    target_percent: int  # service_level_target_percent
+    abandon_threshold: int  # seconds; shorter abandons are excluded from the service level
+    mean_wait: float  # seconds, on an ordinary hour: most waits meet the target
+    share: float  # of the chats that enter here
+
+
+_QUEUES: tuple[_Queue, ...] = (
+    _Queue(3401, 3400, 1, "New order", "Sales/New order", 20, 80, 10, 9, 16),
+    _Queue(3402, 3400, 2, "Upgrade plan", "Sales/Upgrade plan", 20, 80, 10, 9, 8),
+    _Queue(3389, 3300, 1, "Billing", "Support/Billing", 60, 80, 20, 27, 18),
+    _Queue(3390, 3300, 2, "Technical issue", "Support/Technical issue", 180, 80, 30, 95, 20),
+    _Queue(3391, 3300, 3, "Account access", "Support/Account access", 90, 80, 20, 40, 8),
+    _Queue(3501, 3500, 1, "배송 문의", "고객센터/배송 문의", 60, 80, 15, 27, 12),
+    _Queue(3502, 3500, 2, "환불 요청", "고객센터/환불 요청", 120, 80, 20, 55, 10),
+    _Queue(3601, 3600, 1, "Priority", "VIP/Priority", 10, 90, 5, 3.5, 8),
 )
+_QUEUE = _Weighted([(index, queue.share) for index, queue in enumerate(_QUEUES)])
 _VIRTUAL_AGENTS: tuple[tuple[int, str], ...] = ((10, "Aria"), (11, "도우미 봇"), (12, "Max"))
 _EN_FIRST = (
     "Olivia",
@@ -193,21 +247,25 @@ def _agent(index: int) -> dict[str, Any]:
 
 def _menu_object(index: int) -> dict[str, Any]:
     """The top-level / transfer form of a menu path (an object, unlike inside durations)."""
-    menu_id, parent_id, _, name, _ = _MENUS[index]
-    return {"items_count": 2, "name": name, "materialized_path": f"{parent_id}/{menu_id}"}
+    queue = _QUEUES[index]
+    return {
+        "items_count": 2,
+        "name": queue.name,
+        "materialized_path": f"{queue.parent_id}/{queue.menu_id}",
+    }
 
 
 def _selected_menu(index: int, rng: random.Random) -> dict[str, Any]:
-    menu_id, parent_id, position, name, _ = _MENUS[index]
+    queue = _QUEUES[index]
     return {
-        "id": menu_id,
-        "name": name,
-        "parent_id": parent_id,
-        "position": position,
+        "id": queue.menu_id,
+        "name": queue.name,
+        "parent_id": queue.parent_id,
+        "position": queue.position,
         "deleted": False,
         "hidden": "false",  # documented as a string
         "menu_type": "ivr_menu",
-        "output_msg": f"Connecting you to {name}" if rng.random() < 0.6 else None,
+        "output_msg": f"Connecting you to {queue.name}" if rng.random() < 0.6 else None,
     }
 
 
@@ -261,9 +319,10 @@ def to_epoch_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def _chat_seed(chat_id: int, version: int) -> int:
-    """Seed of one chat version; disjoint from day seeds (those are < 4 million)."""
-    return chat_id * 8 + version
+def _chat_seed(chat_id: int, stream: int) -> int:
+    """Seed of one of a chat's random streams: 1 builds version 1, 2 advances it to version 2,
+    3 places version 2 in its day. Day-level streams are seeded with strings, so never collide."""
+    return chat_id * 8 + stream
 
 
 def _day_start_ms(ordinal: int) -> int:
@@ -271,21 +330,121 @@ def _day_start_ms(ordinal: int) -> int:
 
 
 def _check_chats_per_day(chats_per_day: int) -> None:
-    if not 0 <= chats_per_day <= IDS_PER_DAY:
-        raise ValueError(f"chats_per_day must be within 0..{IDS_PER_DAY}, got {chats_per_day}")
+    if not 0 <= chats_per_day <= MAX_CHATS_PER_DAY:
+        raise ValueError(
+            f"chats_per_day must be within 0..{MAX_CHATS_PER_DAY}, got {chats_per_day}"
+        )
 
 
-def _reopened_indices(ordinal: int, chats_per_day: int) -> frozenset[int]:
-    """Which of a day's chats stay open and get a second version the next day."""
-    rng = random.Random(ordinal)
-    return frozenset(rng.sample(range(chats_per_day), round(chats_per_day * REOPEN_SHARE)))
+# The rhythm of the week, in local time. Each hour profile is the share of a day's chats that
+# begin in each local hour (normalized below); weekday volumes average 1 over a week.
+_WEEKDAY_HOURS = (
+    1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.0, 2.2, 4.2, 6.2, 7.2, 7.4,
+    6.6, 7.0, 7.0, 6.4, 5.6, 4.6, 3.6, 3.0, 2.6, 2.2, 1.8, 1.4,
+)  # fmt: skip
+_WEEKEND_HOURS = (
+    1.2, 0.8, 0.5, 0.4, 0.3, 0.3, 0.5, 0.8, 1.4, 2.2, 3.0, 3.6,
+    3.8, 3.8, 3.6, 3.4, 3.2, 3.0, 2.8, 2.6, 2.4, 2.1, 1.8, 1.5,
+)  # fmt: skip
+_WEEKDAY_SHARE = tuple(weight / sum(_WEEKDAY_HOURS) for weight in _WEEKDAY_HOURS)
+_WEEKEND_SHARE = tuple(weight / sum(_WEEKEND_HOURS) for weight in _WEEKEND_HOURS)
+_WEEKDAY_WEIGHT = (1.2, 1.12, 1.08, 1.05, 0.98, 0.62, 0.48)  # Monday to Sunday
+_WEEKDAY_VOLUME = tuple(weight * 7 / sum(_WEEKDAY_WEIGHT) for weight in _WEEKDAY_WEIGHT)
+_NOISE = 0.07  # day-to-day spread of volume (lognormal, mean 1)
+_SWELL, _SWELL_DAYS = 0.1, 91  # a slow wave of +-10% over a quarter
 
 
-def _timeline(rng: random.Random, day_start: int, reopened: bool) -> _Timeline:
-    """Draw status and instants first, so a key costs only a few random numbers."""
-    status = (_REOPENED_STATUS if reopened else _STATUS).pick(rng)
+@lru_cache(maxsize=1024)
+def _volume(local_day: date) -> float:
+    """A local day's volume relative to the average day: its weekday, the swell, its noise."""
+    rng = random.Random(f"volume {local_day.isoformat()}")
+    swell = 1 + _SWELL * math.sin(2 * math.pi * local_day.toordinal() / _SWELL_DAYS)
+    noise = rng.lognormvariate(-(_NOISE**2) / 2, _NOISE)
+    return _WEEKDAY_VOLUME[local_day.weekday()] * swell * noise
+
+
+class _BadAfternoon(NamedTuple):
+    weekday: int  # 0 is Monday
+    first_hour: int
+    hours: int
+    strain: float  # how many times longer queue waits are
+
+
+@lru_cache(maxsize=256)
+def _bad_afternoon(iso_year: int, iso_week: int) -> _BadAfternoon:
+    """The week's bad afternoon: a weekday, starting between 12:00 and 14:00 local time."""
+    rng = random.Random(f"bad afternoon {iso_year}-W{iso_week:02d}")
+    return _BadAfternoon(
+        rng.randrange(5), rng.randint(12, 14), rng.randint(2, 4), rng.uniform(4, 8)
+    )
+
+
+def _strain(local: datetime) -> float:
+    """How much longer than usual queue waits are in this local hour: the bad afternoon's
+    strain while it lasts, then half and a quarter of it while the backlog clears."""
+    iso_year, iso_week, iso_weekday = local.isocalendar()
+    bad = _bad_afternoon(iso_year, iso_week)
+    since = local.hour - bad.first_hour
+    if iso_weekday - 1 != bad.weekday or not 0 <= since < bad.hours + 2:
+        return 1.0
+    clearing = max(0, since - bad.hours + 1)
+    return 1 + (bad.strain - 1) / 2**clearing
+
+
+class _Day(NamedTuple):
+    """A UTC day's shape: how many chats begin by the end of each hour, and the strain then."""
+
+    ordinal: int
+    start_ms: int
+    ends: tuple[int, ...]  # ends[h]: chats created before the end of UTC hour h
+    strain: tuple[float, ...]
+
+    @property
+    def total(self) -> int:
+        return self.ends[-1]
+
+
+@lru_cache(maxsize=1024)
+def _day(ordinal: int, chats_per_day: int, timezone: str, seasonal: bool) -> _Day:
+    zone = ZoneInfo(timezone)
+    start_ms = _day_start_ms(ordinal)
+    rounding = random.Random(f"rounding {ordinal}")  # unbiased whole counts per hour
+    counts: list[int] = []
+    strain: list[float] = []
+    for hour in range(24):
+        local = (_EPOCH + timedelta(milliseconds=start_ms + hour * HOUR_MS)).astimezone(zone)
+        strain.append(_strain(local))
+        if seasonal:
+            shares = _WEEKEND_SHARE if local.weekday() >= 5 else _WEEKDAY_SHARE
+            share = shares[local.hour]
+            counts.append(int(chats_per_day * _volume(local.date()) * share + rounding.random()))
+        else:
+            counts.append(chats_per_day * (hour + 1) // 24 - chats_per_day * hour // 24)
+    return _Day(ordinal, start_ms, tuple(accumulate(counts)), tuple(strain))
+
+
+@lru_cache(maxsize=64)
+def _late(ordinal: int, total: int) -> tuple[tuple[int, ...], ...]:
+    """Indices of a day's chats that get a second version, by days later (1, 2, ...)."""
+    rng = random.Random(f"late {ordinal}")
+    chosen = rng.sample(range(total), round(total * REOPEN_SHARE))
+    bounds = [0, *(round(len(chosen) * share) for share in accumulate(LATE_SHARES))]
+    return tuple(tuple(sorted(chosen[low:high])) for low, high in pairwise(bounds))
+
+
+def _timeline(rng: random.Random, placed: int, reopened: bool, strain: float) -> _Timeline:
+    """Draw queue, status and instants first, so a key costs only a few random numbers.
+
+    The chat starts at `placed` unless version 1 would then end after its day (it starts
+    earlier then); `strain` stretches the wait (and the patience of those who abandon)."""
+    queue = _QUEUE.pick(rng)
+    if reopened:
+        status = _REOPENED_STATUS.pick(rng)
+    else:
+        status = (_STRAINED_STATUS if strain >= 2 else _STATUS).pick(rng)
     va_ms = rng.randrange(15_000, 180_000) if rng.random() < 0.35 else 0
-    queue_ms = min(int(rng.expovariate(1 / 45_000)), 1_800_000) + rng.randrange(1000)
+    mean_wait_ms = _QUEUES[queue].mean_wait * 1000 * strain
+    queue_ms = min(int(rng.expovariate(1 / mean_wait_ms)), HOUR_MS) + rng.randrange(1000)
     talk_ms = 30_000 + min(int(rng.expovariate(1 / 420_000)), 5_400_000)
     assigned: int | None = None
     ends: int | None = None
@@ -304,9 +463,12 @@ def _timeline(rng: random.Random, day_start: int, reopened: bool) -> _Timeline:
         ends = updated = va_ms + queue_ms
     else:  # failed
         ends = updated = va_ms + min(queue_ms, 120_000)
-    created = day_start + rng.randrange(DAY_MS - updated - 1)
+    fits = placed + updated < (placed // DAY_MS + 1) * DAY_MS
+    created = placed if fits else placed - updated  # then it ends about when it would start
     return _Timeline(
         status=status,
+        queue=queue,
+        strain=strain,
         created=created,
         queue_start=created + va_ms,
         assigned=None if assigned is None else created + assigned,
@@ -315,37 +477,47 @@ def _timeline(rng: random.Random, day_start: int, reopened: bool) -> _Timeline:
     )
 
 
-def _v1_key(ordinal: int, index: int, reopened: bool) -> ChatVersionKey:
-    chat_id = ordinal * IDS_PER_DAY + index
-    tl = _timeline(random.Random(_chat_seed(chat_id, 1)), _day_start_ms(ordinal), reopened)
-    return ChatVersionKey(tl.updated, chat_id, 1, tl.created, reopened)
+def _v1_key(day: _Day, index: int, reopened: bool) -> ChatVersionKey:
+    """Key of version 1 of chat `index` of the day: its hour from the day's shape, its moment
+    within the hour from its id."""
+    chat_id = day.ordinal * IDS_PER_DAY + index
+    hour = bisect(day.ends, index)
+    placed = day.start_ms + hour * HOUR_MS + _knuth(chat_id) % HOUR_MS
+    rng = random.Random(_chat_seed(chat_id, 1))
+    tl = _timeline(rng, placed, reopened, day.strain[hour])
+    return ChatVersionKey(tl.updated, chat_id, 1, tl.created, reopened, tl.strain)
 
 
-def _v2_updated(rng: random.Random, chat_id: int) -> int:
-    """The second version lands somewhere in the day after the chat was created."""
-    return _day_start_ms(chat_id // IDS_PER_DAY + 1) + rng.randrange(DAY_MS)
+def _v2_key(created_on: _Day, index: int, lands_on: _Day) -> ChatVersionKey:
+    """Key of the second version, landing in an hour drawn by the later day's volume."""
+    first = _v1_key(created_on, index, True)
+    rng = random.Random(_chat_seed(first.chat_id, 3))
+    hour = bisect(lands_on.ends, rng.randrange(lands_on.total)) if lands_on.total else 12  # noon
+    updated = lands_on.start_ms + hour * HOUR_MS + rng.randrange(HOUR_MS)
+    return first._replace(updated_ms=updated, version=2)
 
 
-def _v2_key(ordinal: int, index: int) -> ChatVersionKey:
-    """Key of the second version of chat `index` created on day `ordinal`."""
-    chat_id = ordinal * IDS_PER_DAY + index
-    tl = _timeline(random.Random(_chat_seed(chat_id, 1)), _day_start_ms(ordinal), True)
-    updated = _v2_updated(random.Random(_chat_seed(chat_id, 2)), chat_id)
-    return ChatVersionKey(updated, chat_id, 2, tl.created, True)
-
-
-def _day_keys(ordinal: int, chats_per_day: int) -> list[ChatVersionKey]:
+def _day_keys(
+    ordinal: int, chats_per_day: int, timezone: str, seasonal: bool
+) -> list[ChatVersionKey]:
     """Every chat version whose updated_at falls on the given UTC day."""
-    reopened = _reopened_indices(ordinal, chats_per_day)
-    keys = [_v1_key(ordinal, i, i in reopened) for i in range(chats_per_day)]
-    keys.extend(
-        _v2_key(ordinal - 1, i) for i in sorted(_reopened_indices(ordinal - 1, chats_per_day))
-    )
+    today = _day(ordinal, chats_per_day, timezone, seasonal)
+    reopened = set().union(*_late(ordinal, today.total))
+    keys = [_v1_key(today, i, i in reopened) for i in range(today.total)]
+    for days_later in range(1, len(LATE_SHARES) + 1):
+        earlier = _day(ordinal - days_later, chats_per_day, timezone, seasonal)
+        late = _late(earlier.ordinal, earlier.total)[days_later - 1]
+        keys.extend(_v2_key(earlier, i, today) for i in late)
     return keys
 
 
 def chat_version_keys(
-    start: datetime, end: datetime, chats_per_day: int = 48
+    start: datetime,
+    end: datetime,
+    chats_per_day: int = 48,
+    *,
+    timezone: str = "UTC",
+    seasonal: bool = True,
 ) -> list[ChatVersionKey]:
     """Keys of all chat versions with updated_at in [start, end], sorted by (updated_at, id)."""
     _check_chats_per_day(chats_per_day)
@@ -358,7 +530,7 @@ def chat_version_keys(
     for ordinal in range(first, last + 1):
         keys.extend(
             key
-            for key in _day_keys(ordinal, chats_per_day)
+            for key in _day_keys(ordinal, chats_per_day, timezone, seasonal)
             if start_us <= key.updated_ms * 1000 <= end_us
         )
     keys.sort()
@@ -366,28 +538,40 @@ def chat_version_keys(
 
 
 def iter_chats_updated_between(
-    start: datetime, end: datetime, chats_per_day: int = 48
+    start: datetime,
+    end: datetime,
+    chats_per_day: int = 48,
+    *,
+    timezone: str = "UTC",
+    seasonal: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Like chats_updated_between but builds records lazily (memory stays flat)."""
-    for key in chat_version_keys(start, end, chats_per_day):
+    keys = chat_version_keys(start, end, chats_per_day, timezone=timezone, seasonal=seasonal)
+    for key in keys:
         yield build_chat(key)
 
 
 def chats_updated_between(
-    start: datetime, end: datetime, chats_per_day: int = 48
+    start: datetime,
+    end: datetime,
+    chats_per_day: int = 48,
+    *,
+    timezone: str = "UTC",
+    seasonal: bool = True,
 ) -> list[dict[str, Any]]:
     """Every chat version with updated_at in [start, end] (inclusive), by (updated_at, id)."""
-    return list(iter_chats_updated_between(start, end, chats_per_day))
+    return list(
+        iter_chats_updated_between(start, end, chats_per_day, timezone=timezone, seasonal=seasonal)
+    )
 
 
 def build_chat(key: ChatVersionKey) -> dict[str, Any]:
     """Build one chat version from its key alone (version 2 rebuilds version 1, then moves on)."""
-    ordinal, _ = divmod(key.chat_id, IDS_PER_DAY)
     rng = random.Random(_chat_seed(key.chat_id, 1))
-    tl = _timeline(rng, _day_start_ms(ordinal), key.reopened)
+    tl = _timeline(rng, key.created_ms, key.reopened, key.strain)
     chat = _Chat(key.chat_id, rng, tl)
     if key.version == 2:
-        chat.advance(random.Random(_chat_seed(key.chat_id, 2)))
+        chat.advance(random.Random(_chat_seed(key.chat_id, 2)), key.updated_ms)
     return chat.record
 
 
@@ -414,8 +598,9 @@ class _Chat:
     def __init__(self, chat_id: int, rng: random.Random, tl: _Timeline) -> None:
         self.chat_id = chat_id
         self.tl = tl
+        self.strain = tl.strain  # of the hour the chat is in now
         self.lang = _LANG.pick(rng)
-        self.menu = rng.randrange(len(_MENUS))
+        self.menu = tl.queue
         self.agents_used: set[int] = set()
         self.leg_start: int | None = None
         self.leg_agent: int | None = None
@@ -526,7 +711,7 @@ class _Chat:
 
     def _add_virtual_agent(self, rng: random.Random, va_index: int) -> None:
         tl, rec = self.tl, self.record
-        menu_id, _, _, _, path = _MENUS[self.menu]
+        queue = _QUEUES[self.menu]
         count = rng.randint(1, 12)
         avg = rng.randint(1, 5)
         reason = "by_end_user_message" if rng.random() < 0.7 else "by_intent"
@@ -542,8 +727,8 @@ class _Chat:
                 "response_time_avg": avg,
                 "fallback_response_count": rng.randrange(3),
                 "initiated_by": "end_user",
-                "menu_path_id": menu_id,
-                "menu_path": path,
+                "menu_path_id": queue.menu_id,
+                "menu_path": queue.path,
                 "lang": self.lang,
                 "transfer": False,  # a boolean here, 0/1 in the other duration lists
                 "transfer_id": None,
@@ -557,8 +742,8 @@ class _Chat:
                 "deflection": "after_hours" if rng.random() < 0.2 else "none",
                 "escalation_reason": reason,
                 "escalated_at": iso_ms(tl.queue_start),
-                "menu_path_id": menu_id,
-                "menu_path": path,
+                "menu_path_id": queue.menu_id,
+                "menu_path": queue.path,
                 "lang": self.lang,
                 "virtual_agent": _virtual_agent(va_index),
             }
@@ -581,37 +766,37 @@ class _Chat:
         agent: int | None,
         transfer_id: int | None,
     ) -> None:
-        """A queue period; its SLA event agrees with its duration and targets."""
+        """A queue period in the current leg's queue. Its SLA event follows from the wait and
+        the queue's targets: answered within the target time is in_sla, later not_in_sla; an
+        abandon shorter than the threshold is excluded, a longer one not_in_sla."""
         rec = self.record
-        menu_id, _, _, _, path = _MENUS[self.leg_menu]
+        queue = _QUEUES[self.leg_menu]
         seconds = (ended - started) // 1000
-        target = (30, 60, 120)[rng.randrange(3)]
-        threshold = (10, 20)[rng.randrange(2)]
         if agent is not None:
             event = "answered"
-            sla = "in_sla" if seconds <= target else "not_in_sla"
+            sla = "in_sla" if seconds <= queue.target_time else "not_in_sla"
         elif rec["status"] == "failed":
             event, sla = "failed", "excluded"
         else:
             event = "abandoned"
-            sla = "excluded" if seconds < threshold else "not_in_sla"
+            sla = "excluded" if seconds < queue.abandon_threshold else "not_in_sla"
         rec["queue_durations"].append(
             {
                 "id": self._child_id(rng, "queue_durations", 41_000, 2_000),
                 "agent_id": None if agent is None else _AGENTS[agent][0],
                 "queue_duration": seconds,
-                "menu_path_id": menu_id,
-                "menu_path": path,
+                "menu_path_id": queue.menu_id,
+                "menu_path": queue.path,
                 "lang": self.lang,
                 "transfer": 0 if transfer_id is None else 1,
                 "transfer_id": transfer_id,
                 "transfer_cold": 0 if transfer_id is None else rng.randrange(2),
                 "started_at": iso_ms(started),
                 "ended_at": iso_ms(ended),
-                "service_level_abandon_time_threshold": threshold,
+                "service_level_abandon_time_threshold": queue.abandon_threshold,
                 "service_level_event": sla,
-                "service_level_target_percent": 80 if rng.random() < 0.5 else 90,
-                "service_level_target_time": target,
+                "service_level_target_percent": queue.target_percent,
+                "service_level_target_time": queue.target_time,
                 "event": event,
             }
         )
@@ -635,7 +820,7 @@ class _Chat:
         rec = self.record
         agent = self.leg_agent if self.leg_agent is not None else 0
         started = self.leg_start if self.leg_start is not None else ended
-        menu_id, _, _, _, path = _MENUS[self.leg_menu]
+        queue = _QUEUES[self.leg_menu]
         count = rng.randint(1, 15)
         avg = rng.randint(5, 40)
         rec["handle_durations"].append(
@@ -645,8 +830,8 @@ class _Chat:
                 "acw_duration": rng.randrange(120) if event == "chat_finished" else 0,
                 "chat_duration": (ended - started) // 1000,
                 "wait_duration": 0,
-                "menu_path_id": menu_id,
-                "menu_path": path,  # a string here, an object at the top level
+                "menu_path_id": queue.menu_id,
+                "menu_path": queue.path,  # a string here, an object at the top level
                 "lang": self.lang,
                 "transfer": 0 if transfer_id is None else 1,
                 "transfer_id": transfer_id,
@@ -678,11 +863,12 @@ class _Chat:
         if span < 20_000 or len(rec["transfers"]) >= 2:
             return
         at = start + span // 3 + rng.randrange(span // 3)
-        gap = rng.randrange(1000, max(1001, min(span // 6, 180_000)))
         to_agent = rng.randrange(len(_AGENTS))
         while to_agent in self.agents_used:
             to_agent = rng.randrange(len(_AGENTS))
-        to_menu = self.leg_menu if rng.random() < 0.5 else rng.randrange(len(_MENUS))
+        to_menu = self.leg_menu if rng.random() < 0.5 else rng.randrange(len(_QUEUES))
+        mean_wait_ms = _QUEUES[to_menu].mean_wait * 1000 * self.strain
+        gap = 1000 + min(int(rng.expovariate(1 / mean_wait_ms)), span // 6)
         transfer_id = self._child_id(rng, "transfers", 7_000, 1_000)
         rec["transfers"].append(
             {
@@ -805,7 +991,7 @@ class _Chat:
 
     def _add_csat(self, rng: random.Random, ends: int) -> None:
         """A CSAT survey event in the last seconds of a rated chat."""
-        menu_id, _, _, _, path = _MENUS[self.leg_menu]
+        queue = _QUEUES[self.leg_menu]
         duration = rng.randint(2, 9)
         self.record["consumer_event_durations"].append(
             {
@@ -813,18 +999,19 @@ class _Chat:
                 "type": "csat",
                 "event": "finished",
                 "duration": duration,
-                "menu_path_id": menu_id,
-                "menu_path": path,
+                "menu_path_id": queue.menu_id,
+                "menu_path": queue.path,
                 "lang": self.lang,
                 "started_at": iso_ms(ends - duration * 1000),
                 "ended_at": iso_ms(ends),
             }
         )
 
-    def advance(self, rng: random.Random) -> None:
-        """Turn the open version 1 into version 2: later status, changed children, a rating."""
+    def advance(self, rng: random.Random, updated: int) -> None:
+        """Turn the open version 1 into version 2, updated at `updated` on a later day: later
+        status, changed children, a rating."""
         rec, tl = self.record, self.tl
-        updated = _v2_updated(rng, self.chat_id)
+        self.strain = 1.0
         rec["updated_at"] = rec["ends_at"] = iso_ms(updated)
         self.end_ms = updated
         if tl.status == "assigned":

@@ -401,7 +401,9 @@ class UjetEmulator:
     """A real HTTP server imitating UJET's chats endpoint, with a personality and faults.
 
     Data are the chats given (``records`` / ``serve_records``) or else the deterministic demo
-    chats of ``demo_data`` for the requested ``updated_at`` window.
+    chats of ``demo_data`` for the requested ``updated_at`` window, each chat once in its newest
+    version there. Their daily and weekly rhythm follows local time in ``timezone``
+    (``seasonal=False``: exactly ``chats_per_day`` new chats a day).
     """
 
     def __init__(
@@ -410,6 +412,8 @@ class UjetEmulator:
         company_key: str = "demo-key",
         company_secret: str = "demo-secret",
         chats_per_day: int = 48,
+        timezone: str = "UTC",
+        seasonal: bool = True,
         personality: str | Personality = "rfc8288",
         records: Iterable[dict[str, Any] | StoredChat] | None = None,
         host: str = "127.0.0.1",
@@ -425,6 +429,8 @@ class UjetEmulator:
         self.company_key = company_key
         self.company_secret = company_secret
         self.chats_per_day = chats_per_day
+        self.timezone = timezone
+        self.seasonal = seasonal
         self.host = host
         self.port = port
         self.requests: list[RequestLog] = []
@@ -665,6 +671,8 @@ class UjetEmulator:
                 epoch + timedelta(microseconds=span[0]),
                 epoch + timedelta(microseconds=span[1] - 1),
                 self.chats_per_day,
+                timezone=self.timezone,
+                seasonal=self.seasonal,
             )
             rows = [
                 _Row((0, key.chat_id), key.updated_ms * 1000, key.created_ms * 1000, key)
@@ -673,7 +681,11 @@ class UjetEmulator:
             cached = (span, rows)
             with self._lock:
                 self._generated = cached
-        return [row for row in cached[1] if from_us <= (row.updated_us or 0) <= to_us]
+        rows = [row for row in cached[1] if from_us <= (row.updated_us or 0) <= to_us]
+        # UJET holds one record per chat: of a chat's versions in the window, the newest answers
+        # (rows are in updated_at order, so the last one of each id wins).
+        newest = {row.id_key: row for row in rows}
+        return [row for row in rows if newest[row.id_key] is row]
 
     def _chats(
         self, handler: _Handler, query: _Query, fault: _Fault | None
@@ -804,10 +816,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--personality", default="rfc8288", choices=sorted(PERSONALITIES))
-    parser.add_argument("--chats-per-day", type=int, default=48)
+    parser.add_argument("--chats-per-day", type=int, default=48, help="average over weeks")
+    parser.add_argument(
+        "--timezone",
+        default="UTC",
+        help="IANA zone whose local time the demo data's rhythm follows",
+    )
+    parser.add_argument(
+        "--seasonal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="weekly and daily rhythm in the volume (--no-seasonal: exactly --chats-per-day a day)",
+    )
     args = parser.parse_args(argv)
     emulator = UjetEmulator(
         chats_per_day=args.chats_per_day,
+        timezone=args.timezone,
+        seasonal=args.seasonal,
         personality=args.personality,
         host=args.host,
         port=args.port,

@@ -27,7 +27,9 @@ def demo_definitions() -> dg.Definitions:
         else embedded_database_url(settings.state_dir)
     )
     resources = {
-        "ujet": DemoUjetResource(requests_per_second=settings.requests_per_second),
+        "ujet": DemoUjetResource(
+            requests_per_second=settings.requests_per_second, demo_timezone=settings.timezone
+        ),
         "privacy": PrivacyResource(
             pii_key=dg.EnvVar(PII_KEY_ENV) if settings.pii_key_set else None,
             key_version=settings.pii_key_version,

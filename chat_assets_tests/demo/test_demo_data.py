@@ -1,17 +1,32 @@
 """The synthetic chats must look like the vendor's model and stay a pure function of the day."""
 
+import hashlib
+import json
+import os
 import re
-from collections import Counter
-from datetime import UTC, datetime, timedelta
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from statistics import mean
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
+from chat_assets import checks
+from chat_assets.partitions import day_window
+from chat_assets.tables import CHAT_QUEUE_DURATIONS
 from chat_assets_demo import demo_data
 
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1) - timedelta(milliseconds=1)
+# Three weeks of partitions in a zone far from UTC, to see the rhythm follow local time.
+SEOUL = ZoneInfo("Asia/Seoul")
+FIRST_MONDAY = date(2024, 3, 4)
+WEEKS = 3
 
 # Field lists written from the vendor's page (seed/000_e75b38adc4257749.txt), model and sample.
 TOP_LEVEL = {
@@ -223,14 +238,24 @@ def test_child_ids_unique_across_chats(
         assert owners and all(len(chats) == 1 for chats in owners.values()), name
 
 
-def test_second_versions_arrive_the_next_day() -> None:
-    yesterday = _day(200, DAY - timedelta(days=1))
-    today = _day(200)
-    created_yesterday = {r["id"]: r for r in yesterday}
-    seconds = [r for r in today if r["id"] in created_yesterday]
-    assert len(seconds) == 40  # 20% of yesterday's 200 chats
+def test_second_versions_arrive_one_to_five_days_later() -> None:
+    today = _day(400)
+    earlier = [_day(400, DAY - timedelta(days=n)) for n in range(1, 6)]
+    created_before = {
+        r["id"]: r
+        for day in earlier
+        for r in day
+        if _ms(r["created_at"]) >= DAY - timedelta(days=5)
+    }
+    seconds = [r for r in today if _ms(r["created_at"]) < DAY]
+    assert seconds and all(r["id"] in created_before for r in seconds)
+    days_later = Counter(
+        (_ms(r["updated_at"]).date() - _ms(r["created_at"]).date()).days for r in seconds
+    )
+    assert set(days_later) == {1, 2, 3, 4, 5}
+    assert days_later[1] > days_later[2] > days_later[5] > 0  # most the next day, some later
     for second in seconds:
-        first = created_yesterday[second["id"]]
+        first = created_before[second["id"]]
         assert second["created_at"] == first["created_at"]
         assert _ms(second["updated_at"]) > _ms(first["updated_at"])
         assert _ms(second["updated_at"]) >= DAY
@@ -241,24 +266,25 @@ def test_second_versions_arrive_the_next_day() -> None:
         name
         for second in seconds
         for name in LISTS
-        if len(second[name]) != len(created_yesterday[second["id"]][name])
+        if len(second[name]) != len(created_before[second["id"]][name])
     )
     assert changed_lists["handle_durations"] > 0
     assert any(
-        len(s[name]) < len(created_yesterday[s["id"]][name])
+        len(s[name]) < len(created_before[s["id"]][name])
         for s in seconds
         for name in ("photos", "offer_events")
     ), "some second versions must have fewer children"
     assert any(s["rating"] is not None for s in seconds)
-    assert any(len(s["transfers"]) > len(created_yesterday[s["id"]]["transfers"]) for s in seconds)
+    assert any(len(s["transfers"]) > len(created_before[s["id"]]["transfers"]) for s in seconds)
 
 
 def test_ids_do_not_collide_across_days() -> None:
-    monday, tuesday = _day(300, DAY), _day(300, DAY + timedelta(days=1))
-    new_monday = {r["id"] for r in monday if _ms(r["created_at"]) >= DAY}
-    new_tuesday = {r["id"] for r in tuesday if _ms(r["created_at"]) >= DAY + timedelta(days=1)}
-    assert len(new_monday) == len(new_tuesday) == 300
-    assert not new_monday & new_tuesday
+    tuesday, wednesday = _day(300, DAY), _day(300, DAY + timedelta(days=1))
+    new_tuesday = [r["id"] for r in tuesday if _ms(r["created_at"]) >= DAY]
+    new_wednesday = [r["id"] for r in wednesday if _ms(r["created_at"]) >= DAY + timedelta(days=1)]
+    assert len(set(new_tuesday)) == len(new_tuesday) > 200
+    assert len(set(new_wednesday)) == len(new_wednesday) > 200
+    assert not set(new_tuesday) & set(new_wednesday)
 
 
 def test_a_version_builds_from_its_key_alone() -> None:
@@ -305,10 +331,14 @@ def test_only_reserved_domains_are_used(day500: list[dict[str, Any]]) -> None:
     assert emails and all(e.endswith("@example.com") for e in emails)
 
 
-def test_a_two_thousand_chat_day_holds_its_second_versions() -> None:
-    records = _day(2000)
-    assert len(records) == 2400  # 2,000 new chats and 400 second versions of the day before
+def test_without_seasons_a_day_holds_exactly_its_chats_and_second_versions() -> None:
+    """What the benchmarks rely on for a fixed size."""
+    records = demo_data.chats_updated_between(DAY, DAY_END, 2000, seasonal=False)
+    assert len(records) == 2400  # 2,000 new chats and 400 second versions of earlier days
     assert len({r["id"] for r in records}) == 2400
+    assert sum(_ms(r["created_at"]) >= DAY for r in records) == 2000
+    hours = Counter(_ms(r["created_at"]).hour for r in records if _ms(r["created_at"]) >= DAY)
+    assert min(hours.values()) > 2000 / 24 * 0.8  # evenly over the day
 
 
 def test_rejects_naive_datetimes_and_absurd_volumes() -> None:
@@ -317,3 +347,156 @@ def test_rejects_naive_datetimes_and_absurd_volumes() -> None:
     with pytest.raises(ValueError, match="chats_per_day"):
         demo_data.chats_updated_between(DAY, DAY_END, 2_000_000)
     assert demo_data.chats_updated_between(DAY_END, DAY) == []
+
+
+Days = dict[date, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def seoul_weeks() -> Days:
+    """Each local day's records, as its partition fetches them (200 chats a day on average)."""
+    days: Days = {}
+    for offset in range(7 * WEEKS):
+        day = FIRST_MONDAY + timedelta(days=offset)
+        start, end = day_window(day, "Asia/Seoul")
+        days[day] = demo_data.chats_updated_between(
+            start, end - timedelta(milliseconds=1), 200, timezone="Asia/Seoul"
+        )
+    return days
+
+
+def _created_that_day(day: date, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if _ms(r["created_at"]).astimezone(SEOUL).date() == day]
+
+
+def _week(number: int) -> list[date]:
+    return [FIRST_MONDAY + timedelta(days=7 * number + n) for n in range(7)]
+
+
+def _in_sla_rate(items: list[dict[str, Any]]) -> float:
+    events = Counter(item["service_level_event"] for item in items)
+    return events["in_sla"] / (events["in_sla"] + events["not_in_sla"])
+
+
+def test_weekdays_are_busier_than_weekends_and_days_differ(seoul_weeks: Days) -> None:
+    new = {day: len(_created_that_day(day, records)) for day, records in seoul_weeks.items()}
+    for number in range(WEEKS):
+        week = [new[day] for day in _week(number)]
+        assert min(week[:5]) > 1.3 * max(week[5:]), week
+    for weekday in range(7):
+        same = [new[_week(number)[weekday]] for number in range(WEEKS)]
+        assert max(same) > 1.03 * min(same), f"weekday {weekday} is flat across weeks: {same}"
+    assert 0.85 * 200 < mean(new.values()) < 1.15 * 200  # chats_per_day is the average
+
+
+def test_daytime_is_busier_than_night_in_local_time(seoul_weeks: Days) -> None:
+    created = [
+        _ms(r["created_at"])
+        for day, records in seoul_weeks.items()
+        for r in _created_that_day(day, records)
+    ]
+    local = Counter(moment.astimezone(SEOUL).hour for moment in created)
+    daytime = mean(local[hour] for hour in range(9, 17))
+    night = mean(local[hour] for hour in range(0, 6))
+    assert daytime > 5 * night
+    assert 9 <= max(local, key=local.__getitem__) <= 15
+    utc = Counter(moment.astimezone(UTC).hour for moment in created)
+    assert 0 <= max(utc, key=utc.__getitem__) <= 6  # Seoul's late morning, not UTC's
+
+
+def test_each_queue_has_its_own_targets(seoul_weeks: Days) -> None:
+    targets: defaultdict[str, set[tuple[int, int, int, int]]] = defaultdict(set)
+    for records in seoul_weeks.values():
+        for record in records:
+            for item in record["queue_durations"]:
+                targets[item["menu_path"]].add(
+                    (
+                        item["menu_path_id"],
+                        item["service_level_target_time"],
+                        item["service_level_target_percent"],
+                        item["service_level_abandon_time_threshold"],
+                    )
+                )
+    assert all(len(found) == 1 for found in targets.values()), targets
+    target = {path: next(iter(found))[1:] for path, found in targets.items()}
+    seconds = {path: found[0] for path, found in target.items()}
+    assert seconds["Sales/New order"] < seconds["Support/Billing"]
+    assert seconds["Support/Billing"] < seconds["Support/Technical issue"]
+    assert seconds["VIP/Priority"] == min(seconds.values())
+    assert target["VIP/Priority"][1] == max(found[1] for found in target.values()) == 90
+    assert len(set(target.values())) >= 5
+
+
+def test_a_bad_afternoon_every_week_misses_the_targets(seoul_weeks: Days) -> None:
+    """One weekday afternoon a week, waits balloon: the in-SLA rate falls, abandons rise."""
+    for number in range(WEEKS):
+        afternoon_rate, abandoned, partition_rate = {}, {}, {}
+        for day in _week(number)[:5]:
+            afternoon = [
+                r
+                for r in _created_that_day(day, seoul_weeks[day])
+                if 12 <= _ms(r["created_at"]).astimezone(SEOUL).hour < 18
+            ]
+            queued = [item for r in afternoon for item in r["queue_durations"]]
+            afternoon_rate[day] = _in_sla_rate(queued)
+            abandoned[day] = sum(r["status"] == "canceled" for r in afternoon) / len(afternoon)
+            partition_rate[day] = _in_sla_rate(
+                [q for r in seoul_weeks[day] for q in r["queue_durations"]]
+            )
+        bad = min(afternoon_rate, key=afternoon_rate.__getitem__)
+        others = [day for day in afternoon_rate if day != bad]
+        assert afternoon_rate[bad] < 0.6
+        assert min(afternoon_rate[day] for day in others) > 0.8
+        assert abandoned[bad] > 2 * mean(abandoned[day] for day in others)
+        # What the UI plots per partition dips that day too.
+        assert partition_rate[bad] < min(partition_rate[day] for day in others) - 0.05
+
+
+def _assert_sla_follows_the_targets(records: list[dict[str, Any]]) -> None:
+    """UJET's definition: answered within the target time is in_sla, later not_in_sla; an
+    abandon shorter than the abandon threshold is excluded, a longer one not_in_sla."""
+    for record in records:
+        for item in record["queue_durations"]:
+            wait, event = item["queue_duration"], item["event"]
+            if event == "answered":
+                expected = "in_sla" if wait <= item["service_level_target_time"] else "not_in_sla"
+            elif event == "abandoned":
+                short = wait < item["service_level_abandon_time_threshold"]
+                expected = "excluded" if short else "not_in_sla"
+            else:
+                expected = "excluded"
+            assert item["service_level_event"] == expected, (record["id"], item)
+
+
+def test_the_sla_outcome_follows_wait_and_target_on_bad_days_too(seoul_weeks: Days) -> None:
+    records = [r for day in seoul_weeks.values() for r in day]
+    _assert_sla_follows_the_targets(records)
+    rows = pd.DataFrame(
+        [{"chat_id": r["id"], **item} for r in records for item in r["queue_durations"]]
+    )
+    result = checks.sla_consistent(CHAT_QUEUE_DURATIONS, rows)
+    assert result.passed, result.metadata
+    assert set(rows["event"]) == {"answered", "abandoned", "failed"}
+
+
+def test_a_day_is_the_same_in_another_process() -> None:
+    """No salted hash, clock or process state leaks into the data."""
+    code = (
+        "import hashlib, json, sys\n"
+        "from datetime import datetime, timedelta, UTC\n"
+        "from chat_assets_demo import demo_data\n"
+        "day = datetime(2024, 3, 8, tzinfo=UTC)\n"
+        "records = demo_data.chats_updated_between(\n"
+        "    day, day + timedelta(days=1), 300, timezone='Asia/Seoul')\n"
+        "print(hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest())\n"
+    )
+    env = os.environ | {"PYTHONHASHSEED": "12345"}
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    day = datetime(2024, 3, 8, tzinfo=UTC)
+    records = demo_data.chats_updated_between(
+        day, day + timedelta(days=1), 300, timezone="Asia/Seoul"
+    )
+    here = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()
+    assert other.stdout.strip() == here

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -29,6 +30,11 @@ def _expected(chats_per_day: int = 48) -> list[dict[str, Any]]:
     return demo_data.chats_updated_between(
         DAY, DAY + timedelta(hours=23, minutes=59, seconds=59), chats_per_day
     )
+
+
+def _pages(per: int) -> int:
+    """How many pages of `per` the default emulator's day fills."""
+    return -(-len(_expected()) // per)
 
 
 @pytest.fixture(scope="module")
@@ -97,20 +103,24 @@ def test_paging_headers_and_absolute_next_link(emu: UjetEmulator, http: requests
     by_id = sorted(expected, key=lambda r: (r["id"], r["updated_at"]))
     assert records == by_id  # default sort is by id; data are demo_data's for the window
     last_page = emu.requests[-1]
-    assert last_page.query["page"] == "3"
+    assert last_page.query["page"] == str(_pages(20))
 
 
 def test_rfc8288_links_first_prev_next_last_in_any_order(
     emu: UjetEmulator, http: requests.Session
 ) -> None:
+    pages = _pages(10)
     first = _chats(emu, http, per=10, **WINDOW)
     middle = _chats(emu, http, per=10, page=3, **WINDOW)
-    last = _chats(emu, http, per=10, page=6, **WINDOW)
+    last = _chats(emu, http, per=10, page=pages, **WINDOW)
     assert set(first.links) == {"first", "next", "last"}
     assert set(middle.links) == {"first", "prev", "next", "last"}
     assert set(last.links) == {"first", "prev", "last"}  # no next on the last page
-    assert "page=6" in first.links["last"]["url"] and "page=4" in middle.links["next"]["url"]
-    orders = {tuple(_chats(emu, http, per=10, page=page, **WINDOW).links) for page in range(2, 6)}
+    assert f"page={pages}" in first.links["last"]["url"]
+    assert "page=4" in middle.links["next"]["url"]
+    orders = {
+        tuple(_chats(emu, http, per=10, page=page, **WINDOW).links) for page in range(2, pages)
+    }
     assert len(orders) > 1  # entries come in any order
 
 
@@ -118,7 +128,7 @@ def test_lone_next_and_header_case(http: requests.Session) -> None:
     with UjetEmulator(personality="lone_next") as emu:
         response = _chats(emu, http, per=10, **WINDOW)
         assert set(response.links) == {"next"}
-        assert "Link" not in _chats(emu, http, per=10, page=6, **WINDOW).headers
+        assert "Link" not in _chats(emu, http, per=10, page=_pages(10), **WINDOW).headers
     with UjetEmulator(personality="header_case") as emu:
         response = _chats(emu, http, per=10, **WINDOW)
         sent = list(response.raw.headers.keys())
@@ -167,7 +177,7 @@ def test_per_is_clamped_to_100(http: requests.Session) -> None:
         response = _chats(emu, http, per=500, **WINDOW)
     assert response.headers["per-page"] == "100"
     assert len(response.json()) == 100
-    assert int(response.headers["total"]) == 360
+    assert int(response.headers["total"]) == len(_expected(300)) > 300
 
 
 def test_updated_at_bounds_filter_inclusively(emu: UjetEmulator, http: requests.Session) -> None:
@@ -360,7 +370,8 @@ def test_missing_bounds_serve_the_last_day(emu: UjetEmulator, http: requests.Ses
     before = datetime.now(UTC)
     records = _pull_all(emu, http)
     after = datetime.now(UTC)
-    assert 40 <= len(records) <= 130
+    widest = demo_data.chats_updated_between(before - timedelta(days=1, seconds=1), after)
+    assert 0 < len(records) <= len(widest)
     for record in records:
         updated = datetime.fromisoformat(record["updated_at"])
         assert before - timedelta(days=1, seconds=1) <= updated <= after
@@ -417,6 +428,34 @@ def test_stop_is_quick_with_busy_and_idle_connections(http: requests.Session) ->
         http.get(url, params=WINDOW, timeout=2)  # neither a new nor a kept-alive connection
 
 
+def test_the_demo_rhythm_follows_the_emulators_time_zone(http: requests.Session) -> None:
+    with UjetEmulator(chats_per_day=100, timezone="Asia/Seoul") as seoul:
+        served = _pull_all(seoul, http, **WINDOW)
+    expected = demo_data.chats_updated_between(
+        DAY, DAY + timedelta(hours=23, minutes=59, seconds=59), 100, timezone="Asia/Seoul"
+    )
+    assert sorted(served, key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"])
+    utc = _expected(100)
+    assert {r["created_at"] for r in served} != {r["created_at"] for r in utc}  # another zone
+
+
+def test_a_window_holding_two_versions_of_a_chat_serves_the_newest(
+    http: requests.Session,
+) -> None:
+    """A local day straddles two UTC days, so it can hold a chat and its next-day update."""
+    start, end = datetime(2026, 1, 11, 15, tzinfo=UTC), datetime(2026, 1, 12, 15, tzinfo=UTC)
+    versions = demo_data.chats_updated_between(start, end, 400)
+    ids = Counter(r["id"] for r in versions)
+    assert max(ids.values()) == 2, "the window must catch some chat twice"
+    params = _bounds("2026-01-11T15:00:00Z", "2026-01-12T15:00:00Z")
+    with UjetEmulator(chats_per_day=400) as emu:
+        first = _chats(emu, http, per=100, **params)
+        served = _pull_all(emu, http, per=100, **params)
+    assert int(first.headers["total"]) == len(ids) == len(served)
+    newest = {r["id"]: r for r in versions}  # in updated_at order: the last one is the newest
+    assert sorted(served, key=lambda r: r["id"]) == sorted(newest.values(), key=lambda r: r["id"])
+
+
 def test_runs_standalone() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -430,6 +469,11 @@ def test_runs_standalone() -> None:
             str(port),
             "--personality",
             "strict_5",
+            "--chats-per-day",
+            "100",
+            "--timezone",
+            "Asia/Seoul",
+            "--no-seasonal",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -444,7 +488,7 @@ def test_runs_standalone() -> None:
             f"http://127.0.0.1:{port}/manager/api/v1/chats", auth=AUTH, params=WINDOW, timeout=5
         )
         assert response.status_code == 200
-        assert response.headers["total"] == str(len(_expected()))
+        assert response.headers["total"] == "120"  # 100 new chats, 20 later versions
     finally:
         process.terminate()
         out, _ = process.communicate(timeout=5)
