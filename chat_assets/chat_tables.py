@@ -18,7 +18,7 @@ from chat_assets.warehouse.postgres import NewestWins
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 
-def build_chat_tables(partitions: dg.PartitionsDefinition, configured: Warehouse):
+def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, configured: Warehouse):
     @dg.multi_asset(
         name="chat_tables",
         outs={
@@ -39,7 +39,7 @@ def build_chat_tables(partitions: dg.PartitionsDefinition, configured: Warehouse
     def chat_tables(
         context: dg.AssetExecutionContext, ujet: UjetResource, warehouse: Warehouse
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        plan = NewestWins(DERIVED_TABLES)
+        plan = NewestWins(DERIVED_TABLES, partitions.timezone)
         for table in DERIVED_TABLES:
             # Handled at once by the IO manager: the first applies all four tables.
             yield dg.Output(plan, output_name=table.name, metadata={"source": ujet.source})

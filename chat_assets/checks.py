@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -19,14 +19,17 @@ from psycopg import sql
 from chat_assets.privacy.catalog import Treatment
 from chat_assets.privacy.detect import FORMAT_CHARACTERS, PG_PATTERNS
 from chat_assets.tables import (
+    COUNTS_ADD_UP,
     RAW_CHATS,
     RAW_PII_KEY,
+    SERVICE_LEVEL_IN_RANGE,
     SLA_CONSISTENT,
     PgType,
     Table,
 )
 from chat_assets.ujet.client import FetchResult
-from chat_assets.warehouse.postgres import cursor_for, qualified
+from chat_assets.warehouse import aggregate_sql
+from chat_assets.warehouse.postgres import cursor_for, qualified, window_bounds
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
@@ -34,6 +37,7 @@ COMPLETE_WINDOW = "complete_window"
 NO_UNKNOWN_FIELDS = "no_unknown_fields"
 PII_KEY_UNCHANGED = "pii_key_unchanged"
 NO_PERSONAL_TEXT = "no_personal_text"
+RECONCILED = "reconciled_with_facts"
 
 EXAMPLES = 5
 
@@ -52,13 +56,26 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
             partitions_def=partitions,
             description=f"{', '.join(table.unique_by)} identify one row within the partition.",
         ),
-        dg.AssetCheckSpec(
-            UNIQUE_TABLE_WIDE,
-            asset=key,
-            partitions_def=partitions,
-            description="Across the whole table, in one SQL query: " + wide,
-        ),
     ]
+    if table.aggregation is None:
+        specs.append(
+            dg.AssetCheckSpec(
+                UNIQUE_TABLE_WIDE,
+                asset=key,
+                partitions_def=partitions,
+                description="Across the whole table, in one SQL query: " + wide,
+            )
+        )
+    else:
+        specs.append(
+            dg.AssetCheckSpec(
+                RECONCILED,
+                asset=key,
+                partitions_def=partitions,
+                description=f"The partition's rows equal a fresh aggregation of "
+                f"{table.aggregation.facts.name}, in one SQL query.",
+            )
+        )
     specs.append(
         dg.AssetCheckSpec(
             NO_PERSONAL_TEXT,
@@ -145,11 +162,21 @@ def _examples(values: pd.Series) -> list[Any]:
     return [v if not hasattr(v, "item") else v.item() for v in values.head(EXAMPLES).tolist()]
 
 
+def _json_key(value: Any) -> Any:
+    if value is None or pd.isna(value):
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else int(value)
+
+
 def unique_in_partition(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult:
+    """The unique_by columns identify one row. A nullable key column may be NULL (a group of
+    its own, as in an aggregate); any other unique_by column must hold a value."""
     keys = rows[list(table.unique_by)]
-    missing = int(keys.isna().any(axis=1).sum())
-    duplicated = keys[keys.duplicated(keep=False) & keys.notna().all(axis=1)]
-    counts = duplicated.value_counts().head(EXAMPLES)
+    required = [c for c in table.unique_by if c not in table.key or not table.column(c).nullable]
+    missing = int(keys[required].isna().any(axis=1).sum())
+    complete = keys[required].notna().all(axis=1)
+    duplicated = keys[keys.duplicated(keep=False) & complete]
+    counts = duplicated.value_counts(dropna=False).head(EXAMPLES)
     return dg.AssetCheckResult(
         check_name=UNIQUE_IN_PARTITION,
         asset_key=table.name,
@@ -160,7 +187,7 @@ def unique_in_partition(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult
             "rows_without_id": missing,
             "duplicated_rows": len(duplicated),
             "duplicated_keys": dg.MetadataValue.json(
-                [{"key": [int(k) for k in key], "rows": int(n)} for key, n in counts.items()]
+                [{"key": [_json_key(k) for k in key], "rows": int(n)} for key, n in counts.items()]
             ),
         },
     )
@@ -239,22 +266,65 @@ def sla_consistent(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult:
         "target_percent_out_of_range": (percent < 0) | (percent > 100),
         "negative_duration": (queue < 0) | (target < 0),
     }
+    return _failed_rows(table, rows, SLA_CONSISTENT, problems, dg.AssetCheckSeverity.WARN)
+
+
+def _failed_rows(
+    table: Table,
+    rows: pd.DataFrame,
+    name: str,
+    problems: dict[str, pd.Series],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    """A check that fails on any row one of the named problems marks; metadata names the
+    culprits by chat id (for an aggregate, by its group, e.g. the queue id), never by text."""
+    group = table.aggregation.group_by[0] if table.aggregation else "chat_id"
     metadata: dict[str, Any] = {}
-    failed = False
-    for name, mask in problems.items():
+    for problem, mask in problems.items():
         mask = mask.fillna(False).astype(bool)
-        metadata[name] = int(mask.sum())
+        metadata[problem] = int(mask.sum())
         if mask.any():
-            failed = True
-            metadata[f"{name}_chat_ids"] = dg.MetadataValue.json(
-                sorted({int(c) for c in rows.loc[mask, "chat_id"]})[:EXAMPLES]
-            )
+            culprits = sorted({_json_key(v) for v in rows.loc[mask, group]}, key=str)
+            metadata[f"{problem}_{group}s"] = dg.MetadataValue.json(culprits[:EXAMPLES])
     return dg.AssetCheckResult(
-        check_name=SLA_CONSISTENT,
+        check_name=name,
         asset_key=table.name,
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.WARN,
+        passed=not any(metadata[p] for p in problems),
+        severity=severity,
         metadata=metadata,
+    )
+
+
+def counts_add_up(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every segment offered is counted once by its SLA verdict, and abandons are among them."""
+    verdicts = rows["in_sla"] + rows["not_in_sla"] + rows["excluded"] + rows["unclassified"]
+    return _failed_rows(
+        table,
+        rows,
+        COUNTS_ADD_UP,
+        {
+            "verdicts_not_offered": verdicts != rows["offered"],
+            "abandoned_over_offered": rows["abandoned"] > rows["offered"],
+        },
+    )
+
+
+def service_level_in_range(table: Table, rows: pd.DataFrame) -> dg.AssetCheckResult:
+    """service_level lies in [0, 1], is in_sla / (in_sla + not_in_sla), and NULL only
+    without either."""
+    counted = rows["in_sla"] + rows["not_in_sla"]
+    level = rows["service_level"]
+    expected = rows["in_sla"].astype("Float64") / counted.where(counted > 0).astype("Float64")
+    return _failed_rows(
+        table,
+        rows,
+        SERVICE_LEVEL_IN_RANGE,
+        {
+            "out_of_range": (level < 0) | (level > 1),
+            "not_in_sla_share": (level - expected).abs() > 1e-12,
+            "null_with_segments": level.isna() & (counted > 0),
+            "set_without_segments": level.notna() & (counted == 0),
+        },
     )
 
 
@@ -265,7 +335,71 @@ _CONSISTENCY: dict[str, tuple[str, tuple[str, ...], Any]] = {
         _SLA_COLUMNS,
         sla_consistent,
     ),
+    COUNTS_ADD_UP: (
+        "in_sla + not_in_sla + excluded + unclassified = offered, and abandoned <= offered.",
+        (
+            "menu_path_id",
+            "offered",
+            "in_sla",
+            "not_in_sla",
+            "excluded",
+            "unclassified",
+            "abandoned",
+        ),
+        counts_add_up,
+    ),
+    SERVICE_LEVEL_IN_RANGE: (
+        "service_level is within [0, 1] and equals in_sla / (in_sla + not_in_sla).",
+        ("menu_path_id", "in_sla", "not_in_sla", "service_level"),
+        service_level_in_range,
+    ),
 }
+
+
+def reconciled(
+    engine: sa.Engine, schema: str, table: Table, timezone: str, start: datetime, end: datetime
+) -> dg.AssetCheckResult:
+    """The partition's stored rows equal a fresh aggregation of the facts. One statement reads
+    both, so it sees one snapshot: facts and aggregate are committed together."""
+    aggregation = table.aggregation
+    assert aggregation is not None
+    first, last = window_bounds(table, start, end)
+    days = [first + timedelta(days=n) for n in range((last - first).days)]
+    group = sql.Identifier(aggregation.group_by[0])
+    query = sql.SQL(
+        "WITH fresh AS ({fresh}), stored AS (SELECT {columns} FROM {target}"
+        " WHERE {time} = ANY(%(days)s))"
+        " SELECT 'missing', {group} FROM (SELECT * FROM fresh EXCEPT ALL SELECT * FROM stored) m"
+        " UNION ALL"
+        " SELECT 'unexpected', {group} FROM (SELECT * FROM stored EXCEPT ALL SELECT * FROM fresh) u"
+    ).format(
+        fresh=aggregate_sql.aggregated_rows(table, qualified(schema, aggregation.facts)),
+        columns=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+        target=qualified(schema, table),
+        time=sql.Identifier(table.time_column),
+        group=group,
+    )
+    with cursor_for(engine) as cursor:
+        found = cursor.execute(query, {"days": days, "timezone": timezone}).fetchall()
+    differing = {
+        kind: sorted({_json_key(g) for k, g in found if k == kind}, key=str)
+        for kind in ("missing", "unexpected")
+    }
+    return dg.AssetCheckResult(
+        check_name=RECONCILED,
+        asset_key=table.name,
+        passed=not found,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            # A fresh row the table lacks (or holds with other figures), and a stored row no
+            # fresh one equals: a queue with changed figures appears in both.
+            "rows_missing": sum(kind == "missing" for kind, _ in found),
+            "rows_unexpected": sum(kind == "unexpected" for kind, _ in found),
+            f"{aggregation.group_by[0]}s": dg.MetadataValue.json(
+                sorted({*differing["missing"], *differing["unexpected"]}, key=str)[:EXAMPLES]
+            ),
+        },
+    )
 
 
 def complete_window(result: FetchResult) -> dg.AssetCheckResult:
@@ -370,7 +504,9 @@ def personal_text(
     format_class = f"[{FORMAT_CHARACTERS}]"
     with cursor_for(engine) as cursor:
         values = (
-            cursor.execute(query, (*params, *[format_class] * len(texts), start, end)).fetchone()
+            cursor.execute(
+                query, (*params, *[format_class] * len(texts), *window_bounds(table, start, end))
+            ).fetchone()
             if counts
             else ()
         )

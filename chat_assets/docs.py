@@ -11,20 +11,38 @@ import sys
 from pathlib import Path
 
 from chat_assets.privacy.catalog import CATALOG, Treatment
-from chat_assets.tables import TABLES, TREATED, Table
+from chat_assets.tables import TABLES, TREATED, Column, Table
+
+
+def _computed(table: Table, column: Column) -> str:
+    """How an aggregate's column is computed from its facts."""
+    assert table.aggregation is not None
+    if column.name == table.time_column:
+        return f"local date of `{table.aggregation.day_of}`"
+    return f"`{column.formula or column.name}`"
 
 
 def table_reference(table: Table) -> str:
     keys = ", ".join(table.key)
+    key = "Primary key" if all(not table.column(k).nullable for k in table.key) else "Key"
+    source = "source in the chat"
+    if table.aggregation is not None:
+        source = f"computed from `{table.aggregation.facts.name}`"
     lines = [
         f"### `{table.name}`",
         "",
-        f"{table.description} Primary key: ({keys}); partitioned by `{table.time_column}`.",
+        f"{table.description} {key}: ({keys}); partitioned by `{table.time_column}`.",
         "",
-        "| column | type | source in the chat | description |",
+        f"| column | type | {source} | description |",
         "|---|---|---|---|",
     ]
     for column in table.columns:
+        if table.aggregation is not None:
+            lines.append(
+                f"| `{column.name}` | {column.type.value} | {_computed(table, column)} | "
+                f"{column.description} |"
+            )
+            continue
         path, read = table.catalog_path(column), table.read(column)
         source = f"`{path}`" if path else ""
         if read and read.count:

@@ -18,6 +18,7 @@ from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.raw_chats import build_raw_chats
 from chat_assets.schedules import build_jobs_and_schedules
+from chat_assets.service_levels import build_catch_up, build_queue_service_levels
 from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse.io_manager import warehouse_resources
@@ -75,14 +76,20 @@ def build_definitions(
     """The assets, checks and schedules on the given warehouse, UJET source and privacy key."""
     partitions = daily_partitions(settings)
     jobs, schedules = build_jobs_and_schedules(partitions, settings)
+    refresh, catch_up = build_catch_up(partitions, settings.catch_up_sensor)
     return dg.Definitions(
         assets=[
             build_raw_chats(partitions, warehouse),
             build_chat_tables(partitions, warehouse),
+            build_queue_service_levels(partitions, warehouse),
         ],
-        jobs=jobs,
+        jobs=[*jobs, refresh],
         schedules=schedules,
+        sensors=[catch_up],
         resources={**resources, **warehouse_resources(warehouse)},
+        # A day's steps depend on one another, so separate step processes would buy no
+        # parallelism, only a process start each; pools are still honoured in process.
+        executor=dg.in_process_executor,
     )
 
 

@@ -83,6 +83,7 @@ class Settings:
     lookback_days: int
     daily_schedule: bool = True
     lookback_schedule: bool = False
+    catch_up_sensor: bool = True
     ujet_base_url: str | None = None
     ujet_subdomain: str | None = None
     ujet_domain: str = "ujet.co"
@@ -147,4 +148,5 @@ class Settings:
             pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
+            catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),
         )

@@ -6,6 +6,7 @@ README's table reference, so a column is named exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -62,6 +63,9 @@ class WriteMode(StrEnum):
     # Per chat, the version with the newest updated_at wins, whatever order windows arrive in;
     # its rows replace every row of an older version of that chat.
     NEWEST_WINS = "newest_wins"
+    # Recomputed from its facts, per local day, in the transaction of every write that touches
+    # that day's facts; a materialization recomputes its own day.
+    AGGREGATE = "aggregate"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class Column:
     nullable: bool = True
     # The documented values of an enumeration: the only values previews may show.
     values: tuple[str, ...] = ()
+    # For an aggregate table: the PostgreSQL expression that computes the column, over the
+    # facts' columns (a measure), or over the measures (a column the aggregation calls derived).
+    formula: str | None = None
 
 
 # The chat's identity. Landing parses these fields into raw_chats' typed id and updated_at, and
@@ -95,6 +102,8 @@ RAW_PAYLOAD = "payload"
 # Partition checks a table may declare beyond the ones every table has.
 SLA_EVENT_VALID = "sla_event_valid"
 SLA_CONSISTENT = "sla_consistent"
+COUNTS_ADD_UP = "counts_add_up"
+SERVICE_LEVEL_IN_RANGE = "service_level_in_range"
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,27 @@ class Read:
 
 
 @dataclass(frozen=True)
+class Aggregation:
+    """How an aggregate table is computed from a fact table: one row per local day and group."""
+
+    facts: Table
+    # The facts' timestamptz column whose local date (in the partitions' time zone) is the row's
+    # day; the aggregate's time column holds that date.
+    day_of: str
+    # Fact columns, named alike in the aggregate, that make a row with the day.
+    group_by: tuple[str, ...]
+    # Columns computed from the measures (after them), in the order they may refer to each other.
+    derived: tuple[str, ...]
+    # The order in which a group's facts are taken when a column keeps the latest value.
+    latest_by: tuple[str, ...]
+
+    def latest(self, column: str) -> str:
+        """The value of `column` on the group's last fact in `latest_by` order."""
+        order = ", ".join(f"{name} DESC" for name in self.latest_by)
+        return f"(array_agg({column} ORDER BY {order}))[1]"
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     description: str
@@ -142,13 +172,18 @@ class Table:
     valid_values: tuple[tuple[str, str], ...] = ()
     # Names of the checks of `chat_assets.checks` that hold the table's figures together.
     consistency: tuple[str, ...] = ()
+    # For an aggregate table (written AGGREGATE): how it is computed from its facts.
+    aggregation: Aggregation | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name} declares a column twice")
-        if self.column(self.time_column).type is not PgType.TIMESTAMPTZ:
-            raise ValueError(f"table {self.name}: time column must be timestamptz")
+        # A date time column holds the partition's local day itself.
+        if self.column(self.time_column).type not in (PgType.TIMESTAMPTZ, PgType.DATE):
+            raise ValueError(f"table {self.name}: time column must be timestamptz or date")
+        if (self.aggregation is None) != (self.write is not WriteMode.AGGREGATE):
+            raise ValueError(f"table {self.name}: an aggregation is declared for AGGREGATE only")
         for check, name in self.valid_values:
             if not self.column(name).values:
                 raise ValueError(f"table {self.name}: {check} needs declared values of {name}")
@@ -480,7 +515,132 @@ DERIVED_TABLES: tuple[Table, ...] = (
     CHAT_HANDLE_DURATIONS,
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (RAW_CHATS, *DERIVED_TABLES)}
+_SLA_EVENTS = CHAT_QUEUE_DURATIONS.column("service_level_event").values
+_QUEUES = Aggregation(
+    facts=CHAT_QUEUE_DURATIONS,
+    day_of="started_at",
+    group_by=("menu_path_id",),
+    derived=("service_level", "met_target"),
+    latest_by=("started_at", "chat_id", "position"),
+)
+
+
+def _count(name: str, description: str, where: str | None = None) -> Column:
+    formula = "count(*)" if where is None else f"count(*) FILTER (WHERE {where})"
+    return Column(name, PgType.INTEGER, description, formula=formula, nullable=False)
+
+
+def _event_is(value: str) -> str:
+    return f"service_level_event = '{value}'"
+
+
+QUEUE_SERVICE_LEVELS = Table(
+    name="queue_service_levels",
+    description=(
+        "Service level per queue and service day (the local day a queue segment started), "
+        "aggregated from chat_queue_durations and kept equal to it."
+    ),
+    columns=(
+        Column(
+            "service_day",
+            PgType.DATE,
+            "Local day (CHAT_ASSETS_TIMEZONE) on which the queue segments started.",
+            key=True,
+            nullable=False,
+        ),
+        Column(
+            "menu_path_id",
+            PgType.BIGINT,
+            "The queue (menu); NULL gathers segments UJET sent without one.",
+            key=True,
+        ),
+        Column(
+            "menu_path",
+            PgType.TEXT,
+            "Queue path as text, from the day's last segment.",
+            formula=_QUEUES.latest("menu_path"),
+        ),
+        _count("offered", "Queue segments that started that day."),
+        _count("in_sla", "Segments UJET judged in_sla.", _event_is("in_sla")),
+        _count("not_in_sla", "Segments UJET judged not_in_sla.", _event_is("not_in_sla")),
+        _count("excluded", "Segments UJET left out of its SLA figures.", _event_is("excluded")),
+        _count(
+            "unclassified",
+            "Segments with no service_level_event, or one UJET does not document.",
+            "coalesce(service_level_event NOT IN ("
+            + ", ".join(f"'{v}'" for v in _SLA_EVENTS)
+            + "), true)",
+        ),
+        _count(
+            "abandoned",
+            "Segments whose event is not answered (including those without an event yet).",
+            "event IS DISTINCT FROM 'answered'",
+        ),
+        Column(
+            "avg_queue_seconds",
+            PgType.DOUBLE,
+            "Average queue_duration of the segments, seconds.",
+            formula="avg(queue_duration)",
+        ),
+        Column(
+            "max_queue_seconds",
+            PgType.INTEGER,
+            "Longest queue_duration of the segments, seconds.",
+            formula="max(queue_duration)",
+        ),
+        Column(
+            "target_time",
+            PgType.INTEGER,
+            "SLA target answer time, seconds, as set on the day's last segment.",
+            formula=_QUEUES.latest("service_level_target_time"),
+        ),
+        Column(
+            "target_percent",
+            PgType.DOUBLE,
+            "SLA target share, percent, as set on the day's last segment.",
+            formula=_QUEUES.latest("service_level_target_percent"),
+        ),
+        Column(
+            "target_settings",
+            PgType.INTEGER,
+            "Distinct (target_time, target_percent) settings seen that day; above 1 when the "
+            "queue's SLA changed during the day.",
+            formula="count(DISTINCT (service_level_target_time, service_level_target_percent))",
+            nullable=False,
+        ),
+        Column(
+            "service_level",
+            PgType.DOUBLE,
+            "in_sla / (in_sla + not_in_sla); NULL when both are 0.",
+            formula="CASE WHEN in_sla + not_in_sla > 0"
+            " THEN in_sla::double precision / (in_sla + not_in_sla) END",
+        ),
+        Column(
+            "met_target",
+            PgType.BOOLEAN,
+            "service_level * 100 >= target_percent (compared as in_sla * 100 >= target_percent "
+            "* (in_sla + not_in_sla), without rounding); NULL without either.",
+            formula="CASE WHEN in_sla + not_in_sla > 0"
+            " THEN in_sla * 100 >= target_percent * (in_sla + not_in_sla) END",
+        ),
+    ),
+    time_column="service_day",
+    write=WriteMode.AGGREGATE,
+    unique_by=("service_day", "menu_path_id"),
+    consistency=(COUNTS_ADD_UP, SERVICE_LEVEL_IN_RANGE),
+    aggregation=_QUEUES,
+)
+
+AGGREGATE_TABLES: tuple[Table, ...] = (QUEUE_SERVICE_LEVELS,)
+
+TABLES: dict[str, Table] = {t.name: t for t in (RAW_CHATS, *DERIVED_TABLES, *AGGREGATE_TABLES)}
+
+
+def aggregates_of(tables: Sequence[Table]) -> tuple[Table, ...]:
+    """The aggregate tables whose facts are among `tables`."""
+    return tuple(
+        t for t in AGGREGATE_TABLES if t.aggregation is not None and t.aggregation.facts in tables
+    )
 
 
 def typed_frame(

@@ -251,7 +251,7 @@ def test_the_flattened_tables_are_scanned_too(database_url, engine, schema):
     postgres.replace_window(
         engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
     )
-    postgres.apply_newest(engine, schema, [CHATS], start, end)
+    postgres.apply_newest(engine, schema, [CHATS], start, end, timezone="UTC")
     check = checks.personal_text(engine, schema, CHATS, start, start + timedelta(days=1))
     assert not check.passed
     assert check.metadata["cells_found"].value == {"selected_menu_output_msg: email": 1}

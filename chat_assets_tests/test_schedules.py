@@ -12,6 +12,7 @@ import pytest
 from chat_assets.location import build_definitions
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
+from chat_assets.service_levels import CATCH_UP_SENSOR_NAME, REFRESH_JOB_NAME
 from chat_assets.settings import Settings, SettingsError
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse.resource import Warehouse
@@ -36,6 +37,7 @@ def configure(monkeypatch, instance):
             "CHAT_ASSETS_DAILY_SCHEDULE",
             "CHAT_ASSETS_LOOKBACK_SCHEDULE",
             "CHAT_ASSETS_LOOKBACK_DAYS",
+            "CHAT_ASSETS_CATCH_UP_SENSOR",
         ):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
@@ -82,8 +84,22 @@ def test_job_covers_the_whole_graph_by_day(configure):
         "chat_transfers",
         "chat_queue_durations",
         "chat_handle_durations",
+        "queue_service_levels",
     }
     assert job.partitions_def == defs.get_assets_def("raw_chats").partitions_def
+
+
+def test_the_catch_up_sensor_runs_the_mart_alone_and_can_be_switched_off(configure):
+    defs = configure()
+    refresh = defs.resolve_job_def(REFRESH_JOB_NAME)
+    assert {k.to_user_string() for k in refresh.asset_layer.executable_asset_keys} == {
+        "queue_service_levels"
+    }
+    sensor = defs.resolve_sensor_def(CATCH_UP_SENSOR_NAME)
+    assert sensor.job_name == REFRESH_JOB_NAME
+    assert sensor.default_status is dg.DefaultSensorStatus.RUNNING
+    sensor = configure(CHAT_ASSETS_CATCH_UP_SENSOR="off").resolve_sensor_def(CATCH_UP_SENSOR_NAME)
+    assert sensor.default_status is dg.DefaultSensorStatus.STOPPED
 
 
 def test_schedules_tick_in_the_partitions_time_zone(configure):

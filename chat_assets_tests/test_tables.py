@@ -3,7 +3,7 @@
 import pytest
 
 from chat_assets.privacy.catalog import INDEX, Treatment
-from chat_assets.tables import TABLES, PgType, Table
+from chat_assets.tables import AGGREGATE_TABLES, TABLES, PgType, Table
 
 
 @pytest.mark.parametrize("table", TABLES.values(), ids=lambda t: t.name)
@@ -23,7 +23,22 @@ def test_every_sourced_column_is_classified_and_never_a_dropped_field(table: Tab
 
 
 @pytest.mark.parametrize("table", TABLES.values(), ids=lambda t: t.name)
-def test_keys_are_declared_and_not_nullable(table: Table):
+def test_keys_are_declared_and_only_an_aggregate_group_may_be_null(table: Table):
     assert table.key
-    assert all(not table.column(name).nullable for name in table.key)
+    groups = table.aggregation.group_by if table.aggregation else ()
+    assert all(not table.column(name).nullable for name in table.key if name not in groups)
     assert set(table.unique_by) <= set(table.column_names)
+
+
+@pytest.mark.parametrize("table", AGGREGATE_TABLES, ids=lambda t: t.name)
+def test_an_aggregate_column_is_its_day_a_group_or_a_formula(table: Table):
+    aggregation = table.aggregation
+    assert aggregation is not None
+    assert table.key == [table.time_column, *aggregation.group_by]
+    for column in table.columns:
+        made = column.name in table.key
+        assert (column.formula is None) == made, column.name
+        assert column.source is None, column.name
+    assert set(aggregation.derived) <= set(table.column_names)
+    for name in aggregation.group_by:
+        assert table.column(name).type is aggregation.facts.column(name).type

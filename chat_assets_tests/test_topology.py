@@ -36,6 +36,7 @@ import yaml
 from dagster._serdes import deserialize_value
 
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
+from chat_assets.service_levels import CATCH_UP_SENSOR_NAME
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import TEST_PII_KEY
 
@@ -668,13 +669,19 @@ def test_run_launched_through_graphql_lands_rows(deployment):
     day = deployment.day(1)
     run = deployment.wait_for_run(launch_run(deployment, day))
     assert tags(run)["dagster/partition"] == day
-    assert {step["stepKey"] for step in run["stepStats"]} == {"raw_chats", "chat_tables"}
+    assert {step["stepKey"] for step in run["stepStats"]} == {
+        "raw_chats",
+        "chat_tables",
+        "queue_service_levels",
+    }
     raw, flattened = landed(deployment, day)
     assert raw > 0
     assert flattened == raw
 
 
 BACKFILL_DAYS = 30
+# raw_chats 4, each flattened table 3 (chat_queue_durations 2 more), queue_service_levels 5.
+CHECKS_PER_DAY = 4 + 4 * 3 + 2 + 5
 
 
 def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(deployment):
@@ -717,11 +724,47 @@ def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(depl
         assert first_end <= next_start, f"raw_chats steps overlapped: {fetches}"
     checked = check_partitions(deployment, [run["runId"] for run in finished])
     assert set(checked) == set(days)
-    assert all(len(names) == 18 for names in checked.values()), checked
+    assert all(len(names) == CHECKS_PER_DAY for names in checked.values()), checked
     for day in days:
         raw, flattened = landed(deployment, day)
         assert raw > 0
         assert flattened == raw
+
+
+def test_the_catch_up_sensor_brings_every_changed_service_day_up_to_date(deployment):
+    """The backfill's later days changed earlier service days after those were materialized;
+    the daemon's catch-up sensor (on by default) runs each such day again, until no day of the
+    partitions is left marked, and those runs' checks pass with their day."""
+    sensor_runs = {"key": "dagster/sensor_name", "value": CATCH_UP_SENSOR_NAME}
+
+    def marked() -> list[str]:
+        engine = deployment.warehouse()
+        try:
+            with engine.connect() as connection:
+                return [
+                    day.isoformat()
+                    for (day,) in connection.exec_driver_sql(
+                        "SELECT day FROM ujet._days_to_refresh WHERE day >= %(start)s",
+                        {"start": deployment.start_date},
+                    )
+                ]
+        finally:
+            engine.dispose()
+
+    def settled() -> list[dict[str, Any]] | None:
+        runs = deployment.graphql(RUNS_BY_TAG, **sensor_runs)["runsOrError"]["results"]
+        busy = [run for run in runs if run["status"] not in ("SUCCESS", "FAILURE", "CANCELED")]
+        return runs if runs and not busy and not marked() else None
+
+    try:
+        runs = wait_for(settled, 300, "the catch-up sensor to clear every marked day", every=3)
+    except TimeoutError as error:
+        raise AssertionError(f"{error}; still marked: {marked()}\n{deployment.logs()}") from None
+    assert {run["status"] for run in runs} == {"SUCCESS"}
+    days = {tags(run)["dagster/partition"] for run in runs}
+    checked = check_partitions(deployment, [run["runId"] for run in runs])
+    assert set(checked) == days
+    assert all(len(names) == 5 for names in checked.values()), checked
 
 
 ASSET_KEYS = [
@@ -730,6 +773,7 @@ ASSET_KEYS = [
     "chat_transfers",
     "chat_queue_durations",
     "chat_handle_durations",
+    "queue_service_levels",
 ]
 
 
@@ -768,7 +812,7 @@ def test_an_asset_backfill_from_the_ui_records_checks_per_day(deployment, shape)
     assert sorted(tags(run).get("dagster/partition", "") for run in finished) == days
     checked = check_partitions(deployment, [run["runId"] for run in finished])
     assert set(checked) == set(days), checked.keys()
-    assert all(len(names) == 18 for names in checked.values()), checked
+    assert all(len(names) == CHECKS_PER_DAY for names in checked.values()), checked
 
 
 def check_partitions(deployment: Deployment, run_ids: list[str]) -> dict[str, set[str]]:

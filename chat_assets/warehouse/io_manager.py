@@ -18,9 +18,15 @@ import pandas as pd
 
 from chat_assets.tables import TABLES, Table, WriteMode
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.postgres import Applied, NewestWins
+from chat_assets.warehouse.postgres import Applied, NewestWins, Recompute
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, WAREHOUSE_KEY, Warehouse
 from chat_assets.warehouse.summary import applied_metadata
+
+_EXPECTED = {
+    WriteMode.REPLACE_WINDOW: "a DataFrame",
+    WriteMode.NEWEST_WINS: "a NewestWins",
+    WriteMode.AGGREGATE: "a Recompute",
+}
 
 # A step's applied tables, from its first output handled until its last.
 _applied: dict[tuple[str, str], dict[str, Applied]] = {}
@@ -32,7 +38,9 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
     warehouse: Warehouse
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | NewestWins) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pd.DataFrame | NewestWins | Recompute
+    ) -> None:
         table = _table_for(context.asset_key)
         start, end = _window(context)
         engine = self.warehouse.engine()
@@ -44,11 +52,13 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             applied = self._applied(context, obj, start, end)
             written = applied.rows_written
             metadata = applied_metadata(table, applied)
+        elif table.write is WriteMode.AGGREGATE and isinstance(obj, Recompute):
+            written = postgres.recompute_window(engine, schema, table, obj.timezone, start, end)
+            metadata = obj.describe(postgres.load_window(engine, schema, table, start, end))
         else:
             raise dg.Failure(
                 f"{table.name} is written {table.write.value}: its asset returns "
-                + ("a DataFrame" if table.write is WriteMode.REPLACE_WINDOW else "a NewestWins")
-                + f", not {type(obj).__name__}"
+                f"{_EXPECTED[table.write]}, not {type(obj).__name__}"
             )
         context.add_output_metadata(
             {
@@ -68,7 +78,12 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             pending = _applied.get(step)
             if pending is None:
                 results = postgres.apply_newest(
-                    self.warehouse.engine(), self.warehouse.db_schema, plan.tables, start, end
+                    self.warehouse.engine(),
+                    self.warehouse.db_schema,
+                    plan.tables,
+                    start,
+                    end,
+                    timezone=plan.timezone,
                 )
                 pending = _applied[step] = {
                     t.name: r for t, r in zip(plan.tables, results, strict=True)

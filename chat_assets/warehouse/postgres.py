@@ -6,10 +6,10 @@ replace, so a failure leaves the previous state intact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,15 +20,18 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
 from chat_assets.tables import (
+    AGGREGATE_TABLES,
     CHAT_ID_FIELD,
     RAW_CHATS,
     RAW_PARTITION,
     VERSION_FIELD,
+    PgType,
     Table,
     WriteMode,
+    aggregates_of,
     typed_frame,
 )
-from chat_assets.warehouse import flatten_sql
+from chat_assets.warehouse import aggregate_sql, flatten_sql
 
 _engines: dict[str, sa.Engine] = {}
 
@@ -122,17 +125,34 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
         )
         for c in table.columns
     ]
-    columns.append(
-        sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.key)))
-    )
+    key = sql.SQL(", ").join(map(sql.Identifier, table.key))
+    # A key with a nullable column (an aggregate's NULL group) is indexed, and its uniqueness
+    # guarded by the checks; every other key is the primary key.
+    keyed = all(not table.column(name).nullable for name in table.key)
+    if keyed:
+        columns.append(sql.SQL("PRIMARY KEY ({})").format(key))
     target = qualified(schema, table)
+    # The facts of an aggregate are read by the instant that places them on a local day.
+    indexed = [table.time_column] + [
+        a.aggregation.day_of
+        for a in AGGREGATE_TABLES
+        if a.aggregation is not None and a.aggregation.facts is table
+    ]
+    indexes = [
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{table.name}_{column}_idx"), target, sql.Identifier(column)
+        )
+        for column in indexed
+    ]
+    if not keyed:
+        indexes.append(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(f"{table.name}_key_idx"), target, key
+            )
+        )
     return [
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(columns)),
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(f"{table.name}_{table.time_column}_idx"),
-            target,
-            sql.Identifier(table.time_column),
-        ),
+        *indexes,
         sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table.description)),
         *(
             sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
@@ -171,7 +191,9 @@ def prepare(engine: sa.Engine, schema: str, table: Table) -> None:
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
         ensure_table(cursor, schema, table)
         if table.write is WriteMode.NEWEST_WINS:
-            _ensure_versions_table(cursor, schema)
+            _ensure_bookkeeping(cursor, schema, VERSIONS_TABLE)
+        if table.write is WriteMode.AGGREGATE:
+            _ensure_bookkeeping(cursor, schema, REFRESH_TABLE)
     _prepared.add(key)
 
 
@@ -291,28 +313,49 @@ def load_window(
         exists = cursor.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
         ).fetchone()[0]
-        rows = cursor.execute(query, (start, end)).fetchall() if exists else []
+        rows = cursor.execute(query, window_bounds(table, start, end)).fetchall() if exists else []
     return typed_frame(rows, table, names)
+
+
+def window_bounds(table: Table, start: datetime, end: datetime) -> tuple[Any, Any]:
+    """The bounds of a partition window for the table's time column: the instants, or for a
+    date column the local days (the window is given in the partitions' time zone)."""
+    if table.column(table.time_column).type is PgType.DATE:
+        return start.date(), end.date()
+    return start, end
 
 
 VERSIONS_TABLE = "_chat_versions"
 
 
-def _ensure_versions_table(cursor: Any, schema: str) -> None:
+REFRESH_TABLE = "_days_to_refresh"
+
+# chat_assets' own bookkeeping tables: the version registry of the newest-wins tables, and the
+# aggregate days changed since their materialization.
+_BOOKKEEPING = {
+    VERSIONS_TABLE: "table_name text NOT NULL, chat_id bigint NOT NULL,"
+    " updated_at timestamptz NOT NULL, PRIMARY KEY (table_name, chat_id)",
+    REFRESH_TABLE: "table_name text NOT NULL, day date NOT NULL, changed_by bigint NOT NULL,"
+    " PRIMARY KEY (table_name, day)",
+}
+
+
+def _ensure_bookkeeping(cursor: Any, schema: str, name: str) -> None:
     cursor.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.{} (table_name text NOT NULL, chat_id bigint NOT NULL,"
-            " updated_at timestamptz NOT NULL, PRIMARY KEY (table_name, chat_id))"
-        ).format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
+        sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
+            sql.Identifier(schema), sql.Identifier(name), sql.SQL(_BOOKKEEPING[name])
+        )
     )
 
 
 @dataclass(frozen=True)
 class NewestWins:
     """An asset's output for newest-wins tables: flatten raw_chats' window into these tables,
-    inside the warehouse, keeping per chat the newest version, all in one transaction."""
+    inside the warehouse, keeping per chat the newest version, all in one transaction. Their
+    aggregates' local days are those of the partitions' `timezone`."""
 
     tables: tuple[Table, ...]
+    timezone: str
 
 
 @dataclass(frozen=True)
@@ -327,10 +370,19 @@ class Applied:
     coercion_failures: dict[str, int] = field(default_factory=dict)
     # Rows written per documented value of the table's summary column.
     summary: dict[str, int] = field(default_factory=dict)
+    # For the facts of an aggregate: the local days, old and new, of the accepted chats' rows,
+    # whose aggregate rows were recomputed in the same transaction.
+    days_recomputed: tuple[date, ...] = ()
 
 
 def apply_newest(
-    engine: sa.Engine, schema: str, tables: Sequence[Table], start: datetime, end: datetime
+    engine: sa.Engine,
+    schema: str,
+    tables: Sequence[Table],
+    start: datetime,
+    end: datetime,
+    *,
+    timezone: str,
 ) -> list[Applied]:
     """Flatten the chats of raw_chats in [start, end) into each table, inside PostgreSQL,
     keeping per chat the newest version's rows; all tables in one transaction.
@@ -340,9 +392,14 @@ def apply_newest(
     (ties: the later write wins); the accepted chats' old rows are deleted from every table and
     their new rows inserted. The registry's row lock serialises concurrent writers of the same
     chat until commit, and rows are locked in chat_id order so writers never deadlock.
+
+    An aggregate of one of the tables is recomputed, in the same transaction, for every local
+    day (in `timezone`) that the accepted chats' rows fell on before or fall on now, and those
+    days are marked for re-materialization (`days_to_refresh`).
     """
     prepare(engine, schema, RAW_CHATS)
-    for table in tables:
+    aggregates = aggregates_of(tables)
+    for table in (*tables, *aggregates):
         prepare(engine, schema, table)
     results = []
     with cursor_for(engine, transaction=True) as cursor:
@@ -353,12 +410,125 @@ def apply_newest(
         cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(qualified(schema, RAW_CHATS)))
         with _refusals_without_values(tables[0]):
             accepted, stale = _accept_batch(cursor, schema, REGISTRY_KEY, start, end)
+        days = {a.name: _batch_days(cursor, schema, a, timezone) for a in aggregates}
         for table in tables:
             with _refusals_without_values(table):
                 written, failures, summary = _apply_table(cursor, schema, table, start, end)
             results.append(Applied(accepted, stale, written, failures, summary))
+        for aggregate in aggregates:
+            assert aggregate.aggregation is not None
+            touched = days[aggregate.name] | _batch_days(cursor, schema, aggregate, timezone)
+            with _refusals_without_values(aggregate):
+                recompute_days(cursor, schema, aggregate, timezone, touched, mark=True)
+            facts = tables.index(aggregate.aggregation.facts)
+            results[facts] = replace(results[facts], days_recomputed=tuple(sorted(touched)))
         cursor.execute(sql.SQL("DROP TABLE {}").format(_BATCH))
     return results
+
+
+def _batch_days(cursor: Any, schema: str, aggregate: Table, timezone: str) -> set[date]:
+    """The local days on which the batch's chats have facts of the aggregate, as stored now."""
+    aggregation = aggregate.aggregation
+    assert aggregation is not None
+    query = sql.SQL(
+        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} IN (SELECT {id} FROM {batch})"
+        " AND {day_of} IS NOT NULL"
+    ).format(
+        day=aggregate_sql.local_day(aggregation),
+        facts=qualified(schema, aggregation.facts),
+        chat=sql.Identifier(aggregation.facts.key[0]),
+        id=sql.Identifier(CHAT_ID_FIELD),
+        batch=_BATCH,
+        day_of=sql.Identifier(aggregation.day_of),
+    )
+    return {row[0] for row in cursor.execute(query, {"timezone": timezone}).fetchall()}
+
+
+# First key of the transaction-scoped advisory locks that serialise recomputing one day.
+_DAY_LOCK = 7_317_002
+
+
+def recompute_days(
+    cursor: Any, schema: str, table: Table, timezone: str, days: set[date], *, mark: bool
+) -> int:
+    """Make the aggregate's rows of `days` equal to a fresh aggregation of its facts; returns
+    the rows written. `mark` records the days as changed since their materialization; without
+    it (the materialization itself) their marks are cleared.
+
+    One day is recomputed by one transaction at a time (an advisory lock per day, taken in day
+    order): a later one waits, then reads every fact committed before it, its own included.
+    """
+    ordered = sorted(days)
+    for day in ordered:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s::int, %s::int)", (_DAY_LOCK, day.toordinal())
+        )
+    target = qualified(schema, table)
+    time_column = sql.Identifier(table.time_column)
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, time_column), (ordered,)
+    )
+    assert table.aggregation is not None
+    cursor.execute(
+        sql.SQL("INSERT INTO {} ({}) {}").format(
+            target,
+            sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+            aggregate_sql.aggregated_rows(table, qualified(schema, table.aggregation.facts)),
+        ),
+        {"days": ordered, "timezone": timezone},
+    )
+    written = cursor.rowcount
+    marks = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(REFRESH_TABLE))
+    if mark:
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {} (table_name, day, changed_by)"
+                " SELECT %s, day, txid_current() FROM unnest(%s::date[]) AS day"
+                " ON CONFLICT (table_name, day) DO UPDATE SET changed_by = EXCLUDED.changed_by"
+            ).format(marks),
+            (table.name, ordered),
+        )
+    else:
+        cursor.execute(
+            sql.SQL("DELETE FROM {} WHERE table_name = %s AND day = ANY(%s)").format(marks),
+            (table.name, ordered),
+        )
+    return written
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """An aggregate asset's output: recompute the partition's day from the facts, then describe
+    the stored rows with `describe` (the metadata the UI shows and plots)."""
+
+    timezone: str
+    describe: Callable[[pd.DataFrame], dict[str, Any]]
+
+
+def recompute_window(
+    engine: sa.Engine, schema: str, table: Table, timezone: str, start: datetime, end: datetime
+) -> int:
+    """Recompute the aggregate's local days of a partition window and clear their marks."""
+    first, last = window_bounds(table, start, end)
+    days = {first + timedelta(days=n) for n in range((last - first).days)}
+    assert table.aggregation is not None
+    prepare(engine, schema, table.aggregation.facts)
+    prepare(engine, schema, table)
+    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
+        return recompute_days(cursor, schema, table, timezone, days, mark=False)
+
+
+def days_to_refresh(engine: sa.Engine, schema: str, table: Table) -> list[tuple[date, int]]:
+    """The aggregate's days changed since their last materialization, with the transaction
+    that last changed each (a run key that stays the same until the day changes again)."""
+    query = sql.SQL("SELECT day, changed_by FROM {}.{} WHERE table_name = %s ORDER BY day").format(
+        sql.Identifier(schema), sql.Identifier(REFRESH_TABLE)
+    )
+    with cursor_for(engine) as cursor:
+        exists = cursor.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{REFRESH_TABLE}"',)
+        ).fetchone()[0]
+        return [tuple(row) for row in cursor.execute(query, (table.name,))] if exists else []
 
 
 # The registry's name for the versions of the tables applied together (rows written before it

@@ -39,4 +39,8 @@ def applied_metadata(table: Table, applied: Applied) -> dict[str, Any]:
     summary_values = table.column(table.summary_by).values if table.summary_by else ()
     if "in_sla" in summary_values and (rate := in_sla_rate(applied)) is not None:
         metadata["in_sla_rate"] = dg.MetadataValue.float(round(rate, 4))
+    if applied.days_recomputed:
+        metadata["service_days_recomputed"] = dg.MetadataValue.json(
+            [day.isoformat() for day in applied.days_recomputed]
+        )
     return metadata

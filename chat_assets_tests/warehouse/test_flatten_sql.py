@@ -46,7 +46,7 @@ def land_and_apply(engine, schema: str, chats: list[dict], start=START, end=END)
     postgres.replace_window(
         engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
     )
-    applied = postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end)
+    applied = postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
     return {t.name: a for t, a in zip(DERIVED_TABLES, applied, strict=True)}
 
 
@@ -90,7 +90,7 @@ def test_a_window_holding_a_chat_twice_keeps_its_newest_version(engine, schema):
         engine, schema, RAW_CHATS, landing_frame([new], "UTC", "k1:test"), *day_two
     )
     # both days at once, as a range
-    postgres.apply_newest(engine, schema, DERIVED_TABLES, START, day_two[1])
+    postgres.apply_newest(engine, schema, DERIVED_TABLES, START, day_two[1], timezone="UTC")
     chats = postgres.load_window(engine, schema, CHATS, START, day_two[1])
     assert chats["updated_at"].tolist() == [pd.Timestamp(new["updated_at"])]
     assert postgres.load_window(engine, schema, CHAT_HANDLE_DURATIONS, START, day_two[1]).empty

@@ -48,7 +48,7 @@ def apply_partition(engine, schema: str, records: list[dict], day: int) -> None:
     start, end = window(day)
     frame = landing_frame(newest_versions(records), "UTC", "k1:test")
     postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
-    postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end)
+    postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
 
 
 def stored(engine, schema: str, table: Table) -> pd.DataFrame:
@@ -155,7 +155,9 @@ def test_a_landing_in_progress_is_waited_for_so_every_table_sees_one_version(eng
         )
         landing.exec_driver_sql(f'INSERT INTO {raw} SELECT * FROM "{schema}_other"."raw_chats"')
         applying = threading.Thread(
-            target=postgres.apply_newest, args=(engine, schema, DERIVED_TABLES, start, end)
+            target=postgres.apply_newest,
+            args=(engine, schema, DERIVED_TABLES, start, end),
+            kwargs={"timezone": "UTC"},
         )
         applying.start()
         applying.join(timeout=1.0)

@@ -1,0 +1,152 @@
+"""queue_service_levels: service level per queue and service day, always equal to its facts.
+
+A row aggregates the `chat_queue_durations` segments that started on a local day in one queue.
+The facts' apply recomputes, in its own transaction, every service day its chats' segments fall
+on, before and after (a later version of a chat can move its segments between days), and marks
+those days. A materialization of a day recomputes that day and clears its mark; the catch-up
+sensor asks for a run of each day still marked, so the UI's metadata and checks follow the
+warehouse.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from chat_assets import checks
+from chat_assets.privacy.detect import redact
+from chat_assets.tables import QUEUE_SERVICE_LEVELS
+from chat_assets.warehouse import postgres
+from chat_assets.warehouse.postgres import Recompute
+from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+
+REFRESH_JOB_NAME = "queue_service_levels_refresh"
+CATCH_UP_SENSOR_NAME = "queue_service_levels_catch_up"
+WORST_QUEUES = 5
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _queue_name(value: Any) -> str:
+    """A queue's name as Markdown cell text: guarded like any kept text, pipes escaped."""
+    if value is None or pd.isna(value):
+        return "(no name)"
+    text, _ = redact(str(value))
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def worst_queues_markdown(rows: pd.DataFrame) -> str:
+    """The day's queues with the lowest service level (those with any in or out of SLA)."""
+    judged = rows[rows["service_level"].notna()]
+    worst = judged.sort_values(["service_level", "offered"], ascending=[True, False])
+    lines = [
+        "| queue | id | offered | service level | target | met |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in worst.head(WORST_QUEUES).itertuples(index=False):
+        target = "" if pd.isna(row.target_percent) else f"{row.target_percent:g}%"
+        queue_id = "" if pd.isna(row.menu_path_id) else int(row.menu_path_id)
+        met = "" if pd.isna(row.met_target) else ("yes" if row.met_target else "no")
+        lines.append(
+            f"| {_queue_name(row.menu_path)} | {queue_id} | {int(row.offered)} "
+            f"| {row.service_level:.1%} | {target} | {met} |"
+        )
+    if judged.empty:
+        return "No queue segment was answered or missed within the SLA this day."
+    return "\n".join(lines)
+
+
+def day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
+    """The day's figures over all queues, for the UI to plot across days."""
+    in_sla, not_in_sla = int(rows["in_sla"].sum()), int(rows["not_in_sla"].sum())
+    metadata: dict[str, Any] = {
+        "offered": int(rows["offered"].sum()),
+        "abandoned": int(rows["abandoned"].sum()),
+        "queues": len(rows),
+        "queues_below_target": int((rows["met_target"] == False).sum()),  # noqa: E712 (NA)
+        "worst_queues": dg.MetadataValue.md(worst_queues_markdown(rows)),
+    }
+    level = _share(in_sla, in_sla + not_in_sla)
+    if level is not None:
+        metadata["service_level"] = dg.MetadataValue.float(round(level, 4))
+    return metadata
+
+
+def build_queue_service_levels(
+    partitions: dg.TimeWindowPartitionsDefinition, configured: Warehouse
+):
+    table = QUEUE_SERVICE_LEVELS
+    assert table.aggregation is not None
+    timezone = partitions.timezone
+
+    @dg.asset(
+        name=table.name,
+        group_name="ujet",
+        partitions_def=partitions,
+        deps=[table.aggregation.facts.name],
+        io_manager_key=IO_MANAGER_KEY,
+        kinds={"postgres"},
+        description=table.description,
+        metadata=table.asset_metadata(configured.db_schema),
+        check_specs=checks.check_specs(table, partitions),
+    )
+    def queue_service_levels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        yield dg.Output(Recompute(timezone, day_metadata))
+        engine, schema = warehouse.engine(), warehouse.db_schema
+        window = context.partition_time_window
+        stored = postgres.load_window(engine, schema, table, window.start, window.end)
+        yield checks.personal_text(engine, schema, table, window.start, window.end)
+        yield checks.unique_in_partition(table, stored)
+        yield checks.reconciled(engine, schema, table, timezone, window.start, window.end)
+        yield from checks.partition_checks(table, stored)
+
+    return queue_service_levels
+
+
+def build_catch_up(
+    partitions: dg.TimeWindowPartitionsDefinition, running: bool
+) -> tuple[Any, dg.SensorDefinition]:
+    """The job that materializes queue_service_levels alone, and the sensor that runs it for
+    every day the facts' applies changed since that day was last materialized."""
+    job = dg.define_asset_job(
+        REFRESH_JOB_NAME,
+        selection=[QUEUE_SERVICE_LEVELS.name],
+        partitions_def=partitions,
+        description="queue_service_levels for one service day (the catch-up sensor's runs).",
+    )
+
+    @dg.sensor(
+        name=CATCH_UP_SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+        ),
+        description=(
+            "Re-materializes each service day of queue_service_levels whose facts changed "
+            "since its last materialization, e.g. when a late chat update moved a queue segment "
+            "into an older day (CHAT_ASSETS_CATCH_UP_SENSOR=on|off). The warehouse rows are "
+            "already current; the runs bring the UI's metadata and checks up to date."
+        ),
+    )
+    def catch_up(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+        marked = postgres.days_to_refresh(
+            warehouse.engine(), warehouse.db_schema, QUEUE_SERVICE_LEVELS
+        )
+        outside = 0
+        for day, changed_by in marked:
+            key = day.isoformat()
+            if not partitions.has_partition_key(key):
+                outside += 1
+                continue
+            # The same run key until the day changes again: one run per change.
+            yield dg.RunRequest(partition_key=key, run_key=f"{key}:{changed_by}")
+        if outside:
+            context.log.info(f"{outside} marked days lie outside the partitions; not requested")
+
+    return job, catch_up

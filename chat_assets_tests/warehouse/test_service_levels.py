@@ -1,0 +1,327 @@
+"""queue_service_levels against a real PostgreSQL: always equal to a recomputation of its facts.
+
+The reference aggregation here is written in Python from the definitions (README, issue terms),
+independently of the SQL the declaration compiles to.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chat_assets import checks
+from chat_assets.partitions import day_window
+from chat_assets.raw_chats import landing_frame
+from chat_assets.tables import CHAT_QUEUE_DURATIONS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
+from chat_assets.warehouse import postgres
+from chat_assets_tests.reference_flattening import newest_versions
+
+FIRST = date(2026, 3, 6)  # America/New_York springs forward on 2026-03-08
+DAYS = 4
+_schemas = itertools.count()
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def segment(n: int, started: datetime | None, queue: int | None, **fields: Any) -> dict:
+    return {
+        "id": n,
+        "menu_path_id": queue,
+        "menu_path": None if queue is None else f"Support/Queue {queue}",
+        "started_at": None if started is None else stamp(started),
+        "queue_duration": 30,
+        "event": "answered",
+        "service_level_event": "in_sla",
+        "service_level_target_time": 60,
+        "service_level_target_percent": 80,
+        **fields,
+    }
+
+
+def chat(chat_id: int, updated: datetime, segments: list[dict]) -> dict:
+    return {"id": chat_id, "updated_at": stamp(updated), "queue_durations": segments}
+
+
+def land_day(engine, schema: str, timezone: str, versions: list[dict], day: date) -> None:
+    """raw_chats' partition of `day`: the versions updated in its window, newest per chat."""
+    start, end = day_window(day, timezone)
+    inside = [
+        v
+        for v in versions
+        if start <= datetime.fromisoformat(v["updated_at"].replace("Z", "+00:00")) < end
+    ]
+    frame = landing_frame(newest_versions(inside), timezone, "k1:test")
+    postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+
+
+def apply_day(engine, schema: str, timezone: str, day: date) -> list[postgres.Applied]:
+    start, end = day_window(day, timezone)
+    return postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone=timezone)
+
+
+def _value(value: Any) -> Any:
+    return None if value is None or pd.isna(value) else value
+
+
+def reference(segments: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """The definitions, applied row by row to the stored segments."""
+    groups: dict[tuple[date, int | None], list[Any]] = {}
+    for s in segments.itertuples(index=False):
+        if pd.isna(s.started_at):
+            continue
+        day = s.started_at.astimezone(ZoneInfo(timezone)).date()
+        groups.setdefault((day, _value(s.menu_path_id)), []).append(s)
+    rows = []
+    for (day, queue), group in groups.items():
+        latest = max(group, key=lambda s: (s.started_at, s.chat_id, s.position))
+        verdicts = [_value(s.service_level_event) for s in group]
+        in_sla, not_in_sla = verdicts.count("in_sla"), verdicts.count("not_in_sla")
+        durations = [int(s.queue_duration) for s in group if _value(s.queue_duration) is not None]
+        target = _value(latest.service_level_target_percent)
+        counted = in_sla + not_in_sla
+        rows.append(
+            {
+                "service_day": day,
+                "menu_path_id": queue,
+                "menu_path": _value(latest.menu_path),
+                "offered": len(group),
+                "in_sla": in_sla,
+                "not_in_sla": not_in_sla,
+                "excluded": verdicts.count("excluded"),
+                "unclassified": sum(
+                    v not in ("in_sla", "not_in_sla", "excluded") for v in verdicts
+                ),
+                "abandoned": sum(_value(s.event) != "answered" for s in group),
+                "avg_queue_seconds": sum(durations) / len(durations) if durations else None,
+                "max_queue_seconds": max(durations) if durations else None,
+                "target_time": _value(latest.service_level_target_time),
+                "target_percent": target,
+                "target_settings": len(
+                    {
+                        (
+                            _value(s.service_level_target_time),
+                            _value(s.service_level_target_percent),
+                        )
+                        for s in group
+                    }
+                ),
+                "service_level": in_sla / counted if counted else None,
+                "met_target": None
+                if not counted or target is None
+                else in_sla * 100 >= target * counted,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=QUEUE_SERVICE_LEVELS.column_names)
+    return _comparable(frame)
+
+
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows as plain Python values in key order, doubles rounded for comparison."""
+    records = [{k: _value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    for record in records:
+        for name in ("avg_queue_seconds", "service_level"):
+            if record[name] is not None:
+                record[name] = round(float(record[name]), 9)
+        for name, value in record.items():
+            if hasattr(value, "item"):
+                record[name] = value.item()
+    records.sort(
+        key=lambda r: (r["service_day"], r["menu_path_id"] is not None, r["menu_path_id"] or 0)
+    )
+    return pd.DataFrame(records, columns=QUEUE_SERVICE_LEVELS.column_names)
+
+
+def everything(engine, schema: str, table) -> pd.DataFrame:
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    return postgres.load_window(engine, schema, table, start, start + timedelta(days=20_000))
+
+
+def assert_mart_equals_facts(engine, schema: str, timezone: str) -> None:
+    facts = everything(engine, schema, CHAT_QUEUE_DURATIONS)
+    mart = _comparable(everything(engine, schema, QUEUE_SERVICE_LEVELS))
+    pd.testing.assert_frame_equal(mart, reference(facts, timezone), check_dtype=False)
+
+
+def local(day: date, hour: float, timezone: str) -> datetime:
+    midnight = datetime.combine(day, datetime.min.time(), tzinfo=ZoneInfo(timezone))
+    return (midnight.astimezone(UTC) + timedelta(hours=hour)).astimezone(UTC)
+
+
+@st.composite
+def histories(draw) -> tuple[str, list[dict]]:
+    """A few chats, each with versions updated on increasing days; segments start on the
+    update's day or the one before, near local midnight, in two queues or none."""
+    timezone = draw(st.sampled_from(["UTC", "America/New_York", "Asia/Seoul"]))
+    versions = []
+    for chat_id in range(1, draw(st.integers(1, 5)) + 1):
+        # All but the first chat have later versions, which may move segments between days.
+        versions_of = 1 if chat_id == 1 else 2
+        days = sorted(draw(st.sets(st.integers(0, DAYS - 1), min_size=versions_of, max_size=3)))
+        for n, offset in enumerate(days):
+            updated = local(FIRST + timedelta(days=offset), 20 + n * 0.01, timezone)
+            segments = []
+            for k in range(draw(st.integers(0, 3) if n else st.integers(1, 3))):
+                back = draw(st.sampled_from([-0.5, 0.25, 1, 23.5]))  # hours after midnight
+                started = (
+                    None
+                    if draw(st.integers(0, 9)) == 0
+                    else local(
+                        FIRST + timedelta(days=offset - draw(st.integers(0, 1))), back, timezone
+                    )
+                )
+                segments.append(
+                    segment(
+                        k + 1,
+                        started,
+                        draw(st.sampled_from([1, 2, None])),
+                        event=draw(st.sampled_from(["answered", "abandoned", None])),
+                        service_level_event=draw(
+                            st.sampled_from(["in_sla", "not_in_sla", "excluded", None, "other"])
+                        ),
+                        queue_duration=draw(st.sampled_from([0, 45, 300, None])),
+                        service_level_target_percent=draw(st.sampled_from([80, 90.5, None])),
+                        service_level_target_time=draw(st.sampled_from([20, 60])),
+                    )
+                )
+            versions.append(chat(chat_id, updated, segments))
+    return timezone, versions
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=histories(), order=st.lists(st.integers(0, DAYS - 1), min_size=1, max_size=7))
+def test_in_any_order_of_applies_the_mart_equals_its_recomputation(engine, schema, history, order):
+    timezone, versions = history
+    example = f"{schema}_{next(_schemas)}"
+    try:
+        for offset in range(DAYS):
+            land_day(engine, example, timezone, versions, FIRST + timedelta(days=offset))
+        for offset in order:
+            before = _comparable(everything(engine, example, QUEUE_SERVICE_LEVELS))
+            apply_day(engine, example, timezone, FIRST + timedelta(days=offset))
+            assert_mart_equals_facts(engine, example, timezone)
+            after = _comparable(everything(engine, example, QUEUE_SERVICE_LEVELS))
+            changed = _days_changed(before, after)
+            marked = {
+                day for day, _ in postgres.days_to_refresh(engine, example, QUEUE_SERVICE_LEVELS)
+            }
+            assert changed <= marked
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{example}" CASCADE')
+
+
+def _days_changed(before: pd.DataFrame, after: pd.DataFrame) -> set[date]:
+    def by_day(frame: pd.DataFrame) -> dict[date, list]:
+        days: dict[date, list] = {}
+        for row in frame.to_dict(orient="records"):
+            days.setdefault(row["service_day"], []).append(row)
+        return days
+
+    old, new = by_day(before), by_day(after)
+    return {day for day in old.keys() | new.keys() if old.get(day) != new.get(day)}
+
+
+def test_an_update_that_moves_a_segment_changes_both_service_days(engine, schema):
+    timezone = "UTC"
+    day1, day3 = FIRST, FIRST + timedelta(days=2)
+    first = chat(7, local(day1, 12, timezone), [segment(1, local(day1, 9, timezone), 1)])
+    # UJET's later version puts the (re-queued) segment on the third day instead.
+    moved = chat(7, local(day3, 12, timezone), [segment(1, local(day3, 9, timezone), 1)])
+    for day in (day1, day3):
+        land_day(engine, schema, timezone, [first, moved], day)
+    apply_day(engine, schema, timezone, day1)
+    rows = everything(engine, schema, QUEUE_SERVICE_LEVELS)
+    assert rows["service_day"].tolist() == [day1]
+    applied = apply_day(engine, schema, timezone, day3)
+    rows = everything(engine, schema, QUEUE_SERVICE_LEVELS)
+    assert rows["service_day"].tolist() == [day3]
+    facts = DERIVED_TABLES.index(CHAT_QUEUE_DURATIONS)
+    assert applied[facts].days_recomputed == (day1, day3)
+    marked = [day for day, _ in postgres.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
+    assert marked == [day1, day3]
+    # Materializing a day clears its mark; the other stays for the catch-up sensor.
+    start, end = day_window(day1, timezone)
+    postgres.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    marked = [day for day, _ in postgres.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
+    assert marked == [day3]
+
+
+def test_daylight_saving_days_hold_their_local_hours(engine, schema):
+    timezone = "America/New_York"
+    # 2026-11-01 has 25 hours: 01:30 happens twice (EDT, then EST).
+    fall = date(2026, 11, 1)
+    edt = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT
+    est = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST
+    last = datetime(2026, 11, 2, 4, 59, tzinfo=UTC)  # 23:59 EST, still Nov 1
+    before = datetime(2026, 11, 1, 3, 59, tzinfo=UTC)  # 23:59 EDT on Oct 31
+    versions = [
+        chat(1, last, [segment(1, edt, 5), segment(2, est, 5), segment(3, last, 5)]),
+        chat(2, last, [segment(1, before, 5)]),
+    ]
+    land_day(engine, schema, timezone, versions, fall)
+    apply_day(engine, schema, timezone, fall)
+    rows = everything(engine, schema, QUEUE_SERVICE_LEVELS).set_index("service_day")
+    assert rows.loc[fall, "offered"] == 3
+    assert rows.loc[date(2026, 10, 31), "offered"] == 1
+    assert_mart_equals_facts(engine, schema, timezone)
+
+
+def test_checks_fail_on_crafted_rows_and_pass_on_the_stored_ones(engine, schema):
+    timezone = "UTC"
+    day = FIRST
+    versions = [
+        chat(
+            1,
+            local(day, 12, timezone),
+            [
+                segment(1, local(day, 9, timezone), 1),
+                segment(2, local(day, 10, timezone), 1, service_level_event="not_in_sla"),
+                segment(3, local(day, 11, timezone), 2, service_level_event="excluded"),
+            ],
+        )
+    ]
+    land_day(engine, schema, timezone, versions, day)
+    apply_day(engine, schema, timezone, day)
+    start, end = day_window(day, timezone)
+    stored = postgres.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    assert stored.set_index("menu_path_id").loc[1, "service_level"] == 0.5
+    assert checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end).passed
+    assert checks.counts_add_up(QUEUE_SERVICE_LEVELS, stored).passed
+    assert checks.service_level_in_range(QUEUE_SERVICE_LEVELS, stored).passed
+    assert checks.unique_in_partition(QUEUE_SERVICE_LEVELS, stored).passed
+
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f'UPDATE "{schema}".queue_service_levels SET offered = offered + 1,'
+            " service_level = 1.5 WHERE menu_path_id = 1"
+        )
+    tampered = postgres.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    result = checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    assert not result.passed
+    assert result.metadata["menu_path_ids"].value == [1]
+    added = checks.counts_add_up(QUEUE_SERVICE_LEVELS, tampered)
+    assert not added.passed and added.metadata["verdicts_not_offered"].value == 1
+    level = checks.service_level_in_range(QUEUE_SERVICE_LEVELS, tampered)
+    assert not level.passed and level.metadata["out_of_range"].value == 1
+    doubled = pd.concat([tampered, tampered.head(1)])
+    assert not checks.unique_in_partition(QUEUE_SERVICE_LEVELS, doubled).passed
+    # A fact changed behind the mart's back (no apply) is caught too.
+    postgres.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"UPDATE \"{schema}\".chat_queue_durations SET service_level_event = 'in_sla'"
+            " WHERE position = 1"
+        )
+    assert not checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end).passed
