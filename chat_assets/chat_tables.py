@@ -56,7 +56,7 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, configured:
             )
             yield checks.personal_text(engine, schema, table, window.start, window.end)
             yield checks.unique_in_partition(table, stored)
-            yield checks.unique_table_wide(engine, schema, table)
+            yield checks.unique_table_wide(engine, schema, table, window.start, window.end)
             yield from checks.partition_checks(table, stored)
 
     return chat_tables

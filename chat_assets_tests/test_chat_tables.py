@@ -101,6 +101,35 @@ def crafted_chats() -> list[dict]:
     return [first, second]
 
 
+def test_the_table_wide_check_finds_an_id_an_earlier_day_already_holds(
+    settings, database_url, engine, schema
+):
+    """The check looks up only the partition's ids, yet a repeat across days is found, on the
+    day that brings it, while the days before it stay clean."""
+    sample = json.loads((DATA / "vendor_sample.json").read_text())
+    first, second = (copy.deepcopy(chat) for chat in sample)
+    first["updated_at"] = "2016-03-02T10:00:00.000Z"
+    second["updated_at"] = "2016-03-03T11:00:00.000Z"
+    first["handle_durations"] = first["handle_durations"][:1]
+    second["handle_durations"] = [{**second["handle_durations"][0], "id": 777}]
+    first["handle_durations"][0]["id"] = 777
+    with UjetEmulator(company_key="k", company_secret="s", records=[first, second]) as emulator:
+        earlier = run(settings, emulator, database_url, schema, "2016-03-02")
+        later = run(settings, emulator, database_url, schema, "2016-03-03")
+    assert evaluations(earlier)[("chat_handle_durations", checks.UNIQUE_TABLE_WIDE)].passed
+    wide = evaluations(later)[("chat_handle_durations", checks.UNIQUE_TABLE_WIDE)]
+    assert not wide.passed
+    assert wide.metadata["repeated_ids"].value == [
+        {"id": 777, "chat_ids": sorted([first["id"], second["id"]])}
+    ]
+    materialized = {
+        m.asset_key.path[-1]: m.metadata
+        for m in later.asset_materializations_for_node("chat_tables")
+    }
+    for table in ("chats", "chat_handle_durations"):
+        assert materialized[table]["dagster/row_count"].value == count(engine, schema, table)
+
+
 def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     settings, database_url, engine, schema
 ):

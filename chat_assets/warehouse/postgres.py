@@ -24,6 +24,7 @@ from chat_assets.tables import (
     CHAT_ID_FIELD,
     RAW_CHATS,
     RAW_PARTITION,
+    RAW_PII_KEY,
     VERSION_FIELD,
     PgType,
     Table,
@@ -132,12 +133,17 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
     if keyed:
         columns.append(sql.SQL("PRIMARY KEY ({})").format(key))
     target = qualified(schema, table)
-    # The facts of an aggregate are read by the instant that places them on a local day.
+    # The facts of an aggregate are read by the instant that places them on a local day; the
+    # table-wide uniqueness check looks up a partition's ids when they are not the key's first.
     indexed = [table.time_column] + [
         a.aggregation.day_of
         for a in AGGREGATE_TABLES
         if a.aggregation is not None and a.aggregation.facts is table
     ]
+    if table.unique_by and table.aggregation is None and table.unique_by[-1] != table.key[0]:
+        indexed.append(table.unique_by[-1])
+    if table is RAW_CHATS:
+        indexed.append(RAW_PII_KEY)
     indexes = [
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(f"{table.name}_{column}_idx"), target, sql.Identifier(column)
@@ -172,10 +178,33 @@ def ensure_schema(cursor: Any, schema: str) -> None:
 
 
 def ensure_table(cursor: Any, schema: str, table: Table) -> None:
+    """Create the table and its row counter; the counter of a table that predates it starts
+    from one count, taken while writers are held off."""
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
     ensure_schema(cursor, schema)
     for statement in create_table_statements(schema, table):
         cursor.execute(statement)
+    _ensure_bookkeeping(cursor, schema, ROW_COUNTS_TABLE)
+    counts = _bookkeeping(schema, ROW_COUNTS_TABLE)
+    cursor.execute(sql.SQL("SELECT 1 FROM {} WHERE table_name = %s").format(counts), (table.name,))
+    if cursor.fetchone() is None:
+        target = qualified(schema, table)
+        cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(target))
+        cursor.execute(
+            sql.SQL("INSERT INTO {} SELECT %s, count(*) FROM {}").format(counts, target),
+            (table.name,),
+        )
+
+
+def _count_rows(cursor: Any, schema: str, table: Table, delta: int) -> None:
+    """Add a write's inserted minus deleted rows to the table's counter: the last statement
+    of a write, since the counter's row lock is then held until commit."""
+    cursor.execute(
+        sql.SQL("UPDATE {} SET row_count = row_count + %s WHERE table_name = %s").format(
+            _bookkeeping(schema, ROW_COUNTS_TABLE)
+        ),
+        (delta, table.name),
+    )
 
 
 _prepared: set[tuple[str, str, str]] = set()
@@ -277,8 +306,11 @@ def replace_window(
             ),
             (start, end),
         )
+        deleted = cursor.rowcount
         cursor.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, staging))
-        return cursor.rowcount
+        written = cursor.rowcount
+        _count_rows(cursor, schema, table, written - deleted)
+        return written
 
 
 class JsonBytesLoader(Loader):
@@ -329,10 +361,12 @@ VERSIONS_TABLE = "_chat_versions"
 
 
 REFRESH_TABLE = "_days_to_refresh"
+ROW_COUNTS_TABLE = "_row_counts"
 
-# chat_assets' own bookkeeping tables: the version registry of the newest-wins tables, and the
-# aggregate days changed since their materialization.
+# chat_assets' own bookkeeping tables: the version registry of the newest-wins tables, the
+# aggregate days changed since their materialization, and each table's rows.
 _BOOKKEEPING = {
+    ROW_COUNTS_TABLE: "table_name text PRIMARY KEY, row_count bigint NOT NULL",
     VERSIONS_TABLE: "table_name text NOT NULL, chat_id bigint NOT NULL,"
     " updated_at timestamptz NOT NULL, PRIMARY KEY (table_name, chat_id)",
     REFRESH_TABLE: "table_name text NOT NULL, day date NOT NULL, changed_by bigint NOT NULL,"
@@ -340,10 +374,14 @@ _BOOKKEEPING = {
 }
 
 
+def _bookkeeping(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+
+
 def _ensure_bookkeeping(cursor: Any, schema: str, name: str) -> None:
     cursor.execute(
-        sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
-            sql.Identifier(schema), sql.Identifier(name), sql.SQL(_BOOKKEEPING[name])
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            _bookkeeping(schema, name), sql.SQL(_BOOKKEEPING[name])
         )
     )
 
@@ -411,10 +449,12 @@ def apply_newest(
         with _refusals_without_values(tables[0]):
             accepted, stale = _accept_batch(cursor, schema, REGISTRY_KEY, start, end)
         days = {a.name: _batch_days(cursor, schema, a, timezone) for a in aggregates}
+        added = []
         for table in tables:
             with _refusals_without_values(table):
-                written, failures, summary = _apply_table(cursor, schema, table, start, end)
+                written, delta, failures, summary = _apply_table(cursor, schema, table, start, end)
             results.append(Applied(accepted, stale, written, failures, summary))
+            added.append(delta)
         for aggregate in aggregates:
             assert aggregate.aggregation is not None
             touched = days[aggregate.name] | _batch_days(cursor, schema, aggregate, timezone)
@@ -422,6 +462,10 @@ def apply_newest(
                 recompute_days(cursor, schema, aggregate, timezone, touched, mark=True)
             facts = tables.index(aggregate.aggregation.facts)
             results[facts] = replace(results[facts], days_recomputed=tuple(sorted(touched)))
+        # Row counters last, in one order for every writer (aggregates first, in
+        # recompute_days): their row locks are held only until the commit that follows.
+        for table, delta in zip(tables, added, strict=True):
+            _count_rows(cursor, schema, table, delta)
         cursor.execute(sql.SQL("DROP TABLE {}").format(_BATCH))
     return results
 
@@ -468,6 +512,7 @@ def recompute_days(
     cursor.execute(
         sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, time_column), (ordered,)
     )
+    deleted = cursor.rowcount
     assert table.aggregation is not None
     cursor.execute(
         sql.SQL("INSERT INTO {} ({}) {}").format(
@@ -478,7 +523,7 @@ def recompute_days(
         {"days": ordered, "timezone": timezone},
     )
     written = cursor.rowcount
-    marks = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(REFRESH_TABLE))
+    marks = _bookkeeping(schema, REFRESH_TABLE)
     if mark:
         cursor.execute(
             sql.SQL(
@@ -493,6 +538,7 @@ def recompute_days(
             sql.SQL("DELETE FROM {} WHERE table_name = %s AND day = ANY(%s)").format(marks),
             (table.name, ordered),
         )
+    _count_rows(cursor, schema, table, written - deleted)
     return written
 
 
@@ -581,9 +627,9 @@ def _accept_batch(
 
 def _apply_table(
     cursor: Any, schema: str, table: Table, start: datetime, end: datetime
-) -> tuple[int, dict[str, int], dict[str, int]]:
-    """Replace the rows of the batch's chats in `table`; returns (rows written, conversion
-    failures, rows per documented summary value)."""
+) -> tuple[int, int, dict[str, int], dict[str, int]]:
+    """Replace the rows of the batch's chats in `table`; returns (rows written, rows added
+    (inserted minus deleted), conversion failures, rows per documented summary value)."""
     target = qualified(schema, table)
     # PostgreSQL may spread CREATE TABLE AS over parallel workers, but not INSERT ... SELECT:
     # so the window is flattened into a temporary table, and the accepted versions' rows are
@@ -599,7 +645,9 @@ def _apply_table(
             target, sql.Identifier(table.key[0]), sql.Identifier(CHAT_ID_FIELD), _BATCH
         )
     )
+    deleted = cursor.rowcount
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))
+    inserted = cursor.rowcount
     figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, _BATCH)).fetchone())
     cursor.execute(sql.SQL("DROP TABLE {}").format(_FLAT))
     written, malformed = figures.pop(0), figures.pop(0)
@@ -611,11 +659,15 @@ def _apply_table(
     summary = {}
     if table.summary_by:
         summary = dict(zip(table.column(table.summary_by).values, figures, strict=True))
-    return written, failures, summary
+    return written, inserted - deleted, failures, summary
 
 
 def row_count(engine: sa.Engine, schema: str, table: Table) -> int:
+    """The table's rows, from the counter every write keeps in its own transaction."""
     with cursor_for(engine) as cursor:
         return cursor.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(qualified(schema, table))
+            sql.SQL("SELECT row_count FROM {} WHERE table_name = %s").format(
+                _bookkeeping(schema, ROW_COUNTS_TABLE)
+            ),
+            (table.name,),
         ).fetchone()[0]
