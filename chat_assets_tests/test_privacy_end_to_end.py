@@ -239,13 +239,13 @@ def test_personal_data_in_kept_text_is_redacted_before_landing(
     assert all(found[(t, checks.NO_PERSONAL_TEXT)].passed for t in ("raw_chats", "chats"))
 
 
-def test_the_flattened_tables_are_scanned_too(database_url, engine, schema):
+@pytest.mark.parametrize(
+    "message", ["Write to ops@example.com", f"Write to {fullwidth('ops@example.com')}"]
+)
+def test_the_flattened_tables_are_scanned_too(database_url, engine, schema, message):
+    """Stored text is read normalized, as the Python patterns read it: a disguise is found."""
     chats = crafted_day()
-    chats[1]["selected_menu"] = {
-        "id": 3,
-        "name": "Billing",
-        "output_msg": "Write to ops@example.com",
-    }
+    chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": message}
     start = datetime(2016, 3, 2, tzinfo=UTC)
     end = start + timedelta(days=1)
     postgres.replace_window(

@@ -1,0 +1,133 @@
+"""Does a day cost more when years of history are already stored? Per step, the day-1 time and
+the growth in seconds per million chats of history.
+
+Consecutive demo days (default 30 x 20,000 chats, no seasonality) go through the project's own
+functions in order: land raw_chats, apply the flattened tables newest-wins (with the
+service-level recompute), then every query the assets' checks and metadata run. Each step's
+times are fitted by least squares against the chats stored before the day.
+
+Run: .venv/bin/python benchmarks/growth.py [--days 30] [--chats 20000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from functools import partial
+from pathlib import Path
+
+from chat_assets import checks
+from chat_assets.grammar import parse_instant
+from chat_assets.partitions import day_window
+from chat_assets.raw_chats import landing_frame
+from chat_assets.tables import CHATS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
+from chat_assets.warehouse import postgres
+from chat_assets_demo.demo_data import chats_updated_between
+from chat_assets_demo.embedded import embedded_database_url
+
+FIRST = date(2026, 1, 1)
+FINGERPRINT = "k1:bench"
+SCHEMA = "growth"
+
+
+def check_queries(engine, day: date) -> None:
+    """Every query of the checks of raw_chats, chat_tables and queue_service_levels."""
+    start, end = day_window(day, "UTC")
+    checks.pii_key_unchanged(engine, SCHEMA, FINGERPRINT)
+    checks.personal_text(engine, SCHEMA, RAW_CHATS, start, end)
+    for table in DERIVED_TABLES:
+        stored = postgres.load_window(
+            engine, SCHEMA, table, start, end, columns=checks.columns_checked(table)
+        )
+        checks.personal_text(engine, SCHEMA, table, start, end)
+        checks.unique_in_partition(table, stored)
+        checks.unique_table_wide(engine, SCHEMA, table, start, end)
+        list(checks.partition_checks(table, stored))
+    mart = QUEUE_SERVICE_LEVELS
+    stored = postgres.load_window(engine, SCHEMA, mart, start, end)
+    checks.personal_text(engine, SCHEMA, mart, start, end)
+    checks.reconciled(engine, SCHEMA, mart, "UTC", start, end)
+    list(checks.partition_checks(mart, stored))
+
+
+def metadata_queries(engine, day: date) -> None:
+    """What the IO manager reads for metadata: each table's row count, the mart's day."""
+    start, end = day_window(day, "UTC")
+    for table in (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS):
+        postgres.row_count(engine, SCHEMA, table)
+    postgres.recompute_window(engine, SCHEMA, QUEUE_SERVICE_LEVELS, "UTC", start, end)
+
+
+def one_day(engine, day: date, frame) -> dict[str, float]:
+    """Seconds of each step of one day, in the order the assets run them."""
+    start, end = day_window(day, "UTC")
+    steps: dict[str, Callable[[], object]] = {
+        "landing": partial(postgres.replace_window, engine, SCHEMA, RAW_CHATS, frame, start, end),
+        "apply": partial(
+            postgres.apply_newest, engine, SCHEMA, DERIVED_TABLES, start, end, timezone="UTC"
+        ),
+        "checks": partial(check_queries, engine, day),
+        "metadata": partial(metadata_queries, engine, day),
+    }
+    seconds = {}
+    for name, step in steps.items():
+        began = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - began
+    return seconds
+
+
+def slope(history: list[float], seconds: list[float]) -> float:
+    """Least-squares growth, seconds per million chats of history."""
+    n = len(history)
+    mean_x, mean_y = sum(history) / n, sum(seconds) / n
+    spread = sum((x - mean_x) ** 2 for x in history)
+    if not spread:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(history, seconds, strict=True)) / spread
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--chats", type=int, default=20_000, help="new chats per day")
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="chat_assets_growth_") as state:
+        url = args.database_url or embedded_database_url(Path(state))
+        engine = postgres.engine_for(url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        steps: dict[str, list[float]] = {"landing": [], "apply": [], "checks": [], "metadata": []}
+        history: list[float] = []
+        for offset in range(args.days):
+            day = FIRST + timedelta(days=offset)
+            start, end = day_window(day, "UTC")
+            records = chats_updated_between(start, end, chats_per_day=args.chats, seasonal=False)
+            inside = [r for r in records if start <= parse_instant(r["updated_at"]) < end]
+            frame = landing_frame(inside, "UTC", FINGERPRINT)
+            stored = postgres.row_count(engine, SCHEMA, CHATS) if offset else 0
+            history.append(stored / 1e6)
+            line = [f"day {offset + 1:>2}  history {stored:>9,} chats"]
+            for name, seconds in one_day(engine, day, frame).items():
+                steps[name].append(seconds)
+                line.append(f"{name} {seconds:5.2f} s")
+            print("  ".join(line), flush=True)
+        print()
+        print(f"{'step':<10}{'day 1':>8}{'mean':>8}{'growth, s per million chats':>32}")
+        total = 0.0
+        for name, seconds in steps.items():
+            grows = slope(history, seconds)
+            total += grows
+            print(
+                f"{name:<10}{seconds[0]:>7.2f}s{sum(seconds) / len(seconds):>7.2f}s{grows:>+31.2f}"
+            )
+        print(f"{'together':<10}{'':>16}{total:>+31.2f}  (target below 0.5)")
+        print(f"history at the end: {history[-1] * 1e6:,.0f} chats")
+
+
+if __name__ == "__main__":
+    main()
