@@ -47,7 +47,7 @@ def _rate(raw: str) -> float:
         rate = 0.0
     if not 0 < rate <= 100:
         raise SettingsError(
-            f"UJET_REQUESTS_PER_SECOND={raw!r} must be a number above 0 (at most 100)"
+            f"UJET_REQUESTS_PER_SECOND={raw!r} must be a number above 0 (at most 100), such as 5"
         )
     return rate
 
@@ -124,7 +124,8 @@ class Settings:
         raw_lookback = _env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"
         if not raw_lookback.isdigit() or not 1 <= int(raw_lookback) <= 60:
             raise SettingsError(
-                f"CHAT_ASSETS_LOOKBACK_DAYS={raw_lookback!r} must be a whole number from 1 to 60"
+                f"CHAT_ASSETS_LOOKBACK_DAYS={raw_lookback!r} must be a whole number from 1 to 60, "
+                "such as 3"
             )
         return cls(
             start_date=start,
