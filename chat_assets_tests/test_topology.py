@@ -227,6 +227,8 @@ class Deployment:
     start_date: date
     processes: list[Process] = field(default_factory=list)
     missed_tick: datetime | None = None
+    # The UJET the code location fetches from (its request log counts the API's work).
+    ujet: UjetEmulator | None = None
 
     def day(self, offset: int) -> str:
         """A partition key `offset` days after the start date."""
@@ -449,8 +451,11 @@ def wait_until_serving(code_server: Process, port: int) -> None:
 
 
 @contextmanager
-def running_deployment() -> Iterator[Deployment]:
-    """Start the topology in dependency order, as docker-compose's depends_on does."""
+def running_deployment(
+    emulator: dict[str, Any] | None = None, settings: dict[str, str] | None = None
+) -> Iterator[Deployment]:
+    """Start the topology in dependency order, as docker-compose's depends_on does; the UJET
+    emulator and the code location's settings may be given more options."""
     base = Path(tempfile.mkdtemp(prefix="chat_assets_topology_"))
     base.chmod(0o755)  # traversable by the PostgreSQL user
     logs = base / "logs"
@@ -482,7 +487,9 @@ def running_deployment() -> Iterator[Deployment]:
         start_date = today - timedelta(days=60)
         # The production code location on a UJET account: the emulator, over real HTTP.
         ujet = stack.enter_context(
-            UjetEmulator(company_key="topology-key", company_secret="topology-secret")
+            UjetEmulator(
+                company_key="topology-key", company_secret="topology-secret", **(emulator or {})
+            )
         )
         code_env = (
             inherited
@@ -499,6 +506,7 @@ def running_deployment() -> Iterator[Deployment]:
                 "CHAT_ASSETS_TIMEZONE": TIMEZONE,
                 "CHAT_ASSETS_HOME": str(base / "state"),
             }
+            | (settings or {})
         )
         deployment = Deployment(
             base=base,
@@ -509,6 +517,7 @@ def running_deployment() -> Iterator[Deployment]:
             workspace=workspace,
             dagster_env=dagster_env,
             start_date=start_date,
+            ujet=ujet,
         )
         # Dagster's tables, created once before any service races to create them.
         with deployment.instance():
@@ -765,6 +774,36 @@ def test_the_catch_up_sensor_brings_every_changed_service_day_up_to_date(deploym
     checked = check_partitions(deployment, [run["runId"] for run in runs])
     assert set(checked) == days
     assert all(len(names) == 5 for names in checked.values()), checked
+    # Stopped as an operator would in the UI (Automation), so that the daemon stays quiet
+    # for the tests that follow.
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": REPOSITORY,
+        "sensorName": CATCH_UP_SENSOR_NAME,
+    }
+    state = deployment.graphql(SENSOR_STATE, selector=selector)["sensorOrError"]["sensorState"]
+    assert state["status"] == "RUNNING"
+    stopped = deployment.graphql(STOP_SENSOR, id=state["id"])["stopSensor"]
+    assert stopped["instigationState"]["status"] == "STOPPED", stopped
+
+
+SENSOR_STATE = """
+query Sensor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { id status } }
+  }
+}
+"""
+
+STOP_SENSOR = """
+mutation Stop($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
 
 
 ASSET_KEYS = [

@@ -1,0 +1,117 @@
+"""A 30-day backfill through the daemon, against the API floor.
+
+The production topology of the tests (code server, webserver, daemon, the production
+dagster.yaml, PostgreSQL) runs against the UJET emulator with a strict limiter of 10 requests/s
+and 5,000 chats a day, the client paced at 10/s. The job's partition backfill is launched
+through GraphQL, as the UI does. The API floor is the backfill's requests at 10 per second:
+fetches share one `ujet_api` slot, so no schedule can beat it.
+
+Prints the wall time from the first run's start to the last run's end (and the daemon's delay
+before the first run), the floor and the ratio, and per run: its duration, its fetch, and what
+the rest of the run costs.
+
+Run: .venv/bin/python benchmarks/backfill.py [--days 30] [--chats 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+# The tests' topology harness lives in the checkout, not in the installed packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from chat_assets.schedules import JOB_NAME
+from chat_assets_tests.test_topology import (
+    LAUNCH_BACKFILL,
+    LOCATION,
+    REPOSITORY,
+    RUNS_BY_TAG,
+    running_deployment,
+    wait_for,
+)
+
+RATE = 10.0
+RUN = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run { status startTime endTime stepStats { stepKey startTime endTime } }
+  }
+}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--chats", type=int, default=5_000, help="new chats per day")
+    args = parser.parse_args()
+    emulator = {"chats_per_day": args.chats, "seasonal": False, "personality": "strict_10"}
+    settings = {"UJET_REQUESTS_PER_SECOND": str(RATE), "CHAT_ASSETS_CATCH_UP_SENSOR": "off"}
+    with running_deployment(emulator, settings) as deployment:
+        ujet = deployment.ujet
+        assert ujet is not None
+        days = [
+            (deployment.start_date + timedelta(days=10 + n)).isoformat() for n in range(args.days)
+        ]
+        before = len(ujet.requests)
+        launched = time.time()
+        result = deployment.graphql(
+            LAUNCH_BACKFILL,
+            backfillParams={
+                "selector": {
+                    "partitionSetName": f"{JOB_NAME}_partition_set",
+                    "repositorySelector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": REPOSITORY,
+                    },
+                },
+                "partitionNames": days,
+            },
+        )["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", result
+
+        def finished() -> list[dict] | None:
+            found = deployment.graphql(
+                RUNS_BY_TAG, key="dagster/backfill", value=result["backfillId"]
+            )
+            ids = [run["runId"] for run in found["runsOrError"]["results"]]
+            if len(ids) < len(days):
+                return None
+            runs = [deployment.graphql(RUN, runId=i)["runOrError"] for i in ids]
+            if any(run["status"] not in ("SUCCESS", "FAILURE", "CANCELED") for run in runs):
+                return None
+            return runs
+
+        runs = wait_for(finished, 3600, "the backfill to finish", every=2)
+        requests = len(ujet.requests) - before
+    failed = [run for run in runs if run["status"] != "SUCCESS"]
+    first = min(run["startTime"] for run in runs)
+    wall = max(run["endTime"] for run in runs) - first
+    floor = requests / RATE
+    durations = [run["endTime"] - run["startTime"] for run in runs]
+    fetches = [
+        step["endTime"] - step["startTime"]
+        for run in runs
+        for step in run["stepStats"]
+        if step["stepKey"] == "raw_chats"
+    ]
+    print(
+        f"days                    {len(runs)} runs, {len(failed)} failed, {args.chats:,} chats/day"
+    )
+    print(f"requests                {requests} ({requests / len(runs):.0f} per day)")
+    print(f"daemon's delay          {first - launched:.1f} s from launch to the first run")
+    print(f"wall                    {wall:.1f} s, first run start to last run end")
+    print(f"API floor               {floor:.1f} s at {RATE:g} requests/s")
+    print(f"ratio                   {wall / floor:.2f} (target 1.25)")
+    run, fetch = statistics.mean(durations), statistics.mean(fetches)
+    print(f"per run                 {run:.1f} s mean, its fetch step {fetch:.1f} s")
+    print(f"run overhead            {run - fetch:.1f} s a run beyond its fetch")
+
+
+if __name__ == "__main__":
+    main()
