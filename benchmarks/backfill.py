@@ -25,12 +25,9 @@ from pathlib import Path
 # The tests' topology harness lives in the checkout, not in the installed packages.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chat_assets.schedules import JOB_NAME
 from chat_assets_tests.test_topology import (
-    LAUNCH_BACKFILL,
-    LOCATION,
-    REPOSITORY,
     RUNS_BY_TAG,
+    launch_job_backfill,
     running_deployment,
     wait_for,
 )
@@ -60,25 +57,10 @@ def main() -> None:
         ]
         before = len(ujet.requests)
         launched = time.time()
-        result = deployment.graphql(
-            LAUNCH_BACKFILL,
-            backfillParams={
-                "selector": {
-                    "partitionSetName": f"{JOB_NAME}_partition_set",
-                    "repositorySelector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": REPOSITORY,
-                    },
-                },
-                "partitionNames": days,
-            },
-        )["launchPartitionBackfill"]
-        assert result["__typename"] == "LaunchBackfillSuccess", result
+        backfill = launch_job_backfill(deployment, days)
 
         def finished() -> list[dict] | None:
-            found = deployment.graphql(
-                RUNS_BY_TAG, key="dagster/backfill", value=result["backfillId"]
-            )
+            found = deployment.graphql(RUNS_BY_TAG, key="dagster/backfill", value=backfill)
             ids = [run["runId"] for run in found["runsOrError"]["results"]]
             if len(ids) < len(days):
                 return None

@@ -608,6 +608,25 @@ def launch_run(deployment: Deployment, day: str) -> str:
     return result["run"]["runId"]
 
 
+def launch_job_backfill(deployment: Deployment, days: list[str]) -> str:
+    """Backfill the whole-graph job over days, as the UI's Jobs > Partitions does; its id."""
+    result = deployment.graphql(
+        LAUNCH_BACKFILL,
+        backfillParams={
+            "selector": {
+                "partitionSetName": f"{JOB_NAME}_partition_set",
+                "repositorySelector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": REPOSITORY,
+                },
+            },
+            "partitionNames": days,
+        },
+    )["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return result["backfillId"]
+
+
 def landed(deployment: Deployment, day: str) -> tuple[int, int]:
     """Chats in raw_chats for `day`, and how many of them made it into `chats`."""
     engine = deployment.warehouse()
@@ -698,23 +717,10 @@ def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(depl
     succeeds, every day has its own check results, and the `ujet_api` pool (limit 1) never
     lets two fetches overlap."""
     days = [deployment.day(10 + offset) for offset in range(BACKFILL_DAYS)]
-    result = deployment.graphql(
-        LAUNCH_BACKFILL,
-        backfillParams={
-            "selector": {
-                "partitionSetName": f"{JOB_NAME}_partition_set",
-                "repositorySelector": {
-                    "repositoryLocationName": LOCATION,
-                    "repositoryName": REPOSITORY,
-                },
-            },
-            "partitionNames": days,
-        },
-    )["launchPartitionBackfill"]
-    assert result["__typename"] == "LaunchBackfillSuccess", result
+    backfill = launch_job_backfill(deployment, days)
 
     def all_runs() -> list[dict[str, Any]] | None:
-        runs = deployment.graphql(RUNS_BY_TAG, key="dagster/backfill", value=result["backfillId"])
+        runs = deployment.graphql(RUNS_BY_TAG, key="dagster/backfill", value=backfill)
         found = runs["runsOrError"]["results"]
         return found if len(found) == BACKFILL_DAYS else None
 
