@@ -29,31 +29,44 @@ from chat_assets.warehouse.resource import Warehouse
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
-def production_warehouse(settings: Settings) -> Warehouse:
+def missing_production_settings(settings: Settings) -> list[str]:
+    """Everything production lacks, each with what to set: all of it at once."""
+    missing = []
     if not settings.database_url:
-        raise SettingsError(
+        missing.append(
             f"{DATABASE_URL_ENV} is not set: point it at the warehouse, e.g. "
             "postgresql+psycopg://loader:password@db.internal:5432/warehouse "
             "(bin/demo runs on an embedded PostgreSQL instead)"
         )
+    if not settings.ujet_configured:
+        missing.append(
+            "No UJET account is configured: set UJET_SUBDOMAIN (acme for acme.ujet.co) or "
+            "UJET_BASE_URL, with UJET_COMPANY_KEY and UJET_COMPANY_SECRET "
+            "(bin/demo runs on the built-in demo source instead)"
+        )
+    if settings.missing_secrets:
+        missing.append(
+            f"{', '.join(settings.missing_secrets)} not set: a UJET account needs its company "
+            "key and secret (UJET console: Settings > Developer Settings) and a pseudonym key "
+            "(python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return missing
+
+
+def require_production_settings(settings: Settings) -> None:
+    if missing := missing_production_settings(settings):
+        raise SettingsError("\n".join(missing))
+
+
+def production_warehouse(settings: Settings) -> Warehouse:
+    require_production_settings(settings)
     # Through EnvVar, so the password never shows as resource config in the UI.
     return Warehouse(database_url=dg.EnvVar(DATABASE_URL_ENV), db_schema=settings.schema)
 
 
 def production_resources(settings: Settings) -> dict[str, Any]:
     """The UJET account and the pseudonym key from the environment; secrets through EnvVar."""
-    if not settings.ujet_configured:
-        raise SettingsError(
-            "No UJET account is configured: set UJET_SUBDOMAIN (acme for acme.ujet.co) or "
-            "UJET_BASE_URL, with UJET_COMPANY_KEY and UJET_COMPANY_SECRET "
-            "(bin/demo runs on the built-in demo source instead)"
-        )
-    if settings.missing_secrets:
-        raise SettingsError(
-            f"{', '.join(settings.missing_secrets)} not set: a UJET account needs its company "
-            "key and secret (UJET console: Settings > Developer Settings) and a pseudonym key "
-            "(python -c 'import secrets; print(secrets.token_hex(32))')"
-        )
+    require_production_settings(settings)
     return {
         "ujet": UjetResource(
             base_url=settings.ujet_base_url,

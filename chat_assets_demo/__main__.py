@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from chat_assets.location import production_resources, production_warehouse
+from chat_assets.location import require_production_settings
 from chat_assets.settings import Settings, SettingsError
 from chat_assets_demo.embedded import embedded_database_url
 
@@ -62,7 +62,9 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
         # The demo always writes to its own embedded PostgreSQL, whatever the environment names:
         # synthetic chats never reach a real warehouse.
         env["CHAT_ASSETS_DATABASE_URL"] = embedded_database_url(settings.state_dir)
-    home = Path(env.get("DAGSTER_HOME") or settings.state_dir / "dagster_home")
+    # The demo's runs and the production location's are kept in instances of their own.
+    instance = "dagster_home_production" if production else "dagster_home"
+    home = Path(env.get("DAGSTER_HOME") or settings.state_dir / instance)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
@@ -157,9 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if args.production:
-        try:  # the settings errors loading would raise, said before anything starts
-            production_resources(settings)
-            production_warehouse(settings)
+        try:  # every setting loading would miss, said before anything starts
+            require_production_settings(settings)
         except SettingsError as error:
             print(f"chat_assets: {error}", file=sys.stderr)
             return 2

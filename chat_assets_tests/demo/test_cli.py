@@ -104,3 +104,19 @@ def test_a_bad_setting_is_one_plain_line(tmp_path: Path) -> None:
         "chat_assets: CHAT_ASSETS_TIMEZONE='Mars/Olympus' is not an IANA time zone such as "
         "Asia/Seoul"
     ]
+
+
+def test_the_demo_and_production_keep_their_runs_in_instances_of_their_own(tmp_path, monkeypatch):
+    from chat_assets.settings import Settings
+    from chat_assets_demo.__main__ import prepare_environment
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("CHAT_ASSETS_HOME", str(tmp_path))
+    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", "postgresql+psycopg://loader@db/warehouse")
+    settings = Settings.from_env()
+    production = prepare_environment(settings, production=True)
+    assert production["CHAT_ASSETS_DATABASE_URL"] == "postgresql+psycopg://loader@db/warehouse"
+    demo = prepare_environment(settings, production=False)
+    assert demo["DAGSTER_HOME"] != production["DAGSTER_HOME"]
+    for env in (demo, production):
+        assert (Path(env["DAGSTER_HOME"]) / "dagster.yaml").exists()
