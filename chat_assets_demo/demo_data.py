@@ -22,6 +22,10 @@ default):
   the wait and the queue's targets, as UJET defines them.
 - late updates: 20% of a day's chats stay open and get a second version (same id and
   created_at, a later status and changed children) one to five days later, most the next day.
+  Only the writing is late: an assigned chat ends minutes later, a queued customer gives up
+  within the hour and most come back near the second version, queue again and are answered.
+  Every queue wait lasts at most ``MAX_WAIT_MS`` (and a second), every agent leg at most
+  ``MAX_TALK_MS``, in both versions.
 
 ``seasonal=False`` keeps queues, bad afternoons and late updates but gives every day exactly
 ``chats_per_day`` new chats, evenly over its hours (benchmarks use it for a fixed size). All
@@ -44,6 +48,8 @@ IDS_PER_DAY = 1_000_000  # chat id = day ordinal * IDS_PER_DAY + index within th
 MAX_CHATS_PER_DAY = IDS_PER_DAY // 2  # the busiest days stay within a day's ids
 REOPEN_SHARE = 0.2  # share of a day's chats that get a second version on a later day
 LATE_SHARES = (0.55, 0.2, 0.12, 0.08, 0.05)  # of those, landing 1, 2, ... 5 days later
+MAX_WAIT_MS = HOUR_MS  # the longest queue wait drawn, bad afternoons included
+MAX_TALK_MS = 5_430_000  # the longest conversation with an agent (an hour and a half)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -432,6 +438,18 @@ def _late(ordinal: int, total: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(sorted(chosen[low:high])) for low, high in pairwise(bounds))
 
 
+def _wait_ms(rng: random.Random, queue: int, strain: float) -> int:
+    """A queue wait: exponential around the queue's mean stretched by `strain`, at most
+    MAX_WAIT_MS, plus under a second."""
+    mean_wait_ms = _QUEUES[queue].mean_wait * 1000 * strain
+    return min(int(rng.expovariate(1 / mean_wait_ms)), MAX_WAIT_MS) + rng.randrange(1000)
+
+
+def _talk_ms(rng: random.Random) -> int:
+    """How long a conversation with an agent lasts, at most MAX_TALK_MS."""
+    return 30_000 + min(int(rng.expovariate(1 / 420_000)), MAX_TALK_MS - 30_000)
+
+
 def _timeline(rng: random.Random, placed: int, reopened: bool, strain: float) -> _Timeline:
     """Draw queue, status and instants first, so a key costs only a few random numbers.
 
@@ -443,9 +461,8 @@ def _timeline(rng: random.Random, placed: int, reopened: bool, strain: float) ->
     else:
         status = (_STRAINED_STATUS if strain >= 2 else _STATUS).pick(rng)
     va_ms = rng.randrange(15_000, 180_000) if rng.random() < 0.35 else 0
-    mean_wait_ms = _QUEUES[queue].mean_wait * 1000 * strain
-    queue_ms = min(int(rng.expovariate(1 / mean_wait_ms)), HOUR_MS) + rng.randrange(1000)
-    talk_ms = 30_000 + min(int(rng.expovariate(1 / 420_000)), 5_400_000)
+    queue_ms = _wait_ms(rng, queue, strain)
+    talk_ms = _talk_ms(rng)
     assigned: int | None = None
     ends: int | None = None
     if status == "queued":
@@ -607,6 +624,7 @@ class _Chat:
         self.leg_menu = self.menu
         self.first_msg: int | None = None
         self.end_ms = tl.ends if tl.ends is not None else tl.updated
+        self.connected = tl.created  # when the end user (last) joined the chat
         status = tl.status
         has_agent = tl.assigned is not None
         va_index = rng.randrange(len(_VIRTUAL_AGENTS)) if tl.queue_start > tl.created else None
@@ -708,6 +726,30 @@ class _Chat:
         elif status == "canceled":
             rec["sub_status"] = "Abandoned in queue"
             rec["fail_reason"] = "nothing" if rng.random() < 0.5 else None
+
+    def _reopen(self, rng: random.Random, gave_up: int, updated: int) -> int:
+        """The customer who gave up at `gave_up` writes again shortly before `updated`: a new
+        wait in the chat's own queue (an ordinary hour's), an agent, perhaps a transfer, and
+        the chat finishes at `updated`. Returns when the agent answered."""
+        self.strain = 1.0
+        wait, talk = _wait_ms(rng, self.menu, self.strain), _talk_ms(rng)
+        spare = updated - gave_up
+        if wait + talk > spare // 2:  # gave up just before midnight, back just after
+            wait, talk = wait * spare // (2 * (wait + talk)), talk * spare // (2 * (wait + talk))
+        assigned = updated - talk
+        requeued = assigned - wait
+        self.connected = requeued
+        agent = rng.randrange(len(_AGENTS))
+        self.leg_menu = self.menu
+        self._add_queue(rng, requeued, assigned, agent, None)
+        self._add_offers(rng, requeued, rng.randint(1, 3))
+        self._start_leg(agent, assigned, self.menu)
+        self.record["agent_info"] = _agent(agent)
+        self.record["assigned_at"] = iso_ms(assigned)
+        if rng.random() < 0.35:
+            self._transfer(rng, updated)
+        self._close_leg(rng, updated, "chat_finished")
+        return assigned
 
     def _add_virtual_agent(self, rng: random.Random, va_index: int) -> None:
         tl, rec = self.tl, self.record
@@ -855,10 +897,13 @@ class _Chat:
             self.record["average_response_time"] = total // count
             self.record["longest_response_time"] = max(h["response_time_max"] for h in handles)
 
-    def _transfer(self, rng: random.Random, hand_end: int) -> None:
-        """Hand the chat to another agent midway through the current leg."""
+    def _transfer(self, rng: random.Random, hand_end: int, after: int | None = None) -> None:
+        """Hand the chat to another agent midway through the current leg (its part after
+        `after`, when version 1 already showed the leg going on until then)."""
         rec = self.record
         start = self.leg_start if self.leg_start is not None else hand_end
+        if after is not None:
+            start = max(start, after)
         span = hand_end - start
         if span < 20_000 or len(rec["transfers"]) >= 2:
             return
@@ -868,7 +913,7 @@ class _Chat:
             to_agent = rng.randrange(len(_AGENTS))
         to_menu = self.leg_menu if rng.random() < 0.5 else rng.randrange(len(_QUEUES))
         mean_wait_ms = _QUEUES[to_menu].mean_wait * 1000 * self.strain
-        gap = 1000 + min(int(rng.expovariate(1 / mean_wait_ms)), span // 6)
+        gap = 1000 + min(int(rng.expovariate(1 / mean_wait_ms)), span // 6, MAX_WAIT_MS)
         transfer_id = self._child_id(rng, "transfers", 7_000, 1_000)
         rec["transfers"].append(
             {
@@ -926,7 +971,6 @@ class _Chat:
         rec = self.record
         if rng.random() < 0.1:
             return
-        tl = self.tl
         open_chat = rec["ends_at"] is None
         rec["participants"].append(
             {
@@ -936,9 +980,9 @@ class _Chat:
                 "call_id": None,
                 "user_id": None,
                 "end_user_id": end_user_id,
-                "call_duration": (self.end_ms - tl.created) // 1000,
+                "call_duration": (self.end_ms - self.connected) // 1000,
                 "hold_duration": 0,
-                "connected_at": iso_ms(tl.created),
+                "connected_at": iso_ms(self.connected),
                 "ended_at": rec["ends_at"],
                 "fail_reason": "nothing",
             }
@@ -1009,46 +1053,51 @@ class _Chat:
 
     def advance(self, rng: random.Random, updated: int) -> None:
         """Turn the open version 1 into version 2, updated at `updated` on a later day: later
-        status, changed children, a rating."""
+        status, changed children, a rating.
+
+        Version 1 is a snapshot in the middle of the chat and only version 2's writing is late,
+        so nothing waits or talks for days: an assigned chat ends minutes later (the rest of
+        its conversation, or the customer's five-minute silence); a queued customer gives up
+        within the hour (waits are memoryless: the rest is drawn like a fresh wait) and either
+        stays gone or comes back shortly before `updated`, queues again and is answered."""
         rec, tl = self.record, self.tl
-        self.strain = 1.0
-        rec["updated_at"] = rec["ends_at"] = iso_ms(updated)
-        self.end_ms = updated
+        rec["updated_at"] = iso_ms(updated)
         if tl.status == "assigned":
             status = "finished" if rng.random() < 0.85 else "no_response"
-            if status == "finished" and rng.random() < 0.35:
-                self._transfer(rng, updated)
-            self._close_leg(rng, updated, "chat_finished" if status == "finished" else status)
             assigned = tl.assigned or tl.created
-        elif rng.random() < 0.6:
-            status = "finished"
-            talk = rng.randrange(60_000, 1_800_000)
-            assigned = max(tl.updated + 1000, updated - talk)
-            assigned = min(assigned, updated)
-            agent = rng.randrange(len(_AGENTS))
-            self._start_leg(agent, assigned, self.menu)
-            rec["agent_info"] = _agent(agent)
-            rec["assigned_at"] = iso_ms(assigned)
-            self._add_queue(rng, tl.queue_start, assigned, agent, None)
-            self._add_offers(rng, tl.queue_start, rng.randint(1, 3))
-            self._close_leg(rng, updated, "chat_finished")
+            rest = tl.updated - assigned if status == "finished" else 300_000
+            ended = min(tl.updated + rest, updated)
+            if status == "finished" and rng.random() < 0.35:
+                self._transfer(rng, ended, after=tl.updated)
+            self._close_leg(rng, ended, "chat_finished" if status == "finished" else status)
         else:
-            status = "canceled"
-            assigned = None
-            self._add_queue(rng, tl.queue_start, updated, None, None)
-            self._add_offers(rng, tl.queue_start, 1)
+            waited = tl.updated - tl.queue_start
+            rest = min(_wait_ms(rng, self.menu, self.strain), max(0, MAX_WAIT_MS - waited))
+            gave_up = min(tl.updated + rest, updated)
+            self._add_queue(rng, tl.queue_start, gave_up, None, None)
+            if rng.random() < 0.6:
+                status = "finished"
+                ended = updated
+                assigned = self._reopen(rng, gave_up, updated)
+            else:
+                status = "canceled"
+                ended = gave_up
+                assigned = None
+                self._add_offers(rng, tl.queue_start, 1)
+        rec["ends_at"] = iso_ms(ended)
+        self.end_ms = ended
         self._set_outcome(rng, status)
         if rec["queue_durations"]:
             rec["queue_duration"] = rec["wait_duration"] = rec["queue_durations"][0][
                 "queue_duration"
             ]
         if assigned is not None:
-            rec["chat_duration"] = (updated - assigned) // 1000
+            rec["chat_duration"] = (ended - assigned) // 1000
         if status == "finished" and rng.random() < 0.7:
             rec["rating"] = _RATING.pick(rng)
             rec["has_feedback"] = rng.random() < 0.3
-            self._add_csat(rng, updated)
-        self._add_messages(rng, tl.created, updated)
+            self._add_csat(rng, ended)
+        self._add_messages(rng, tl.created, ended)
         end_user_id = rec["end_user"]["id"]
         rec["participants"] = []
         self._add_participants(rng, end_user_id)

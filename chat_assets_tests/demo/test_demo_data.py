@@ -261,7 +261,8 @@ def test_second_versions_arrive_one_to_five_days_later() -> None:
         assert _ms(second["updated_at"]) >= DAY
         assert first["status"] in ("queued", "assigned")
         assert second["status"] in ("finished", "canceled", "no_response")
-        assert second["ends_at"] == second["updated_at"]
+        # Only the writing is late: the chat ended soon after version 1, or when reopened.
+        assert _ms(first["updated_at"]) <= _ms(second["ends_at"]) <= _ms(second["updated_at"])
     changed_lists = Counter(
         name
         for second in seconds
@@ -450,6 +451,49 @@ def test_a_bad_afternoon_every_week_misses_the_targets(seoul_weeks: Days) -> Non
         assert abandoned[bad] > 2 * mean(abandoned[day] for day in others)
         # What the UI plots per partition dips that day too.
         assert partition_rate[bad] < min(partition_rate[day] for day in others) - 0.05
+
+
+# The generator caps a queue wait at an hour (bad afternoons included) and a conversation with
+# an agent at an hour and a half; a minute of margin on each.
+LONGEST_WAIT = timedelta(hours=1, minutes=1)
+LONGEST_LEG = timedelta(hours=1, minutes=31)
+
+
+def _span(item: dict[str, Any]) -> timedelta:
+    return _ms(item["ended_at"]) - _ms(item["started_at"])
+
+
+def test_no_wait_or_agent_leg_lasts_for_days_even_when_written_days_later(
+    seoul_weeks: Days,
+) -> None:
+    """A chat whose second version comes days later keeps waits and legs of minutes: the
+    lateness is in the writing, and a reopened chat queues anew shortly before its update."""
+    records = [r for day in seoul_weeks.values() for r in day]
+    versions: defaultdict[int, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        versions[record["id"]].append(record)
+        for item in record["queue_durations"]:
+            assert timedelta(0) <= _span(item) <= LONGEST_WAIT, (record["id"], item)
+            assert item["queue_duration"] == _span(item) // timedelta(seconds=1), item
+        for item in record["handle_durations"]:
+            assert timedelta(0) <= _span(item) <= LONGEST_LEG, (record["id"], item)
+            assert item["chat_duration"] == _span(item) // timedelta(seconds=1), item
+        assert record["wait_duration"] == record["queue_duration"]
+        assert timedelta(seconds=record["queue_duration"]) <= LONGEST_WAIT, record["id"]
+        assert timedelta(seconds=record["chat_duration"]) <= LONGEST_LEG, record["id"]
+    pairs = [sorted(found, key=lambda r: r["updated_at"]) for found in versions.values()]
+    pairs = [pair for pair in pairs if len(pair) == 2]
+    assert len(pairs) > 300  # both versions of many chats, some late by days
+    assert max(_ms(b["updated_at"]) - _ms(a["updated_at"]) for a, b in pairs) > timedelta(days=4)
+    near = LONGEST_WAIT + LONGEST_LEG
+    requeued = 0
+    for first, second in pairs:
+        written = _ms(first["updated_at"]), _ms(second["updated_at"])
+        for item in second["queue_durations"] + second["handle_durations"]:
+            started = _ms(item["started_at"])
+            assert started <= written[0] + near or written[1] - near <= started, item
+            requeued += started > written[0] + near
+    assert requeued > 50  # reopened chats queue again near their second version
 
 
 def _assert_sla_follows_the_targets(records: list[dict[str, Any]]) -> None:
