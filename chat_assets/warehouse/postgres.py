@@ -84,6 +84,20 @@ def cursor_for(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]
             cursor.close()
 
 
+@contextmanager
+def index_lookups(cursor: Any) -> Iterator[None]:
+    """Inside a transaction: the statements run look a batch's keys up in a table through its
+    index. A batch of thousands can make a hash join over the whole table look cheaper, and its
+    cost then grows with the history instead of with the batch."""
+    cursor.execute("SET LOCAL enable_hashjoin = off")
+    cursor.execute("SET LOCAL enable_mergejoin = off")
+    try:
+        yield
+    finally:
+        cursor.execute("SET LOCAL enable_hashjoin TO DEFAULT")
+        cursor.execute("SET LOCAL enable_mergejoin TO DEFAULT")
+
+
 def engine_for(url: str) -> sa.Engine:
     """One pooled engine per URL per process; a bare postgresql:// URL means psycopg 3."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -485,7 +499,8 @@ def _batch_days(cursor: Any, schema: str, aggregate: Table, timezone: str) -> se
         batch=_BATCH,
         day_of=sql.Identifier(aggregation.day_of),
     )
-    return {row[0] for row in cursor.execute(query, {"timezone": timezone}).fetchall()}
+    with index_lookups(cursor):
+        return {row[0] for row in cursor.execute(query, {"timezone": timezone}).fetchall()}
 
 
 # First key of the transaction-scoped advisory locks that serialise recomputing one day.
@@ -640,12 +655,13 @@ def _apply_table(
         ),
         (start, end),
     )
-    cursor.execute(
-        sql.SQL("DELETE FROM {} WHERE {} IN (SELECT {} FROM {})").format(
-            target, sql.Identifier(table.key[0]), sql.Identifier(CHAT_ID_FIELD), _BATCH
+    with index_lookups(cursor):
+        cursor.execute(
+            sql.SQL("DELETE FROM {} WHERE {} IN (SELECT {} FROM {})").format(
+                target, sql.Identifier(table.key[0]), sql.Identifier(CHAT_ID_FIELD), _BATCH
+            )
         )
-    )
-    deleted = cursor.rowcount
+        deleted = cursor.rowcount
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))
     inserted = cursor.rowcount
     figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, _BATCH)).fetchone())
