@@ -29,7 +29,7 @@ from chat_assets.tables import (
 )
 from chat_assets.ujet.client import FetchResult
 from chat_assets.warehouse import aggregate_sql
-from chat_assets.warehouse.postgres import cursor_for, index_lookups, qualified, window_bounds
+from chat_assets.warehouse.postgres import any_of, cursor_for, qualified, window_bounds
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
@@ -206,15 +206,15 @@ def unique_table_wide(
     )
     if len(table.unique_by) == 1:
         query = sql.SQL(
-            "SELECT id, count(*) FROM {} WHERE id IN ({}) GROUP BY id HAVING count(*) > 1"
+            "SELECT id, count(*) FROM {} WHERE id {} GROUP BY id HAVING count(*) > 1"
             " ORDER BY id LIMIT %s"
-        ).format(target, mine)
+        ).format(target, any_of(mine))
     else:
         query = sql.SQL(
             "SELECT id, array_agg(DISTINCT chat_id ORDER BY chat_id) FROM {}"
-            " WHERE id IN ({}) GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT %s"
-        ).format(target, mine)
-    with cursor_for(engine, transaction=True) as cursor, index_lookups(cursor):
+            " WHERE id {} GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT %s"
+        ).format(target, any_of(mine))
+    with cursor_for(engine) as cursor:
         found = cursor.execute(query, (start, end, EXAMPLES)).fetchall()
     if len(table.unique_by) == 1:
         culprits = [{"id": row[0], "rows": row[1]} for row in found]

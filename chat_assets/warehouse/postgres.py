@@ -84,18 +84,12 @@ def cursor_for(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]
             cursor.close()
 
 
-@contextmanager
-def index_lookups(cursor: Any) -> Iterator[None]:
-    """Inside a transaction: the statements run look a batch's keys up in a table through its
-    index. A batch of thousands can make a hash join over the whole table look cheaper, and its
-    cost then grows with the history instead of with the batch."""
-    cursor.execute("SET LOCAL enable_hashjoin = off")
-    cursor.execute("SET LOCAL enable_mergejoin = off")
-    try:
-        yield
-    finally:
-        cursor.execute("SET LOCAL enable_hashjoin TO DEFAULT")
-        cursor.execute("SET LOCAL enable_mergejoin TO DEFAULT")
+def any_of(keys: sql.Composable) -> sql.Composed:
+    """`= ANY(ARRAY(<keys>))`: a batch's keys looked up through the table's index. As `IN
+    (<keys>)`, a batch of thousands can make a hash join over the whole table look cheaper, whose
+    cost grows with the history instead of with the batch; a large array is hashed when the
+    table is scanned, so no plan is quadratic."""
+    return sql.SQL("= ANY(ARRAY({}))").format(keys)
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -489,18 +483,19 @@ def _batch_days(cursor: Any, schema: str, aggregate: Table, timezone: str) -> se
     aggregation = aggregate.aggregation
     assert aggregation is not None
     query = sql.SQL(
-        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} IN (SELECT {id} FROM {batch})"
-        " AND {day_of} IS NOT NULL"
+        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} {batch_ids} AND {day_of} IS NOT NULL"
     ).format(
         day=aggregate_sql.local_day(aggregation),
         facts=qualified(schema, aggregation.facts),
         chat=sql.Identifier(aggregation.facts.key[0]),
-        id=sql.Identifier(CHAT_ID_FIELD),
-        batch=_BATCH,
+        batch_ids=any_of(_batch_ids()),
         day_of=sql.Identifier(aggregation.day_of),
     )
-    with index_lookups(cursor):
-        return {row[0] for row in cursor.execute(query, {"timezone": timezone}).fetchall()}
+    return {row[0] for row in cursor.execute(query, {"timezone": timezone}).fetchall()}
+
+
+def _batch_ids() -> sql.Composed:
+    return sql.SQL("SELECT {} FROM {}").format(sql.Identifier(CHAT_ID_FIELD), _BATCH)
 
 
 # First key of the transaction-scoped advisory locks that serialise recomputing one day.
@@ -655,13 +650,12 @@ def _apply_table(
         ),
         (start, end),
     )
-    with index_lookups(cursor):
-        cursor.execute(
-            sql.SQL("DELETE FROM {} WHERE {} IN (SELECT {} FROM {})").format(
-                target, sql.Identifier(table.key[0]), sql.Identifier(CHAT_ID_FIELD), _BATCH
-            )
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE {} {}").format(
+            target, sql.Identifier(table.key[0]), any_of(_batch_ids())
         )
-        deleted = cursor.rowcount
+    )
+    deleted = cursor.rowcount
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))
     inserted = cursor.rowcount
     figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, _BATCH)).fetchone())
