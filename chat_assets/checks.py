@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -29,7 +29,13 @@ from chat_assets.tables import (
 )
 from chat_assets.ujet.client import FetchResult
 from chat_assets.warehouse import aggregate_sql
-from chat_assets.warehouse.postgres import any_of, cursor_for, qualified, window_bounds
+from chat_assets.warehouse.postgres import (
+    any_of,
+    cursor_for,
+    qualified,
+    window_bounds,
+    window_days,
+)
 
 UNIQUE_IN_PARTITION = "unique_ids_in_partition"
 UNIQUE_TABLE_WIDE = "unique_ids_table_wide"
@@ -372,8 +378,7 @@ def reconciled(
     both, so it sees one snapshot: facts and aggregate are committed together."""
     aggregation = table.aggregation
     assert aggregation is not None
-    first, last = window_bounds(table, start, end)
-    days = [first + timedelta(days=n) for n in range((last - first).days)]
+    days = window_days(table, start, end)
     group = sql.Identifier(aggregation.group_by[0])
     query = sql.SQL(
         "WITH fresh AS ({fresh}), stored AS (SELECT {columns} FROM {target}"
@@ -390,10 +395,7 @@ def reconciled(
     )
     with cursor_for(engine) as cursor:
         found = cursor.execute(query, {"days": days, "timezone": timezone}).fetchall()
-    differing = {
-        kind: sorted({_json_key(g) for k, g in found if k == kind}, key=str)
-        for kind in ("missing", "unexpected")
-    }
+    groups = sorted({_json_key(group) for _, group in found}, key=str)
     return dg.AssetCheckResult(
         check_name=RECONCILED,
         asset_key=table.name,
@@ -404,9 +406,7 @@ def reconciled(
             # fresh one equals: a queue with changed figures appears in both.
             "rows_missing": sum(kind == "missing" for kind, _ in found),
             "rows_unexpected": sum(kind == "unexpected" for kind, _ in found),
-            f"{aggregation.group_by[0]}s": dg.MetadataValue.json(
-                sorted({*differing["missing"], *differing["unexpected"]}, key=str)[:EXAMPLES]
-            ),
+            f"{aggregation.group_by[0]}s": dg.MetadataValue.json(groups[:EXAMPLES]),
         },
     )
 

@@ -41,6 +41,8 @@ def _queue_name(value: Any) -> str:
 def worst_queues_markdown(rows: pd.DataFrame) -> str:
     """The day's queues with the lowest service level (those with any in or out of SLA)."""
     judged = rows[rows["service_level"].notna()]
+    if judged.empty:
+        return "No queue segment was answered or missed within the SLA this day."
     worst = judged.sort_values(["service_level", "offered"], ascending=[True, False])
     lines = [
         "| queue | id | offered | service level | target | met |",
@@ -54,8 +56,6 @@ def worst_queues_markdown(rows: pd.DataFrame) -> str:
             f"| {_queue_name(row.menu_path)} | {queue_id} | {int(row.offered)} "
             f"| {row.service_level:.1%} | {target} | {met} |"
         )
-    if judged.empty:
-        return "No queue segment was answered or missed within the SLA this day."
     return "\n".join(lines)
 
 

@@ -357,6 +357,12 @@ def load_window(
     return typed_frame(rows, table, names)
 
 
+def window_days(table: Table, start: datetime, end: datetime) -> list[date]:
+    """The local days of a partition window, for a table whose time column is a date."""
+    first, last = window_bounds(table, start, end)
+    return [first + timedelta(days=n) for n in range((last - first).days)]
+
+
 def window_bounds(table: Table, start: datetime, end: datetime) -> tuple[Any, Any]:
     """The bounds of a partition window for the table's time column: the instants, or for a
     date column the local days (the window is given in the partitions' time zone)."""
@@ -565,8 +571,7 @@ def recompute_window(
     engine: sa.Engine, schema: str, table: Table, timezone: str, start: datetime, end: datetime
 ) -> int:
     """Recompute the aggregate's local days of a partition window and clear their marks."""
-    first, last = window_bounds(table, start, end)
-    days = {first + timedelta(days=n) for n in range((last - first).days)}
+    days = set(window_days(table, start, end))
     assert table.aggregation is not None
     prepare(engine, schema, table.aggregation.facts)
     prepare(engine, schema, table)
