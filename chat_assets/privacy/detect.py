@@ -83,6 +83,14 @@ FORMAT_CHARACTERS = (
 )
 _FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
 _WITHOUT_DIGITS = str.maketrans("", "", "0123456789")
+# The fewest digits any phone, RRN or card pattern matches: "+1 2 34 56" (E.164 with spaces).
+MIN_DIGITS = 6
+# An ISO 8601 instant, as every timestamp of the API reads, matches no pattern: its digit runs
+# are at most four long (nine after the seconds' dot, which follows two digits) and are joined
+# by "-", ":" and "T", never as a phone number, an RRN or a card number.
+INSTANT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
 # Not inside a word: hex pseudonyms and ids hold long digit runs that pass Luhn by chance.
 _CARD_DIGITS = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])")
 
@@ -126,12 +134,24 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
+def _may_hold_personal(clean: str) -> bool:
+    """False when no pattern can match the normalized text: every email has an @, every link
+    "://", and every number of these kinds at least MIN_DIGITS digits; an instant has none."""
+    if "@" in clean or "://" in clean:
+        return True
+    digits = len(clean) - len(clean.translate(_WITHOUT_DIGITS))
+    return digits >= MIN_DIGITS and INSTANT.fullmatch(clean) is None
+
+
 def find_personal(text: Any) -> set[str]:
     """The kinds of personal data ("email", "phone", "rrn", "card", "url") a text holds,
     read in its normalized form."""
     if not isinstance(text, str):
         return set()
-    return {kind for _, _, kind in _spans(normalized(text))}
+    clean = normalized(text)
+    if not _may_hold_personal(clean):
+        return set()
+    return {kind for _, _, kind in _spans(clean)}
 
 
 def redact(text: str) -> tuple[str, list[str]]:
@@ -139,8 +159,8 @@ def redact(text: str) -> tuple[str, list[str]]:
     replaced by a typed marker (`[email]`, ...), and the kinds replaced, one per match. Text
     with nothing to replace comes back as it was; text with something, normalized."""
     clean = normalized(text)
-    if "@" not in clean and len(clean) - len(clean.translate(_WITHOUT_DIGITS)) < 7:
-        return text, []  # no email without @, no number of these kinds under seven digits
+    if not _may_hold_personal(clean):
+        return text, []
     spans = sorted(
         (span for span in _spans(clean) if span[2] in REDACTED_KINDS), key=lambda s: (s[0], -s[1])
     )

@@ -30,6 +30,7 @@ class _Dropped:
 
 
 _DROP = _Dropped()
+_UNSEEN = object()
 
 
 @dataclass
@@ -106,6 +107,7 @@ class _Walk:
         self.records_held: list[set[str]] = []
         self.records_configuration: list[list[tuple[str, Any, str]]] = []
         self._configuration: list[tuple[str, Any, str]] = []
+        self._paths: dict[tuple[str, Any], str | None] = {}
 
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(record, dict):
@@ -122,19 +124,30 @@ class _Walk:
         out: dict[str, Any] = {}
         owner = _owner_id(obj)
         for key, value in obj.items():
-            name = str(key)
-            if not _FIELD_NAME.match(name) or find_personal(name):
+            path = self._path(prefix, key)
+            if path is None:
                 # Judged where it is met: a key that is not a plain field name may be data
                 # itself (a map keyed by email); dropped, watched, and counted, never shown.
                 self.report.unnamed_keys += 1
                 self.report.unknown_paths.add(join_path(prefix, "<unnamed key>"))
-                self.held_back.append(name)
+                self.held_back.append(str(key))
                 self.held_back.extend(_leaves(value))
                 continue
-            result = self._value(value, join_path(prefix, name), owner)
+            result = self._value(value, path, owner)
             if result is not _DROP:
                 out[key] = result
         return out
+
+    def _path(self, prefix: str, key: Any) -> str | None:
+        """The catalog path of a key under prefix; None for a key that is no plain field name.
+
+        Every chat repeats the same keys, so each is judged once per walk."""
+        known = self._paths.get((prefix, key), _UNSEEN)
+        if known is _UNSEEN:
+            name = str(key)
+            plain = _FIELD_NAME.match(name) is not None and not find_personal(name)
+            known = self._paths[(prefix, key)] = join_path(prefix, name) if plain else None
+        return known
 
     def _value(self, value: Any, path: str, owner: Any = None) -> Any:
         rule = self.index.exact(path)

@@ -1,12 +1,18 @@
 """The guards find contact data and leaked values, in Python and in PostgreSQL alike."""
 
+import itertools
 import json
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
+from chat_assets.privacy import detect
 from chat_assets.privacy.detect import (
     FORMAT_CHARACTERS,
+    INSTANT,
+    MIN_DIGITS,
     PATTERNS,
     PG_PATTERNS,
     find_personal,
@@ -145,6 +151,40 @@ def test_card_numbers_need_luhn_unless_grouped() -> None:
         "pay [card] now, or [card]",
         ["card", "card"],
     )
+
+
+@given(st.from_regex(INSTANT, fullmatch=True))
+def test_no_pattern_matches_an_instant(text: str) -> None:
+    # Sanitizing skips the scan for instants; the full scan must agree that none can match.
+    assert detect._spans(text) == []
+
+
+def _compositions(total: int) -> list[tuple[int, ...]]:
+    """Every way to write `total` as an ordered sum of parts from 1 to 4 (digit groups)."""
+    if total == 0:
+        return [()]
+    return [
+        (part, *rest)
+        for part in range(1, min(4, total) + 1)
+        for rest in _compositions(total - part)
+    ]
+
+
+def test_no_pattern_matches_with_fewer_digits_than_the_threshold() -> None:
+    # Sanitizing skips the scan for text with fewer digits (and no @ or ://): every way of
+    # writing so few digits as a number must agree.
+    fills = ("0123", "1234", "9876", "0101")
+    for digits in range(1, MIN_DIGITS):
+        for sizes in _compositions(digits):
+            for fill, lead, joint in itertools.product(fills, ("", "+", "("), " .-/:_"):
+                text = lead + joint.join(fill[:size] for size in sizes)
+                assert detect._spans(text) == [], text
+                assert detect._spans(text.replace(joint, ") ", 1)) == [], text
+
+
+def test_the_shortest_phone_number_is_redacted() -> None:
+    assert MIN_DIGITS == 6
+    assert redact("call +1 2 34 56 now") == ("call [phone] now", ["phone"])
 
 
 def test_text_without_personal_data_comes_back_unchanged() -> None:
