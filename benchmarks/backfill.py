@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/backfill.py [--days 30] [--chats 5000]
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -71,6 +72,8 @@ def main() -> None:
 
         runs = wait_for(finished, 3600, "the backfill to finish", every=2)
         requests = len(ujet.requests) - before
+        arrivals = sorted(request.time for request in ujet.requests[before:])
+        throttled = sum(request.status == 429 for request in ujet.requests[before:])
     failed = [run for run in runs if run["status"] != "SUCCESS"]
     first = min(run["startTime"] for run in runs)
     wall = max(run["endTime"] for run in runs) - first
@@ -93,6 +96,14 @@ def main() -> None:
     run, fetch = statistics.mean(durations), statistics.mean(fetches)
     print(f"per run                 {run:.1f} s mean, its fetch step {fetch:.1f} s")
     print(f"run overhead            {run - fetch:.1f} s a run beyond its fetch")
+    steps: dict[str, list[float]] = {}
+    for step in (step for run in runs for step in run["stepStats"]):
+        steps.setdefault(step["stepKey"], []).append(step["endTime"] - step["startTime"])
+    for key, times in sorted(steps.items()):
+        print(f"  step {key:<27} {statistics.mean(times):.1f} s mean")
+    idle = sum(max(0.0, b - a - 1 / RATE) for a, b in itertools.pairwise(arrivals))
+    print(f"API idle                {idle:.1f} s beyond the spacing, first request to last")
+    print(f"answers of 429          {throttled}")
 
 
 if __name__ == "__main__":

@@ -182,6 +182,17 @@ class RequestPacer:
                     return
             self._sleep(due - now)
 
+    def settle(self) -> None:
+        """Block until the next request may start, without starting one: whoever sends next
+        (another process taking over the account) then keeps the spacing too."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                due = self._last_start + (1.0 + self.GUARD) / self._rate
+                if now >= due:
+                    return
+            self._sleep(due - now)
+
     def throttled(self) -> None:
         """The server answered 429: slow down for everyone sharing this pacer."""
         with self._lock:
@@ -480,6 +491,16 @@ class UjetClient:
     def base_url(self) -> str:
         """The API base the client was built with (it never holds credentials)."""
         return self._base_url
+
+    @property
+    def origin(self) -> str:
+        """scheme://host:port of the account: what UJET's request budget belongs to."""
+        scheme, host, port = self._origin
+        return f"{scheme}://{host}:{port}"
+
+    def settle(self) -> None:
+        """Wait until this account's next request may start (see `RequestPacer.settle`)."""
+        self._pacer.settle()
 
     def __repr__(self) -> str:
         return f"UjetClient(base_url={self._base_url!r})"

@@ -6,6 +6,8 @@ replace, so a failure leaves the previous state intact.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -82,6 +84,24 @@ def cursor_for(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]
             yield cursor
         finally:
             cursor.close()
+
+
+@contextmanager
+def held_lock(engine: sa.Engine, name: str) -> Iterator[float]:
+    """One holder at a time, across every process using this warehouse, for the block.
+
+    A session-level advisory lock named `name`, waited for inside PostgreSQL: no polling, handed
+    to the next waiter the moment it is released, and released by the server when a holder's
+    connection dies. Yields the seconds spent waiting."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    key = {"key": int.from_bytes(digest, "big", signed=True)}
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        began = time.monotonic()
+        connection.exec_driver_sql("SELECT pg_advisory_lock(%(key)s)", key)
+        try:
+            yield time.monotonic() - began
+        finally:
+            connection.exec_driver_sql("SELECT pg_advisory_unlock(%(key)s)", key)
 
 
 def any_of(keys: sql.Composable) -> sql.Composed:

@@ -507,6 +507,21 @@ def test_a_late_request_is_not_followed_by_an_early_one() -> None:
     assert max(gaps) >= 0.3  # the oversleeps happened
 
 
+def test_settle_waits_out_the_spacing_without_starting_a_request() -> None:
+    fake = FakeTime(late={})
+    pacer = RequestPacer(5, clock=fake.clock, sleep=fake.sleep)
+    pacer.wait()
+    sent = fake.now
+    fake.now += 0.05  # the answer took 50 ms
+    pacer.settle()
+    assert fake.now - sent >= 0.2  # whoever sends next keeps the spacing
+    settled = fake.now
+    pacer.settle()  # nothing was started, so nothing more to wait for
+    assert fake.now == settled
+    pacer.wait()
+    assert fake.now == settled
+
+
 def test_429s_slow_the_pace_and_successes_recover_it() -> None:
     pacer = RequestPacer(10)
     pacer.throttled()
