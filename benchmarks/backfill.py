@@ -72,8 +72,14 @@ def main() -> None:
 
         runs = wait_for(finished, 3600, "the backfill to finish", every=2)
         requests = len(ujet.requests) - before
-        arrivals = sorted(request.time for request in ujet.requests[before:])
-        throttled = sum(request.status == 429 for request in ujet.requests[before:])
+        log = sorted(ujet.requests[before:], key=lambda request: request.time)
+        arrivals = [request.time for request in log]
+        throttled = sum(request.status == 429 for request in log)
+        # A 429 right after another day's request: drawn at a handover between runs.
+        handover = sum(
+            b.status == 429 and a.query.get("updated_at[to]") != b.query.get("updated_at[to]")
+            for a, b in itertools.pairwise(log)
+        )
     failed = [run for run in runs if run["status"] != "SUCCESS"]
     first = min(run["startTime"] for run in runs)
     wall = max(run["endTime"] for run in runs) - first
@@ -103,7 +109,7 @@ def main() -> None:
         print(f"  step {key:<27} {statistics.mean(times):.1f} s mean")
     idle = sum(max(0.0, b - a - 1 / RATE) for a, b in itertools.pairwise(arrivals))
     print(f"API idle                {idle:.1f} s beyond the spacing, first request to last")
-    print(f"answers of 429          {throttled}")
+    print(f"answers of 429          {throttled}, {handover} of them at a handover between days")
 
 
 if __name__ == "__main__":

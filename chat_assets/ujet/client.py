@@ -183,14 +183,19 @@ class RequestPacer:
             self._sleep(due - now)
 
     def settle(self) -> None:
-        """Block until the next request may start, without starting one: whoever sends next
-        (another process taking over the account) then keeps the spacing too."""
+        """Wait one interval from now, after the last answer, without starting a request.
+
+        For a handover: whoever sends next (another process taking over the account) then
+        keeps the spacing where the server measures it. The last request arrived before its
+        answer did, however late it left this process."""
+        with self._lock:
+            self._last_start = max(self._last_start, self._clock())
         while True:
             with self._lock:
                 now = self._clock()
                 due = self._last_start + (1.0 + self.GUARD) / self._rate
-                if now >= due:
-                    return
+            if now >= due:
+                return
             self._sleep(due - now)
 
     def throttled(self) -> None:

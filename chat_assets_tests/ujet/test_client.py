@@ -511,15 +511,13 @@ def test_settle_waits_out_the_spacing_without_starting_a_request() -> None:
     fake = FakeTime(late={})
     pacer = RequestPacer(5, clock=fake.clock, sleep=fake.sleep)
     pacer.wait()
-    sent = fake.now
     fake.now += 0.05  # the answer took 50 ms
+    answered = fake.now
     pacer.settle()
-    assert fake.now - sent >= 0.2  # whoever sends next keeps the spacing
+    assert fake.now - answered >= 0.2  # from the answer: whoever sends next keeps the spacing
     settled = fake.now
-    pacer.settle()  # nothing was started, so nothing more to wait for
-    assert fake.now == settled
     pacer.wait()
-    assert fake.now == settled
+    assert fake.now == settled  # nothing was started, so nothing more to wait for
 
 
 def test_429s_slow_the_pace_and_successes_recover_it() -> None:
