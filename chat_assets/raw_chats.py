@@ -1,7 +1,7 @@
-"""raw_chats: each day window's chats fetched from UJET, sanitized in memory, then landed."""
+"""raw_chats: each day window's chats fetched from UJET, sanitized in memory and landed, page by
+page, in the transaction that replaces the window."""
 
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -10,18 +10,17 @@ import pandas as pd
 from chat_assets import checks
 from chat_assets.grammar import parse_instant
 from chat_assets.partitions import local_day
-from chat_assets.privacy.detect import json_strings, leak_count
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.privacy.sanitize import SanitizeReport, sanitize_guarded
-from chat_assets.tables import RAW_CHATS, typed_frame
+from chat_assets.privacy.sanitize import SanitizeReport, WindowSanitizer
+from chat_assets.tables import CHAT_ID_FIELD, RAW_CHATS, typed_frame
 from chat_assets.ujet.client import FetchResult
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 
-def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) -> pd.DataFrame:
+def landing_rows(records: list[dict[str, Any]], timezone: str, pii_key: str) -> list[tuple]:
     """One row per (sanitized) chat, keyed by the local day of its `updated_at`."""
     rows = []
     for record in records:
@@ -29,7 +28,20 @@ def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) ->
         assert updated_at is not None  # the client kept only chats with a readable one
         day = local_day(updated_at, timezone).isoformat()
         rows.append((day, int(record["id"]), updated_at, pii_key, record))
-    return typed_frame(rows, RAW_CHATS)
+    return rows
+
+
+def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) -> pd.DataFrame:
+    """`landing_rows` as a DataFrame with the declared dtypes."""
+    return typed_frame(landing_rows(records, timezone, pii_key), RAW_CHATS)
+
+
+def canary_failure(leaks: int) -> dg.Failure:
+    """The message holds counts, never values."""
+    return dg.Failure(
+        f"Privacy canary: {leaks} raw sensitive values from UJET would have reached raw_chats "
+        "after sanitizing; nothing was written. Check the privacy catalog."
+    )
 
 
 def sanitize_window(
@@ -37,25 +49,27 @@ def sanitize_window(
 ) -> tuple[list[dict[str, Any]], SanitizeReport]:
     """Sanitize a fetched batch, then prove no raw sensitive value survived (the canary).
 
-    Raises before anything is written; the message holds counts, never values.
+    Raises before anything is written.
     """
-    guarded = sanitize_guarded(records, pseudonymizer)
-    clean, report = guarded.records, guarded.report
-    # Text cells only: kept numbers (durations, menu ids) equal raw numeric ids by chance.
-    cells = (text for record in clean for text in json_strings(record))
-    leaks = leak_count(guarded.sensitive, cells, allow=guarded.configuration)
-    if leaks:
-        raise dg.Failure(
-            f"Privacy canary: {leaks} raw sensitive values from UJET would have reached "
-            "raw_chats after sanitizing; nothing was written. Check the privacy catalog."
-        )
-    return clean, report
+    sanitizer = WindowSanitizer(pseudonymizer)
+    clean = sanitizer.page(records)
+    if leaks := sanitizer.leaks():
+        raise canary_failure(leaks)
+    return clean, sanitizer.report
 
 
-def fetch_metadata(result: FetchResult, source: str, start: datetime, end: datetime) -> dict:
+def landed_metadata(
+    result: FetchResult,
+    report: SanitizeReport,
+    fingerprint: str,
+    source: str,
+    window: dg.TimeWindow,
+) -> dict[str, Any]:
+    """What a landed window records: the fetch's figures and what sanitizing did."""
+    sanitized = report.as_metadata()
     return {
         "source": source,
-        "records": len(result.records),
+        "records": result.kept,
         "pages": result.pages,
         "api_total": result.total if result.total is not None else -1,
         "received": result.received,
@@ -67,8 +81,15 @@ def fetch_metadata(result: FetchResult, source: str, start: datetime, end: datet
         "requests": result.requests,
         "throttled": result.throttled,
         "pace_reached": round(result.pace, 2),
-        "window_start": start.isoformat(),
-        "window_end": end.isoformat(),
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "pii_key_fingerprint": fingerprint,
+        "sanitized": dg.MetadataValue.json(sanitized["treated"]),
+        "unknown_paths": dg.MetadataValue.json(sanitized["unknown_paths"]),
+        "drifted_paths": dg.MetadataValue.json(sanitized["drifted_paths"]),
+        "unnamed_keys": sanitized["unnamed_keys"],
+        # Per kept field and kind: how many values had personal data replaced by a marker.
+        "redacted": dg.MetadataValue.json(sanitized["redacted"]),
     }
 
 
@@ -115,37 +136,43 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
             postgres.check_reachable(engine)  # before a day's fetch, not after it
         except postgres.WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
-        # A lock in the warehouse rather than a Dagster pool: a step waiting for a pool slot
-        # spins a core and polls at growing intervals (up to 15 s), which in a backfill costs
-        # more than the fetches themselves.
-        with (
-            ujet.open_client(log=context.log) as client,
-            postgres.held_lock(engine, fetch_lock(client.origin)) as waited,
-        ):
-            if waited >= 1:
-                context.log.info(
-                    f"Waited {waited:.0f} s for another run's fetch from this UJET account"
-                )
-            result = client.fetch_window(window.start, window.end)
-            client.settle()
-        clean, report = sanitize_window(result.records, pseudonymizer)
-        frame = landing_frame(clean, timezone, pseudonymizer.fingerprint)
-        metadata = fetch_metadata(result, ujet.source, window.start, window.end)
-        sanitized = report.as_metadata()
-        metadata |= {
-            "pii_key_fingerprint": pseudonymizer.fingerprint,
-            "sanitized": dg.MetadataValue.json(sanitized["treated"]),
-            "unknown_paths": dg.MetadataValue.json(sanitized["unknown_paths"]),
-            "drifted_paths": dg.MetadataValue.json(sanitized["drifted_paths"]),
-            "unnamed_keys": sanitized["unnamed_keys"],
-            # Per kept field and kind: how many values had personal data replaced by a marker.
-            "redacted": dg.MetadataValue.json(sanitized["redacted"]),
-        }
-        context.log.info(
-            f"source: {ujet.source}: {len(frame)} chats from {result.pages} pages "
-            f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped)"
-        )
-        yield dg.Output(frame, metadata=metadata)
+        sanitizer = WindowSanitizer(pseudonymizer)
+        fetched: list[FetchResult] = []
+
+        def fill(write: Callable[[list[tuple]], None]) -> dict[str, Any]:
+            """Fetch, sanitize and write page by page, inside the landing's transaction."""
+
+            def land(page: list[dict[str, Any]]) -> None:
+                write(landing_rows(sanitizer.page(page), timezone, pseudonymizer.fingerprint))
+
+            # A lock in the warehouse rather than a Dagster pool: a step waiting for a pool
+            # slot spins a core and polls at growing intervals (up to 15 s), which in a
+            # backfill costs more than the fetches themselves.
+            with (
+                ujet.open_client(log=context.log) as client,
+                postgres.held_lock(engine, fetch_lock(client.origin)) as waited,
+            ):
+                if waited >= 1:
+                    context.log.info(
+                        f"Waited {waited:.0f} s for another run's fetch from this UJET account"
+                    )
+                result = client.fetch_window(window.start, window.end, sink=land)
+                client.settle()
+            if leaks := sanitizer.leaks():
+                raise canary_failure(leaks)
+            fetched.append(result)
+            context.log.info(
+                f"source: {ujet.source}: {result.kept} chats from {result.pages} pages "
+                f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped)"
+            )
+            return landed_metadata(
+                result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window
+            )
+
+        # The IO manager calls `fill` in the transaction that replaces the window.
+        yield dg.Output(postgres.Landing(fill, one_row_per=(CHAT_ID_FIELD,)))
+        (result,) = fetched
+        report = sanitizer.report
         yield checks.complete_window(result)
         yield checks.schema_drift(report.unknown_paths, report.drifted_paths)
         yield checks.pii_key_unchanged(engine, warehouse.db_schema, pseudonymizer.fingerprint)

@@ -12,14 +12,17 @@ where a leaf is expected, or a leaf where a container is expected, becomes null 
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from chat_assets.privacy.catalog import INDEX, Category, Rule, RuleIndex, Treatment, join_path
-from chat_assets.privacy.detect import find_personal, redact
+from chat_assets.privacy.detect import find_personal, json_strings, redact, watchlist
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 
 _WEB_SCHEMES = frozenset({"http", "https"})
@@ -45,6 +48,15 @@ class SanitizeReport:
     unnamed_keys: int = 0
     # Kept text in which personal data was replaced by a marker: "path: kind" -> values.
     redacted: Counter[str] = field(default_factory=Counter)
+
+    def update(self, other: SanitizeReport) -> None:
+        """Add another batch's report to this one."""
+        self.records += other.records
+        self.counts.update(other.counts)
+        self.unknown_paths |= other.unknown_paths
+        self.drifted_paths |= other.drifted_paths
+        self.unnamed_keys += other.unnamed_keys
+        self.redacted.update(other.redacted)
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain, JSON-ready figures (sorted paths, counts per treatment)."""
@@ -303,3 +315,63 @@ def sensitive_values(record: dict[str, Any], index: RuleIndex = INDEX) -> set[st
 
 def _texts(values: Iterable[Any]) -> set[str]:
     return {text for text in map(_as_text, values) if text}
+
+
+class WindowSanitizer:
+    """Sanitizes a window's chats page by page, and keeps for the window's canary only what it
+    needs, in a size that does not grow with the chats' text.
+
+    That is 64-bit hashes (Python's own, salted per process) of the watched raw values that
+    sanitizing held back, of the sanitized text cells, and of each chat's configuration entries
+    with whether the chat holds their text back: about 600 bytes a chat. A collision can only
+    report a leak that is not one.
+    """
+
+    def __init__(self, pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX) -> None:
+        self.pseudonymizer = pseudonymizer
+        self.index = index
+        self.report = SanitizeReport()
+        self._held = array("q")
+        self._cells = array("q")
+        # Per chat and configuration entry (path, owner id, text): the entry's hash, its text's,
+        # and whether that chat does not hold the text back.
+        self._entries = array("q")
+        self._entry_texts = array("q")
+        self._entry_free = bytearray()
+
+    def page(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Sanitized copies of a page's chats, in order."""
+        walk = _Walk(self.index, self.pseudonymizer)
+        clean = [walk.record(r) for r in records]
+        self.report.update(walk.report)
+        for held, entries in zip(walk.records_held, walk.records_configuration, strict=True):
+            for entry in set(entries):
+                self._entries.append(hash(entry))
+                self._entry_texts.append(hash(entry[2].strip()))
+                self._entry_free.append(entry[2] not in held)
+        self._held.extend(map(hash, watchlist(set().union(*walk.records_held))))
+        cells = {cell for record in clean for cell in json_strings(record)}
+        self._cells.extend(map(hash, watchlist(cells)))
+        return clean
+
+    def leaks(self) -> int:
+        """How many distinct raw values held back anywhere in the window appear as a whole text
+        cell of any sanitized chat, configuration shown by several chats excepted (see
+        `configuration_values`)."""
+        watched = np.setdiff1d(np.frombuffer(self._held, dtype=np.int64), self._allowed())
+        return int(np.intersect1d(watched, np.frombuffer(self._cells, dtype=np.int64)).size)
+
+    def _allowed(self) -> np.ndarray:
+        """Hashes of the configuration texts shown by two or more chats at one path with one
+        owner id, one of which at least does not hold the text back."""
+        entries = np.frombuffer(self._entries, dtype=np.int64)
+        if not entries.size:
+            return entries
+        order = np.argsort(entries, kind="stable")
+        entries = entries[order]
+        texts = np.frombuffer(self._entry_texts, dtype=np.int64)[order]
+        free = np.frombuffer(bytes(self._entry_free), dtype=np.uint8)[order]
+        firsts = np.flatnonzero(np.r_[True, entries[1:] != entries[:-1]])
+        chats = np.diff(np.r_[firsts, entries.size])
+        shown_freely = np.maximum.reduceat(free, firsts) > 0
+        return texts[firsts][(chats >= 2) & shown_freely]

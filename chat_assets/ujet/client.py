@@ -86,6 +86,9 @@ class FetchResult:
     """The chats of one window plus the numbers that tell whether the fetch was healthy."""
 
     records: list[dict]
+    """The window's chats, newest version of each, by id; empty when they went to a sink."""
+    kept: int
+    """Chats of the window, newest version of each (what `records` holds or the sink got)."""
     pages: int
     total: int | None
     received: int
@@ -359,24 +362,25 @@ class _Counters:
 
 @dataclass
 class _Read:
-    """What one read of a window gathered: the newest version of each chat, and the rest."""
+    """What one read of a window gathered: when each chat's newest version was updated, and
+    the rest (the chats themselves went to the sink as they came)."""
 
-    newest: dict[int, tuple[dict, datetime]] = field(default_factory=dict)
+    newest: dict[int, datetime] = field(default_factory=dict)
     received: int = 0
     total: int | None = None
     left_out: dict[str, None] = field(default_factory=dict)  # ordered set of labels
     repaired: set[int] = field(default_factory=set)
 
-    def _keep(self, chats: Iterable[tuple[dict, datetime]]) -> None:
-        """The newest version of each chat wins (ties: the later one)."""
-        for record, updated in chats:
-            kept = self.newest.get(record["id"])
-            if kept is None or updated >= kept[1]:
-                self.newest[record["id"]] = (record, updated)
+    def _keep(self, versions: Iterable[tuple[int, datetime]]) -> None:
+        """The newest version of each chat wins."""
+        for chat_id, updated in versions:
+            kept = self.newest.get(chat_id)
+            if kept is None or updated > kept:
+                self.newest[chat_id] = updated
 
     def add(self, page: _Page) -> None:
         self.received += len(page.chats)
-        self._keep(page.chats)
+        self._keep((record["id"], updated) for record, updated in page.chats)
         self.left_out.update(dict.fromkeys(page.left_out))
         self.repaired.update(page.repaired)
 
@@ -385,7 +389,7 @@ class _Read:
         received = self.received + later.received
         merged = _Read(dict(self.newest), received, later.total, dict(later.left_out))
         merged.repaired = self.repaired | later.repaired
-        merged._keep(later.newest.values())
+        merged._keep(later.newest.items())
         # A chat left out once but read cleanly later is not missing.
         for chat_id in merged.newest:
             merged.left_out.pop(f"id {chat_id}", None)
@@ -407,6 +411,34 @@ class _Page:
     more: bool
     left_out: list[str]
     repaired: list[int]
+
+
+class _Delivery:
+    """Hands each page's chats to a sink: a chat's first version, then only newer ones."""
+
+    def __init__(self, sink: Callable[[list[dict]], None]) -> None:
+        self._sink = sink
+        self._delivered: dict[int, datetime] = {}
+
+    def __call__(self, chats: list[tuple[dict, datetime]]) -> None:
+        fresh = []
+        for record, updated in chats:
+            before = self._delivered.get(record["id"])
+            if before is None or updated > before:
+                self._delivered[record["id"]] = updated
+                fresh.append(record)
+        if fresh:
+            self._sink(fresh)
+
+
+def _collector(into: dict[int, dict]) -> Callable[[list[dict]], None]:
+    """A sink keeping the last version delivered of each chat: its newest."""
+
+    def collect(records: list[dict]) -> None:
+        for record in records:
+            into[record["id"]] = record
+
+    return collect
 
 
 class UjetClient:
@@ -525,11 +557,18 @@ class UjetClient:
         """Close the HTTP session and its connections."""
         self._session.close()
 
-    def fetch_window(self, start: datetime, end: datetime) -> FetchResult:
+    def fetch_window(
+        self, start: datetime, end: datetime, sink: Callable[[list[dict]], None] | None = None
+    ) -> FetchResult:
         """All chats whose updated_at lies in [start, end), newest version of each, by id.
 
         A read that arrives short of UJET's `total` is read once more, and the two are merged
         (newest version of each chat); the shortfall reported is the second read's.
+
+        With a sink, the chats are not kept: each page's chats go to it as they arrive, every
+        version newer than any the sink had of that chat, seams' repeats left out. Chats the
+        window's bounds leave out (the whole seconds asked for) and versions superseded later
+        reach it too: keeping, per chat, the newest version within [start, end) is the sink's.
         """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("fetch_window needs timezone-aware start and end datetimes")
@@ -538,21 +577,30 @@ class UjetClient:
         start, end = start.astimezone(UTC), end.astimezone(UTC)
         window = f"{_utc_param(start, round_up=False)} to {_utc_param(end, round_up=False)}"
         counters = _Counters()
-        read = self._read(start, end, window, counters)
+        collected: dict[int, dict] = {}
+        deliver = _Delivery(sink if sink is not None else _collector(collected))
+        read = self._read(start, end, window, counters, deliver)
         reread = read.shortfall > 0
         if reread:
             self._log.warning(
                 f"UJET window {window}: {read.shortfall} chats short of the API's total "
                 f"{read.total} (chats may have changed while reading); reading it once more"
             )
-            again = self._read(start, end, window, counters)
+            again = self._read(start, end, window, counters, deliver)
             shortfall = again.shortfall
             read = read.merge(again)
         else:
             shortfall = 0
-        return self._result(read, start, end, window, counters, reread, shortfall)
+        return self._result(read, collected, start, end, window, counters, reread, shortfall)
 
-    def _read(self, start: datetime, end: datetime, window: str, counters: _Counters) -> _Read:
+    def _read(
+        self,
+        start: datetime,
+        end: datetime,
+        window: str,
+        counters: _Counters,
+        deliver: _Delivery,
+    ) -> _Read:
         """One read of the window by tailing: each request asks for updated_at from the newest
         second reached so far (inclusive), in updated_at order, so a chat updated meanwhile
         moves behind the cursor or out of the window and never pushes another past a page."""
@@ -574,6 +622,7 @@ class UjetClient:
             if pages_here == 1:
                 read.total = page.total  # the first answer counts the whole window
             read.add(page)
+            deliver(page.chats)
             self._progress(read, counters)
             newest = max((updated for _, updated in page.chats), default=None)
             if not page.more:
@@ -665,6 +714,7 @@ class UjetClient:
     def _result(
         self,
         read: _Read,
+        collected: dict[int, dict],
         start: datetime,
         end: datetime,
         window: str,
@@ -674,9 +724,7 @@ class UjetClient:
     ) -> FetchResult:
         """Keep the newest version of each id, then drop what falls outside [start, end)."""
         duplicates = read.received - len(read.newest)
-        inside = [
-            record for _, (record, updated) in sorted(read.newest.items()) if start <= updated < end
-        ]
+        inside = sorted(i for i, updated in read.newest.items() if start <= updated < end)
         outside = len(read.newest) - len(inside)
         if shortfall:
             self._log.warning(
@@ -694,7 +742,8 @@ class UjetClient:
             f"pace {self._pacer.pace:.1f}/s"
         )
         return FetchResult(
-            records=inside,
+            records=[collected[i] for i in inside] if collected else [],
+            kept=len(inside),
             pages=counters.pages,
             total=read.total,
             received=read.received,

@@ -1,6 +1,8 @@
 """Dagster's door to the warehouse: each asset's partition is a slice of its declared table.
 
-A `raw_chats` partition arrives as a DataFrame and replaces its window. The four flattened
+A `raw_chats` partition arrives as a `Landing`: the IO manager opens the transaction that
+replaces the window, and the asset's fetch writes into it page by page (a DataFrame, for a
+window already in memory, replaces it too). The four flattened
 tables arrive as one `NewestWins` plan for the step: the first of its outputs handled applies
 every table of the plan, flattened inside PostgreSQL, in one transaction, and each output then
 records what was written to its table. Reading a partition back (`load_input`) gives a
@@ -18,12 +20,12 @@ import pandas as pd
 
 from chat_assets.tables import TABLES, Table, WriteMode
 from chat_assets.warehouse import postgres
-from chat_assets.warehouse.postgres import Applied, NewestWins, Recompute
+from chat_assets.warehouse.postgres import Applied, Landing, NewestWins, Recompute
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, WAREHOUSE_KEY, Warehouse
 from chat_assets.warehouse.summary import applied_metadata
 
 _EXPECTED = {
-    WriteMode.REPLACE_WINDOW: "a DataFrame",
+    WriteMode.REPLACE_WINDOW: "a Landing or a DataFrame",
     WriteMode.NEWEST_WINS: "a NewestWins",
     WriteMode.AGGREGATE: "a Recompute",
 }
@@ -39,14 +41,16 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     warehouse: Warehouse
 
     def handle_output(
-        self, context: dg.OutputContext, obj: pd.DataFrame | NewestWins | Recompute
+        self, context: dg.OutputContext, obj: pd.DataFrame | Landing | NewestWins | Recompute
     ) -> None:
         table = _table_for(context.asset_key)
         start, end = _window(context)
         engine = self.warehouse.engine()
         schema = self.warehouse.db_schema
         metadata: dict[str, Any] = {}
-        if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
+        if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, Landing):
+            written, metadata = postgres.land_window(engine, schema, table, obj, start, end)
+        elif table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
             written = postgres.replace_window(engine, schema, table, obj, start, end)
         elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, NewestWins):
             applied = self._applied(context, obj, start, end)

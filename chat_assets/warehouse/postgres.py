@@ -145,8 +145,8 @@ def qualified(schema: str, table: Table) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
 
 
-def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
-    columns = [
+def _column_definitions(table: Table) -> list[sql.Composable]:
+    return [
         sql.SQL("{} {}{}").format(
             sql.Identifier(c.name),
             sql.SQL(c.type.value),
@@ -154,6 +154,10 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
         )
         for c in table.columns
     ]
+
+
+def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
+    columns = _column_definitions(table)
     key = sql.SQL(", ").join(map(sql.Identifier, table.key))
     # A key with a nullable column (an aggregate's NULL group) is indexed, and its uniqueness
     # guarded by the checks; every other key is the primary key.
@@ -327,18 +331,35 @@ def replace_window(
     prepare(engine, schema, table)
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
         staging = _stage(cursor, target, table, frame)
-        time_column = sql.Identifier(table.time_column)
-        cursor.execute(
-            sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
-                target, time_column, time_column
-            ),
-            (start, end),
+        return _replace_rows(
+            cursor, schema, table, start, end, sql.SQL("SELECT * FROM {}").format(staging)
         )
-        deleted = cursor.rowcount
-        cursor.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, staging))
-        written = cursor.rowcount
-        _count_rows(cursor, schema, table, written - deleted)
-        return written
+
+
+def _replace_rows(
+    cursor: Any,
+    schema: str,
+    table: Table,
+    start: datetime,
+    end: datetime,
+    rows: sql.Composable,
+    params: tuple[Any, ...] = (),
+) -> int:
+    """Delete the window's rows and insert those of the query `rows`, keeping the table's row
+    counter; returns the rows written."""
+    time_column = sql.Identifier(table.time_column)
+    target = qualified(schema, table)
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
+            target, time_column, time_column
+        ),
+        (start, end),
+    )
+    deleted = cursor.rowcount
+    cursor.execute(sql.SQL("INSERT INTO {} {}").format(target, rows), params)
+    written = cursor.rowcount
+    _count_rows(cursor, schema, table, written - deleted)
+    return written
 
 
 class JsonBytesLoader(Loader):
@@ -418,6 +439,55 @@ def _ensure_bookkeeping(cursor: Any, schema: str, name: str) -> None:
             _bookkeeping(schema, name), sql.SQL(_BOOKKEEPING[name])
         )
     )
+
+
+@dataclass(frozen=True)
+class Landing:
+    """An asset's output for a window whose rows arrive while they are written.
+
+    `fill(write)` calls `write(rows)` for each batch of rows (tuples in declared column order),
+    inside the transaction that replaces the window, and returns the output's metadata; when it
+    raises, nothing is written. Rows may repeat `one_row_per` and lie outside the window: per
+    value of those columns, the row with the newest time column is kept, if inside the window.
+    """
+
+    fill: Callable[[Callable[[list[tuple[Any, ...]]], None]], dict[str, Any]]
+    one_row_per: tuple[str, ...]
+
+
+def land_window(
+    engine: sa.Engine, schema: str, table: Table, landing: Landing, start: datetime, end: datetime
+) -> tuple[int, dict[str, Any]]:
+    """Make the window's rows what `landing` fills in, in one transaction: (rows written, the
+    fill's metadata). Batches are copied into a temporary table as they come, so no more than
+    one batch is held in memory."""
+    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
+        staging = sql.Identifier(f"_staging_{table.name}")
+        cursor.execute(
+            sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+                staging, sql.SQL(", ").join(_column_definitions(table))
+            )
+        )
+        copy_rows = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            staging, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        )
+        types = [c.type.value for c in table.columns]
+
+        def write(rows: list[tuple[Any, ...]]) -> None:
+            with cursor.copy(copy_rows) as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+
+        metadata = landing.fill(write)
+        # Only now: a fill that fails leaves no trace, not even an empty table.
+        prepare(engine, schema, table)
+        per = sql.SQL(", ").join(map(sql.Identifier, landing.one_row_per))
+        newest = sql.SQL(
+            "SELECT * FROM (SELECT DISTINCT ON ({per}) * FROM {staging}"
+            " ORDER BY {per}, {time} DESC) AS newest WHERE {time} >= %s AND {time} < %s"
+        ).format(per=per, staging=staging, time=sql.Identifier(table.time_column))
+        return _replace_rows(cursor, schema, table, start, end, newest, (start, end)), metadata
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from chat_assets.privacy.catalog import Category, Rule, RuleIndex, Subject, Trea
 from chat_assets.privacy.detect import MIN_CANARY_BYTES, find_personal, json_strings
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.sanitize import (
+    WindowSanitizer,
     host_only,
     sanitize,
     sanitize_batch,
@@ -355,3 +356,27 @@ def test_a_menu_named_like_some_agent_is_still_configuration(pz: Pseudonymizer) 
     assert "Billing Team" in guarded.configuration
     lone = sanitize_guarded([_menu_chat(4, "Emma Garcia", "Billing Team")], pz)
     assert "Billing Team" not in lone.configuration  # one chat shows no configuration
+
+
+def test_the_window_canary_reaches_across_pages(pz: Pseudonymizer) -> None:
+    """Page by page, the canary still sees the whole window: a name held back on one page and
+    kept on another is caught, and a queue shown on two pages stays configuration."""
+    leaky = WindowSanitizer(pz)
+    first = _menu_chat(1, "Jane Roe", "Billing Team")
+    second = _menu_chat(2, "Emma Garcia", "Billing Team")
+    second["sub_status"] = "Jane Roe"  # kept text: the first page's agent, copied
+    leaky.page([first])
+    leaky.page([second])
+    assert leaky.leaks() == 1
+    assert leaky.report.records == 2
+
+    sound = WindowSanitizer(pz)
+    sound.page([_menu_chat(1, "Emma Garcia", "Billing Team")])
+    sound.page([_menu_chat(2, "Jane Roe", "Billing Team")])
+    sound.page([_menu_chat(3, "Billing Team", "Returns")])  # an agent named like the queue
+    assert sound.leaks() == 0
+    lone = WindowSanitizer(pz)
+    lone.page([_menu_chat(1, "Emma Garcia", "Billing Team")])
+    lone.page([_menu_chat(3, "Billing Team", "Returns")])
+    assert lone.leaks() == 1  # one chat shows no configuration
+    assert WindowSanitizer(pz).leaks() == 0

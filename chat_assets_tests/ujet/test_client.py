@@ -171,6 +171,28 @@ def test_every_chat_of_the_window(personality: str) -> None:
     assert progress and "pages" in progress[0] and "s to go" in progress[0]
 
 
+def test_a_sink_gets_every_chat_page_by_page_and_each_version_once(personality: str) -> None:
+    pages: list[list[dict[str, Any]]] = []
+    with server(personality) as emu, make_client(emu) as client:
+        result = client.fetch_window(START, END, sink=pages.append)
+        stored = {r["id"]: datetime.fromisoformat(r["updated_at"]) for r in emu.stored()}
+
+    assert result.records == [] and len(pages) > 1
+    versions = [(r["id"], r["updated_at"]) for page in pages for r in page]
+    assert len(versions) == len(set(versions))  # the seams' repeats are left out
+    # The newest version of each chat, kept if it lies in the window: what the landing keeps.
+    newest: dict[int, datetime] = {}
+    for chat_id, updated in versions:
+        moment = datetime.fromisoformat(updated)
+        newest[chat_id] = max(newest[chat_id], moment) if chat_id in newest else moment
+    got = {i: t for i, t in newest.items() if START <= t < END}
+    unseen = set(emu.updated_ids[-1:])
+    assert {i: t for i, t in got.items() if i not in unseen} == {
+        i: t for i, t in stored.items() if START <= t < END and i not in unseen
+    }
+    assert result.kept == len(got)
+
+
 def test_reads_by_tailing_updated_at(personality: str) -> None:
     with server(personality) as emu, make_client(emu) as client:
         client.fetch_window(START, END)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from chat_assets.raw_chats import landing_frame
+from chat_assets.raw_chats import landing_frame, landing_rows
 from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import postgres
 
@@ -151,3 +151,40 @@ def test_held_lock_admits_one_holder_and_hands_over_on_release(engine) -> None:
     assert entered["waited"] >= 0.4
     with postgres.held_lock(engine, "another lock"), postgres.held_lock(engine, name):
         pass  # released by both; other names never wait on it
+
+
+def test_a_streamed_landing_keeps_each_chats_newest_version_within_the_window(engine, schema):
+    write(engine, schema, [chat(9, DAY + timedelta(hours=1))])  # replaced: not fetched again
+    batches = [
+        [chat(1, DAY), chat(2, DAY + timedelta(hours=1))],
+        [chat(2, DAY + timedelta(hours=3), rating=5), chat(3, NEXT)],  # 3 lies past the end
+        [chat(1, DAY + timedelta(hours=2), rating=4), chat(4, NEXT + timedelta(hours=1))],
+    ]
+
+    def fill(write_rows) -> dict:
+        for batch in batches:
+            write_rows(landing_rows(batch, "UTC", "k1:test"))
+        return {"batches": len(batches)}
+
+    landing = postgres.Landing(fill, one_row_per=("id",))
+    written, metadata = postgres.land_window(engine, schema, RAW_CHATS, landing, DAY, NEXT)
+    assert (written, metadata) == (2, {"batches": 3})
+    rows = table_rows(engine, schema)
+    assert [(r[1], r[2], r[3].get("rating")) for r in rows] == [
+        (1, DAY + timedelta(hours=2), 4),
+        (2, DAY + timedelta(hours=3), 5),
+    ]
+    assert postgres.row_count(engine, schema, RAW_CHATS) == 2
+
+
+def test_a_streamed_landing_that_fails_writes_nothing(engine, schema):
+    write(engine, schema, [chat(1, DAY)])
+
+    def fill(write_rows) -> dict:
+        write_rows(landing_rows([chat(2, DAY)], "UTC", "k1:test"))
+        raise RuntimeError("the fetch broke off")
+
+    with pytest.raises(RuntimeError):
+        postgres.land_window(engine, schema, RAW_CHATS, postgres.Landing(fill, ("id",)), DAY, NEXT)
+    assert [r[1] for r in table_rows(engine, schema)] == [1]
+    assert postgres.row_count(engine, schema, RAW_CHATS) == 1
