@@ -4,11 +4,12 @@ The production topology of the tests (code server, webserver, daemon, the produc
 dagster.yaml, PostgreSQL) runs against the UJET emulator with a strict limiter of 10 requests/s
 and 5,000 chats a day, the client paced at 10/s. The job's partition backfill is launched
 through GraphQL, as the UI does. The API floor is the backfill's requests at 10 per second:
-fetches share one `ujet_api` slot, so no schedule can beat it.
+fetches from one account take turns (its lock in the warehouse), so no schedule can beat it.
 
 Prints the wall time from the first run's start to the last run's end (and the daemon's delay
-before the first run), the floor and the ratio, and per run: its duration, its fetch, and what
-the rest of the run costs.
+before the first run), the floor and the ratio, per run its duration and its steps', the time
+the API stood idle between requests beyond their spacing, and the answers of 429 (those right
+after another day's request were drawn at a handover between runs).
 
 Run: .venv/bin/python benchmarks/backfill.py [--days 30] [--chats 5000]
 """

@@ -358,20 +358,37 @@ class WindowSanitizer:
         """How many distinct raw values held back anywhere in the window appear as a whole text
         cell of any sanitized chat, configuration shown by several chats excepted (see
         `configuration_values`)."""
-        watched = np.setdiff1d(np.frombuffer(self._held, dtype=np.int64), self._allowed())
-        return int(np.intersect1d(watched, np.frombuffer(self._cells, dtype=np.int64)).size)
+        held = np.unique(np.frombuffer(self._held, dtype=np.int64))
+        watched = np.setdiff1d(held, self._allowed(held), assume_unique=True)
+        cells = np.frombuffer(self._cells, dtype=np.int64)
+        return int(np.unique(cells[_members(watched, cells)]).size)
 
-    def _allowed(self) -> np.ndarray:
-        """Hashes of the configuration texts shown by two or more chats at one path with one
-        owner id, one of which at least does not hold the text back."""
-        entries = np.frombuffer(self._entries, dtype=np.int64)
+    def _allowed(self, held: np.ndarray) -> np.ndarray:
+        """Hashes of the held-back texts that are configuration: shown by two or more chats at
+        one path with one owner id, one of which at least does not hold the text back. Only
+        entries of held-back texts are grouped; they are few."""
+        texts = np.frombuffer(self._entry_texts, dtype=np.int64)
+        candidates = np.flatnonzero(_members(held, texts))
+        entries = np.frombuffer(self._entries, dtype=np.int64)[candidates]
+        order = np.argsort(entries, kind="stable")
+        entries, texts = entries[order], texts[candidates][order]
+        free = np.frombuffer(bytes(self._entry_free), dtype=np.uint8)[candidates][order]
         if not entries.size:
             return entries
-        order = np.argsort(entries, kind="stable")
-        entries = entries[order]
-        texts = np.frombuffer(self._entry_texts, dtype=np.int64)[order]
-        free = np.frombuffer(bytes(self._entry_free), dtype=np.uint8)[order]
         firsts = np.flatnonzero(np.r_[True, entries[1:] != entries[:-1]])
         chats = np.diff(np.r_[firsts, entries.size])
         shown_freely = np.maximum.reduceat(free, firsts) > 0
         return texts[firsts][(chats >= 2) & shown_freely]
+
+
+def _members(sorted_keys: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Which values are among the sorted keys, a chunk at a time so the work space stays small
+    whatever the window's size."""
+    found = np.zeros(values.size, dtype=bool)
+    if not sorted_keys.size:
+        return found
+    for at in range(0, values.size, chunk):
+        part = values[at : at + chunk]
+        positions = np.minimum(np.searchsorted(sorted_keys, part), sorted_keys.size - 1)
+        found[at : at + chunk] = sorted_keys[positions] == part
+    return found

@@ -362,6 +362,9 @@ def _replace_rows(
     return written
 
 
+LOAD_CHUNK_ROWS = 50_000
+
+
 class JsonBytesLoader(Loader):
     def load(self, data: Buffer) -> bytes:
         return bytes(data)
@@ -386,16 +389,26 @@ def load_window(
         time_column,
         sql.SQL(", ").join(map(sql.Identifier, table.key)),
     )
-    with cursor_for(engine) as cursor:
-        # JSONB arrives as its UTF-8 JSON bytes: parsing is left to the consumer, chunk by
-        # chunk, because a day of parsed chats is many times the size of its JSON (and a str
-        # holding one Korean name takes two bytes per character).
-        cursor.adapters.register_loader("jsonb", JsonBytesLoader)
-        exists = cursor.execute(
+    frames = []
+    with engine.connect() as connection:
+        dbapi = connection.connection.dbapi_connection
+        exists = dbapi.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
         ).fetchone()[0]
-        rows = cursor.execute(query, window_bounds(table, start, end)).fetchall() if exists else []
-    return typed_frame(rows, table, names)
+        if exists:
+            # A server-side cursor, read in chunks that become typed columns at once: a day is
+            # never held as Python tuples whole.
+            with dbapi.cursor(name=f"load_{table.name}") as cursor:
+                # JSONB arrives as its UTF-8 JSON bytes: parsing is left to the consumer, chunk
+                # by chunk, because a day of parsed chats is many times the size of its JSON
+                # (and a str holding one Korean name takes two bytes per character).
+                cursor.adapters.register_loader("jsonb", JsonBytesLoader)
+                cursor.execute(query, window_bounds(table, start, end))
+                while rows := cursor.fetchmany(LOAD_CHUNK_ROWS):
+                    frames.append(typed_frame(rows, table, names))
+    if not frames:
+        return typed_frame([], table, names)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def window_days(table: Table, start: datetime, end: datetime) -> list[date]:

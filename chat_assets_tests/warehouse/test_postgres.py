@@ -188,3 +188,13 @@ def test_a_streamed_landing_that_fails_writes_nothing(engine, schema):
         postgres.land_window(engine, schema, RAW_CHATS, postgres.Landing(fill, ("id",)), DAY, NEXT)
     assert [r[1] for r in table_rows(engine, schema)] == [1]
     assert postgres.row_count(engine, schema, RAW_CHATS) == 1
+
+
+def test_a_window_loads_in_chunks_with_its_declared_dtypes(engine, schema, monkeypatch):
+    write(engine, schema, [chat(n, DAY + timedelta(minutes=n)) for n in range(1, 6)])
+    whole = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    monkeypatch.setattr(postgres, "LOAD_CHUNK_ROWS", 2)
+    chunked = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert list(chunked["id"]) == [1, 2, 3, 4, 5]
+    assert dict(chunked.dtypes) == dict(landing_frame([], "UTC", "k1:test").dtypes)
