@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from chat_assets.privacy.catalog import INDEX, Category, Rule, RuleIndex, Treatment, join_path
-from chat_assets.privacy.detect import find_personal, json_strings, redact, watchlist
+from chat_assets.privacy.detect import (
+    MIN_CANARY_BYTES,
+    find_personal,
+    json_strings,
+    redact,
+    watchlist,
+)
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 
 _WEB_SCHEMES = frozenset({"http", "https"})
@@ -323,8 +329,8 @@ class WindowSanitizer:
 
     That is 64-bit hashes (Python's own, salted per process) of the watched raw values that
     sanitizing held back, of the sanitized text cells, and of each chat's configuration entries
-    with whether the chat holds their text back: about 600 bytes a chat. A collision can only
-    report a leak that is not one.
+    (their text as an index into the window's few configuration texts, with whether the chat
+    holds it back): about 500 bytes a chat. A collision can only report a leak that is not one.
     """
 
     def __init__(self, pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX) -> None:
@@ -333,11 +339,12 @@ class WindowSanitizer:
         self.report = SanitizeReport()
         self._held = array("q")
         self._cells = array("q")
-        # Per chat and configuration entry (path, owner id, text): the entry's hash, its text's,
-        # and whether that chat does not hold the text back.
+        # Per chat and watchable configuration entry (path, owner id, text): the entry's hash,
+        # and its text's index in `_texts` times two, plus one if that chat does not hold the
+        # text back.
         self._entries = array("q")
-        self._entry_texts = array("q")
-        self._entry_free = bytearray()
+        self._entry_texts = array("I")
+        self._texts: dict[str, int] = {}
 
     def page(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Sanitized copies of a page's chats, in order."""
@@ -346,9 +353,12 @@ class WindowSanitizer:
         self.report.update(walk.report)
         for held, entries in zip(walk.records_held, walk.records_configuration, strict=True):
             for entry in set(entries):
+                text = entry[2].strip()
+                if len(text.encode()) < MIN_CANARY_BYTES:
+                    continue  # never watched, so never in need of excusing
+                index = self._texts.setdefault(text, len(self._texts))
                 self._entries.append(hash(entry))
-                self._entry_texts.append(hash(entry[2].strip()))
-                self._entry_free.append(entry[2] not in held)
+                self._entry_texts.append(index << 1 | (entry[2] not in held))
         self._held.extend(map(hash, watchlist(set().union(*walk.records_held))))
         cells = {cell for record in clean for cell in json_strings(record)}
         self._cells.extend(map(hash, watchlist(cells)))
@@ -367,18 +377,19 @@ class WindowSanitizer:
         """Hashes of the held-back texts that are configuration: shown by two or more chats at
         one path with one owner id, one of which at least does not hold the text back. Only
         entries of held-back texts are grouped; they are few."""
-        texts = np.frombuffer(self._entry_texts, dtype=np.int64)
-        candidates = np.flatnonzero(_members(held, texts))
+        text_hashes = np.fromiter(map(hash, self._texts), dtype=np.int64, count=len(self._texts))
+        codes = np.frombuffer(self._entry_texts, dtype=np.uint32)
+        held_texts = np.flatnonzero(_members(held, text_hashes))
+        candidates = np.flatnonzero(np.isin(codes >> 1, held_texts))
         entries = np.frombuffer(self._entries, dtype=np.int64)[candidates]
         order = np.argsort(entries, kind="stable")
-        entries, texts = entries[order], texts[candidates][order]
-        free = np.frombuffer(bytes(self._entry_free), dtype=np.uint8)[candidates][order]
+        entries, codes = entries[order], codes[candidates][order]
         if not entries.size:
-            return entries
+            return np.empty(0, dtype=np.int64)
         firsts = np.flatnonzero(np.r_[True, entries[1:] != entries[:-1]])
         chats = np.diff(np.r_[firsts, entries.size])
-        shown_freely = np.maximum.reduceat(free, firsts) > 0
-        return texts[firsts][(chats >= 2) & shown_freely]
+        shown_freely = np.maximum.reduceat(codes & 1, firsts) > 0
+        return text_hashes[codes[firsts] >> 1][(chats >= 2) & shown_freely]
 
 
 def _members(sorted_keys: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
