@@ -178,12 +178,17 @@ class RequestPacer:
 
     def wait(self) -> None:
         """Block until this caller may start its request, then count it as started now."""
+        self._wait_until_due(start=True)
+
+    def _wait_until_due(self, *, start: bool) -> None:
+        """Sleep until one interval after the last start; then count a start now, if asked."""
         while True:
             with self._lock:
                 now = self._clock()
                 due = self._last_start + (1.0 + self.GUARD) / self._rate
                 if now >= due:
-                    self._last_start = now
+                    if start:
+                        self._last_start = now
                     return
             self._sleep(due - now)
 
@@ -195,13 +200,7 @@ class RequestPacer:
         answer did, however late it left this process."""
         with self._lock:
             self._last_start = max(self._last_start, self._clock())
-        while True:
-            with self._lock:
-                now = self._clock()
-                due = self._last_start + (1.0 + self.GUARD) / self._rate
-            if now >= due:
-                return
-            self._sleep(due - now)
+        self._wait_until_due(start=False)
 
     def throttled(self) -> None:
         """The server answered 429: slow down for everyone sharing this pacer."""

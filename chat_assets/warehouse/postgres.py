@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -297,23 +297,32 @@ def validate_frame(frame: pd.DataFrame, table: Table, start: datetime, end: date
 
 
 def copy_into(cursor: Any, target: sql.Composable, table: Table, frame: pd.DataFrame) -> None:
-    """Binary COPY: values travel typed, so text is never re-parsed on the server."""
+    """Binary COPY of a frame (see `copy_rows`)."""
+    copy_rows(cursor, target, table, frame_rows(frame, table))
+
+
+def copy_rows(
+    cursor: Any, target: sql.Composable, table: Table, rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Binary COPY of rows in declared column order: values travel typed, so text is never
+    re-parsed on the server."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         target, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
     )
     with cursor.copy(statement) as copy:
         copy.set_types([c.type.value for c in table.columns])
-        for row in frame_rows(frame, table):
+        for row in rows:
             copy.write_row(row)
 
 
-def _stage(
-    cursor: Any, target: sql.Composable, table: Table, frame: pd.DataFrame
-) -> sql.Identifier:
-    """COPY the frame into a temporary twin of `target`, dropped at commit."""
+def _staging_table(cursor: Any, table: Table) -> sql.Identifier:
+    """A temporary table with the declared columns, dropped at commit."""
     staging = sql.Identifier(f"_staging_{table.name}")
-    cursor.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, target))
-    copy_into(cursor, staging, table, frame)
+    cursor.execute(
+        sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+            staging, sql.SQL(", ").join(_column_definitions(table))
+        )
+    )
     return staging
 
 
@@ -327,10 +336,10 @@ def replace_window(
 ) -> int:
     """Make the window's rows exactly `frame`, in one transaction; returns rows written."""
     validate_frame(frame, table, start, end)
-    target = qualified(schema, table)
     prepare(engine, schema, table)
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
-        staging = _stage(cursor, target, table, frame)
+        staging = _staging_table(cursor, table)
+        copy_into(cursor, staging, table, frame)
         return _replace_rows(
             cursor, schema, table, start, end, sql.SQL("SELECT * FROM {}").format(staging)
         )
@@ -475,22 +484,10 @@ def land_window(
     fill's metadata). Batches are copied into a temporary table as they come, so no more than
     one batch is held in memory."""
     with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
-        staging = sql.Identifier(f"_staging_{table.name}")
-        cursor.execute(
-            sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
-                staging, sql.SQL(", ").join(_column_definitions(table))
-            )
-        )
-        copy_rows = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            staging, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
-        )
-        types = [c.type.value for c in table.columns]
+        staging = _staging_table(cursor, table)
 
         def write(rows: list[tuple[Any, ...]]) -> None:
-            with cursor.copy(copy_rows) as copy:
-                copy.set_types(types)
-                for row in rows:
-                    copy.write_row(row)
+            copy_rows(cursor, staging, table, rows)
 
         metadata = landing.fill(write)
         # Only now: a fill that fails leaves no trace, not even an empty table.
