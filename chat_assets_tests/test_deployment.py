@@ -224,7 +224,12 @@ def test_instance_config_passes_dagsters_schema(tmp_path, instance_yaml):
     shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     config, custom_class = dagster_instance_config(str(tmp_path))
     assert custom_class is None
-    postgres = config["storage"]["postgres"]["postgres_db"]
+    storage = config["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == (
+        "chat_assets.instance_storage",
+        "PooledPostgresStorage",
+    )
+    postgres = storage["config"]["postgres_db"]
     assert postgres["scheme"] == "postgresql+psycopg2"
     assert postgres["port"] == {"env": "DAGSTER_PG_PORT"}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
