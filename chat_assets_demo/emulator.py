@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import contextlib
 import hmac
 import json
@@ -239,9 +240,9 @@ class _Row:
 
     def sort_key(self, column: str) -> tuple[Any, ...]:
         """The column's value first (missing ones first), the id as the tie-break."""
-        value = {"updated_at": self.updated_us, "created_at": self.created_us}.get(column)
         if column == "id":
             return (self.id_key,)
+        value = self.updated_us if column == "updated_at" else self.created_us
         return ((0, 0) if value is None else (1, value), self.id_key)
 
 
@@ -397,6 +398,31 @@ def _error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
+class _Generated:
+    """One span of generated chat versions, in (updated_at, id) order, and for the last upper
+    bound asked the newest version of each chat up to it.
+
+    UJET holds one record per chat: of a chat's versions in a window, the newest answers. That
+    is the chat's newest version up to the upper bound, when it lies within the lower bound
+    (if it does not, no older one does), so one list serves every lower bound."""
+
+    def __init__(self, span: tuple[int, int], rows: list[_Row]) -> None:
+        self.span = span
+        self.rows = rows
+        self._until: tuple[int, list[_Row], list[int]] | None = None
+
+    def newest_until(self, to_us: int) -> tuple[list[_Row], list[int]]:
+        """The newest version of each chat with updated_at up to to_us, in updated_at order,
+        and their updated_at values (to bisect)."""
+        until = self._until
+        if until is None or until[0] != to_us:
+            within = [row for row in self.rows if (row.updated_us or 0) <= to_us]
+            last = {row.id_key: row for row in within}
+            newest = [row for row in within if last[row.id_key] is row]
+            until = self._until = (to_us, newest, [row.updated_us or 0 for row in newest])
+        return until[1], until[2]
+
+
 class UjetEmulator:
     """A real HTTP server imitating UJET's chats endpoint, with a personality and faults.
 
@@ -446,7 +472,7 @@ class UjetEmulator:
             )
         self._rows: list[_Row] | None = None
         self._served: set[tuple[int, Any]] = set()
-        self._generated: tuple[tuple[int, int], list[_Row]] | None = None
+        self._generated: _Generated | None = None
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -659,13 +685,13 @@ class UjetEmulator:
         return self._generated_rows(from_us, to_us)
 
     def _generated_rows(self, from_us: int, to_us: int) -> list[_Row]:
-        """Keys only (records are built when their page is served); the last window is kept,
+        """Keys only (records are built when their page is served). The last window is kept,
         since a client reads one window in many requests with narrowing lower bounds."""
         day_us = 86_400_000_000
         span = (from_us // day_us * day_us, (to_us // day_us + 1) * day_us)
         with self._lock:
             cached = self._generated
-        if cached is None or cached[0] != span:
+        if cached is None or cached.span != span:
             epoch = datetime(1970, 1, 1, tzinfo=UTC)
             keys = demo_data.chat_version_keys(
                 epoch + timedelta(microseconds=span[0]),
@@ -678,14 +704,11 @@ class UjetEmulator:
                 _Row((0, key.chat_id), key.updated_ms * 1000, key.created_ms * 1000, key)
                 for key in keys
             ]
-            cached = (span, rows)
-            with self._lock:
-                self._generated = cached
-        rows = [row for row in cached[1] if from_us <= (row.updated_us or 0) <= to_us]
-        # UJET holds one record per chat: of a chat's versions in the window, the newest answers
-        # (rows are in updated_at order, so the last one of each id wins).
-        newest = {row.id_key: row for row in rows}
-        return [row for row in rows if newest[row.id_key] is row]
+            cached = _Generated(span, rows)
+        newest, updated = cached.newest_until(to_us)
+        with self._lock:
+            self._generated = cached
+        return newest[bisect.bisect_left(updated, from_us) :]
 
     def _chats(
         self, handler: _Handler, query: _Query, fault: _Fault | None

@@ -726,6 +726,9 @@ def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(depl
     days = [deployment.day(10 + offset) for offset in range(BACKFILL_DAYS)]
     assert deployment.ujet is not None
     before = len(deployment.ujet.requests)
+    # A demo day is one request. Each slowed by 2 s, a fetch holds the account's lock while the
+    # next runs start (one every couple of seconds) and wait for it.
+    deployment.ujet.inject("slow", count=BACKFILL_DAYS, seconds=2)
     backfill = launch_job_backfill(deployment, days)
 
     def all_runs() -> list[dict[str, Any]] | None:
@@ -747,6 +750,7 @@ def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(depl
     assert any(end > start for (_, end), (start, _) in itertools.pairwise(spans)), (
         "no two runs ran at once, so their fetches could not have overlapped"
     )
+    assert deployment.ujet.pending_faults() == 0
     fetched = [
         requested_day(request)
         for request in sorted(deployment.ujet.requests[before:], key=lambda r: r.time)
