@@ -496,11 +496,12 @@ def personal_text(
         sql.SQL("{} AS {}").format(expr, sql.Identifier(f"r{n}"))
         for n, (_, expr, _) in enumerate(scanned)
     ]
-    # NFKC leaves ASCII as it is, and costs ten times a pattern: only other text is normalized.
+    # ASCII text holds no format character and is its own NFKC, and most other text is NFKC
+    # already (a quick check says so), so only the rest pays for normalizing, ten patterns' cost.
     texts = [
         sql.SQL(
-            "regexp_replace(CASE WHEN {r} ~ {non_ascii} THEN normalize({r}, NFKC) ELSE {r} END,"
-            " %s, '', 'g') AS {t}"
+            "CASE WHEN {r} ~ {non_ascii} THEN regexp_replace(CASE WHEN {r} IS NFKC NORMALIZED"
+            " THEN {r} ELSE normalize({r}, NFKC) END, %s, '', 'g') ELSE {r} END AS {t}"
         ).format(
             r=sql.Identifier(f"r{n}"),
             non_ascii=sql.Literal("[^\\x01-\\x7f]"),
@@ -512,13 +513,17 @@ def personal_text(
         sql.SQL("count(*) FILTER (WHERE {} ~ %s)").format(sql.Identifier(f"t{n}"))
         for _, n, _ in cells
     ]
+    # A row is counted by kind only where one pattern of its alternation matches: clean rows,
+    # nearly all of them, are read by one pattern per column.
+    matched = [sql.SQL("{} ~ %s").format(sql.Identifier(f"t{n}")) for n in range(len(scanned))]
+    alternations = ["|".join(f"({PG_PATTERNS[kind]})" for kind in kinds) for _, _, kinds in scanned]
     params = [PG_PATTERNS[kind] for _, _, kind in cells]
     time_column = sql.Identifier(table.time_column)
     # OFFSET 0 keeps each subquery apart, so a text is cast and normalized once, not once per
     # pattern that reads it.
     query = sql.SQL(
         "SELECT {} FROM (SELECT {} FROM (SELECT {} FROM {} WHERE {} >= %s AND {} < %s OFFSET 0)"
-        " AS r OFFSET 0) AS s"
+        " AS r OFFSET 0) AS s WHERE {}"
     ).format(
         sql.SQL(", ").join(counts) if counts else sql.SQL("0"),
         sql.SQL(", ").join(texts) if texts else sql.SQL("1"),
@@ -526,12 +531,14 @@ def personal_text(
         qualified(schema, table),
         time_column,
         time_column,
+        sql.SQL(" OR ").join(matched) if matched else sql.SQL("false"),
     )
     format_class = f"[{FORMAT_CHARACTERS}]"
+    bounds = window_bounds(table, start, end)
     with cursor_for(engine) as cursor:
         values = (
             cursor.execute(
-                query, (*params, *[format_class] * len(texts), *window_bounds(table, start, end))
+                query, (*params, *[format_class] * len(texts), *bounds, *alternations)
             ).fetchone()
             if counts
             else ()

@@ -240,21 +240,46 @@ def test_personal_data_in_kept_text_is_redacted_before_landing(
 
 
 @pytest.mark.parametrize(
-    "message", ["Write to ops@example.com", f"Write to {fullwidth('ops@example.com')}"]
+    ("message", "kind"),
+    [
+        ("Write to ops@example.com", "email"),
+        (f"Write to {fullwidth('ops@example.com')}", "email"),
+        ("Write to ops\u200b@exam\u00adple.com", "email"),
+        ("call me: +82 10-2345-6789", "phone"),
+        ("010\u200b-9876\u200b-5432", "phone"),
+        ("RRN 900101-1234567", "rrn"),
+        ("card 4111 1111 1111 1111 exp 12/29", "card"),
+        ("Menú ﬁnal: see https://example.com/help", "url"),
+        ("Menú ﬁnal, ½ off, nothing personal", None),
+    ],
 )
-def test_the_flattened_tables_are_scanned_too(database_url, engine, schema, message):
-    """Stored text is read normalized, as the Python patterns read it: a disguise is found."""
-    chats = crafted_day()
-    chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": message}
+def test_the_stored_tables_are_scanned_normalized(database_url, engine, schema, message, kind):
+    """Stored text is read normalized, as the Python patterns read it: each kind is found, in
+    the flattened column and in the raw payload (links are kept there by design), disguised or
+    not, and text that only looks unusual is not."""
     start = datetime(2016, 3, 2, tzinfo=UTC)
     end = start + timedelta(days=1)
-    postgres.replace_window(
-        engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
+
+    def stored(output_msg: str) -> tuple[dict[str, int], dict[str, int]]:
+        """What the check finds in chats and in raw_chats (unsanitized here, so the crafted
+        day's own personal data is in its payloads)."""
+        chats = crafted_day()
+        chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": output_msg}
+        frame = landing_frame(chats, "UTC", "k1:test")
+        postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+        postgres.apply_newest(engine, schema, [CHATS], start, end, timezone="UTC")
+        return tuple(
+            checks.personal_text(engine, schema, table, start, end).metadata["cells_found"].value
+            for table in (CHATS, RAW_CHATS)
+        )
+
+    _, raw_before = stored("Welcome")
+    flat, raw = stored(message)
+    assert flat == ({f"selected_menu_output_msg: {kind}": 1} if kind else {})
+    added = {key: n - raw_before.get(key, 0) for key, n in raw.items()}
+    assert {key: n for key, n in added.items() if n} == (
+        {f"payload: {kind}": 1} if kind not in (None, "url") else {}
     )
-    postgres.apply_newest(engine, schema, [CHATS], start, end, timezone="UTC")
-    check = checks.personal_text(engine, schema, CHATS, start, start + timedelta(days=1))
-    assert not check.passed
-    assert check.metadata["cells_found"].value == {"selected_menu_output_msg: email": 1}
 
 
 def test_a_real_source_without_a_key_fails_with_a_clear_message(settings, database_url, schema):
