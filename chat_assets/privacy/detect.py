@@ -219,12 +219,14 @@ def json_strings(document: Any) -> Iterator[str]:
     """
     if isinstance(document, bytes | bytearray | memoryview):
         document = json.loads(bytes(document))
-    if isinstance(document, str):
-        yield document
-    elif isinstance(document, dict):
-        for key, value in document.items():
-            yield str(key)
-            yield from json_strings(value)
-    elif isinstance(document, list):
-        for item in document:
-            yield from json_strings(item)
+    # A stack rather than recursion: a chat has hundreds of nodes, each a generator otherwise.
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            yield from map(str, node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

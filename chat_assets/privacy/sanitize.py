@@ -16,12 +16,20 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from chat_assets.privacy.catalog import INDEX, Category, Rule, RuleIndex, Treatment, join_path
+from chat_assets.privacy.catalog import (
+    INDEX,
+    Category,
+    ContainerKind,
+    Rule,
+    RuleIndex,
+    Treatment,
+    join_path,
+)
 from chat_assets.privacy.detect import (
     MIN_CANARY_BYTES,
     find_personal,
@@ -109,6 +117,14 @@ def _leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
+class _Step(NamedTuple):
+    """What the walk does at a path: the catalog's rule for it, or the container it must be."""
+
+    path: str
+    rule: Rule | None
+    kind: ContainerKind | None
+
+
 class _Walk:
     """One pass over a record that builds the sanitized copy and notes what it held back.
 
@@ -125,7 +141,11 @@ class _Walk:
         self.records_held: list[set[str]] = []
         self.records_configuration: list[list[tuple[str, Any, str]]] = []
         self._configuration: list[tuple[str, Any, str]] = []
-        self._paths: dict[tuple[str, Any], str | None] = {}
+        # Every chat repeats the same keys and many of the same texts: each key's step and each
+        # kept text's redaction are worked out once per walk.
+        self._steps: dict[tuple[str, Any], _Step | None] = {}
+        self._item_steps: dict[str, _Step] = {}
+        self._redacted: dict[str, tuple[str, list[str]]] = {}
 
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(record, dict):
@@ -141,9 +161,12 @@ class _Walk:
     def _object(self, obj: dict[str, Any], prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         owner = _owner_id(obj)
+        steps = self._steps
         for key, value in obj.items():
-            path = self._path(prefix, key)
-            if path is None:
+            step = steps.get((prefix, key), _UNSEEN)
+            if step is _UNSEEN:
+                step = steps[(prefix, key)] = self._key_step(prefix, key)
+            if step is None:
                 # Judged where it is met: a key that is not a plain field name may be data
                 # itself (a map keyed by email); dropped, watched, and counted, never shown.
                 self.report.unnamed_keys += 1
@@ -151,28 +174,26 @@ class _Walk:
                 self.held_back.append(str(key))
                 self.held_back.extend(_leaves(value))
                 continue
-            result = self._value(value, path, owner)
+            result = self._value(value, step, owner)
             if result is not _DROP:
                 out[key] = result
         return out
 
-    def _path(self, prefix: str, key: Any) -> str | None:
-        """The catalog path of a key under prefix; None for a key that is no plain field name.
+    def _key_step(self, prefix: str, key: Any) -> _Step | None:
+        """The step of a key under prefix; None for a key that is no plain field name."""
+        name = str(key)
+        if _FIELD_NAME.match(name) is None or find_personal(name):
+            return None
+        return self._step(join_path(prefix, name))
 
-        Every chat repeats the same keys, so each is judged once per walk."""
-        known = self._paths.get((prefix, key), _UNSEEN)
-        if known is _UNSEEN:
-            name = str(key)
-            plain = _FIELD_NAME.match(name) is not None and not find_personal(name)
-            known = self._paths[(prefix, key)] = join_path(prefix, name) if plain else None
-        return known
+    def _step(self, path: str) -> _Step:
+        return _Step(path, self.index.exact(path), self.index.container(path))
 
-    def _value(self, value: Any, path: str, owner: Any = None) -> Any:
-        rule = self.index.exact(path)
+    def _value(self, value: Any, step: _Step, owner: Any = None) -> Any:
+        path, rule, kind = step
         if rule is not None:
             self.report.counts[rule.treatment] += 1
             return self._apply(rule, value, owner)
-        kind = self.index.container(path)
         if kind is None:
             self.report.unknown_paths.add(path)  # every key on it is a plain field name
             self.held_back.extend(_leaves(value))
@@ -182,8 +203,11 @@ class _Walk:
         if kind == "object" and isinstance(value, dict):
             return self._object(value, path)
         if kind == "list" and isinstance(value, list):
-            items = [self._value(item, f"{path}[]") for item in value]
-            return [None if item is _DROP else item for item in items]
+            item = self._item_steps.get(path)
+            if item is None:
+                item = self._item_steps[path] = self._step(f"{path}[]")
+            items = [self._value(each, item) for each in value]
+            return [None if each is _DROP else each for each in items]
         return self._drifted(value, path)
 
     def _drifted(self, value: Any, path: str) -> None:
@@ -216,7 +240,10 @@ class _Walk:
         """A kept value; kept text has its personal data replaced by typed markers first."""
         if not isinstance(value, str):
             return value
-        clean, kinds = redact(value)
+        done = self._redacted.get(value)
+        if done is None:
+            done = self._redacted[value] = redact(value)
+        clean, kinds = done
         if kinds:
             self.held_back.append(value)
             for kind in kinds:

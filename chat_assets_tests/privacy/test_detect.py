@@ -267,8 +267,8 @@ def test_the_watchlist_skips_short_and_allowed_values() -> None:
 
 def test_json_strings_reads_payloads_for_the_canary() -> None:
     payload = {"id": 1, "end_user": {"identifier": "+14155550134"}, "tags": ["a", 2, None]}
-    strings = list(json_strings(payload))
-    assert strings == ["id", "end_user", "identifier", "+14155550134", "tags", "a"]
+    strings = sorted(json_strings(payload))  # every string once per place, in no set order
+    assert strings == sorted(["id", "end_user", "identifier", "+14155550134", "tags", "a"])
     as_bytes = json.dumps(payload).encode()
-    assert list(json_strings(as_bytes)) == strings
+    assert sorted(json_strings(as_bytes)) == strings
     assert leaked_columns(SENSITIVE, {"payload": json_strings(as_bytes)}) == {"payload": 1}
