@@ -9,6 +9,7 @@ import pandas as pd
 
 from chat_assets import checks
 from chat_assets.grammar import parse_instant
+from chat_assets.handoff import hand_over
 from chat_assets.partitions import local_day
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
@@ -18,6 +19,9 @@ from chat_assets.ujet.client import FetchResult
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import postgres
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+
+# Pages a fetch may be ahead of their sanitizing and landing: about a megabyte each.
+PAGES_AHEAD = 10
 
 
 def landing_rows(records: list[dict[str, Any]], timezone: str, pii_key: str) -> list[tuple]:
@@ -145,19 +149,26 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
             def land(page: list[dict[str, Any]]) -> None:
                 write(landing_rows(sanitizer.page(page), timezone, pseudonymizer.fingerprint))
 
-            # A lock in the warehouse rather than a Dagster pool: a step waiting for a pool
-            # slot spins a core and polls at growing intervals (up to 15 s), which in a
-            # backfill costs more than the fetches themselves.
-            with (
-                ujet.open_client(log=context.log) as client,
-                postgres.held_lock(engine, fetch_lock(client.origin)) as waited,
-            ):
-                if waited >= 1:
-                    context.log.info(
-                        f"Waited {waited:.0f} s for another run's fetch from this UJET account"
-                    )
-                result = client.fetch_window(window.start, window.end, sink=land)
-                client.settle()
+            def fetch(hand: Callable[[list[dict[str, Any]]], None]) -> FetchResult:
+                # A lock in the warehouse rather than a Dagster pool: a step waiting for a pool
+                # slot spins a core and polls at growing intervals (up to 15 s), which in a
+                # backfill costs more than the fetches themselves.
+                with (
+                    ujet.open_client(log=context.log) as client,
+                    postgres.held_lock(engine, fetch_lock(client.origin)) as waited,
+                ):
+                    if waited >= 1:
+                        context.log.info(
+                            f"Waited {waited:.0f} s for another run's fetch from this UJET account"
+                        )
+                    result = client.fetch_window(window.start, window.end, sink=hand)
+                    client.settle()
+                return result
+
+            # The fetch has a thread of its own, so the lock covers its requests only: this
+            # thread sanitizes and lands the pages meanwhile, and may still be at the last few
+            # when the next run's fetch begins.
+            result = hand_over(fetch, land, depth=PAGES_AHEAD, name="ujet-fetch")
             if leaks := sanitizer.leaks():
                 raise canary_failure(leaks)
             fetched.append(result)

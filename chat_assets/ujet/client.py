@@ -192,6 +192,14 @@ class RequestPacer:
                     return
             self._sleep(due - now)
 
+    def sent(self) -> None:
+        """The request that `wait` let go has been written only now: the spacing to the next
+        one counts from here. A thread held up between the two (by another thread holding the
+        interpreter, on a busy machine) would otherwise send its request late and the next one
+        on time, closer to it than the interval."""
+        with self._lock:
+            self._last_start = max(self._last_start, self._clock())
+
     def settle(self) -> None:
         """Wait one interval from now, after the last answer, without starting a request.
 
@@ -244,8 +252,8 @@ def _no_constant(name: str) -> None:
 
 class _PacedConnection:
     """Waits for the pacer once the connection is open, right before the request is written,
-    so spacing is measured on send times: a new connection's handshake cannot shorten the gap
-    to the request after it."""
+    and tells it when the request is out, so spacing is measured on send times: neither a new
+    connection's handshake nor a delay in writing can shorten the gap to the next request."""
 
     pacer: RequestPacer
     sock: Any
@@ -254,7 +262,10 @@ class _PacedConnection:
         if self.sock is None:
             self.connect()  # type: ignore[attr-defined]
         self.pacer.wait()
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self.pacer.sent()
 
 
 class _PacedAdapter(HTTPAdapter):

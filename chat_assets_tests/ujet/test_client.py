@@ -529,6 +529,17 @@ def test_a_late_request_is_not_followed_by_an_early_one() -> None:
     assert max(gaps) >= 0.3  # the oversleeps happened
 
 
+def test_a_request_written_late_pushes_the_next_one_back() -> None:
+    fake = FakeTime(late={})
+    pacer = RequestPacer(5, clock=fake.clock, sleep=fake.sleep)
+    pacer.wait()
+    fake.now += 0.15  # held up for 150 ms before the request went out
+    written = fake.now
+    pacer.sent()
+    pacer.wait()
+    assert fake.now - written >= 0.2  # a whole interval after the late one left
+
+
 def test_settle_waits_out_the_spacing_without_starting_a_request() -> None:
     fake = FakeTime(late={})
     pacer = RequestPacer(5, clock=fake.clock, sleep=fake.sleep)
