@@ -139,9 +139,9 @@ class RequestPacer:
     FLOOR_SHARE = 0.05  # never slower than this share of the configured rate
     FAST_STEP = 0.02  # of the configured rate, per success, up to 85% of the last throttled pace
     SLOW_STEP = 0.001  # ... and beyond
-    # Of an interval: room for the jitter between the pacer letting a request go and the server
-    # seeing it arrive, a few milliseconds on a busy machine (1% drew 429s from a strict limiter).
-    GUARD = 0.03
+    # Of an interval: room for the jitter between a request leaving and the server seeing it
+    # arrive, a few milliseconds (1% and 3% drew 429s from a strict limiter on a busy machine).
+    GUARD = 0.05
 
     def __init__(
         self,
