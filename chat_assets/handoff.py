@@ -57,12 +57,9 @@ def hand_over(
                 continue
         raise Abandoned
 
-    def hand(item: Item) -> None:
-        put(item)
-
     def run() -> None:
         try:
-            end: _End[Result] = _End(result=produce(hand))
+            end: _End[Result] = _End(result=produce(put))
         except BaseException as error:  # handed to the caller's thread, raised there
             end = _End(error=error)
         with contextlib.suppress(Abandoned):  # the caller is gone and raises its own

@@ -3,8 +3,8 @@
 dagster-postgres opens a new connection for every query its run, event and schedule storages
 make (SQLAlchemy's NullPool) outside the webserver. A run stores every event it logs, so it
 opens a connection, a new server process and a password handshake, for each of them.
-`PooledPostgresStorage` is the same storage
-with each of the three keeping a connection open per process, checked before it is used.
+`PooledPostgresStorage` is the same storage with each of the three keeping a connection open
+per process, checked before it is used.
 dagster.yaml selects it (`storage: custom:`) with dagster-postgres' own `postgres_db` config.
 """
 
@@ -15,8 +15,6 @@ import weakref
 from typing import Any
 
 import sqlalchemy as sa
-from dagster._config.config_schema import UserConfigSchema
-from dagster._core.storage.config import pg_config
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.storage import DagsterPostgresStorage
 from dagster_postgres.utils import (
@@ -47,10 +45,6 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
             storage._engine.dispose()
             storage._engine = pooled_engine(storage._engine.url, token_provider)
-
-    @classmethod
-    def config_type(cls) -> UserConfigSchema:
-        return pg_config()
 
     @classmethod
     def from_config_value(

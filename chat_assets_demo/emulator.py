@@ -705,9 +705,9 @@ class UjetEmulator:
                 for key in keys
             ]
             cached = _Generated(span, rows)
+            with self._lock:
+                self._generated = cached
         newest, updated = cached.newest_until(to_us)
-        with self._lock:
-            self._generated = cached
         return newest[bisect.bisect_left(updated, from_us) :]
 
     def _chats(

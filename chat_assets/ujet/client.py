@@ -206,8 +206,7 @@ class RequestPacer:
         For a handover: whoever sends next (another process taking over the account) then
         keeps the spacing where the server measures it. The last request arrived before its
         answer did, however late it left this process."""
-        with self._lock:
-            self._last_start = max(self._last_start, self._clock())
+        self.sent()
         self._wait_until_due(start=False)
 
     def throttled(self) -> None:
