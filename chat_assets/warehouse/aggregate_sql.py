@@ -2,8 +2,9 @@
 
 The query takes two parameters: `%(days)s`, a date[] of local days, and `%(timezone)s`, the
 partitions' time zone. A fact belongs to the day its `day_of` instant falls on in that zone; the
-facts are found through an index on `day_of`, over a range one day wider on each side, then
-matched by their exact local date, so a daylight-saving day is never cut at the wrong hour.
+facts are found through an index on `day_of`, over the day's instants widened by `_MARGIN` on
+each side, then matched by their exact local date: however a zone resolves a midnight that a
+clock change skips or repeats, no fact of the day is left out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from psycopg import sql
 from chat_assets.tables import Aggregation, Column, Table
 
 _DAY = sql.Identifier("_service_day")
+# More than any clock change moves a local midnight (daylight saving moves it by up to two hours).
+_MARGIN = sql.SQL("interval '3 hours'")
 
 
 def _aggregation(table: Table) -> Aggregation:
@@ -45,8 +48,8 @@ def aggregated_rows(table: Table, facts: sql.Composable) -> sql.Composed:
     inner = sql.SQL(
         "SELECT d.{day} AS {time}, {grouped}, {measures}"
         " FROM unnest(%(days)s::date[]) AS d({day}) JOIN {facts} AS f"
-        " ON f.{day_of} >= ((d.{day} - 1)::timestamp AT TIME ZONE %(timezone)s)"
-        " AND f.{day_of} < ((d.{day} + 2)::timestamp AT TIME ZONE %(timezone)s)"
+        " ON f.{day_of} >= (d.{day}::timestamp AT TIME ZONE %(timezone)s) - {margin}"
+        " AND f.{day_of} < ((d.{day} + 1)::timestamp AT TIME ZONE %(timezone)s) + {margin}"
         " AND {local_day} = d.{day}"
         " GROUP BY d.{day}, {grouped}"
     ).format(
@@ -56,6 +59,7 @@ def aggregated_rows(table: Table, facts: sql.Composable) -> sql.Composed:
         measures=sql.SQL(", ").join(_typed(c.formula or "", c) for c in measures),
         facts=facts,
         day_of=day_of,
+        margin=_MARGIN,
         local_day=sql.SQL("(f.{} AT TIME ZONE %(timezone)s)::date").format(day_of),
     )
     outer = [

@@ -198,3 +198,40 @@ def test_a_window_loads_in_chunks_with_its_declared_dtypes(engine, schema, monke
     pd.testing.assert_frame_equal(chunked, whole)
     assert list(chunked["id"]) == [1, 2, 3, 4, 5]
     assert dict(chunked.dtypes) == dict(landing_frame([], "UTC", "k1:test").dtypes)
+
+
+def estimated_rows(engine, query: str) -> float:
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}").scalar()
+    return plan[0]["Plan"]["Plan Rows"]
+
+
+def test_the_planner_sees_the_rows_of_a_window_just_landed(engine, schema):
+    """A window past the table's statistics looks nearly empty to the planner (and the
+    flattening then runs without parallel workers), unless the landing refreshes them."""
+    days = [DAY + timedelta(days=n) for n in range(4)]
+    for n, day in enumerate(days):
+        spread = 2_000 if n == len(days) - 1 else 20
+        records = [chat(n * 10_000 + i, day + timedelta(seconds=i * 40)) for i in range(spread)]
+        frame = landing_frame(records, "UTC", "k1:test")
+        postgres.replace_window(engine, schema, RAW_CHATS, frame, day, day + timedelta(days=1))
+    last = days[-1]
+    estimate = estimated_rows(
+        engine,
+        f"SELECT * FROM {schema}.raw_chats WHERE updated_at >= '{last.isoformat()}'"
+        f" AND updated_at < '{(last + timedelta(days=1)).isoformat()}'",
+    )
+    assert 1_000 <= estimate <= 4_000
+
+
+def test_warehouse_sessions_compile_no_queries_just_in_time(engine):
+    with engine.connect() as connection:
+        default = connection.exec_driver_sql("SHOW jit").scalar()
+    with postgres.cursor_for(engine) as cursor:
+        assert cursor.execute("SHOW jit").fetchone()[0] == "off"
+    with postgres.cursor_for(engine, transaction=True) as cursor:
+        assert cursor.execute("SHOW jit").fetchone()[0] == "off"
+    # Only for the warehouse's own transactions: the pooled sessions keep the server's setting.
+    for _ in range(3):
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW jit").scalar() == default
