@@ -2,12 +2,18 @@
 
 1. A child process generates the day with the demo generator and lands it in raw_chats (not
    timed, and its memory is not this process's).
-2. Timed: load the partition from raw_chats, flatten the four tables, apply each newest-wins
-   (with the recompute of queue_service_levels for the days touched, then timed alone).
-3. Timed floor: a bare binary COPY of the same final rows into empty tables with primary keys.
-Prints wall times, rows per second, the ratio to the floor and this process's peak RSS.
+2. Then, five times over (each time into tables of a fresh schema, raw_chats copied there
+   untimed, the previous round's dropped):
+   - timed: flatten the four tables from raw_chats and apply each newest-wins, with the
+     recompute of queue_service_levels for the days touched;
+   - timed floor: a bare binary COPY of the same final rows (read back untimed) into empty
+     tables with primary keys.
+   Before each timing a CHECKPOINT, and autovacuum is off for these tables: the writes of one
+   timing, flushed or analyzed in the background, would otherwise land in the next one.
+Prints each round, the ratio of the median apply to the median floor, the recompute timed alone,
+and this process's peak RSS through the first apply.
 
-Run: .venv/bin/python benchmarks/flatten_apply.py [--chats 100000] [--database-url URL]
+Run: .venv/bin/python benchmarks/flatten_apply.py [--chats 100000] [--rounds 5] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import resource
+import statistics
 import tempfile
 import time
 from datetime import date
@@ -90,63 +97,113 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def fresh_copy(engine, landed: str, schema: str) -> None:
+    """`schema` with the landed raw_chats and nothing else, autovacuum off for its tables."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    postgres.prepare(engine, schema, RAW_CHATS)
+    with postgres.cursor_for(engine, transaction=True) as cursor:
+        cursor.execute(f"INSERT INTO {schema}.raw_chats SELECT * FROM {landed}.raw_chats")
+        cursor.execute(f"ANALYZE {schema}.raw_chats")
+    quiet(engine, schema, (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS))
+
+
+def quiet(engine, schema: str, tables) -> None:
+    """Autovacuum off for the schema's tables (creating them), then a CHECKPOINT."""
+    for table in tables:
+        postgres.prepare(engine, schema, table)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in tables:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {schema}.{table.name} SET (autovacuum_enabled = false)"
+            )
+        connection.exec_driver_sql("CHECKPOINT")
+
+
+def checkpoint(engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("CHECKPOINT")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chats", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chat_assets_bench_") as state:
         url = args.database_url or embedded_database_url(Path(state))
         engine = postgres.engine_for(url)
-        schema, floor_schema = "bench", "bench_floor"
+        landed = "bench_landed"
         with engine.begin() as connection:
-            for name in (schema, floor_schema):
-                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {landed} CASCADE")
         child = multiprocessing.get_context("spawn").Process(
-            target=land, args=(url, schema, args.chats)
+            target=land, args=(url, landed, args.chats)
         )
         child.start()
         child.join()
         start, end = day_window(DAY, "UTC")
 
-        began = time.perf_counter()
-        applied = postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
-        total = time.perf_counter() - began
-        rss_applied = peak_rss_mb()
-        rows = sum(a.rows_written for a in applied)
+        applies, floors = [], []
+        rss_applied = 0.0
+        for round_ in range(args.rounds):
+            schema, floor_schema = f"bench_{round_}", f"bench_floor_{round_}"
+            fresh_copy(engine, landed, schema)
+            began = time.perf_counter()
+            applied = postgres.apply_newest(
+                engine, schema, DERIVED_TABLES, start, end, timezone="UTC"
+            )
+            applies.append(time.perf_counter() - began)
+            rss_applied = rss_applied or peak_rss_mb()
+            rows = sum(a.rows_written for a in applied)
 
-        # The apply above included the service-level recompute; timed again on its own.
+            # The floor: the same final rows, read back (not timed), COPYed into empty tables.
+            finals = [postgres.load_window(engine, schema, t, start, end) for t in DERIVED_TABLES]
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {floor_schema} CASCADE")
+                connection.exec_driver_sql(f"CREATE SCHEMA {floor_schema}")
+            checkpoint(engine)
+            began = time.perf_counter()
+            with postgres.cursor_for(engine, transaction=True) as cursor:
+                for table, frame in zip(DERIVED_TABLES, finals, strict=True):
+                    postgres.ensure_table(cursor, floor_schema, table)
+                    postgres.copy_into(
+                        cursor,
+                        sql.SQL("{}.{}").format(
+                            sql.Identifier(floor_schema), sql.Identifier(table.name)
+                        ),
+                        table,
+                        frame,
+                    )
+            floors.append(time.perf_counter() - began)
+            del finals
+            if round_ < args.rounds - 1:  # the database stays the same size from round to round
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"DROP SCHEMA {schema}, {floor_schema} CASCADE")
+            print(
+                f"round {round_ + 1}                 flatten + apply {applies[-1]:.2f} s, "
+                f"floor {floors[-1]:.2f} s: ratio {applies[-1] / floors[-1]:.2f}",
+                flush=True,
+            )
+
+        # The last round's apply included the service-level recompute; timed again on its own.
         days = set(applied[DERIVED_TABLES.index(CHAT_QUEUE_DURATIONS)].days_recomputed)
+        checkpoint(engine)
         recompute_began = time.perf_counter()
         with postgres.cursor_for(engine, transaction=True) as cursor:
             levels = postgres.recompute_days(
                 cursor, schema, QUEUE_SERVICE_LEVELS, "UTC", days, mark=True
             )
         recompute = time.perf_counter() - recompute_began
-
-        # The floor: the same final rows, read back (not timed), COPYed into empty tables.
-        finals = [postgres.load_window(engine, schema, t, start, end) for t in DERIVED_TABLES]
-        floor_began = time.perf_counter()
-        with postgres.cursor_for(engine, transaction=True) as cursor:
-            for table, frame in zip(DERIVED_TABLES, finals, strict=True):
-                postgres.ensure_table(cursor, floor_schema, table)
-                postgres.copy_into(
-                    cursor,
-                    sql.SQL("{}.{}").format(
-                        sql.Identifier(floor_schema), sql.Identifier(table.name)
-                    ),
-                    table,
-                    frame,
-                )
-        floor = time.perf_counter() - floor_began
         server_floor = server_only_copy(engine, floor_schema, DERIVED_TABLES)
 
+        total, floor = statistics.median(applies), statistics.median(floors)
         print(f"rows                    {rows} across {len(applied)} tables")
         for table, result in zip(DERIVED_TABLES, applied, strict=True):
             print(f"  {table.name:<22}{result.rows_written}")
-        print(f"flatten + apply         {total:.2f} s ({rows / total:,.0f} rows/s)")
-        print(f"bare COPY (floor)       {floor:.2f} s ({rows / floor:,.0f} rows/s)")
-        print(f"ratio to the floor      {total / floor:.2f}")
+        print(f"flatten + apply         {total:.2f} s median ({rows / total:,.0f} rows/s)")
+        print(f"bare COPY (floor)       {floor:.2f} s median ({rows / floor:,.0f} rows/s)")
+        print(f"ratio to the floor      {total / floor:.2f} (target 3.0)")
         print(
             f"service-level recompute {recompute:.2f} s: {levels} rows of {len(days)} service "
             f"days, {recompute / total:.1%} of the apply"
@@ -155,7 +212,7 @@ def main() -> None:
             f"server-only COPY        {server_floor:.2f} s (the same rows as pre-encoded binary "
             f"COPY data; ratio {total / server_floor:.2f})"
         )
-        print(f"peak RSS, this process  {rss_applied:.0f} MB through the apply")
+        print(f"peak RSS, this process  {rss_applied:.0f} MB through the first apply")
         backends = server_peak_rss_mb(engine)
         if backends is not None:
             print(f"peak RSS, PostgreSQL    {backends:.0f} MB (largest server process)")
