@@ -308,8 +308,11 @@ def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
     )
 
 
-def _accepted(flat: sql.Composable, batch: sql.Composable) -> sql.Composable:
-    """The flattened rows of the batch's chat versions (a chat may be in the window twice)."""
+def _accepted(flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
+    """The flattened rows of the batch's chat versions (a chat may be in the window twice);
+    without a batch, every row of `flat` (each version in the window was accepted)."""
+    if batch is None:
+        return sql.SQL("FROM {} AS f").format(flat)
     return sql.SQL(
         "FROM {flat} AS f JOIN {batch} AS a ON f.{chat} = a.{raw_id}"
         " AND f.{partition} = a.{raw_partition}"
@@ -324,10 +327,10 @@ def _accepted(flat: sql.Composable, batch: sql.Composable) -> sql.Composable:
 
 
 def insert_rows(
-    table: Table, flat: sql.Composable, batch: sql.Composable, target: sql.Composable
+    table: Table, flat: sql.Composable, batch: sql.Composable | None, target: sql.Composable
 ) -> sql.Composable:
     """INSERT into `target` the rows of `flat` (see `flattened_rows`) of the chats in `batch`
-    (id, partition_key)."""
+    (id, partition_key), or all of them without a batch."""
     return sql.SQL(
         "INSERT INTO {target} ({names}) SELECT {columns} {accepted} WHERE NOT f.{malformed}"
     ).format(
@@ -339,10 +342,11 @@ def insert_rows(
     )
 
 
-def figures(table: Table, flat: sql.Composable, batch: sql.Composable) -> sql.Composable:
-    """SELECT one row for the batch's chats: rows, chats whose list was not a list, for each
-    converted column the source values that could not be converted (see `converted_columns`),
-    and for a table with an enumeration summary the rows of each documented value."""
+def figures(table: Table, flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
+    """SELECT one row for the batch's chats (all of `flat`'s without a batch): rows, chats whose
+    list was not a list, for each converted column the source values that could not be
+    converted (see `converted_columns`), and for a table with an enumeration summary the rows
+    of each documented value."""
     malformed = sql.Identifier("f", MALFORMED)
     counts = [
         sql.SQL("count(*) FILTER (WHERE NOT {})").format(malformed),

@@ -587,12 +587,18 @@ def apply_newest(
         # see the same versions. (SHARE admits other applies, and it is taken first of all.)
         cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(qualified(schema, RAW_CHATS)))
         with _refusals_without_values(tables[0]):
-            accepted, stale = _accept_batch(cursor, schema, REGISTRY_KEY, start, end)
+            accepted, stale, every = _accept_batch(cursor, schema, REGISTRY_KEY, start, end)
+        # When the registry accepted every version in the window (as it does unless a newer
+        # version was applied before, or a chat is in the window twice), the flattened rows
+        # are all the accepted ones, and are written without a join to the batch.
+        batch = None if every else _BATCH
         days = {a.name: _batch_days(cursor, schema, a, timezone) for a in aggregates}
         added = []
         for table in tables:
             with _refusals_without_values(table):
-                written, delta, failures, summary = _apply_table(cursor, schema, table, start, end)
+                written, delta, failures, summary = _apply_table(
+                    cursor, schema, table, start, end, batch
+                )
             results.append(Applied(accepted, stale, written, failures, summary))
             added.append(delta)
         for aggregate in aggregates:
@@ -727,9 +733,10 @@ _FLAT = sql.Identifier("_chat_flat")
 
 def _accept_batch(
     cursor: Any, schema: str, registry_key: str, start: datetime, end: datetime
-) -> tuple[int, int]:
+) -> tuple[int, int, bool]:
     """Leave in the temporary batch table the window's chat versions the registry accepts;
-    returns how many it accepted and how many were older than the version applied before."""
+    returns how many it accepted, how many were older than the version applied before, and
+    whether it accepted every version in the window."""
     registry = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(VERSIONS_TABLE))
     cursor.execute(
         sql.SQL(
@@ -746,6 +753,14 @@ def _accept_batch(
         (start, end),
     )
     chats = cursor.rowcount
+    versions = cursor.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE {} >= %s AND {} < %s").format(
+            qualified(schema, RAW_CHATS),
+            sql.Identifier(VERSION_FIELD),
+            sql.Identifier(VERSION_FIELD),
+        ),
+        (start, end),
+    ).fetchone()[0]
     cursor.execute(
         sql.SQL(
             "WITH accepted AS (INSERT INTO {registry} AS r (table_name, chat_id, updated_at)"
@@ -763,13 +778,19 @@ def _accept_batch(
     )
     stale = cursor.rowcount
     cursor.execute(sql.SQL("ANALYZE {}").format(_BATCH))
-    return chats - stale, stale
+    return chats - stale, stale, not stale and chats == versions
 
 
 def _apply_table(
-    cursor: Any, schema: str, table: Table, start: datetime, end: datetime
+    cursor: Any,
+    schema: str,
+    table: Table,
+    start: datetime,
+    end: datetime,
+    batch: sql.Composable | None,
 ) -> tuple[int, int, dict[str, int], dict[str, int]]:
-    """Replace the rows of the batch's chats in `table`; returns (rows written, rows added
+    """Replace the rows of the batch's chats in `table`, the new ones flattened from the
+    window's versions of `batch` (None: all of them); returns (rows written, rows added
     (inserted minus deleted), conversion failures, rows per documented summary value)."""
     target = qualified(schema, table)
     # PostgreSQL may spread CREATE TABLE AS over parallel workers, but not INSERT ... SELECT:
@@ -787,9 +808,9 @@ def _apply_table(
         )
     )
     deleted = cursor.rowcount
-    cursor.execute(flatten_sql.insert_rows(table, _FLAT, _BATCH, target))
+    cursor.execute(flatten_sql.insert_rows(table, _FLAT, batch, target))
     inserted = cursor.rowcount
-    figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, _BATCH)).fetchone())
+    figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, batch)).fetchone())
     cursor.execute(sql.SQL("DROP TABLE {}").format(_FLAT))
     written, malformed = figures.pop(0), figures.pop(0)
     failures = {table.items: malformed} if table.items and malformed else {}
