@@ -112,12 +112,12 @@ def quiet(engine, schema: str, tables) -> None:
     """Autovacuum off for the schema's tables (creating them), then a CHECKPOINT."""
     for table in tables:
         postgres.prepare(engine, schema, table)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with engine.begin() as connection:
         for table in tables:
             connection.exec_driver_sql(
                 f"ALTER TABLE {schema}.{table.name} SET (autovacuum_enabled = false)"
             )
-        connection.exec_driver_sql("CHECKPOINT")
+    checkpoint(engine)
 
 
 def checkpoint(engine) -> None:

@@ -87,11 +87,12 @@ def cursor_for(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]
             cursor.close()
 
 
-def _without_jit(cursor: Any) -> None:
-    """For the rest of the transaction, no JIT compilation of queries. The flattening and the
-    checks compile to large expressions over a day's rows: where the server has JIT, compiling
-    them cost more than it saved (the apply took twice as long, the checks a fifth longer)."""
-    cursor.execute("SET LOCAL jit = off")
+def _without_jit(executor: Any) -> None:
+    """For the rest of the transaction of `executor` (a psycopg cursor or connection), no JIT
+    compilation of queries. The flattening and the checks compile to large expressions over a
+    day's rows: where the server has JIT, compiling them cost more than it saved (the apply took
+    twice as long, the checks a fifth longer)."""
+    executor.execute("SET LOCAL jit = off")
 
 
 @contextmanager
