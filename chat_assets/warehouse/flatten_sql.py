@@ -1,16 +1,17 @@
 """Flattening inside PostgreSQL, compiled from the table declarations.
 
 A day's chats are already in raw_chats as JSONB. Reading them back into Python to flatten costs
-several times a COPY of the result, so the warehouse flattens them where they are: each table is
-one SELECT over `jsonb_to_record`, and every value is converted by the grammar of
-`chat_assets.grammar`. The tests' pure reference flattening reads by the same grammar, and an
-equivalence test holds this SQL to it.
+several times a COPY of the result, so the warehouse flattens them where they are: one SELECT over
+`jsonb_to_record` gives every table's rows, each payload read once, and every value is converted
+by the grammar of `chat_assets.grammar`. The tests' pure reference flattening reads by the same
+grammar, and an equivalence test holds this SQL to it.
 Nothing here touches a database: these functions only build statements
 (`chat_assets.warehouse.postgres.apply_newest` runs them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -27,8 +28,8 @@ from chat_assets.tables import (
 )
 
 # Aliases inside the compiled statement: b is the raw_chats row, c the chat's top-level fields,
-# i a list item's fields.
-_BATCH, _CHAT, _ITEM = sql.Identifier("b"), sql.Identifier("c"), sql.Identifier("i")
+# e the chat's lists side by side (see `flattened_rows`).
+_BATCH, _CHAT, _LISTS = sql.Identifier("b"), sql.Identifier("c"), sql.Identifier("e")
 # raw_chats' typed columns are named after the chat fields they are parsed from.
 _RAW_ID, _RAW_VERSION = sql.Identifier(CHAT_ID_FIELD), sql.Identifier(VERSION_FIELD)
 _RAW_PARTITION, _RAW_PAYLOAD = sql.Identifier(RAW_PARTITION), sql.Identifier(RAW_PAYLOAD)
@@ -200,16 +201,33 @@ def _fields(table: Table, on_chat: bool) -> dict[str, str]:
     return fields
 
 
-def _sources(table: Table) -> list[_Source]:
-    """Each column's value and presence, in declared order."""
-    fields = {on_chat: _fields(table, on_chat) for on_chat in (True, False)}
+def _chat_fields(tables: Sequence[Table]) -> dict[str, str]:
+    """The chat's top-level fields that any of the tables reads (see `_fields`): text only
+    where every table reading a field reads it as text."""
+    fields: dict[str, str] = {}
+    for table in tables:
+        for name, kind in _fields(table, True).items():
+            both_text = kind == "text" and fields.get(name, "text") == "text"
+            fields[name] = "text" if both_text else "jsonb"
+    return fields
+
+
+def _item(table: Table) -> sql.Identifier:
+    """The alias of a child table's list item, and of its fields."""
+    return sql.Identifier(f"{table.name}.item")
+
+
+def _sources(table: Table, chat_fields: dict[str, str] | None = None) -> list[_Source]:
+    """Each column's value and presence, in declared order; `chat_fields` are the chat's
+    fields as extracted (by default, those of the table alone)."""
+    fields = {True: chat_fields or _fields(table, True), False: _fields(table, False)}
     sources = []
     for column in table.columns:
         read = table.read(column)
         if read is None:
             raise ValueError(f"{table.name}.{column.name} has no source in the chat")
         if read.position:
-            sources.append(_Source(sql.SQL("(e.n - 1)::integer"), None))
+            sources.append(_Source(sql.SQL("({}.n - 1)::integer").format(_LISTS), None))
             continue
         if read.identity:
             raw_column = sql.Identifier(read.path)  # raw_chats' column of that chat field
@@ -217,7 +235,7 @@ def _sources(table: Table) -> list[_Source]:
             continue
         first, *rest = read.path.split(".")
         value: sql.Composable = sql.SQL("{}.{}").format(
-            _CHAT if read.on_chat else _ITEM, sql.Identifier(first)
+            _CHAT if read.on_chat else _item(table), sql.Identifier(first)
         )
         if fields[read.on_chat][first] == "text":
             sources.append(_Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value)))
@@ -244,101 +262,128 @@ def _record(
     return sql.SQL("jsonb_to_record({}) AS {}({})").format(payload, alias, definition)
 
 
-# Columns of the flattened rows besides the declared ones.
+# Columns of the flattened rows besides the tables' own.
 CHAT = "_chat"  # the chat's id
 PARTITION = "_partition"  # the raw_chats partition the version came from
-MALFORMED = "_malformed"  # a marker row for a chat whose list was neither a list nor null
 
 
-def _present(n: int) -> sql.Identifier:
-    return sql.Identifier(f"_present{n}")
-
-
-def flattened_rows(table: Table, raw: sql.Composable) -> sql.Composable:
-    """SELECT of the table's rows from raw_chats versions with updated_at in [%s, %s).
-
-    Besides the declared columns it gives `_chat`, `_partition`, `_malformed` and, for each
-    converted column n, `_present<n>`: whether its source value was non-null. Functions and
-    operators here are all parallel safe, so PostgreSQL can spread the work over its workers.
+def flat_column(table: Table, name: str) -> sql.Identifier:
+    """The flattened rows' column that holds `table`'s column `name`, or one of these:
+    - `_row`: whether the row holds one of the table's rows;
+    - `_malformed`: whether that is a marker for a chat whose list was neither a list nor null;
+    - `_present<n>`: whether the source value of the table's n-th converted column was non-null.
     """
-    sources = _sources(table)
-    items = [
-        sql.SQL("{} AS {}").format(s.value, sql.Identifier(c.name))
-        for c, s in zip(table.columns, sources, strict=True)
+    return sql.Identifier(f"{table.name}.{name}")
+
+
+def _present(n: int) -> str:
+    return f"_present{n}"
+
+
+def _columns(table: Table, chat_fields: dict[str, str]) -> list[sql.Composable]:
+    """The table's columns of a flattened row."""
+    sources = _sources(table, chat_fields)
+    if table.items:
+        # A list that is not a list gives one marker item, so it is counted in the same pass.
+        listed = sql.SQL("{}.{}").format(_CHAT, sql.Identifier(table.items))
+        row = sql.SQL("{}.{} IS NOT NULL").format(_LISTS, _item(table))
+        malformed = sql.SQL("jsonb_typeof({}) <> 'array'").format(listed)
+    else:
+        row, malformed = sql.SQL("{}.n = 1").format(_LISTS), sql.SQL("false")
+    columns = []
+    for column, source in zip(table.columns, sources, strict=True):
+        value = source.value
+        if not table.items:  # the chat's own columns, on its first row only
+            value = sql.SQL("CASE WHEN {} THEN {} END").format(row, value)
+        columns.append(sql.SQL("{} AS {}").format(value, flat_column(table, column.name)))
+    flags = [("_row", row), ("_malformed", malformed)]
+    flags += [(_present(n), s.present) for n, s in enumerate(sources) if s.present is not None]
+    for name, flag in flags:
+        columns.append(sql.SQL("{} AS {}").format(flag, flat_column(table, name)))
+    return columns
+
+
+def flattened_rows(tables: Sequence[Table], raw: sql.Composable) -> sql.Composable:
+    """SELECT of the tables' rows from raw_chats versions with updated_at in [%s, %s), every
+    payload read once for all of them.
+
+    A chat's lists are read side by side (ROWS FROM): its n-th flattened row holds the n-th
+    item of each list that has one, and the first holds the chat's own columns too. Besides
+    the tables' columns and flags (see `flat_column`), each row has `_chat` and `_partition`.
+    Functions and operators here are all parallel safe, so PostgreSQL can spread the work over
+    its workers.
+    """
+    chat_fields = _chat_fields(tables)
+    children = [table for table in tables if table.items]
+    elements = [
+        sql.SQL(
+            "jsonb_array_elements(CASE jsonb_typeof({0}) WHEN 'array' THEN {0}"
+            " WHEN 'null' THEN NULL ELSE '[null]' END)"
+        ).format(sql.SQL("{}.{}").format(_CHAT, sql.Identifier(table.items)))
+        for table in children
     ]
-    items += [
-        sql.SQL("{} AS {}").format(s.present, _present(n))
-        for n, s in enumerate(sources)
-        if s.present is not None
+    # One row more, so that a chat without any list item still has its first row.
+    elements.append(sql.SQL("generate_series(1, 1)"))
+    aliases = [_item(table) for table in children] + [sql.Identifier("_first")]
+    joins = [
+        sql.SQL("FROM {} AS {}").format(raw, _BATCH),
+        sql.SQL("CROSS JOIN LATERAL {}").format(
+            _record(sql.SQL("{}.{}").format(_BATCH, _RAW_PAYLOAD), chat_fields, _CHAT)
+        ),
+        sql.SQL("CROSS JOIN LATERAL ROWS FROM ({}) WITH ORDINALITY AS {}({}, n)").format(
+            sql.SQL(", ").join(elements), _LISTS, sql.SQL(", ").join(aliases)
+        ),
     ]
+    for table in children:
+        item = sql.SQL("{}.{}").format(_LISTS, _item(table))
+        an_object = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'object' THEN {0} ELSE '{{}}' END")
+        record = _record(an_object.format(item), _fields(table, False), _item(table))
+        joins.append(sql.SQL("CROSS JOIN LATERAL {}").format(record))
+    items = [column for table in tables for column in _columns(table, chat_fields)]
     items += [
         sql.SQL("{}.{} AS {}").format(_BATCH, _RAW_ID, sql.Identifier(CHAT)),
         sql.SQL("{}.{} AS {}").format(_BATCH, _RAW_PARTITION, sql.Identifier(PARTITION)),
     ]
-    joins = [
-        sql.SQL("FROM {} AS {}").format(raw, _BATCH),
-        sql.SQL("CROSS JOIN LATERAL {}").format(
-            _record(sql.SQL("{}.{}").format(_BATCH, _RAW_PAYLOAD), _fields(table, True), _CHAT)
-        ),
-    ]
-    if table.items:
-        # A list that is not a list gives one marker row, so it is counted in the same pass.
-        listed = sql.SQL("{}.{}").format(_CHAT, sql.Identifier(table.items))
-        items.append(
-            sql.SQL("jsonb_typeof({}) <> 'array' AS {}").format(listed, sql.Identifier(MALFORMED))
-        )
-        joins += [
-            sql.SQL(
-                "CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof({0}) WHEN 'array'"
-                " THEN {0} WHEN 'null' THEN NULL ELSE '[null]' END) WITH ORDINALITY AS e(item, n)"
-            ).format(listed),
-            sql.SQL("CROSS JOIN LATERAL {}").format(
-                _record(
-                    sql.SQL("CASE WHEN jsonb_typeof(e.item) = 'object' THEN e.item ELSE '{}' END"),
-                    _fields(table, False),
-                    _ITEM,
-                )
-            ),
-        ]
-    else:
-        items.append(sql.SQL("false AS {}").format(sql.Identifier(MALFORMED)))
     window = sql.SQL("WHERE {0}.{1} >= %s AND {0}.{1} < %s").format(_BATCH, _RAW_VERSION)
     return sql.SQL("SELECT {} {} {}").format(
         sql.SQL(", ").join(items), sql.SQL(" ").join(joins), window
     )
 
 
-def _accepted(flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
-    """The flattened rows of the batch's chat versions (a chat may be in the window twice);
-    without a batch, every row of `flat` (each version in the window was accepted)."""
-    if batch is None:
-        return sql.SQL("FROM {} AS f").format(flat)
-    return sql.SQL(
-        "FROM {flat} AS f JOIN {batch} AS a ON f.{chat} = a.{raw_id}"
-        " AND f.{partition} = a.{raw_partition}"
-    ).format(
-        flat=flat,
-        batch=batch,
-        chat=sql.Identifier(CHAT),
-        partition=sql.Identifier(PARTITION),
-        raw_id=_RAW_ID,
-        raw_partition=_RAW_PARTITION,
+def _accepted(table: Table, flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
+    """The table's flattened rows of the batch's chat versions (a chat may be in the window
+    twice); without a batch, all of them (each version in the window was accepted)."""
+    join = sql.SQL("")
+    if batch is not None:
+        join = sql.SQL(
+            " JOIN {batch} AS a ON f.{chat} = a.{raw_id} AND f.{partition} = a.{raw_partition}"
+        ).format(
+            batch=batch,
+            chat=sql.Identifier(CHAT),
+            partition=sql.Identifier(PARTITION),
+            raw_id=_RAW_ID,
+            raw_partition=_RAW_PARTITION,
+        )
+    return sql.SQL("FROM {flat} AS f{join} WHERE f.{row}").format(
+        flat=flat, join=join, row=flat_column(table, "_row")
     )
 
 
 def insert_rows(
     table: Table, flat: sql.Composable, batch: sql.Composable | None, target: sql.Composable
 ) -> sql.Composable:
-    """INSERT into `target` the rows of `flat` (see `flattened_rows`) of the chats in `batch`
-    (id, partition_key), or all of them without a batch."""
+    """INSERT into `target` the table's rows of `flat` (see `flattened_rows`) of the chats in
+    `batch` (id, partition_key), or all of them without a batch."""
     return sql.SQL(
-        "INSERT INTO {target} ({names}) SELECT {columns} {accepted} WHERE NOT f.{malformed}"
+        "INSERT INTO {target} ({names}) SELECT {columns} {accepted} AND NOT f.{malformed}"
     ).format(
         target=target,
         names=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
-        columns=sql.SQL(", ").join(sql.Identifier("f", name) for name in table.column_names),
-        accepted=_accepted(flat, batch),
-        malformed=sql.Identifier(MALFORMED),
+        columns=sql.SQL(", ").join(
+            sql.SQL("f.{}").format(flat_column(table, name)) for name in table.column_names
+        ),
+        accepted=_accepted(table, flat, batch),
+        malformed=flat_column(table, "_malformed"),
     )
 
 
@@ -347,24 +392,24 @@ def figures(table: Table, flat: sql.Composable, batch: sql.Composable | None) ->
     list was not a list, for each converted column the source values that could not be
     converted (see `converted_columns`), and for a table with an enumeration summary the rows
     of each documented value."""
-    malformed = sql.Identifier("f", MALFORMED)
+    malformed = sql.SQL("f.{}").format(flat_column(table, "_malformed"))
     counts = [
         sql.SQL("count(*) FILTER (WHERE NOT {})").format(malformed),
         sql.SQL("count(*) FILTER (WHERE {})").format(malformed),
     ]
     counts += [
         sql.SQL("count(*) FILTER (WHERE f.{} AND f.{} IS NULL)").format(
-            _present(n), sql.Identifier(table.columns[n].name)
+            flat_column(table, _present(n)), flat_column(table, table.columns[n].name)
         )
         for n in _converted(table)
     ]
     if table.summary_by:
-        summary = sql.Identifier("f", table.summary_by)
+        summary = sql.SQL("f.{}").format(flat_column(table, table.summary_by))
         counts += [
             sql.SQL("count(*) FILTER (WHERE {} = {})").format(summary, sql.Literal(value))
             for value in table.column(table.summary_by).values
         ]
-    return sql.SQL("SELECT {} {}").format(sql.SQL(", ").join(counts), _accepted(flat, batch))
+    return sql.SQL("SELECT {} {}").format(sql.SQL(", ").join(counts), _accepted(table, flat, batch))
 
 
 def _converted(table: Table) -> list[int]:

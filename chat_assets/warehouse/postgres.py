@@ -47,7 +47,7 @@ class WarehouseError(RuntimeError):
 
 
 @contextmanager
-def _refusals_without_values(table: Table) -> Iterator[None]:
+def _refusals_without_values(name: str) -> Iterator[None]:
     """PostgreSQL quotes row values in its errors (DETAIL: Failing row contains ..., COPY
     context); say which table, column and constraint refused, never what the value was."""
     try:
@@ -64,7 +64,7 @@ def _refusals_without_values(table: Table) -> Iterator[None]:
             if value
         )
         raise WarehouseError(
-            f"{table.name}: PostgreSQL refused the write ({type(cause).__name__}, SQLSTATE "
+            f"{name}: PostgreSQL refused the write ({type(cause).__name__}, SQLSTATE "
             f"{getattr(cause, 'sqlstate', None)}{', ' + where if where else ''}); "
             "the transaction was rolled back and nothing changed"
         ) from None
@@ -258,7 +258,7 @@ def prepare(engine: sa.Engine, schema: str, table: Table) -> None:
     key = (str(engine.url), schema, table.name)
     if key in _prepared:
         return
-    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
+    with _refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
         ensure_table(cursor, schema, table)
         if table.write is WriteMode.NEWEST_WINS:
             _ensure_bookkeeping(cursor, schema, VERSIONS_TABLE)
@@ -346,7 +346,7 @@ def replace_window(
     """Make the window's rows exactly `frame`, in one transaction; returns rows written."""
     validate_frame(frame, table, start, end)
     prepare(engine, schema, table)
-    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
+    with _refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
         staging = _staging_table(cursor, table)
         copy_into(cursor, staging, table, frame)
         return _replace_rows(
@@ -510,7 +510,7 @@ def land_window(
     """Make the window's rows what `landing` fills in, in one transaction: (rows written, the
     fill's metadata). Batches are copied into a temporary table as they come, so no more than
     one batch is held in memory."""
-    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
+    with _refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
         staging = _staging_table(cursor, table)
 
         def write(rows: list[tuple[Any, ...]]) -> None:
@@ -587,25 +587,34 @@ def apply_newest(
         # Every statement below reads raw_chats anew: hold landings off until commit, so all
         # see the same versions. (SHARE admits other applies, and it is taken first of all.)
         cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(qualified(schema, RAW_CHATS)))
-        with _refusals_without_values(tables[0]):
+        with _refusals_without_values(tables[0].name):
             accepted, stale, every = _accept_batch(cursor, schema, REGISTRY_KEY, start, end)
         # When the registry accepted every version in the window (as it does unless a newer
         # version was applied before, or a chat is in the window twice), the flattened rows
         # are all the accepted ones, and are written without a join to the batch.
         batch = None if every else _BATCH
         days = {a.name: _batch_days(cursor, schema, a, timezone) for a in aggregates}
+        # PostgreSQL may spread CREATE TABLE AS over parallel workers, but not INSERT ... SELECT:
+        # so the window is flattened, every payload read once for all the tables, into a
+        # temporary table, and each table's rows of the accepted versions inserted from there.
+        with _refusals_without_values(", ".join(table.name for table in tables)):
+            cursor.execute(
+                sql.SQL("CREATE TEMP TABLE {} AS {}").format(
+                    _FLAT, flatten_sql.flattened_rows(tables, qualified(schema, RAW_CHATS))
+                ),
+                (start, end),
+            )
         added = []
         for table in tables:
-            with _refusals_without_values(table):
-                written, delta, failures, summary = _apply_table(
-                    cursor, schema, table, start, end, batch
-                )
+            with _refusals_without_values(table.name):
+                written, delta, failures, summary = _apply_table(cursor, schema, table, batch)
             results.append(Applied(accepted, stale, written, failures, summary))
             added.append(delta)
+        cursor.execute(sql.SQL("DROP TABLE {}").format(_FLAT))
         for aggregate in aggregates:
             assert aggregate.aggregation is not None
             touched = days[aggregate.name] | _batch_days(cursor, schema, aggregate, timezone)
-            with _refusals_without_values(aggregate):
+            with _refusals_without_values(aggregate.name):
                 recompute_days(cursor, schema, aggregate, timezone, touched, mark=True)
             facts = tables.index(aggregate.aggregation.facts)
             results[facts] = replace(results[facts], days_recomputed=tuple(sorted(touched)))
@@ -708,7 +717,7 @@ def recompute_window(
     assert table.aggregation is not None
     prepare(engine, schema, table.aggregation.facts)
     prepare(engine, schema, table)
-    with _refusals_without_values(table), cursor_for(engine, transaction=True) as cursor:
+    with _refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
         return recompute_days(cursor, schema, table, timezone, days, mark=False)
 
 
@@ -783,26 +792,12 @@ def _accept_batch(
 
 
 def _apply_table(
-    cursor: Any,
-    schema: str,
-    table: Table,
-    start: datetime,
-    end: datetime,
-    batch: sql.Composable | None,
+    cursor: Any, schema: str, table: Table, batch: sql.Composable | None
 ) -> tuple[int, int, dict[str, int], dict[str, int]]:
-    """Replace the rows of the batch's chats in `table`, the new ones flattened from the
-    window's versions of `batch` (None: all of them); returns (rows written, rows added
+    """Replace the rows of the batch's chats in `table` with its rows of the flattened window
+    (of the versions in `batch`; None: all of them); returns (rows written, rows added
     (inserted minus deleted), conversion failures, rows per documented summary value)."""
     target = qualified(schema, table)
-    # PostgreSQL may spread CREATE TABLE AS over parallel workers, but not INSERT ... SELECT:
-    # so the window is flattened into a temporary table, and the accepted versions' rows are
-    # inserted from there.
-    cursor.execute(
-        sql.SQL("CREATE TEMP TABLE {} AS {}").format(
-            _FLAT, flatten_sql.flattened_rows(table, qualified(schema, RAW_CHATS))
-        ),
-        (start, end),
-    )
     cursor.execute(
         sql.SQL("DELETE FROM {} WHERE {} {}").format(
             target, sql.Identifier(table.key[0]), any_of(_batch_ids())
@@ -812,7 +807,6 @@ def _apply_table(
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, batch, target))
     inserted = cursor.rowcount
     figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, batch)).fetchone())
-    cursor.execute(sql.SQL("DROP TABLE {}").format(_FLAT))
     written, malformed = figures.pop(0), figures.pop(0)
     failures = {table.items: malformed} if table.items and malformed else {}
     for name in flatten_sql.converted_columns(table):
