@@ -181,9 +181,10 @@ class _Source:
 
 
 def _as_text(column: Column) -> bool:
-    """Timestamps are read as text: only a JSON string can match their grammar, and reading
-    the text once is much cheaper than converting JSONB at every step of the check."""
-    return column.type is PgType.TIMESTAMPTZ
+    """Text and timestamps are read as text: `jsonb_to_record` gives a JSON string's text and
+    any other value's JSON, as `#>> '{}'` does, and only a JSON string can match a timestamp's
+    grammar; reading the text once is much cheaper than converting JSONB at every step."""
+    return column.type in (PgType.TIMESTAMPTZ, PgType.TEXT)
 
 
 def _fields(table: Table, on_chat: bool) -> dict[str, str]:
@@ -238,7 +239,8 @@ def _sources(table: Table, chat_fields: dict[str, str] | None = None) -> list[_S
             _CHAT if read.on_chat else _item(table), sql.Identifier(first)
         )
         if fields[read.on_chat][first] == "text":
-            sources.append(_Source(_timestamp(value), sql.SQL("{} IS NOT NULL").format(value)))
+            text = _timestamp(value) if column.type is PgType.TIMESTAMPTZ else value
+            sources.append(_Source(text, sql.SQL("{} IS NOT NULL").format(value)))
             continue
         for part in rest:
             value = sql.SQL("({} -> {})").format(value, sql.Literal(part))
