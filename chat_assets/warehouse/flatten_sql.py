@@ -187,29 +187,22 @@ def _as_text(column: Column) -> bool:
     return column.type in (PgType.TIMESTAMPTZ, PgType.TEXT)
 
 
-def _fields(table: Table, on_chat: bool) -> dict[str, str]:
-    """The top-level fields `jsonb_to_record` extracts for the chat or a list item, with the
-    type to extract each as: text when every column reads it directly as text, else jsonb."""
-    fields: dict[str, str] = {table.items: "jsonb"} if on_chat and table.items else {}
-    for column in table.columns:
-        read = table.read(column)
-        if read is None or read.position or read.identity or read.on_chat != on_chat:
-            continue
-        text = _as_text(column) and read.path == read.field
-        fields[read.field] = (
-            "text" if text and fields.get(read.field, "text") == "text" else "jsonb"
-        )
-    return fields
-
-
-def _chat_fields(tables: Sequence[Table]) -> dict[str, str]:
-    """The chat's top-level fields that any of the tables reads (see `_fields`): text only
-    where every table reading a field reads it as text."""
+def _fields(tables: Sequence[Table], on_chat: bool) -> dict[str, str]:
+    """The top-level fields `jsonb_to_record` extracts for the chat or a list item, for all the
+    tables' columns, with the type to extract each as: text when every column reads it directly
+    as text, else jsonb."""
     fields: dict[str, str] = {}
     for table in tables:
-        for name, kind in _fields(table, True).items():
-            both_text = kind == "text" and fields.get(name, "text") == "text"
-            fields[name] = "text" if both_text else "jsonb"
+        if on_chat and table.items:
+            fields[table.items] = "jsonb"
+        for column in table.columns:
+            read = table.read(column)
+            if read is None or read.position or read.identity or read.on_chat != on_chat:
+                continue
+            text = _as_text(column) and read.path == read.field
+            fields[read.field] = (
+                "text" if text and fields.get(read.field, "text") == "text" else "jsonb"
+            )
     return fields
 
 
@@ -220,8 +213,10 @@ def _item(table: Table) -> sql.Identifier:
 
 def _sources(table: Table, chat_fields: dict[str, str] | None = None) -> list[_Source]:
     """Each column's value and presence, in declared order; `chat_fields` are the chat's
-    fields as extracted (by default, those of the table alone)."""
-    fields = {True: chat_fields or _fields(table, True), False: _fields(table, False)}
+    fields as extracted (by default, those the table alone reads)."""
+    if chat_fields is None:
+        chat_fields = _fields([table], True)
+    fields = {True: chat_fields, False: _fields([table], False)}
     sources = []
     for column in table.columns:
         read = table.read(column)
@@ -315,7 +310,7 @@ def flattened_rows(tables: Sequence[Table], raw: sql.Composable) -> sql.Composab
     Functions and operators here are all parallel safe, so PostgreSQL can spread the work over
     its workers.
     """
-    chat_fields = _chat_fields(tables)
+    chat_fields = _fields(tables, True)
     children = [table for table in tables if table.items]
     elements = [
         sql.SQL(
@@ -339,7 +334,7 @@ def flattened_rows(tables: Sequence[Table], raw: sql.Composable) -> sql.Composab
     for table in children:
         item = sql.SQL("{}.{}").format(_LISTS, _item(table))
         an_object = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'object' THEN {0} ELSE '{{}}' END")
-        record = _record(an_object.format(item), _fields(table, False), _item(table))
+        record = _record(an_object.format(item), _fields([table], False), _item(table))
         joins.append(sql.SQL("CROSS JOIN LATERAL {}").format(record))
     items = [column for table in tables for column in _columns(table, chat_fields)]
     items += [
