@@ -33,7 +33,6 @@ from chat_assets.privacy.catalog import (
 from chat_assets.privacy.detect import (
     MIN_CANARY_BYTES,
     find_personal,
-    json_strings,
     redact,
     watchlist,
 )
@@ -118,18 +117,28 @@ def _leaves(value: Any) -> Iterator[Any]:
 
 
 class _Step(NamedTuple):
-    """What the walk does at a path: the catalog's rule for it, or the container it must be."""
+    """What the walk does at a path: the catalog's rule for it, or the container it must be.
+
+    `keep` marks a rule that keeps the value, and `configuration` one that keeps configuration:
+    most of a chat's values, read on a path of their own in the walk."""
 
     path: str
     rule: Rule | None
     kind: ContainerKind | None
+    keep: bool
+    configuration: bool
+
+
+# Leaves a kept value passes through as they are (text is checked for personal data first).
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 
 class _Walk:
     """One pass over a record that builds the sanitized copy and notes what it held back.
 
     Sanitizing and listing sensitive values share this walk so the canary always watches
-    exactly the values that sanitizing did not pass through unchanged.
+    exactly the values that sanitizing did not pass through unchanged. The walk also collects
+    every text of the sanitized copies, keys included: the cells the canary reads.
     """
 
     def __init__(self, index: RuleIndex, pseudonymizer: Pseudonymizer | None) -> None:
@@ -140,12 +149,16 @@ class _Walk:
         # Per record: what it held back, and its kept configuration as (path, owner id, text).
         self.records_held: list[set[str]] = []
         self.records_configuration: list[list[tuple[str, Any, str]]] = []
+        self.cells: set[str] = set()
         self._configuration: list[tuple[str, Any, str]] = []
-        # Every chat repeats the same keys and many of the same texts: each key's step and each
-        # kept text's redaction are worked out once per walk.
+        # Every chat repeats the same keys and many of the same texts and identifiers: each
+        # key's step, each kept text's redaction and each identifier's pseudonym are worked
+        # out once per walk.
         self._steps: dict[tuple[str, Any], _Step | None] = {}
         self._item_steps: dict[str, _Step] = {}
         self._redacted: dict[str, tuple[str, list[str]]] = {}
+        self._plain_texts: set[str] = set()  # texts redaction leaves as they are
+        self._pseudonyms: dict[tuple[str, type, Any], str | None] = {}
 
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(record, dict):
@@ -162,6 +175,9 @@ class _Walk:
         out: dict[str, Any] = {}
         owner = _owner_id(obj)
         steps = self._steps
+        cells = self.cells
+        plain_texts = self._plain_texts
+        kept = 0
         for key, value in obj.items():
             step = steps.get((prefix, key), _UNSEEN)
             if step is _UNSEEN:
@@ -174,9 +190,30 @@ class _Walk:
                 self.held_back.append(str(key))
                 self.held_back.extend(_leaves(value))
                 continue
+            if step.keep:
+                # The common case, without the calls of the general one below.
+                kept += 1
+                kind = type(value)
+                if kind is str:
+                    if value not in plain_texts:
+                        value = self._kept(step.rule, value, owner)  # type: ignore[arg-type]
+                    elif step.configuration:
+                        self._configuration.append((step.path, owner, value))
+                    cells.add(value)
+                elif kind not in _PLAIN:
+                    value = self._leaf(step.rule, value, owner)  # type: ignore[arg-type]
+                    if isinstance(value, str):
+                        cells.add(value)
+                out[key] = value
+                continue
             result = self._value(value, step, owner)
             if result is not _DROP:
                 out[key] = result
+                if isinstance(result, str):
+                    cells.add(result)
+        if kept:
+            self.report.counts[Treatment.KEEP] += kept
+        cells.update(out)  # the keys: plain field names, so texts
         return out
 
     def _key_step(self, prefix: str, key: Any) -> _Step | None:
@@ -187,13 +224,16 @@ class _Walk:
         return self._step(join_path(prefix, name))
 
     def _step(self, path: str) -> _Step:
-        return _Step(path, self.index.exact(path), self.index.container(path))
+        rule = self.index.exact(path)
+        keep = rule is not None and rule.treatment is Treatment.KEEP
+        configuration = keep and rule.category is Category.CONFIGURATION  # type: ignore[union-attr]
+        return _Step(path, rule, self.index.container(path), keep, configuration)
 
     def _value(self, value: Any, step: _Step, owner: Any = None) -> Any:
-        path, rule, kind = step
+        path, rule, kind, _, _ = step
         if rule is not None:
             self.report.counts[rule.treatment] += 1
-            return self._apply(rule, value, owner)
+            return self._leaf(rule, value, owner)
         if kind is None:
             self.report.unknown_paths.add(path)  # every key on it is a plain field name
             self.held_back.extend(_leaves(value))
@@ -207,6 +247,8 @@ class _Walk:
             if item is None:
                 item = self._item_steps[path] = self._step(f"{path}[]")
             items = [self._value(each, item) for each in value]
+            texts = [each for each in items if isinstance(each, str)]
+            self.cells.update(texts)
             return [None if each is _DROP else each for each in items]
         return self._drifted(value, path)
 
@@ -215,7 +257,8 @@ class _Walk:
         self.held_back.extend(_leaves(value))
         return None
 
-    def _apply(self, rule: Rule, value: Any, owner: Any = None) -> Any:
+    def _leaf(self, rule: Rule, value: Any, owner: Any = None) -> Any:
+        """A value under a rule: what the rule's treatment makes of it."""
         treatment = rule.treatment
         if treatment is Treatment.DROP:
             self.held_back.extend(_leaves(value))
@@ -234,7 +277,11 @@ class _Walk:
             return host_only(value)
         if self.pseudonymizer is None or rule.namespace is None:
             return None
-        return self.pseudonymizer.pseudonym(rule.namespace, value)
+        memo = (rule.namespace, type(value), value)
+        pseudonym = self._pseudonyms.get(memo, _UNSEEN)
+        if pseudonym is _UNSEEN:
+            pseudonym = self._pseudonyms[memo] = self.pseudonymizer.pseudonym(rule.namespace, value)
+        return pseudonym
 
     def _kept(self, rule: Rule, value: Any, owner: Any) -> Any:
         """A kept value; kept text has its personal data replaced by typed markers first."""
@@ -243,6 +290,8 @@ class _Walk:
         done = self._redacted.get(value)
         if done is None:
             done = self._redacted[value] = redact(value)
+            if not done[1]:
+                self._plain_texts.add(value)
         clean, kinds = done
         if kinds:
             self.held_back.append(value)
@@ -372,23 +421,33 @@ class WindowSanitizer:
         self._entries = array("q")
         self._entry_texts = array("I")
         self._texts: dict[str, int] = {}
+        self._codes: dict[str, int] = {}  # a kept text -> its index in `_texts` times two
+
+    def _code(self, kept: str) -> int:
+        """Twice the index of a kept configuration text in `_texts`; -1 for one too short
+        to be watched."""
+        text = kept.strip()
+        if len(text.encode()) < MIN_CANARY_BYTES:
+            return -1
+        return self._texts.setdefault(text, len(self._texts)) << 1
 
     def page(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Sanitized copies of a page's chats, in order."""
         walk = _Walk(self.index, self.pseudonymizer)
         clean = [walk.record(r) for r in records]
         self.report.update(walk.report)
+        codes = self._codes
         for held, entries in zip(walk.records_held, walk.records_configuration, strict=True):
             for entry in set(entries):
-                text = entry[2].strip()
-                if len(text.encode()) < MIN_CANARY_BYTES:
+                code = codes.get(entry[2])
+                if code is None:
+                    code = codes[entry[2]] = self._code(entry[2])
+                if code < 0:
                     continue  # never watched, so never in need of excusing
-                index = self._texts.setdefault(text, len(self._texts))
                 self._entries.append(hash(entry))
-                self._entry_texts.append(index << 1 | (entry[2] not in held))
+                self._entry_texts.append(code | (entry[2] not in held))
         self._held.extend(map(hash, watchlist(set().union(*walk.records_held))))
-        cells = {cell for record in clean for cell in json_strings(record)}
-        self._cells.extend(map(hash, watchlist(cells)))
+        self._cells.extend(map(hash, watchlist(walk.cells)))
         return clean
 
     def leaks(self) -> int:

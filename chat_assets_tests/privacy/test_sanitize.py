@@ -380,3 +380,27 @@ def test_the_window_canary_reaches_across_pages(pz: Pseudonymizer) -> None:
     lone.page([_menu_chat(3, "Billing Team", "Returns")])
     assert lone.leaks() == 1  # one chat shows no configuration
     assert WindowSanitizer(pz).leaks() == 0
+
+
+def test_the_window_canary_reads_every_kept_text_at_any_depth(pz: Pseudonymizer) -> None:
+    """A held-back name copied into kept text is caught wherever that text lies: at the top,
+    in a nested object, or as an item of a list of texts, and only there."""
+    index = RuleIndex(
+        [
+            Rule("id", Category.LINKABLE_ID, Subject.NONE, Treatment.KEEP),
+            Rule("agent", Category.DIRECT_IDENTIFIER, Subject.AGENT, Treatment.PSEUDONYM, "agent"),
+            Rule("note", Category.FREE_TEXT, Subject.AGENT, Treatment.KEEP),
+            Rule("menu.label", Category.FREE_TEXT, Subject.NONE, Treatment.KEEP),
+            Rule("tags[]", Category.FREE_TEXT, Subject.NONE, Treatment.KEEP),
+        ]
+    )
+    clean = {"agent": "Jane Roe", "note": "ok", "menu": {"label": "Billing"}, "tags": ["vip"]}
+    copies = [
+        {"note": "Jane Roe"},
+        {"menu": {"label": "Jane Roe"}},
+        {"tags": ["vip", "Jane Roe", 3]},
+    ]
+    for copied in [{}, *copies]:
+        window = WindowSanitizer(pz, index)
+        window.page([{"id": 1} | clean, {"id": 2} | clean | copied])
+        assert window.leaks() == (1 if copied else 0), copied
