@@ -4,6 +4,7 @@ goes on."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -80,3 +81,38 @@ def test_a_consumer_failure_stops_the_producer_and_releases_what_it_holds():
         hand_over(produce, consume, depth=2)
     assert stopped_by == [Abandoned]
     assert held.acquire(blocking=False)  # released before hand_over returned
+
+
+@pytest.fixture
+def switch_interval():
+    """A switch interval of 4 ms for the test, whatever the process had; the process's own
+    comes back after it."""
+    own = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    yield 0.004
+    sys.setswitchinterval(own)
+
+
+def test_the_caller_yields_the_interpreter_quickly_only_while_the_producer_runs(switch_interval):
+    """A producer waking for an answer waits at most the switch interval for the caller's
+    thread to let go of the interpreter: 1 ms during the hand-over, the process's own after."""
+    seen: list[float] = []
+
+    def produce(hand):
+        seen.append(sys.getswitchinterval())
+        hand(1)
+        return "done"
+
+    def consume(item):
+        seen.append(sys.getswitchinterval())
+
+    assert hand_over(produce, consume, depth=2) == "done"
+    assert seen == [0.001, 0.001]
+    assert sys.getswitchinterval() == switch_interval
+
+    def fail(item):
+        raise RuntimeError("cannot land this page")
+
+    with pytest.raises(RuntimeError):
+        hand_over(produce, fail, depth=2)
+    assert sys.getswitchinterval() == switch_interval
