@@ -8,7 +8,7 @@ import contextlib
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -20,6 +20,27 @@ _POLL_SECONDS = 0.1
 # answer arrived), while the two run: Python's default is 5 ms, and a producer needing it
 # several times for each item waits that long each time.
 _SWITCH_SECONDS = 0.001
+_switching = threading.Lock()
+_handing_over = 0  # hand-overs running in this process; the interval is the process's
+_own_switch = 0.0  # the interval before the first of them, put back after the last
+
+
+@contextlib.contextmanager
+def _prompt_switches() -> Iterator[None]:
+    """The switch interval at _SWITCH_SECONDS while any hand-over of this process runs."""
+    global _handing_over, _own_switch
+    with _switching:
+        if _handing_over == 0:
+            _own_switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(_own_switch, _SWITCH_SECONDS))
+        _handing_over += 1
+    try:
+        yield
+    finally:
+        with _switching:
+            _handing_over -= 1
+            if _handing_over == 0:
+                sys.setswitchinterval(_own_switch)
 
 
 class Abandoned(Exception):
@@ -71,19 +92,17 @@ def hand_over(
             put(end)
 
     thread = threading.Thread(target=run, name=name, daemon=True)
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, _SWITCH_SECONDS))
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if isinstance(item, _End):
-                break
-            consume(item)
-    finally:
-        abandoned.set()
-        thread.join()
-        sys.setswitchinterval(switch)
+    with _prompt_switches():
+        thread.start()
+        try:
+            while True:
+                item = items.get()
+                if isinstance(item, _End):
+                    break
+                consume(item)
+        finally:
+            abandoned.set()
+            thread.join()
     if item.error is not None:
         raise item.error
     return item.result  # type: ignore[return-value]

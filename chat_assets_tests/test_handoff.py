@@ -116,3 +116,23 @@ def test_the_caller_yields_the_interpreter_quickly_only_while_the_producer_runs(
     with pytest.raises(RuntimeError):
         hand_over(produce, fail, depth=2)
     assert sys.getswitchinterval() == switch_interval
+
+
+def test_overlapping_hand_overs_restore_the_interval_after_the_last(switch_interval):
+    first_in, second_done = threading.Event(), threading.Event()
+    seen: list[float] = []
+
+    def long_producer(hand):
+        first_in.set()
+        second_done.wait(timeout=10)
+        seen.append(sys.getswitchinterval())  # the other hand-over ended meanwhile
+        return "first"
+
+    first = threading.Thread(target=hand_over, args=(long_producer, print), kwargs={"depth": 1})
+    first.start()
+    assert first_in.wait(timeout=10)
+    assert hand_over(lambda hand: "second", print, depth=1) == "second"
+    second_done.set()
+    first.join(timeout=10)
+    assert seen == [0.001]
+    assert sys.getswitchinterval() == switch_interval
