@@ -44,9 +44,11 @@ def _trimmed(v: sql.Composable) -> sql.Composable:
 
 
 def _integral(n: sql.Composable, kind: PgType) -> sql.Composable:
+    # A scale of 0 (the usual case) makes the value integral without computing trunc(n).
     bound = grammar.INT_BOUNDS[kind.value]
     return sql.SQL(
-        "CASE WHEN {n} = trunc({n}) AND {n} >= {low} AND {n} < {high} THEN ({n})::{kind} END"
+        "CASE WHEN {n} >= {low} AND {n} < {high} AND (scale({n}) = 0 OR {n} = trunc({n}))"
+        " THEN ({n})::{kind} END"
     ).format(n=n, low=sql.Literal(-bound), high=sql.Literal(bound), kind=sql.SQL(kind.value))
 
 
@@ -138,15 +140,17 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
         "{day} <= '28' OR ({day})::integer"
         " <= extract(day FROM (substr({text}, 1, 7) || '-01')::date + interval '1 month - 1 day')"
     ).format(day=day, text=text)
+    # Once the shape holds, the year is digits, so comparing the whole text checks its first
+    # digit without cutting it out.
     usual = sql.SQL(
-        "translate({text}, '123456789', '000000000') = {shape} AND {year} BETWEEN '1000' AND '8999'"
+        "translate({text}, '123456789', '000000000') = {shape}"
+        " AND {text} COLLATE \"C\" >= '1' AND {text} COLLATE \"C\" < '9'"
         " AND {month} BETWEEN '01' AND '12' AND {day} BETWEEN '01' AND '31' AND {hour} <= '23'"
         " AND {minute} <= '5' AND {second} <= '5'"
     ).format(
         text=text,
         day=day,
         shape=sql.Literal(_USUAL_SHAPE),
-        year=field(1, 4),
         month=field(6, 2),
         hour=field(12, 2),
         minute=field(15, 1),
@@ -294,7 +298,7 @@ def _columns(table: Table, chat_fields: dict[str, str]) -> list[sql.Composable]:
             value = sql.SQL("CASE WHEN {} THEN {} END").format(row, value)
         columns.append(sql.SQL("{} AS {}").format(value, flat_column(table, column.name)))
     flags = [("_row", row), ("_malformed", malformed)]
-    flags += [(_present(n), s.present) for n, s in enumerate(sources) if s.present is not None]
+    flags += [(_present(n), sources[n].present) for n in _converted(table)]
     for name, flag in flags:
         columns.append(sql.SQL("{} AS {}").format(flag, flat_column(table, name)))
     return columns
@@ -410,8 +414,13 @@ def figures(table: Table, flat: sql.Composable, batch: sql.Composable | None) ->
 
 
 def _converted(table: Table) -> list[int]:
-    """The positions of the columns converted from a source value (whose failures count)."""
-    return [n for n, source in enumerate(_sources(table)) if source.present is not None]
+    """The positions of the columns converted from a source value (whose failures count). A
+    text column is not among them: every non-null source value has a text."""
+    return [
+        n
+        for n, (column, source) in enumerate(zip(table.columns, _sources(table), strict=True))
+        if source.present is not None and column.type is not PgType.TEXT
+    ]
 
 
 def converted_columns(table: Table) -> list[str]:
