@@ -140,17 +140,19 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
         "{day} <= '28' OR ({day})::integer"
         " <= extract(day FROM (substr({text}, 1, 7) || '-01')::date + interval '1 month - 1 day')"
     ).format(day=day, text=text)
-    # Once the shape holds, the year is digits, so comparing the whole text checks its first
-    # digit without cutting it out.
+    # The shape: the separators in place (LIKE), and nothing but them left once the digits
+    # are deleted. Then the year is digits, so comparing the whole text checks its first digit
+    # without cutting it out.
     usual = sql.SQL(
-        "translate({text}, '123456789', '000000000') = {shape}"
+        "{text} LIKE {places} AND translate({text}, '0123456789', '') = {separators}"
         " AND {text} COLLATE \"C\" >= '1' AND {text} COLLATE \"C\" < '9'"
         " AND {month} BETWEEN '01' AND '12' AND {day} BETWEEN '01' AND '31' AND {hour} <= '23'"
         " AND {minute} <= '5' AND {second} <= '5'"
     ).format(
         text=text,
         day=day,
-        shape=sql.Literal(_USUAL_SHAPE),
+        places=sql.Literal(_USUAL_SHAPE.replace("0", "_")),
+        separators=sql.Literal(_USUAL_SHAPE.replace("0", "")),
         month=field(6, 2),
         hour=field(12, 2),
         minute=field(15, 1),
@@ -351,8 +353,8 @@ def flattened_rows(tables: Sequence[Table], raw: sql.Composable) -> sql.Composab
     )
 
 
-def _accepted(table: Table, flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
-    """The table's flattened rows of the batch's chat versions (a chat may be in the window
+def _accepted(flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
+    """FROM the flattened rows of the batch's chat versions (a chat may be in the window
     twice); without a batch, all of them (each version in the window was accepted)."""
     join = sql.SQL("")
     if batch is not None:
@@ -365,9 +367,7 @@ def _accepted(table: Table, flat: sql.Composable, batch: sql.Composable | None) 
             raw_id=_RAW_ID,
             raw_partition=_RAW_PARTITION,
         )
-    return sql.SQL("FROM {flat} AS f{join} WHERE f.{row}").format(
-        flat=flat, join=join, row=flat_column(table, "_row")
-    )
+    return sql.SQL("FROM {flat} AS f{join}").format(flat=flat, join=join)
 
 
 def insert_rows(
@@ -376,41 +376,86 @@ def insert_rows(
     """INSERT into `target` the table's rows of `flat` (see `flattened_rows`) of the chats in
     `batch` (id, partition_key), or all of them without a batch."""
     return sql.SQL(
-        "INSERT INTO {target} ({names}) SELECT {columns} {accepted} AND NOT f.{malformed}"
+        "INSERT INTO {target} ({names}) SELECT {columns} {accepted}"
+        " WHERE f.{row} AND NOT f.{malformed}"
     ).format(
         target=target,
         names=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
         columns=sql.SQL(", ").join(
             sql.SQL("f.{}").format(flat_column(table, name)) for name in table.column_names
         ),
-        accepted=_accepted(table, flat, batch),
+        accepted=_accepted(flat, batch),
+        row=flat_column(table, "_row"),
         malformed=flat_column(table, "_malformed"),
     )
 
 
-def figures(table: Table, flat: sql.Composable, batch: sql.Composable | None) -> sql.Composable:
-    """SELECT one row for the batch's chats (all of `flat`'s without a batch): rows, chats whose
-    list was not a list, for each converted column the source values that could not be
-    converted (see `converted_columns`), and for a table with an enumeration summary the rows
-    of each documented value."""
-    malformed = sql.SQL("f.{}").format(flat_column(table, "_malformed"))
-    counts = [
-        sql.SQL("count(*) FILTER (WHERE NOT {})").format(malformed),
-        sql.SQL("count(*) FILTER (WHERE {})").format(malformed),
-    ]
-    counts += [
-        sql.SQL("count(*) FILTER (WHERE f.{} AND f.{} IS NULL)").format(
-            flat_column(table, _present(n)), flat_column(table, table.columns[n].name)
-        )
-        for n in _converted(table)
-    ]
-    if table.summary_by:
-        summary = sql.SQL("f.{}").format(flat_column(table, table.summary_by))
-        counts += [
-            sql.SQL("count(*) FILTER (WHERE {} = {})").format(summary, sql.Literal(value))
-            for value in table.column(table.summary_by).values
+def figures(
+    tables: Sequence[Table], flat: sql.Composable, batch: sql.Composable | None
+) -> sql.Composable:
+    """SELECT one row for the batch's chats (all of `flat`'s without a batch), reading `flat`
+    once for all the tables: for each table in turn, its rows, chats whose list was not a list,
+    for each converted column the source values that could not be converted (see
+    `converted_columns`), and for a table with an enumeration summary the rows of each
+    documented value (see `table_figures`)."""
+    counts = []
+    for table in tables:
+        row = sql.SQL("f.{}").format(flat_column(table, "_row"))
+        malformed = sql.SQL("f.{}").format(flat_column(table, "_malformed"))
+        conditions = [
+            sql.SQL("NOT {}").format(malformed),
+            malformed,
+            *(
+                sql.SQL("f.{} AND f.{} IS NULL").format(
+                    flat_column(table, _present(n)), flat_column(table, table.columns[n].name)
+                )
+                for n in _converted(table)
+            ),
         ]
-    return sql.SQL("SELECT {} {}").format(sql.SQL(", ").join(counts), _accepted(table, flat, batch))
+        if table.summary_by:
+            summary = sql.SQL("f.{}").format(flat_column(table, table.summary_by))
+            conditions += [
+                sql.SQL("{} = {}").format(summary, sql.Literal(value))
+                for value in table.column(table.summary_by).values
+            ]
+        counts += [
+            sql.SQL("count(*) FILTER (WHERE {} AND {})").format(row, condition)
+            for condition in conditions
+        ]
+    return sql.SQL("SELECT {} {}").format(sql.SQL(", ").join(counts), _accepted(flat, batch))
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One table's part of the row of `figures`."""
+
+    rows: int
+    # Non-null source values that could not become the declared type, per column (and under
+    # the list's name, chats whose list was not a list); only those with failures.
+    failures: dict[str, int]
+    # Rows per documented value of the table's summary column.
+    summary: dict[str, int]
+
+
+def table_figures(tables: Sequence[Table], row: Sequence[int]) -> list[Figures]:
+    """The row of `figures` for `tables`, split by table."""
+    counts = list(row)
+    result = []
+    for table in tables:
+        rows, malformed = counts.pop(0), counts.pop(0)
+        failures = {table.items: malformed} if table.items and malformed else {}
+        for name in converted_columns(table):
+            failed = counts.pop(0)
+            if failed:
+                failures[name] = failed
+        summary = {}
+        if table.summary_by:
+            values = table.column(table.summary_by).values
+            summary = {value: counts.pop(0) for value in values}
+        result.append(Figures(rows, failures, summary))
+    if counts:
+        raise ValueError(f"{len(counts)} figures left over")
+    return result
 
 
 def _converted(table: Table) -> list[int]:

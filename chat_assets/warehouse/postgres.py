@@ -607,9 +607,12 @@ def apply_newest(
         added = []
         for table in tables:
             with _refusals_without_values(table.name):
-                written, delta, failures, summary = _apply_table(cursor, schema, table, batch)
-            results.append(Applied(accepted, stale, written, failures, summary))
-            added.append(delta)
+                added.append(_apply_table(cursor, schema, table, batch))
+        row = cursor.execute(flatten_sql.figures(tables, _FLAT, batch)).fetchone()
+        for figures in flatten_sql.table_figures(tables, row):
+            results.append(
+                Applied(accepted, stale, figures.rows, figures.failures, figures.summary)
+            )
         cursor.execute(sql.SQL("DROP TABLE {}").format(_FLAT))
         for aggregate in aggregates:
             assert aggregate.aggregation is not None
@@ -791,12 +794,10 @@ def _accept_batch(
     return chats - stale, stale, not stale and chats == versions
 
 
-def _apply_table(
-    cursor: Any, schema: str, table: Table, batch: sql.Composable | None
-) -> tuple[int, int, dict[str, int], dict[str, int]]:
+def _apply_table(cursor: Any, schema: str, table: Table, batch: sql.Composable | None) -> int:
     """Replace the rows of the batch's chats in `table` with its rows of the flattened window
-    (of the versions in `batch`; None: all of them); returns (rows written, rows added
-    (inserted minus deleted), conversion failures, rows per documented summary value)."""
+    (of the versions in `batch`; None: all of them); returns the rows added (inserted minus
+    deleted)."""
     target = qualified(schema, table)
     cursor.execute(
         sql.SQL("DELETE FROM {} WHERE {} {}").format(
@@ -805,18 +806,7 @@ def _apply_table(
     )
     deleted = cursor.rowcount
     cursor.execute(flatten_sql.insert_rows(table, _FLAT, batch, target))
-    inserted = cursor.rowcount
-    figures = list(cursor.execute(flatten_sql.figures(table, _FLAT, batch)).fetchone())
-    written, malformed = figures.pop(0), figures.pop(0)
-    failures = {table.items: malformed} if table.items and malformed else {}
-    for name in flatten_sql.converted_columns(table):
-        failed = figures.pop(0)
-        if failed:
-            failures[name] = failed
-    summary = {}
-    if table.summary_by:
-        summary = dict(zip(table.column(table.summary_by).values, figures, strict=True))
-    return written, inserted - deleted, failures, summary
+    return cursor.rowcount - deleted
 
 
 def row_count(engine: sa.Engine, schema: str, table: Table) -> int:

@@ -61,6 +61,10 @@ def assert_same_as_reference(engine, schema: str, chats: list[dict], applied: di
         )
         assert applied[table.name].coercion_failures == reference.coercion_failures, table.name
         assert applied[table.name].rows_written == len(reference.rows)
+        if table.summary_by:
+            column = reference.rows[table.summary_by]
+            expected = {v: int((column == v).sum()) for v in table.column(table.summary_by).values}
+            assert applied[table.name].summary == expected, table.name
 
 
 def in_window(chats: list[dict]) -> list[dict]:
@@ -261,6 +265,24 @@ def test_every_field_range_of_the_usual_form(engine):
     """Each field of UJET's form at and beyond its range, in every combination."""
     fields = itertools.product(_YEARS, _MONTHS, _DAYS, _HOURS, _MINUTES, _SECONDS, ["000", "5"])
     values = [f"{y}-{mo}-{d}T{h}:{mi}:{s}.{f}Z" for y, mo, d, h, mi, s, f in fields]
+    in_sql = _convert_in_sql(engine, PgType.TIMESTAMPTZ, values)
+    expected = _convert_in_python(PgType.TIMESTAMPTZ, values)
+    assert [None if v is None else pd.Timestamp(v) for v in in_sql] == expected
+    assert 0 < sum(v is not None for v in expected) < len(values)
+
+
+def test_the_usual_form_with_any_character_changed_moved_or_missing(engine):
+    """Near misses of UJET's form: each character replaced, swapped with the next, dropped or
+    doubled. The shortcut must take only what the pattern takes; the rest goes to it."""
+    usual = "2024-02-29T23:59:59.999Z"
+    characters = ["0", "1", "9", "a", "-", ":", ".", "T", "Z", "t", " ", "_", "%", "\u0661"]
+    values = {usual}
+    for n in range(len(usual)):
+        values.update(usual[:n] + c + usual[n + 1 :] for c in characters)
+        values.add(usual[:n] + usual[n + 1 : n + 2] + usual[n] + usual[n + 2 :])
+        values.add(usual[:n] + usual[n + 1 :])
+        values.add(usual[:n] + usual[n] + usual[n:])
+    values = sorted(values)
     in_sql = _convert_in_sql(engine, PgType.TIMESTAMPTZ, values)
     expected = _convert_in_python(PgType.TIMESTAMPTZ, values)
     assert [None if v is None else pd.Timestamp(v) for v in in_sql] == expected
