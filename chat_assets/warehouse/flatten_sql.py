@@ -134,26 +134,35 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
             text, sql.Literal(start), sql.Literal(length)
         )
 
+    def zero_at(start: int) -> sql.Literal:
+        """LIKE of the usual form with 00 at `start`."""
+        places = _USUAL_SHAPE.replace("0", "_")
+        return sql.Literal(places[: start - 1] + "00" + places[start + 1 :])
+
+    # Each field is cut out once at most (BETWEEN would cut it twice), and not at all where a
+    # comparison of the whole text or a LIKE can tell.
     day = field(9, 2)
-    # Only reached once the pattern matched, so the day is 01 to 31 and the month 01 to 12.
+    # Only reached once the pattern matched or the shortcut held: then the day is two digits,
+    # at least 01, and the month 01 to 12. A day past the 28th must be one the month has.
     day_exists = sql.SQL(
         "{day} <= '28' OR ({day})::integer"
         " <= extract(day FROM (substr({text}, 1, 7) || '-01')::date + interval '1 month - 1 day')"
     ).format(day=day, text=text)
     # The shape: the separators in place (LIKE), and nothing but them left once the digits
-    # are deleted. Then the year is digits, so comparing the whole text checks its first digit
-    # without cutting it out.
+    # are deleted. Then every field is digits: comparing the whole text checks the year's first
+    # digit, and a LIKE a month or day of 00.
     usual = sql.SQL(
         "{text} LIKE {places} AND translate({text}, '0123456789', '') = {separators}"
         " AND {text} COLLATE \"C\" >= '1' AND {text} COLLATE \"C\" < '9'"
-        " AND {month} BETWEEN '01' AND '12' AND {day} BETWEEN '01' AND '31' AND {hour} <= '23'"
-        " AND {minute} <= '5' AND {second} <= '5'"
+        " AND {text} NOT LIKE {month_zero} AND {month} <= '12' AND {text} NOT LIKE {day_zero}"
+        " AND {hour} <= '23' AND {minute} <= '5' AND {second} <= '5'"
     ).format(
         text=text,
-        day=day,
         places=sql.Literal(_USUAL_SHAPE.replace("0", "_")),
         separators=sql.Literal(_USUAL_SHAPE.replace("0", "")),
+        month_zero=zero_at(6),
         month=field(6, 2),
+        day_zero=zero_at(9),
         hour=field(12, 2),
         minute=field(15, 1),
         second=field(18, 1),
