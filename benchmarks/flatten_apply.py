@@ -24,6 +24,7 @@ import resource
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from chat_assets.tables import (
 )
 from chat_assets.warehouse import postgres
 from chat_assets_demo.demo_data import chats_updated_between
-from chat_assets_demo.embedded import embedded_database_url
+from chat_assets_demo.embedded import embedded_database
 
 DAY = date(2026, 1, 15)
 
@@ -131,8 +132,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="chat_assets_bench_") as state:
-        url = args.database_url or embedded_database_url(Path(state))
+    with (
+        tempfile.TemporaryDirectory(prefix="chat_assets_bench_") as state,
+        nullcontext(args.database_url)
+        if args.database_url
+        else embedded_database(Path(state)) as url,
+    ):
         engine = postgres.engine_for(url)
         landed = "bench_landed"
         with engine.begin() as connection:

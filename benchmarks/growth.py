@@ -22,6 +22,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
@@ -33,7 +34,7 @@ from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHATS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
 from chat_assets.warehouse import postgres
 from chat_assets_demo.demo_data import LATE_SHARES, chats_updated_between
-from chat_assets_demo.embedded import embedded_database_url
+from chat_assets_demo.embedded import embedded_database
 
 FIRST = date(2026, 1, 1)
 FINGERPRINT = "k1:bench"
@@ -117,8 +118,12 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=20_000, help="new chats per day")
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="chat_assets_growth_") as state:
-        url = args.database_url or embedded_database_url(Path(state))
+    with (
+        tempfile.TemporaryDirectory(prefix="chat_assets_growth_") as state,
+        nullcontext(args.database_url)
+        if args.database_url
+        else embedded_database(Path(state)) as url,
+    ):
         engine = postgres.engine_for(url)
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")

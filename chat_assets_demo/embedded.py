@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,21 @@ def embedded_database_url(state_dir: Path, *, keep_running: bool = False) -> str
                 flush=True,
             )
     return _psycopg_url(server.get_uri())
+
+
+@contextmanager
+def embedded_database(state_dir: Path) -> Iterator[str]:
+    """The URL of the embedded server in `state_dir`, for the `with` block: on leaving, this
+    process lets go of the server, which stops if no other process holds it. A temporary
+    `state_dir` can then be deleted; deleting it under a running server fails."""
+    url = embedded_database_url(state_dir)
+    try:
+        yield url
+    finally:
+        with _lock:
+            server = _servers.pop((state_dir / "postgres").resolve(), None)
+        if server is not None:
+            server.cleanup()
 
 
 def _forget_dead_holders(pgdata: Path) -> None:

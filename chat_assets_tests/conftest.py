@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.warehouse import postgres
-from chat_assets_demo.embedded import embedded_database_url
+from chat_assets_demo.embedded import embedded_database
 from chat_assets_tests.support import TEST_PII_KEY
 
 _schemas = itertools.count()
@@ -31,8 +31,11 @@ def database_url() -> Iterator[str]:
     if url := os.environ.get("CHAT_ASSETS_TEST_DATABASE_URL"):
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="chat_assets_pg_") as state:
-        yield embedded_database_url(Path(state))
+    with (
+        tempfile.TemporaryDirectory(prefix="chat_assets_pg_") as state,
+        embedded_database(Path(state)) as url,
+    ):
+        yield url
 
 
 @pytest.fixture
