@@ -44,17 +44,19 @@ def _trimmed(v: sql.Composable) -> sql.Composable:
 
 
 def _integral(n: sql.Composable, kind: PgType) -> sql.Composable:
-    # A scale of 0 (the usual case) makes the value integral without computing trunc(n).
+    # Each mention of n computes it again, so the usual case mentions it least: the range by
+    # its absolute value (the lowest value of the type alone has none in range), and a scale of
+    # 0 makes the value integral without computing trunc(n).
     bound = grammar.INT_BOUNDS[kind.value]
     return sql.SQL(
-        "CASE WHEN {n} >= {low} AND {n} < {high} AND (scale({n}) = 0 OR {n} = trunc({n}))"
+        "CASE WHEN (abs({n}) < {bound} OR {n} = {low}) AND (scale({n}) = 0 OR {n} = trunc({n}))"
         " THEN ({n})::{kind} END"
-    ).format(n=n, low=sql.Literal(-bound), high=sql.Literal(bound), kind=sql.SQL(kind.value))
+    ).format(n=n, low=sql.Literal(-bound), bound=sql.Literal(bound), kind=sql.SQL(kind.value))
 
 
 def _double(n: sql.Composable) -> sql.Composable:
     return sql.SQL(
-        "CASE WHEN {n} = 0 OR abs({n}) BETWEEN {low}::numeric AND {high}::numeric"
+        "CASE WHEN abs({n}) BETWEEN {low}::numeric AND {high}::numeric OR {n} = 0"
         " THEN ({n})::double precision END"
     ).format(
         n=n,

@@ -250,6 +250,22 @@ def test_each_conversion_matches_the_reference(engine, kind, values):
     assert _convert_in_sql(engine, kind, values) == _convert_in_python(kind, values)
 
 
+@pytest.mark.parametrize("kind", [PgType.INTEGER, PgType.BIGINT], ids=lambda k: k.name)
+def test_integers_at_and_beyond_the_bounds_of_their_type(engine, kind):
+    bound = 2**31 if kind is PgType.INTEGER else 2**63
+    edges = [-bound - 1, -bound, -bound + 1, bound - 1, bound, 0]
+    values = [
+        *edges,
+        *(float(n) for n in edges),
+        *(f"{n}" for n in edges),
+        *(f" {n}.0 " for n in edges),
+        -bound - 0.5,
+        bound - 0.5,
+    ]
+    assert _convert_in_sql(engine, kind, values) == _convert_in_python(kind, values)
+    assert -bound in _convert_in_python(kind, values)
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
