@@ -4,7 +4,8 @@ the growth in seconds per million chats of history.
 Consecutive demo days (default 30 x 20,000 chats, no seasonality) go through the project's own
 functions in order: land raw_chats, apply the flattened tables newest-wins (with the
 service-level recompute), then every query the assets' checks and metadata run. Each step's
-times are fitted by least squares against the chats stored before the day.
+times are fitted by least squares against the chats stored before the day; each growth is printed
+with its standard error, since a day's time varies by about as much as the growth measured.
 
 A demo day holds second versions of chats of up to five days before it, and its apply recomputes
 the service levels of every day those chats touch. Before the first five days have been stored, a
@@ -96,14 +97,19 @@ def day_frame(day: date, chats: int):
     return landing_frame(inside, "UTC", FINGERPRINT)
 
 
-def slope(history: list[float], seconds: list[float]) -> float:
-    """Least-squares growth, seconds per million chats of history."""
+def slope(history: list[float], seconds: list[float]) -> tuple[float, float]:
+    """Least-squares growth, seconds per million chats of history, and its standard error (the
+    spread of the days around the line, as the fit sees it)."""
     n = len(history)
     mean_x, mean_y = sum(history) / n, sum(seconds) / n
     spread = sum((x - mean_x) ** 2 for x in history)
-    if not spread:
-        return 0.0
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(history, seconds, strict=True)) / spread
+    if not spread or n < 3:
+        return 0.0, float("nan")
+    grows = sum((x - mean_x) * (y - mean_y) for x, y in zip(history, seconds, strict=True)) / spread
+    residuals = sum(
+        (y - mean_y - grows * (x - mean_x)) ** 2 for x, y in zip(history, seconds, strict=True)
+    )
+    return grows, (residuals / (n - 2) / spread) ** 0.5
 
 
 def main() -> None:
@@ -146,14 +152,13 @@ def main() -> None:
             print("  ".join(line), flush=True)
         print()
         print(f"{'step':<10}{'day 1':>8}{'mean':>8}{'growth, s per million chats':>32}")
-        total = 0.0
         for name, seconds in steps.items():
-            grows = slope(history, seconds)
-            total += grows
-            print(
-                f"{name:<10}{seconds[0]:>7.2f}s{sum(seconds) / len(seconds):>7.2f}s{grows:>+31.2f}"
-            )
-        print(f"{'together':<10}{'':>16}{total:>+31.2f}  (target below 0.5)")
+            grows, error = slope(history, seconds)
+            mean = sum(seconds) / len(seconds)
+            print(f"{name:<10}{seconds[0]:>7.2f}s{mean:>7.2f}s{grows:>+24.2f} ± {error:.2f}")
+        together = [sum(day) for day in zip(*steps.values(), strict=True)]
+        grows, error = slope(history, together)
+        print(f"{'together':<10}{'':>16}{grows:>+24.2f} ± {error:.2f}  (target below 0.5)")
         print(f"history at the end: {history[-1] * 1e6:,.0f} chats")
 
 
