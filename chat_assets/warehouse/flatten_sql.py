@@ -121,6 +121,7 @@ def converted(kind: PgType, v: sql.Composable) -> sql.Composable:
 
 # UJET's own form, 2019-07-17T07:27:14.000Z, with every digit written as 0.
 _USUAL_SHAPE = "0000-00-00T00:00:00.000Z"
+_USUAL_PLACES = _USUAL_SHAPE.replace("0", "_")  # as a LIKE pattern: any character for a digit
 
 
 def _timestamp(text: sql.Composable) -> sql.Composable:
@@ -138,8 +139,7 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
 
     def zero_at(start: int) -> sql.Literal:
         """LIKE of the usual form with 00 at `start`."""
-        places = _USUAL_SHAPE.replace("0", "_")
-        return sql.Literal(places[: start - 1] + "00" + places[start + 1 :])
+        return sql.Literal(_USUAL_PLACES[: start - 1] + "00" + _USUAL_PLACES[start + 1 :])
 
     # Each field is cut out once at most (BETWEEN would cut it twice), and not at all where a
     # comparison of the whole text or a LIKE can tell.
@@ -160,7 +160,7 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
         " AND {hour} <= '23' AND {minute} <= '5' AND {second} <= '5'"
     ).format(
         text=text,
-        places=sql.Literal(_USUAL_SHAPE.replace("0", "_")),
+        places=sql.Literal(_USUAL_PLACES),
         separators=sql.Literal(_USUAL_SHAPE.replace("0", "")),
         month_zero=zero_at(6),
         month=field(6, 2),
