@@ -162,7 +162,6 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
                             f"Waited {waited:.0f} s for another run's fetch from this UJET account"
                         )
                     result = client.fetch_window(window.start, window.end, sink=hand)
-                    client.settle()
                 return result
 
             # The fetch has a thread of its own, so the lock covers its requests only: this

@@ -15,7 +15,11 @@ one, an RFC 8288 `Link` list. Each behaviour the documents allow is a *personali
 - `strict_5` / `strict_10`: a limiter with a burst of one: two requests arriving closer than
   1/rate apart draw a 429 with `Retry-After`;
 - `shared_budget`: the tenant's 10 requests/s shared with another integration that takes 20%;
-- `storm`: that other integration bursts now and then and drains the budget: 429 storms.
+- `storm`: that other integration bursts now and then and drains the budget: 429 storms;
+- `slow_strict_10`: a real API's time to answer, 0.4 s a page once admitted, behind a strict
+  10/s limiter: requests are in flight together, and a client that waits for each answer
+  before sending the next uses a fraction of its budget. (`latency=` gives any personality a
+  time to answer.)
 
 Run it standalone: ``python -m chat_assets_demo.emulator --port 8765 [--personality NAME]``.
 """
@@ -32,12 +36,13 @@ import json
 import math
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -62,6 +67,8 @@ FAULTS = (
     "wrong_total",
     "overlap",
 )
+# Linux's socket option for receive times in nanoseconds (Python's socket module lacks the name).
+_SO_TIMESTAMPNS = 35
 # Generated windows are capped so a careless query cannot make the emulator build millions of keys.
 MAX_GENERATED_VERSIONS = 3_000_000
 
@@ -78,6 +85,7 @@ class Personality:
     other_share: float = 0.0  # share of budget_rate taken steadily by another integration
     storm_every: float | None = None  # seconds between the other integration's bursts
     updates_mid_read: int = 0  # chats updated while the window is read (one per answer)
+    latency: float = 0.0  # seconds each admitted request takes to answer
 
 
 PERSONALITIES: dict[str, Personality] = {
@@ -92,6 +100,7 @@ PERSONALITIES: dict[str, Personality] = {
         Personality("strict_10", strict_rate=10.0),
         Personality("shared_budget", budget_rate=10.0, other_share=0.2),
         Personality("storm", budget_rate=10.0, other_share=0.2, storm_every=3.0),
+        Personality("slow_strict_10", strict_rate=10.0, latency=0.4),
     )
 }
 
@@ -127,21 +136,27 @@ class _BadRequest(Exception):
 
 
 class _StrictLimiter:
-    """Burst of one: a request is refused when it arrives sooner than 1/rate after the last
-    accepted one. Refused requests do not count against the next."""
+    """Burst of one: a request is refused when it arrives sooner than 1/rate after, or before,
+    an accepted one. Refused requests do not count against the next. Requests are judged by
+    when they arrived, though their threads may come to judge them in another order."""
 
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate
-        self.last = -math.inf
+        self.accepted: list[float] = []  # arrival times, in order, of the last few seconds
         self.lock = threading.Lock()
 
     def admit(self, now: float) -> float | None:
         """None when admitted, else the seconds until a request would be."""
         with self.lock:
-            wait = self.last + self.interval - now
-            if wait > 0:
-                return wait
-            self.last = now
+            del self.accepted[: bisect.bisect_left(self.accepted, now - 10 * self.interval)]
+            at = bisect.bisect_left(self.accepted, now)
+            before = self.accepted[at - 1] if at else -math.inf
+            after = self.accepted[at] if at < len(self.accepted) else math.inf
+            if after - now < self.interval:
+                return after + self.interval - now
+            if now - before < self.interval:
+                return before + self.interval - now
+            self.accepted.insert(at, now)
             return None
 
 
@@ -313,6 +328,14 @@ class _Server(ThreadingHTTPServer):
         self.sockets_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def server_bind(self) -> None:
+        """Receive times stamped by the kernel on every connection from its first byte on (the
+        option passes from the listening socket to those it accepts)."""
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        super().server_bind()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that hang up; report other errors by type only."""
         exc = sys.exc_info()[1]
@@ -341,17 +364,37 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.sockets_lock:
             self.server.open_sockets.add(self.connection)
+        self.kernel_stamps = sys.platform == "linux"
+
+    def handle_one_request(self) -> None:
+        try:
+            self.arrived = self._arrival()
+        except TimeoutError:
+            self.close_connection = True
+            return
+        super().handle_one_request()
+
+    def _arrival(self) -> float:
+        """When the next request's first bytes reached this machine, on the monotonic clock.
+
+        A limiter stamps each request as it arrives. A thread of this server can look at the
+        clock only once it holds the interpreter, which another thread encoding a page keeps for
+        milliseconds while requests overlap: so the kernel's receive time of the waiting bytes
+        is read (SO_TIMESTAMPNS, peeking, nothing consumed), where the kernel offers one."""
+        if not self.kernel_stamps:
+            return time.monotonic()
+        _, ancillary, _, _ = self.connection.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", data[:16])
+                return time.monotonic() - (time.time() - seconds - nanoseconds / 1e9)
+        return time.monotonic()
 
     def finish(self) -> None:
         with self.server.sockets_lock:
             self.server.open_sockets.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
-
-    def parse_request(self) -> bool:
-        # Stamped as soon as the request line is in: the time a limiter measures.
-        self.arrived = time.monotonic()
-        return super().parse_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would be noise and could leak query details."""
@@ -444,6 +487,7 @@ class UjetEmulator:
         records: Iterable[dict[str, Any] | StoredChat] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        latency: float | None = None,
     ) -> None:
         if isinstance(personality, str):
             if personality not in PERSONALITIES:
@@ -451,6 +495,8 @@ class UjetEmulator:
                     f"unknown personality {personality!r}; one of {', '.join(PERSONALITIES)}"
                 )
             personality = PERSONALITIES[personality]
+        if latency is not None:
+            personality = replace(personality, latency=latency)
         self.personality = personality
         self.company_key = company_key
         self.company_secret = company_secret
@@ -472,6 +518,7 @@ class UjetEmulator:
             )
         self._rows: list[_Row] | None = None
         self._served: set[tuple[int, Any]] = set()
+        self._horizon = -1  # the highest updated_at[to] asked for, as epoch microseconds
         self._generated: _Generated | None = None
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -591,6 +638,10 @@ class UjetEmulator:
                 retry = str(max(1, math.ceil(wait)))
                 reply.send(429, _error("Too Many Requests"), {"Retry-After": retry})
                 return
+        # Admitted: the time a real API takes to answer, while other requests are let in.
+        if self.personality.latency and self._stopping.wait(self.personality.latency):
+            reply.hang_up()
+            return
         is_chats = path == CHATS_PATH and handler.command == "GET"
         fault: _Fault | None = None
         if is_chats:
@@ -766,10 +817,14 @@ class UjetEmulator:
     def _update_mid_read(self, to_us: int | None) -> None:
         """Personality `updated_mid_read`: after an answer, the earliest-updated chat already
         served is updated, as a chat of a day still being read is: it moves behind every other
-        chat of the window in updated_at order (halfway from the newest to the upper bound)."""
+        chat of the window in updated_at order (halfway from the newest to the upper bound).
+        The window's upper bound is the highest any query asked for: a client reading slices
+        of the window side by side asks for parts of it."""
         if len(self.updated_ids) >= self.personality.updates_mid_read:
             return
         with self._lock:
+            if to_us is not None:
+                self._horizon = to_us = max(to_us, self._horizon)
             rows = self._rows or []
             served = [
                 row
@@ -841,6 +896,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--personality", default="rfc8288", choices=sorted(PERSONALITIES))
     parser.add_argument("--chats-per-day", type=int, default=48, help="average over weeks")
     parser.add_argument(
+        "--latency", type=float, default=None, help="seconds to answer each admitted request"
+    )
+    parser.add_argument(
         "--timezone",
         default="UTC",
         help="IANA zone whose local time the demo data's rhythm follows",
@@ -859,6 +917,7 @@ def main(argv: list[str] | None = None) -> None:
         personality=args.personality,
         host=args.host,
         port=args.port,
+        latency=args.latency,
     )
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -21,16 +21,15 @@ from typing import Any
 import pytest
 import requests
 
-from chat_assets.ujet.client import (
-    RequestPacer,
+from chat_assets.ujet.client import UjetClient
+from chat_assets.ujet.errors import (
     UjetAuthError,
-    UjetClient,
     UjetError,
     UjetNotFoundError,
     UjetResponseError,
     UjetUnavailableError,
-    pacer_for,
 )
+from chat_assets.ujet.pacer import RequestPacer, pacer_for
 from chat_assets_demo.emulator import PERSONALITIES, StoredChat, UjetEmulator
 
 KEY = "test-key"
@@ -196,18 +195,19 @@ def test_a_sink_gets_every_chat_page_by_page_and_each_version_once(personality: 
 def test_reads_by_tailing_updated_at(personality: str) -> None:
     with server(personality) as emu, make_client(emu) as client:
         client.fetch_window(START, END)
+        sent = [r.query for r in sorted(chat_requests(emu), key=lambda r: r.time)]
         answered = [r.query for r in chat_requests(emu) if r.status == 200]
 
-    first = answered[0]
-    assert first["updated_at[from]"] == "2026-03-08T08:00:00Z"
-    assert first["updated_at[to]"] == "2026-03-08T09:00:00Z"
-    assert (first["sort_column"], first["sort_direction"], first["per"]) == (
-        "updated_at",
-        "ASC",
-        "100",
+    # The first request asks for the whole window (its total counts every chat of it).
+    whole = {"updated_at[from]": "2026-03-08T08:00:00Z", "updated_at[to]": "2026-03-08T09:00:00Z"}
+    assert sent[0].items() >= whole.items()
+    assert all(
+        (q["sort_column"], q["sort_direction"], q["per"]) == ("updated_at", "ASC", "100")
+        for q in sent
     )
-    lower = [q["updated_at[from]"] for q in answered]
-    assert lower == sorted(lower) and len(set(lower)) > 2  # the cursor moves forward
+    # The cursor moves forward through the window (lanes read slices of it side by side).
+    lower = {q["updated_at[from]"] for q in answered}
+    assert len(lower) > 2 and all(stamp(START) <= b < stamp(END) for b in lower)
     # Page numbers only inside the crowded second, whose bounds are one second apart.
     stepped = [q for q in answered if q["page"] != "1"]
     assert stepped and all(q["updated_at[from]"] == "2026-03-08T08:30:07Z" for q in stepped)
@@ -333,6 +333,20 @@ def test_pacing_is_measured_where_the_server_measures_it() -> None:
     assert result.throttled == 0
 
 
+def test_a_slow_server_is_read_with_requests_in_flight() -> None:
+    """A server taking 0.4 s to answer each page, behind a strict 10/s limit: requests go out
+    an interval apart, not an answer apart, so the budget, not the latency, sets the pace.
+    (A client that sends each request once the previous answer is in spaces them 0.4 s.)"""
+    with server("slow_strict_10", chats(1500)) as emu, make_client(emu) as client:
+        result = client.fetch_window(START, END)
+        arrivals = sorted(r.time for r in chat_requests(emu))
+
+    assert [r["id"] for r in result.records] == list(range(1, 1501))
+    assert result.throttled == 0 and result.lanes >= 3
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+    assert gaps[len(gaps) // 2] < 0.2 < emu.personality.latency
+
+
 # Errors that say what to check -----------------------------------------------------------------
 
 
@@ -352,7 +366,8 @@ def test_401_fails_fast_without_leaking_the_secret(emulator: UjetEmulator) -> No
 
 def test_404_names_the_host_to_check(emulator: UjetEmulator) -> None:
     wrong_base = emulator.base_url.replace("/manager/api/v1", "/manager/api/v9")
-    with make_client(wrong_base) as client, pytest.raises(UjetNotFoundError) as caught:
+    one_lane = make_client(wrong_base, max_in_flight=1)
+    with one_lane as client, pytest.raises(UjetNotFoundError) as caught:
         client.fetch_window(START, END)
 
     assert "UJET_BASE_URL" in str(caught.value)
@@ -387,7 +402,7 @@ def test_read_timeout_is_retried(emulator: UjetEmulator) -> None:
 def test_read_timeouts_exhaust_retries(emulator: UjetEmulator) -> None:
     emulator.inject("slow", count=3, seconds=0.6)
     with (
-        make_client(emulator, read_timeout=0.3, max_retries=2) as client,
+        make_client(emulator, read_timeout=0.3, max_retries=2, max_in_flight=1) as client,
         pytest.raises(UjetUnavailableError) as caught,
     ):
         client.fetch_window(START, END)
@@ -399,7 +414,8 @@ def test_read_timeouts_exhaust_retries(emulator: UjetEmulator) -> None:
 
 def test_server_errors_exhaust_retries(emulator: UjetEmulator) -> None:
     emulator.inject("503", count=3)
-    with make_client(emulator, max_retries=2) as client, pytest.raises(UjetUnavailableError) as e:
+    one_lane = make_client(emulator, max_retries=2, max_in_flight=1)
+    with one_lane as client, pytest.raises(UjetUnavailableError) as e:
         client.fetch_window(START, END)
 
     assert len(chat_requests(emulator)) == 3
@@ -412,7 +428,8 @@ def test_bad_body_names_the_request_and_hides_the_body(emulator: UjetEmulator, f
     raw = requests.get(f"{emulator.base_url}/chats", auth=(KEY, SECRET), timeout=5).text
     emulator.inject("slow", seconds=0)  # a no-op fault: request 1 is served normally
     emulator.inject(fault)
-    with make_client(emulator) as client, pytest.raises(UjetResponseError) as caught:
+    one_lane = make_client(emulator, max_in_flight=1)  # request 2 is the second sent
+    with one_lane as client, pytest.raises(UjetResponseError) as caught:
         client.fetch_window(START, END)
 
     message = str(caught.value)
@@ -523,6 +540,7 @@ def test_a_late_request_is_not_followed_by_an_early_one() -> None:
     for _ in range(8):
         pacer.wait()
         starts.append(fake.now)
+        pacer.sent()
 
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.2  # measured from each actual start, never from a slot schedule
@@ -540,17 +558,49 @@ def test_a_request_written_late_pushes_the_next_one_back() -> None:
     assert fake.now - written >= 0.2  # a whole interval after the late one left
 
 
-def test_settle_waits_out_the_spacing_without_starting_a_request() -> None:
+class Turns:
+    """Another process's share of the account, as SharedTurns: its last start, on the clock."""
+
+    def __init__(self, fake: FakeTime, last_start: float) -> None:
+        self.fake = fake
+        self.last_start = last_start
+        self.calls: list[str] = []
+
+    def begin(self, interval: float) -> None:
+        self.calls.append("begin")
+        self.fake.now = max(self.fake.now, self.last_start + interval)
+
+    def end(self) -> None:
+        self.calls.append("end")
+        self.last_start = self.fake.now
+
+
+def test_turns_space_this_process_after_another() -> None:
+    """Requests of another process (its last start) push this one's back, and this one's
+    starts are recorded for it, request by request."""
     fake = FakeTime(late={})
     pacer = RequestPacer(5, clock=fake.clock, sleep=fake.sleep)
+    turns = Turns(fake, last_start=fake.now - 0.05)  # the other process sent 50 ms ago
+    pacer.share(turns)
+    began = fake.now
     pacer.wait()
-    fake.now += 0.05  # the answer took 50 ms
-    answered = fake.now
-    pacer.settle()
-    assert fake.now - answered >= 0.2  # from the answer: whoever sends next keeps the spacing
-    settled = fake.now
+    assert fake.now - (began - 0.05) >= pacer.interval - 1e-9  # an interval after the other
+    pacer.sent()
+    assert turns.calls == ["begin", "end"] and turns.last_start == fake.now
+
+
+def test_no_second_request_starts_while_one_is_being_sent() -> None:
+    """A thread let go by the pacer but not yet written holds back every other thread."""
+    pacer = RequestPacer(1000)
     pacer.wait()
-    assert fake.now == settled  # nothing was started, so nothing more to wait for
+    other = threading.Thread(target=pacer.wait)
+    other.start()
+    other.join(timeout=0.1)
+    assert other.is_alive()  # waiting for the first request to leave
+    pacer.sent()
+    other.join(timeout=2)
+    assert not other.is_alive()
+    pacer.sent()
 
 
 def test_429s_slow_the_pace_and_successes_recover_it() -> None:
@@ -581,6 +631,7 @@ def test_pacer_is_shared_by_threads() -> None:
             pacer.wait()
             with lock:
                 starts.append(time.monotonic())
+            pacer.sent()
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
