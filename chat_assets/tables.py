@@ -170,7 +170,7 @@ class Table:
     summary_by: str | None = None
     # (check name, column): a check that the column holds only its declared `values`.
     valid_values: tuple[tuple[str, str], ...] = ()
-    # Names of the checks of `chat_assets.checks` that hold the table's figures together.
+    # Names of the checks of `chat_assets.checks.declared` that hold the table's figures together.
     consistency: tuple[str, ...] = ()
     # For an aggregate table (written AGGREGATE): how it is computed from its facts.
     aggregation: Aggregation | None = None

@@ -6,7 +6,7 @@ several times a COPY of the result, so the warehouse flattens them where they ar
 by the grammar of `chat_assets.grammar`. The tests' pure reference flattening reads by the same
 grammar, and an equivalence test holds this SQL to it.
 Nothing here touches a database: these functions only build statements
-(`chat_assets.warehouse.postgres.apply_newest` runs them).
+(`chat_assets.warehouse.newest_wins.apply_newest` runs them).
 """
 
 from __future__ import annotations
