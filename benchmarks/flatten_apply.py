@@ -38,7 +38,8 @@ from chat_assets.tables import (
     QUEUE_SERVICE_LEVELS,
     RAW_CHATS,
 )
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import aggregates, ddl, newest_wins, staging, windows
+from chat_assets.warehouse.connection import cursor_for, engine_for
 from chat_assets_demo.demo_data import chats_updated_between
 from chat_assets_demo.embedded import embedded_database
 
@@ -51,7 +52,7 @@ def land(url: str, schema: str, chats: int) -> None:
     per_day = round(chats / 1.2)
     records = chats_updated_between(start, end, chats_per_day=per_day, seasonal=False)
     frame = landing_frame([r for r in records if start <= _ts(r) < end], "UTC", "k1:bench")
-    postgres.replace_window(postgres.engine_for(url), schema, RAW_CHATS, frame, start, end)
+    windows.replace_window(engine_for(url), schema, RAW_CHATS, frame, start, end)
     print(f"landed                  {len(frame)} chats in {schema}.raw_chats")
 
 
@@ -64,13 +65,13 @@ def _ts(record: dict):
 def server_only_copy(engine, schema: str, tables) -> float:
     """COPY of rows already encoded (read back from the floor tables): the database's share."""
     encoded = {}
-    with postgres.cursor_for(engine) as cursor:
+    with cursor_for(engine) as cursor:
         for table in tables:
             target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
             with cursor.copy(sql.SQL("COPY {} TO STDOUT (FORMAT BINARY)").format(target)) as copy:
                 encoded[table.name] = b"".join(bytes(block) for block in copy)
     began = time.perf_counter()
-    with postgres.cursor_for(engine, transaction=True) as cursor:
+    with cursor_for(engine, transaction=True) as cursor:
         for table in tables:
             target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table.name))
             cursor.execute(sql.SQL("TRUNCATE {}").format(target))
@@ -82,7 +83,7 @@ def server_only_copy(engine, schema: str, tables) -> float:
 def server_peak_rss_mb(engine) -> float | None:
     """The largest peak RSS (VmHWM) of the server's processes, when the server is local.
     Shared buffers a process touched count in its RSS."""
-    with postgres.cursor_for(engine) as cursor:
+    with cursor_for(engine) as cursor:
         pids = [row[0] for row in cursor.execute("SELECT pid FROM pg_stat_activity").fetchall()]
     peaks = []
     for pid in pids:
@@ -102,8 +103,8 @@ def fresh_copy(engine, landed: str, schema: str) -> None:
     """`schema` with the landed raw_chats and nothing else, autovacuum off for its tables."""
     with engine.begin() as connection:
         connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    postgres.prepare(engine, schema, RAW_CHATS)
-    with postgres.cursor_for(engine, transaction=True) as cursor:
+    ddl.prepare(engine, schema, RAW_CHATS)
+    with cursor_for(engine, transaction=True) as cursor:
         cursor.execute(f"INSERT INTO {schema}.raw_chats SELECT * FROM {landed}.raw_chats")
         cursor.execute(f"ANALYZE {schema}.raw_chats")
     quiet(engine, schema, (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS))
@@ -112,7 +113,7 @@ def fresh_copy(engine, landed: str, schema: str) -> None:
 def quiet(engine, schema: str, tables) -> None:
     """Autovacuum off for the schema's tables (creating them), then a CHECKPOINT."""
     for table in tables:
-        postgres.prepare(engine, schema, table)
+        ddl.prepare(engine, schema, table)
     with engine.begin() as connection:
         for table in tables:
             connection.exec_driver_sql(
@@ -138,7 +139,7 @@ def main() -> None:
         if args.database_url
         else embedded_database(Path(state)) as url,
     ):
-        engine = postgres.engine_for(url)
+        engine = engine_for(url)
         landed = "bench_landed"
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {landed} CASCADE")
@@ -155,7 +156,7 @@ def main() -> None:
             schema, floor_schema = f"bench_{round_}", f"bench_floor_{round_}"
             fresh_copy(engine, landed, schema)
             began = time.perf_counter()
-            applied = postgres.apply_newest(
+            applied = newest_wins.apply_newest(
                 engine, schema, DERIVED_TABLES, start, end, timezone="UTC"
             )
             applies.append(time.perf_counter() - began)
@@ -163,16 +164,16 @@ def main() -> None:
             rows = sum(a.rows_written for a in applied)
 
             # The floor: the same final rows, read back (not timed), COPYed into empty tables.
-            finals = [postgres.load_window(engine, schema, t, start, end) for t in DERIVED_TABLES]
+            finals = [windows.load_window(engine, schema, t, start, end) for t in DERIVED_TABLES]
             with engine.begin() as connection:
                 connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {floor_schema} CASCADE")
                 connection.exec_driver_sql(f"CREATE SCHEMA {floor_schema}")
             checkpoint(engine)
             began = time.perf_counter()
-            with postgres.cursor_for(engine, transaction=True) as cursor:
+            with cursor_for(engine, transaction=True) as cursor:
                 for table, frame in zip(DERIVED_TABLES, finals, strict=True):
-                    postgres.ensure_table(cursor, floor_schema, table)
-                    postgres.copy_into(
+                    ddl.ensure_table(cursor, floor_schema, table)
+                    staging.copy_into(
                         cursor,
                         sql.SQL("{}.{}").format(
                             sql.Identifier(floor_schema), sql.Identifier(table.name)
@@ -195,8 +196,8 @@ def main() -> None:
         days = set(applied[DERIVED_TABLES.index(CHAT_QUEUE_DURATIONS)].days_recomputed)
         checkpoint(engine)
         recompute_began = time.perf_counter()
-        with postgres.cursor_for(engine, transaction=True) as cursor:
-            levels = postgres.recompute_days(
+        with cursor_for(engine, transaction=True) as cursor:
+            levels = aggregates.recompute_days(
                 cursor, schema, QUEUE_SERVICE_LEVELS, "UTC", days, mark=True
             )
         recompute = time.perf_counter() - recompute_began

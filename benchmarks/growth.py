@@ -28,12 +28,13 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
-from chat_assets import checks
+from chat_assets.checks import declared, landing, personal_text, reconciliation, uniqueness
 from chat_assets.grammar import parse_instant
 from chat_assets.partitions import day_window
 from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHATS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
+from chat_assets.warehouse.connection import engine_for
 from chat_assets_demo.demo_data import LATE_SHARES, chats_updated_between
 from chat_assets_demo.embedded import embedded_database
 
@@ -45,38 +46,38 @@ SCHEMA = "growth"
 def check_queries(engine, day: date) -> None:
     """Every query of the checks of raw_chats, chat_tables and queue_service_levels."""
     start, end = day_window(day, "UTC")
-    checks.pii_key_unchanged(engine, SCHEMA, FINGERPRINT)
-    checks.personal_text(engine, SCHEMA, RAW_CHATS, start, end)
+    landing.pii_key_unchanged(engine, SCHEMA, FINGERPRINT)
+    personal_text.no_personal_text(engine, SCHEMA, RAW_CHATS, start, end)
     for table in DERIVED_TABLES:
-        stored = postgres.load_window(
-            engine, SCHEMA, table, start, end, columns=checks.columns_checked(table)
+        stored = windows.load_window(
+            engine, SCHEMA, table, start, end, columns=declared.columns_checked(table)
         )
-        checks.personal_text(engine, SCHEMA, table, start, end)
-        checks.unique_in_partition(table, stored)
-        checks.unique_table_wide(engine, SCHEMA, table, start, end)
-        list(checks.partition_checks(table, stored))
+        personal_text.no_personal_text(engine, SCHEMA, table, start, end)
+        uniqueness.unique_in_partition(table, stored)
+        uniqueness.unique_table_wide(engine, SCHEMA, table, start, end)
+        list(declared.partition_checks(table, stored))
     mart = QUEUE_SERVICE_LEVELS
-    stored = postgres.load_window(engine, SCHEMA, mart, start, end)
-    checks.personal_text(engine, SCHEMA, mart, start, end)
-    checks.reconciled(engine, SCHEMA, mart, "UTC", start, end)
-    list(checks.partition_checks(mart, stored))
+    stored = windows.load_window(engine, SCHEMA, mart, start, end)
+    personal_text.no_personal_text(engine, SCHEMA, mart, start, end)
+    reconciliation.reconciled(engine, SCHEMA, mart, "UTC", start, end)
+    list(declared.partition_checks(mart, stored))
 
 
 def metadata_queries(engine, day: date) -> None:
     """What the IO manager reads for metadata: each table's row count, the mart's day."""
     start, end = day_window(day, "UTC")
     for table in (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS):
-        postgres.row_count(engine, SCHEMA, table)
-    postgres.recompute_window(engine, SCHEMA, QUEUE_SERVICE_LEVELS, "UTC", start, end)
+        bookkeeping.row_count(engine, SCHEMA, table)
+    aggregates.recompute_window(engine, SCHEMA, QUEUE_SERVICE_LEVELS, "UTC", start, end)
 
 
 def one_day(engine, day: date, frame) -> dict[str, float]:
     """Seconds of each step of one day, in the order the assets run them."""
     start, end = day_window(day, "UTC")
     steps: dict[str, Callable[[], object]] = {
-        "landing": partial(postgres.replace_window, engine, SCHEMA, RAW_CHATS, frame, start, end),
+        "landing": partial(windows.replace_window, engine, SCHEMA, RAW_CHATS, frame, start, end),
         "apply": partial(
-            postgres.apply_newest, engine, SCHEMA, DERIVED_TABLES, start, end, timezone="UTC"
+            newest_wins.apply_newest, engine, SCHEMA, DERIVED_TABLES, start, end, timezone="UTC"
         ),
         "checks": partial(check_queries, engine, day),
         "metadata": partial(metadata_queries, engine, day),
@@ -130,7 +131,7 @@ def main() -> None:
         if args.database_url
         else embedded_database(Path(state)) as url,
     ):
-        engine = postgres.engine_for(url)
+        engine = engine_for(url)
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         steps: dict[str, list[float]] = {"landing": [], "apply": [], "checks": [], "metadata": []}
@@ -143,7 +144,7 @@ def main() -> None:
             if offset < 0:
                 one_day(engine, day, frame)
                 continue
-            stored = postgres.row_count(engine, SCHEMA, CHATS) if offset or args.warm_up else 0
+            stored = bookkeeping.row_count(engine, SCHEMA, CHATS) if offset or args.warm_up else 0
             history.append(stored / 1e6)
             line = [f"day {offset + 1:>2}  history {stored:>9,} chats"]
             for name, seconds in one_day(engine, day, frame).items():

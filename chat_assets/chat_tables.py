@@ -10,15 +10,18 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from chat_assets import checks
+from chat_assets.checks import declared, personal_text, specs, uniqueness
 from chat_assets.tables import DERIVED_TABLES
 from chat_assets.ujet.resource import UjetResource
-from chat_assets.warehouse import postgres
-from chat_assets.warehouse.postgres import NewestWins
+from chat_assets.warehouse import windows
+from chat_assets.warehouse.newest_wins import NewestWins
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 
-def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, configured: Warehouse):
+def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
+    """The chat_tables step for these partitions; `warehouse` gives the schema the assets'
+    metadata names (a run writes through the `warehouse` resource)."""
+
     @dg.multi_asset(
         name="chat_tables",
         outs={
@@ -27,13 +30,13 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, configured:
                 io_manager_key=IO_MANAGER_KEY,
                 kinds={"postgres"},
                 description=table.description,
-                metadata=table.asset_metadata(configured.db_schema),
+                metadata=table.asset_metadata(warehouse.db_schema),
             )
             for table in DERIVED_TABLES
         },
         deps=["raw_chats"],
         partitions_def=partitions,
-        check_specs=[spec for t in DERIVED_TABLES for spec in checks.check_specs(t, partitions)],
+        check_specs=[spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)],
         # No backfill policy, as raw_chats: one run per day, checks stored per day.
     )
     def chat_tables(
@@ -46,17 +49,17 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, configured:
         engine, schema = warehouse.engine(), warehouse.db_schema
         window = context.partition_time_window
         for table in DERIVED_TABLES:
-            stored = postgres.load_window(
+            stored = windows.load_window(
                 engine,
                 schema,
                 table,
                 window.start,
                 window.end,
-                columns=checks.columns_checked(table),
+                columns=declared.columns_checked(table),
             )
-            yield checks.personal_text(engine, schema, table, window.start, window.end)
-            yield checks.unique_in_partition(table, stored)
-            yield checks.unique_table_wide(engine, schema, table, window.start, window.end)
-            yield from checks.partition_checks(table, stored)
+            yield personal_text.no_personal_text(engine, schema, table, window.start, window.end)
+            yield uniqueness.unique_in_partition(table, stored)
+            yield uniqueness.unique_table_wide(engine, schema, table, window.start, window.end)
+            yield from declared.partition_checks(table, stored)
 
     return chat_tables

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from chat_assets import checks
+from chat_assets.checks import landing, personal_text, specs
 from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
 from chat_assets.partitions import local_day
@@ -17,7 +17,8 @@ from chat_assets.privacy.sanitize import SanitizeReport, WindowSanitizer
 from chat_assets.tables import CHAT_ID_FIELD, RAW_CHATS, typed_frame
 from chat_assets.ujet.client import FetchResult
 from chat_assets.ujet.resource import UjetResource
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import windows
+from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable, held_lock
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 # Pages a fetch may be ahead of their sanitizing and landing: about a megabyte each.
@@ -104,8 +105,9 @@ def fetch_lock(origin: str) -> str:
     return f"chat_assets ujet_api {origin}"
 
 
-def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: Warehouse):
-    """raw_chats for these partitions (their time zone places each chat's day)."""
+def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
+    """raw_chats for these partitions (their time zone places each chat's day); `warehouse`
+    gives the schema the asset's metadata names (a run writes through the `warehouse` resource)."""
     timezone = partitions.timezone
 
     @dg.asset(
@@ -119,8 +121,8 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
         io_manager_key=IO_MANAGER_KEY,
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
-        metadata=RAW_CHATS.asset_metadata(configured.db_schema),
-        check_specs=checks.raw_check_specs(partitions),
+        metadata=RAW_CHATS.asset_metadata(warehouse.db_schema),
+        check_specs=specs.raw_check_specs(partitions),
     )
     def raw_chats(
         context: dg.AssetExecutionContext,
@@ -137,8 +139,8 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
         )
         engine = warehouse.engine()
         try:
-            postgres.check_reachable(engine)  # before a day's fetch, not after it
-        except postgres.WarehouseUnreachable as exc:
+            check_reachable(engine)  # before a day's fetch, not after it
+        except WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
         sanitizer = WindowSanitizer(pseudonymizer)
         fetched: list[FetchResult] = []
@@ -155,7 +157,7 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
                 # backfill costs more than the fetches themselves.
                 with (
                     ujet.open_client(log=context.log) as client,
-                    postgres.held_lock(engine, fetch_lock(client.origin)) as waited,
+                    held_lock(engine, fetch_lock(client.origin)) as waited,
                 ):
                     if waited >= 1:
                         context.log.info(
@@ -180,12 +182,14 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
             )
 
         # The IO manager calls `fill` in the transaction that replaces the window.
-        yield dg.Output(postgres.Landing(fill, one_row_per=(CHAT_ID_FIELD,)))
+        yield dg.Output(windows.Landing(fill, one_row_per=(CHAT_ID_FIELD,)))
         (result,) = fetched
         report = sanitizer.report
-        yield checks.complete_window(result)
-        yield checks.schema_drift(report.unknown_paths, report.drifted_paths)
-        yield checks.pii_key_unchanged(engine, warehouse.db_schema, pseudonymizer.fingerprint)
-        yield checks.personal_text(engine, warehouse.db_schema, RAW_CHATS, window.start, window.end)
+        yield landing.complete_window(result)
+        yield landing.schema_drift(report.unknown_paths, report.drifted_paths)
+        yield landing.pii_key_unchanged(engine, warehouse.db_schema, pseudonymizer.fingerprint)
+        yield personal_text.no_personal_text(
+            engine, warehouse.db_schema, RAW_CHATS, window.start, window.end
+        )
 
     return raw_chats

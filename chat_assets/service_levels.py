@@ -14,11 +14,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from chat_assets import checks
+from chat_assets.checks import declared, personal_text, reconciliation, specs, uniqueness
 from chat_assets.privacy.detect import redact
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
-from chat_assets.warehouse import postgres
-from chat_assets.warehouse.postgres import Recompute
+from chat_assets.warehouse import aggregates, windows
+from chat_assets.warehouse.aggregates import Recompute
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 REFRESH_JOB_NAME = "queue_service_levels_refresh"
@@ -75,9 +75,9 @@ def day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
     return metadata
 
 
-def build_queue_service_levels(
-    partitions: dg.TimeWindowPartitionsDefinition, configured: Warehouse
-):
+def build_queue_service_levels(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
+    """queue_service_levels for these partitions; `warehouse` gives the schema the asset's
+    metadata names (a run reads and writes through the `warehouse` resource)."""
     table = QUEUE_SERVICE_LEVELS
     assert table.aggregation is not None
     timezone = partitions.timezone
@@ -90,8 +90,8 @@ def build_queue_service_levels(
         io_manager_key=IO_MANAGER_KEY,
         kinds={"postgres"},
         description=table.description,
-        metadata=table.asset_metadata(configured.db_schema),
-        check_specs=checks.check_specs(table, partitions),
+        metadata=table.asset_metadata(warehouse.db_schema),
+        check_specs=specs.check_specs(table, partitions),
     )
     def queue_service_levels(
         context: dg.AssetExecutionContext, warehouse: Warehouse
@@ -99,11 +99,11 @@ def build_queue_service_levels(
         yield dg.Output(Recompute(timezone, day_metadata))
         engine, schema = warehouse.engine(), warehouse.db_schema
         window = context.partition_time_window
-        stored = postgres.load_window(engine, schema, table, window.start, window.end)
-        yield checks.personal_text(engine, schema, table, window.start, window.end)
-        yield checks.unique_in_partition(table, stored)
-        yield checks.reconciled(engine, schema, table, timezone, window.start, window.end)
-        yield from checks.partition_checks(table, stored)
+        stored = windows.load_window(engine, schema, table, window.start, window.end)
+        yield personal_text.no_personal_text(engine, schema, table, window.start, window.end)
+        yield uniqueness.unique_in_partition(table, stored)
+        yield reconciliation.reconciled(engine, schema, table, timezone, window.start, window.end)
+        yield from declared.partition_checks(table, stored)
 
     return queue_service_levels
 
@@ -135,7 +135,7 @@ def build_catch_up(
         ),
     )
     def catch_up(context: dg.SensorEvaluationContext, warehouse: Warehouse):
-        marked = postgres.days_to_refresh(
+        marked = aggregates.days_to_refresh(
             warehouse.engine(), warehouse.db_schema, QUEUE_SERVICE_LEVELS
         )
         outside = 0

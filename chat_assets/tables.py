@@ -170,7 +170,7 @@ class Table:
     summary_by: str | None = None
     # (check name, column): a check that the column holds only its declared `values`.
     valid_values: tuple[tuple[str, str], ...] = ()
-    # Names of the checks of `chat_assets.checks` that hold the table's figures together.
+    # Names of the checks of `chat_assets.checks.declared` that hold the table's figures together.
     consistency: tuple[str, ...] = ()
     # For an aggregate table (written AGGREGATE): how it is computed from its facts.
     aggregation: Aggregation | None = None
@@ -525,7 +525,8 @@ _QUEUES = Aggregation(
 )
 
 
-def _count(name: str, description: str, where: str | None = None) -> Column:
+def _count_measure(name: str, description: str, where: str | None = None) -> Column:
+    """An aggregate column counting the group's facts (those matching `where`, when given)."""
     formula = "count(*)" if where is None else f"count(*) FILTER (WHERE {where})"
     return Column(name, PgType.INTEGER, description, formula=formula, nullable=False)
 
@@ -560,18 +561,20 @@ QUEUE_SERVICE_LEVELS = Table(
             "Queue path as text, from the day's last segment.",
             formula=_QUEUES.latest("menu_path"),
         ),
-        _count("offered", "Queue segments that started that day."),
-        _count("in_sla", "Segments UJET judged in_sla.", _event_is("in_sla")),
-        _count("not_in_sla", "Segments UJET judged not_in_sla.", _event_is("not_in_sla")),
-        _count("excluded", "Segments UJET left out of its SLA figures.", _event_is("excluded")),
-        _count(
+        _count_measure("offered", "Queue segments that started that day."),
+        _count_measure("in_sla", "Segments UJET judged in_sla.", _event_is("in_sla")),
+        _count_measure("not_in_sla", "Segments UJET judged not_in_sla.", _event_is("not_in_sla")),
+        _count_measure(
+            "excluded", "Segments UJET left out of its SLA figures.", _event_is("excluded")
+        ),
+        _count_measure(
             "unclassified",
             "Segments with no service_level_event, or one UJET does not document.",
             "coalesce(service_level_event NOT IN ("
             + ", ".join(f"'{v}'" for v in _SLA_EVENTS)
             + "), true)",
         ),
-        _count(
+        _count_measure(
             "abandoned",
             "Segments whose event is not answered (including those without an event yet).",
             "event IS DISTINCT FROM 'answered'",

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse.connection import engine_for
 from chat_assets_demo.embedded import embedded_database
 from chat_assets_tests.support import TEST_PII_KEY
 
@@ -40,7 +40,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 def engine(database_url: str) -> sa.Engine:
-    return postgres.engine_for(database_url)
+    return engine_for(database_url)
 
 
 @pytest.fixture

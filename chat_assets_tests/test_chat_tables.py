@@ -9,11 +9,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from chat_assets import checks
+from chat_assets.checks import specs
 from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings
-from chat_assets.tables import CHATS, SLA_EVENT_VALID
-from chat_assets.warehouse.postgres import Applied
+from chat_assets.tables import CHATS, SLA_CONSISTENT, SLA_EVENT_VALID
+from chat_assets.warehouse.newest_wins import Applied
 from chat_assets.warehouse.resource import IO_MANAGER_KEY
 from chat_assets.warehouse.summary import summary_markdown
 from chat_assets_demo.emulator import UjetEmulator
@@ -116,8 +116,8 @@ def test_the_table_wide_check_finds_an_id_an_earlier_day_already_holds(
     with UjetEmulator(company_key="k", company_secret="s", records=[first, second]) as emulator:
         earlier = run(settings, emulator, database_url, schema, "2016-03-02")
         later = run(settings, emulator, database_url, schema, "2016-03-03")
-    assert evaluations(earlier)[("chat_handle_durations", checks.UNIQUE_TABLE_WIDE)].passed
-    wide = evaluations(later)[("chat_handle_durations", checks.UNIQUE_TABLE_WIDE)]
+    assert evaluations(earlier)[("chat_handle_durations", specs.UNIQUE_TABLE_WIDE)].passed
+    wide = evaluations(later)[("chat_handle_durations", specs.UNIQUE_TABLE_WIDE)]
     assert not wide.passed
     assert wide.metadata["repeated_ids"].value == [
         {"id": 777, "chat_ids": sorted([first["id"], second["id"]])}
@@ -143,20 +143,20 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
         {"value": "<21 characters, not shown>", "rows": 1, "chat_ids": [1]},
         {"value": "abandoned", "rows": 1, "chat_ids": [1]},
     ]
-    consistent = found[("chat_queue_durations", checks.SLA_CONSISTENT)]
+    consistent = found[("chat_queue_durations", SLA_CONSISTENT)]
     assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.WARN
     assert consistent.metadata["in_sla_over_target"].value == 1
     assert consistent.metadata["in_sla_over_target_chat_ids"].value == [2]
     assert consistent.metadata["not_in_sla_within_target"].value == 1  # the answered one only
-    in_partition = found[("chat_transfers", checks.UNIQUE_IN_PARTITION)]
+    in_partition = found[("chat_transfers", specs.UNIQUE_IN_PARTITION)]
     assert not in_partition.passed
     assert in_partition.metadata["duplicated_keys"].value == [{"key": [1, 7], "rows": 2}]
-    wide = found[("chat_handle_durations", checks.UNIQUE_TABLE_WIDE)]
+    wide = found[("chat_handle_durations", specs.UNIQUE_TABLE_WIDE)]
     assert not wide.passed  # the vendor repeats handle id 30001 under chats 1 and 2
     assert wide.metadata["repeated_ids"].value == [{"id": 30001, "chat_ids": [1, 2]}]
-    assert found[("chats", checks.UNIQUE_IN_PARTITION)].passed
-    assert found[("chats", checks.UNIQUE_TABLE_WIDE)].passed
-    assert found[("raw_chats", checks.COMPLETE_WINDOW)].passed
+    assert found[("chats", specs.UNIQUE_IN_PARTITION)].passed
+    assert found[("chats", specs.UNIQUE_TABLE_WIDE)].passed
+    assert found[("raw_chats", specs.COMPLETE_WINDOW)].passed
     assert count(engine, schema, "chat_queue_durations") == 5
     assert count(engine, schema, "chat_transfers") == 2
     assert count(engine, schema, "chat_handle_durations") == 2
@@ -168,7 +168,7 @@ def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_ur
         result = materialize_day(
             settings, emulator, database_url, schema, "2016-03-02", raise_on_error=False
         )
-    complete = evaluations(result)[("raw_chats", checks.COMPLETE_WINDOW)]
+    complete = evaluations(result)[("raw_chats", specs.COMPLETE_WINDOW)]
     assert not complete.passed
     assert complete.metadata["api_total"].value == 5
     assert complete.metadata["distinct_received"].value == 2

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import dagster as dg
 import pytest
 
-from chat_assets import checks
+from chat_assets.checks import personal_text, specs
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.detect import PATTERNS, normalized
 from chat_assets.privacy.resource import PrivacyResource
@@ -22,7 +22,7 @@ from chat_assets.raw_chats import build_raw_chats, landing_frame
 from chat_assets.settings import Settings
 from chat_assets.tables import CHATS, RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import newest_wins, windows
 from chat_assets.warehouse.io_manager import warehouse_resources
 from chat_assets.warehouse.resource import Warehouse
 from chat_assets_demo.demo_data import chats_updated_between
@@ -121,7 +121,7 @@ def test_no_raw_personal_value_lands_anywhere(settings, database_url, engine, sc
     # the unknown field was dropped and named by path only
     drift = {
         (e.asset_key.path[-1], e.check_name): e for e in crafted.get_asset_check_evaluations()
-    }[("raw_chats", checks.NO_UNKNOWN_FIELDS)]
+    }[("raw_chats", specs.NO_UNKNOWN_FIELDS)]
     assert not drift.passed
     assert drift.metadata["unknown_paths"].value == ["customer_email"]
     # links keep their host only; the credentials and signature are gone
@@ -169,7 +169,7 @@ def test_a_changed_key_fails_the_key_check(settings, database_url, schema):
             settings, emulator, database_url, schema, DAYS[1], instance=instance, key=OTHER_KEY
         )
     found = {e.check_name: e for e in other.get_asset_check_evaluations()}
-    check = found[checks.PII_KEY_UNCHANGED]
+    check = found[specs.PII_KEY_UNCHANGED]
     assert not check.passed
     assert list(check.metadata["rows_with_other_keys"].value) == [
         PrivacyResource(pii_key=TEST_PII_KEY).pseudonymizer()[0].fingerprint
@@ -236,7 +236,7 @@ def test_personal_data_in_kept_text_is_redacted_before_landing(
     for form in (value, normalized(value)):
         assert form not in everything
     found = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
-    assert all(found[(t, checks.NO_PERSONAL_TEXT)].passed for t in ("raw_chats", "chats"))
+    assert all(found[(t, specs.NO_PERSONAL_TEXT)].passed for t in ("raw_chats", "chats"))
 
 
 @pytest.mark.parametrize(
@@ -266,10 +266,12 @@ def test_the_stored_tables_are_scanned_normalized(database_url, engine, schema, 
         chats = crafted_day()
         chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": output_msg}
         frame = landing_frame(chats, "UTC", "k1:test")
-        postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
-        postgres.apply_newest(engine, schema, [CHATS], start, end, timezone="UTC")
+        windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+        newest_wins.apply_newest(engine, schema, [CHATS], start, end, timezone="UTC")
         return tuple(
-            checks.personal_text(engine, schema, table, start, end).metadata["cells_found"].value
+            personal_text.no_personal_text(engine, schema, table, start, end)
+            .metadata["cells_found"]
+            .value
             for table in (CHATS, RAW_CHATS)
         )
 

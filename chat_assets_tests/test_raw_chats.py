@@ -18,7 +18,8 @@ from chat_assets.raw_chats import build_raw_chats, landing_frame
 from chat_assets.settings import Settings, SettingsError
 from chat_assets.tables import RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import windows
+from chat_assets.warehouse.connection import engine_for
 from chat_assets.warehouse.io_manager import warehouse_resources
 from chat_assets.warehouse.resource import Warehouse
 from chat_assets_demo.embedded import embedded_database_url
@@ -202,7 +203,7 @@ def test_embedded_defaults_end_to_end(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "embedded PostgreSQL at postgresql+psycopg://" in done.stdout
     url = embedded_database_url(tmp_path / "state")
-    rows = stored(postgres.engine_for(url), "ujet")
+    rows = stored(engine_for(url), "ujet")
     assert len(rows) > 0
     assert {row[0] for row in rows} == {DAY}
 
@@ -251,10 +252,10 @@ def test_an_owned_schema_works_without_create_on_the_database(database_url, engi
         connection.exec_driver_sql(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC')
     url = engine.url.set(username=role, password="pw")
     try:
-        role_engine = postgres.engine_for(url.render_as_string(hide_password=False))
+        role_engine = engine_for(url.render_as_string(hide_password=False))
         frame = landing_frame([{"id": 1, "updated_at": "2026-01-05T01:00:00Z"}], "UTC", "k1:test")
         start, end = day_window(date(2026, 1, 5), "UTC")
-        postgres.replace_window(role_engine, schema, RAW_CHATS, frame, start, end)
+        windows.replace_window(role_engine, schema, RAW_CHATS, frame, start, end)
         assert len(stored(engine, schema)) == 1
         role_engine.dispose()
     finally:

@@ -6,12 +6,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from chat_assets import checks
+from chat_assets.checks import reconciliation, specs
 from chat_assets.partitions import daily_partitions
 from chat_assets.service_levels import build_catch_up, build_queue_service_levels, day_metadata
 from chat_assets.settings import Settings
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import aggregates
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import materialize_day
@@ -60,9 +60,9 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
             if e.asset_key.path[-1] == mart.key.path[-1]
         ]
         assert {e.check_name for e in evaluations} == {
-            checks.NO_PERSONAL_TEXT,
-            checks.UNIQUE_IN_PARTITION,
-            checks.RECONCILED,
+            specs.NO_PERSONAL_TEXT,
+            specs.UNIQUE_IN_PARTITION,
+            specs.RECONCILED,
             *QUEUE_SERVICE_LEVELS.consistency,
         }
         assert all(e.passed for e in evaluations), [
@@ -81,7 +81,7 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
 
     # The 7th's apply recomputed the 6th in the warehouse and marked it; the sensor asks for it.
     marked = [
-        d.isoformat() for d, _ in postgres.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)
+        d.isoformat() for d, _ in aggregates.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)
     ]
     assert "2026-01-06" in marked and "2026-01-07" not in marked
     _, sensor = build_catch_up(partitions, running=True)
@@ -91,7 +91,9 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
     assert [r.partition_key for r in requests] == marked
     assert all(r.run_key and r.run_key.startswith(r.partition_key) for r in requests)
     start, end = partitions.time_window_for_partition_key("2026-01-06")
-    assert checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end).passed
+    assert reconciliation.reconciled(
+        engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end
+    ).passed
 
 
 def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():

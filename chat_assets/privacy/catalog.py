@@ -85,9 +85,6 @@ def _rule(
     return Rule(path, category, subject, treatment, namespace, description)
 
 
-C, T, S = Category, Treatment, Subject
-
-
 def _at(prefix: str, fields: Iterable[Rule]) -> tuple[Rule, ...]:
     """One declared object's rules placed under `prefix` (the object appears in several places)."""
     return tuple(replace(f, path=f"{prefix}.{f.path}") for f in fields)
@@ -97,63 +94,89 @@ def _at(prefix: str, fields: Iterable[Rule]) -> tuple[Rule, ...]:
 AGENT_FIELDS: tuple[Rule, ...] = (
     _rule(
         "id",
-        C.LINKABLE_ID,
-        T.PSEUDONYM,
-        S.AGENT,
+        Category.LINKABLE_ID,
+        Treatment.PSEUDONYM,
+        Subject.AGENT,
         "agent",
         "Agent id; pseudonymised so agents stay countable and joinable, not nameable.",
     ),
-    _rule("name", C.DIRECT_IDENTIFIER, T.DROP, S.AGENT, description="An employee's full name."),
-    _rule("first_name", C.DIRECT_IDENTIFIER, T.DROP, S.AGENT, description="Employee first name."),
-    _rule("last_name", C.DIRECT_IDENTIFIER, T.DROP, S.AGENT, description="Employee last name."),
+    _rule(
+        "name",
+        Category.DIRECT_IDENTIFIER,
+        Treatment.DROP,
+        Subject.AGENT,
+        description="An employee's full name.",
+    ),
+    _rule(
+        "first_name",
+        Category.DIRECT_IDENTIFIER,
+        Treatment.DROP,
+        Subject.AGENT,
+        description="Employee first name.",
+    ),
+    _rule(
+        "last_name",
+        Category.DIRECT_IDENTIFIER,
+        Treatment.DROP,
+        Subject.AGENT,
+        description="Employee last name.",
+    ),
     _rule(
         "agent_number",
-        C.LINKABLE_ID,
-        T.DROP,
-        S.AGENT,
+        Category.LINKABLE_ID,
+        Treatment.DROP,
+        Subject.AGENT,
         description="Employee number (an HR key); the agent id pseudonym already keys agents.",
     ),
     _rule(
         "avatar_url",
-        C.MEDIA,
-        T.DROP,
-        S.AGENT,
+        Category.MEDIA,
+        Treatment.DROP,
+        Subject.AGENT,
         description="Link to the employee's photo; its host answers no question about agents.",
     ),
 )
 
 # A menu as an object: the top-level menu_path and transfers[].from_menu / to_menu.
 MENU_FIELDS: tuple[Rule, ...] = (
-    _rule("items_count", C.CONFIGURATION, description="Items in the menu."),
-    _rule("name", C.CONFIGURATION, description="Menu name, set up by the company."),
-    _rule("materialized_path", C.CONFIGURATION, description="Menu ids along the path."),
+    _rule("items_count", Category.CONFIGURATION, description="Items in the menu."),
+    _rule("name", Category.CONFIGURATION, description="Menu name, set up by the company."),
+    _rule("materialized_path", Category.CONFIGURATION, description="Menu ids along the path."),
 )
 
 # A virtual agent (a bot configured by the company, not a person).
 VIRTUAL_AGENT_FIELDS: tuple[Rule, ...] = (
-    _rule("id", C.CONFIGURATION, description="Virtual agent id: a bot, not a person."),
-    _rule("name", C.CONFIGURATION, description="Virtual agent name, set up by the company."),
+    _rule("id", Category.CONFIGURATION, description="Virtual agent id: a bot, not a person."),
+    _rule("name", Category.CONFIGURATION, description="Virtual agent name, set up by the company."),
 )
 
 
 def _segment(prefix: str, *, agent: bool = True, times: bool = True) -> tuple[Rule, ...]:
     """Fields shared by the duration lists: id, queue, language, times and the agent."""
     rules = [
-        _rule(f"{prefix}.id", C.LINKABLE_ID, description="Segment id (repeats across chats)."),
-        _rule(f"{prefix}.menu_path_id", C.CONFIGURATION, description="Queue (menu) id."),
-        _rule(f"{prefix}.menu_path", C.CONFIGURATION, description="Queue path, e.g. Support/X."),
-        _rule(f"{prefix}.lang", C.CONFIGURATION, description="Language of the queue."),
+        _rule(
+            f"{prefix}.id", Category.LINKABLE_ID, description="Segment id (repeats across chats)."
+        ),
+        _rule(f"{prefix}.menu_path_id", Category.CONFIGURATION, description="Queue (menu) id."),
+        _rule(
+            f"{prefix}.menu_path", Category.CONFIGURATION, description="Queue path, e.g. Support/X."
+        ),
+        _rule(f"{prefix}.lang", Category.CONFIGURATION, description="Language of the queue."),
     ]
     if times:
-        rules.append(_rule(f"{prefix}.started_at", C.METRIC, description="Start of the segment."))
-        rules.append(_rule(f"{prefix}.ended_at", C.METRIC, description="End of the segment."))
+        rules.append(
+            _rule(f"{prefix}.started_at", Category.METRIC, description="Start of the segment.")
+        )
+        rules.append(
+            _rule(f"{prefix}.ended_at", Category.METRIC, description="End of the segment.")
+        )
     if agent:
         rules.append(
             _rule(
                 f"{prefix}.agent_id",
-                C.LINKABLE_ID,
-                T.PSEUDONYM,
-                S.AGENT,
+                Category.LINKABLE_ID,
+                Treatment.PSEUDONYM,
+                Subject.AGENT,
                 "agent",
                 "Agent of the segment; same namespace as agent_info.id so segments join.",
             )
@@ -162,22 +185,24 @@ def _segment(prefix: str, *, agent: bool = True, times: bool = True) -> tuple[Ru
 
 
 def _metrics(prefix: str, *names: str) -> tuple[Rule, ...]:
-    return tuple(_rule(f"{prefix}{n}", C.METRIC) for n in names)
+    return tuple(_rule(f"{prefix}{n}", Category.METRIC) for n in names)
 
 
 def _settings(prefix: str, *names: str) -> tuple[Rule, ...]:
-    return tuple(_rule(f"{prefix}{n}", C.CONFIGURATION) for n in names)
+    return tuple(_rule(f"{prefix}{n}", Category.CONFIGURATION) for n in names)
 
 
 _RESPONSES = ("response_count", "response_time_total", "response_time_max", "response_time_avg")
 
 CATALOG: tuple[Rule, ...] = (
     # The chat itself.
-    _rule("id", C.LINKABLE_ID, description="UJET chat id: the chat's own key, names no one."),
+    _rule(
+        "id", Category.LINKABLE_ID, description="UJET chat id: the chat's own key, names no one."
+    ),
     *_settings("", "lang", "chat_type", "status", "finish_reason", "fail_reason", "offer_type"),
     _rule(
         "sub_status",
-        C.CONFIGURATION,
+        Category.CONFIGURATION,
         description="Vendor status text; kept, and scanned for echoed personal data by detect.",
     ),
     *_metrics(
@@ -195,23 +220,35 @@ CATALOG: tuple[Rule, ...] = (
         "average_response_time",
         "longest_response_time",
     ),
-    _rule("verified", C.METRIC, subject=S.CUSTOMER, description="A yes/no flag names no one."),
-    _rule("rating", C.METRIC, subject=S.CUSTOMER, description="1-5 score; names no one."),
-    _rule("has_feedback", C.METRIC, subject=S.CUSTOMER, description="A flag; names no one."),
+    _rule(
+        "verified",
+        Category.METRIC,
+        subject=Subject.CUSTOMER,
+        description="A yes/no flag names no one.",
+    ),
+    _rule(
+        "rating", Category.METRIC, subject=Subject.CUSTOMER, description="1-5 score; names no one."
+    ),
+    _rule(
+        "has_feedback",
+        Category.METRIC,
+        subject=Subject.CUSTOMER,
+        description="A flag; names no one.",
+    ),
     # Keys and links into the company's CRM, which holds the customer's personal data.
     _rule(
         "out_ticket_id",
-        C.LINKABLE_ID,
-        T.PSEUDONYM,
-        S.CUSTOMER,
+        Category.LINKABLE_ID,
+        Treatment.PSEUDONYM,
+        Subject.CUSTOMER,
         "crm_ticket",
         "CRM ticket key; pseudonymised so chats of one ticket still group.",
     ),
     _rule(
         "out_ticket_url",
-        C.LINKABLE_ID,
-        T.HOST_ONLY,
-        S.CUSTOMER,
+        Category.LINKABLE_ID,
+        Treatment.HOST_ONLY,
+        Subject.CUSTOMER,
         description="CRM ticket link; the host says which CRM, the path would reopen the ticket.",
     ),
     # Menus: company configuration.
@@ -227,7 +264,7 @@ CATALOG: tuple[Rule, ...] = (
     ),
     _rule(
         "selected_menu.output_msg",
-        C.CONFIGURATION,
+        Category.CONFIGURATION,
         description="Prompt text the company wrote for the menu, the same for every chat.",
     ),
     *_at("menu_path", MENU_FIELDS),
@@ -236,49 +273,51 @@ CATALOG: tuple[Rule, ...] = (
     # The customer.
     _rule(
         "end_user.id",
-        C.LINKABLE_ID,
-        T.PSEUDONYM,
-        S.CUSTOMER,
+        Category.LINKABLE_ID,
+        Treatment.PSEUDONYM,
+        Subject.CUSTOMER,
         "end_user",
         "Customer id; pseudonymised, joins with participants[].end_user_id.",
     ),
     _rule(
         "end_user.identifier",
-        C.DIRECT_IDENTIFIER,
-        T.DROP,
-        S.CUSTOMER,
+        Category.DIRECT_IDENTIFIER,
+        Treatment.DROP,
+        Subject.CUSTOMER,
         description="Phone number, email or name of the customer; joins use end_user.id.",
     ),
     _rule(
         "end_user.out_contact_id",
-        C.LINKABLE_ID,
-        T.PSEUDONYM,
-        S.CUSTOMER,
+        Category.LINKABLE_ID,
+        Treatment.PSEUDONYM,
+        Subject.CUSTOMER,
         "crm_contact",
         "CRM contact key; pseudonymised so a customer's chats group without opening the CRM.",
     ),
     # Customer uploads behind (often signed) links.
-    _rule("photos[].id", C.LINKABLE_ID, description="Upload id, meaningless outside UJET."),
-    _rule("photos[].photo_type", C.CONFIGURATION, description="photo or screenshot."),
+    _rule("photos[].id", Category.LINKABLE_ID, description="Upload id, meaningless outside UJET."),
+    _rule("photos[].photo_type", Category.CONFIGURATION, description="photo or screenshot."),
     _rule(
         "photos[].url",
-        C.MEDIA,
-        T.HOST_ONLY,
-        S.CUSTOMER,
+        Category.MEDIA,
+        Treatment.HOST_ONLY,
+        Subject.CUSTOMER,
         description="Signed link to the customer's picture: a bearer credential; host only.",
     ),
-    _rule("videos[].id", C.LINKABLE_ID, description="Upload id, meaningless outside UJET."),
+    _rule("videos[].id", Category.LINKABLE_ID, description="Upload id, meaningless outside UJET."),
     _rule(
         "videos[].url",
-        C.MEDIA,
-        T.HOST_ONLY,
-        S.CUSTOMER,
+        Category.MEDIA,
+        Treatment.HOST_ONLY,
+        Subject.CUSTOMER,
         description="Signed link to the customer's video: a bearer credential; host only.",
     ),
     # Transfers between agents and queues.
-    _rule("transfers[].id", C.LINKABLE_ID, description="Transfer id (repeats across chats)."),
+    _rule(
+        "transfers[].id", Category.LINKABLE_ID, description="Transfer id (repeats across chats)."
+    ),
     *_settings("transfers[].", "status", "fail_reason"),
-    _rule("transfers[].created_at", C.METRIC),
+    _rule("transfers[].created_at", Category.METRIC),
     *_at("transfers[].from_menu", MENU_FIELDS),
     *_at("transfers[].to_menu", MENU_FIELDS),
     *_at("transfers[].from_agent", AGENT_FIELDS),
@@ -294,12 +333,12 @@ CATALOG: tuple[Rule, ...] = (
         "assigned_connection_duration",
         *_RESPONSES,
     ),
-    _rule("handle_durations[].transfer_id", C.LINKABLE_ID, description="The transfer's id."),
-    _rule("handle_durations[].event", C.CONFIGURATION, description="How the segment ended."),
+    _rule("handle_durations[].transfer_id", Category.LINKABLE_ID, description="The transfer's id."),
+    _rule("handle_durations[].event", Category.CONFIGURATION, description="How the segment ended."),
     # Queue segments with their SLA outcome.
     *_segment("queue_durations[]"),
     *_metrics("queue_durations[].", "queue_duration", "transfer", "transfer_cold"),
-    _rule("queue_durations[].transfer_id", C.LINKABLE_ID, description="The transfer's id."),
+    _rule("queue_durations[].transfer_id", Category.LINKABLE_ID, description="The transfer's id."),
     *_settings(
         "queue_durations[].",
         "event",
@@ -309,28 +348,30 @@ CATALOG: tuple[Rule, ...] = (
         "service_level_target_time",
     ),
     # Who took part: the customer and agents, each by a pseudonymous id.
-    _rule("participants[].id", C.LINKABLE_ID, description="Participant record id."),
-    _rule("participants[].call_id", C.LINKABLE_ID, description="Call id, meaningless alone."),
+    _rule("participants[].id", Category.LINKABLE_ID, description="Participant record id."),
+    _rule(
+        "participants[].call_id", Category.LINKABLE_ID, description="Call id, meaningless alone."
+    ),
     _rule(
         "participants[].user_id",
-        C.LINKABLE_ID,
-        T.PSEUDONYM,
-        S.AGENT,
+        Category.LINKABLE_ID,
+        Treatment.PSEUDONYM,
+        Subject.AGENT,
         "agent",
         "The agent user (same id as agent_info.id), so participants join to agents.",
     ),
     _rule(
         "participants[].end_user_id",
-        C.LINKABLE_ID,
-        T.PSEUDONYM,
-        S.CUSTOMER,
+        Category.LINKABLE_ID,
+        Treatment.PSEUDONYM,
+        Subject.CUSTOMER,
         "end_user",
         "The customer; same namespace as end_user.id so the two join.",
     ),
     *_settings("participants[].", "type", "status", "fail_reason"),
     *_metrics("participants[].", "call_duration", "hold_duration", "connected_at", "ended_at"),
     # The customer's side of the conversation, as figures.
-    _rule("consumer_handle_durations[].id", C.LINKABLE_ID, description="Segment id."),
+    _rule("consumer_handle_durations[].id", Category.LINKABLE_ID, description="Segment id."),
     *_metrics(
         "consumer_handle_durations[].",
         "chat_duration",
@@ -341,12 +382,12 @@ CATALOG: tuple[Rule, ...] = (
     ),
     *_segment("consumer_event_durations[]", agent=False),
     *_settings("consumer_event_durations[].", "type", "event"),
-    _rule("consumer_event_durations[].duration", C.METRIC),
+    _rule("consumer_event_durations[].duration", Category.METRIC),
     # Virtual agents (bots).
     *_at("virtual_agent", VIRTUAL_AGENT_FIELDS),
     *_segment("virtual_agent_deflected_escalations[]", agent=False, times=False),
     *_settings("virtual_agent_deflected_escalations[].", "deflection", "escalation_reason"),
-    _rule("virtual_agent_deflected_escalations[].escalated_at", C.METRIC),
+    _rule("virtual_agent_deflected_escalations[].escalated_at", Category.METRIC),
     *_at("virtual_agent_deflected_escalations[].virtual_agent", VIRTUAL_AGENT_FIELDS),
     *_segment("virtual_agent_handle_durations[]", agent=False),
     *_settings("virtual_agent_handle_durations[].", "escalation_reason", "initiated_by"),
@@ -359,13 +400,13 @@ CATALOG: tuple[Rule, ...] = (
     ),
     _rule(
         "virtual_agent_handle_durations[].transfer_id",
-        C.LINKABLE_ID,
+        Category.LINKABLE_ID,
         description="The transfer's id.",
     ),
     *_at("virtual_agent_handle_durations[].virtual_agent", VIRTUAL_AGENT_FIELDS),
     # How the chat was offered to agents.
-    _rule("offer_events[].casting_time", C.METRIC, description="When the offer went out."),
-    _rule("offer_events[].group", C.CONFIGURATION, description="Agent group offered to."),
+    _rule("offer_events[].casting_time", Category.METRIC, description="When the offer went out."),
+    _rule("offer_events[].group", Category.CONFIGURATION, description="Agent group offered to."),
 )
 
 ContainerKind = Literal["object", "list"]

@@ -375,7 +375,7 @@ def configuration_values(
     )
 
 
-def _as_text(value: Any) -> str | None:
+def _cell_text(value: Any) -> str | None:
     """How a raw value would read in a text cell (booleans identify no one)."""
     if value is None or isinstance(value, bool):
         return None
@@ -396,7 +396,7 @@ def sensitive_values(record: dict[str, Any], index: RuleIndex = INDEX) -> set[st
 
 
 def _texts(values: Iterable[Any]) -> set[str]:
-    return {text for text in map(_as_text, values) if text}
+    return {text for text in map(_cell_text, values) if text}
 
 
 class WindowSanitizer:

@@ -6,7 +6,7 @@ several times a COPY of the result, so the warehouse flattens them where they ar
 by the grammar of `chat_assets.grammar`. The tests' pure reference flattening reads by the same
 grammar, and an equivalence test holds this SQL to it.
 Nothing here touches a database: these functions only build statements
-(`chat_assets.warehouse.postgres.apply_newest` runs them).
+(`chat_assets.warehouse.newest_wins.apply_newest` runs them).
 """
 
 from __future__ import annotations
@@ -181,7 +181,9 @@ def _timestamp(text: sql.Composable) -> sql.Composable:
     )
 
 
-def _count(v: sql.Composable) -> sql.Composable:
+def _list_length(v: sql.Composable) -> sql.Composable:
+    """The number of items of the JSON list `v`: 0 when it is missing or null, NULL when it is
+    not a list."""
     return sql.SQL(
         "CASE WHEN {v} IS NULL OR jsonb_typeof({v}) = 'null' THEN 0"
         " WHEN jsonb_typeof({v}) = 'array' THEN jsonb_array_length({v}) END"
@@ -197,7 +199,7 @@ class _Source:
     present: sql.Composable | None
 
 
-def _as_text(column: Column) -> bool:
+def _read_as_text(column: Column) -> bool:
     """Text and timestamps are read as text: `jsonb_to_record` gives a JSON string's text and
     any other value's JSON, as `#>> '{}'` does, and only a JSON string can match a timestamp's
     grammar; reading the text once is much cheaper than converting JSONB at every step."""
@@ -216,7 +218,7 @@ def _fields(tables: Sequence[Table], on_chat: bool) -> dict[str, str]:
             read = table.read(column)
             if read is None or read.position or read.identity or read.on_chat != on_chat:
                 continue
-            text = _as_text(column) and read.path == read.field
+            text = _read_as_text(column) and read.path == read.field
             fields[read.field] = (
                 "text" if text and fields.get(read.field, "text") == "text" else "jsonb"
             )
@@ -258,7 +260,7 @@ def _sources(table: Table, chat_fields: dict[str, str] | None = None) -> list[_S
             value = sql.SQL("({} -> {})").format(value, sql.Literal(part))
         present = sql.SQL("jsonb_typeof({}) <> 'null'").format(value)
         if read.count:
-            sources.append(_Source(_count(value), present))
+            sources.append(_Source(_list_length(value), present))
         else:
             sources.append(_Source(converted(column.type, value), present))
     return sources

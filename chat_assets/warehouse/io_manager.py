@@ -19,10 +19,12 @@ import dagster as dg
 import pandas as pd
 
 from chat_assets.tables import TABLES, Table, WriteMode
-from chat_assets.warehouse import postgres
-from chat_assets.warehouse.postgres import Applied, Landing, NewestWins, Recompute
+from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
+from chat_assets.warehouse.aggregates import Recompute
+from chat_assets.warehouse.newest_wins import Applied, NewestWins
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, WAREHOUSE_KEY, Warehouse
 from chat_assets.warehouse.summary import applied_metadata
+from chat_assets.warehouse.windows import Landing
 
 _EXPECTED = {
     WriteMode.REPLACE_WINDOW: "a Landing or a DataFrame",
@@ -49,16 +51,16 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         schema = self.warehouse.db_schema
         metadata: dict[str, Any] = {}
         if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, Landing):
-            written, metadata = postgres.land_window(engine, schema, table, obj, start, end)
+            written, metadata = windows.land_window(engine, schema, table, obj, start, end)
         elif table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
-            written = postgres.replace_window(engine, schema, table, obj, start, end)
+            written = windows.replace_window(engine, schema, table, obj, start, end)
         elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, NewestWins):
             applied = self._applied(context, obj, start, end)
             written = applied.rows_written
             metadata = applied_metadata(table, applied)
         elif table.write is WriteMode.AGGREGATE and isinstance(obj, Recompute):
-            written = postgres.recompute_window(engine, schema, table, obj.timezone, start, end)
-            metadata = obj.describe(postgres.load_window(engine, schema, table, start, end))
+            written = aggregates.recompute_window(engine, schema, table, obj.timezone, start, end)
+            metadata = obj.describe(windows.load_window(engine, schema, table, start, end))
         else:
             raise dg.Failure(
                 f"{table.name} is written {table.write.value}: its asset returns "
@@ -69,7 +71,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 **metadata,
                 "rows_written": written,
                 "dagster/partition_row_count": written,
-                "dagster/row_count": postgres.row_count(engine, schema, table),
+                "dagster/row_count": bookkeeping.row_count(engine, schema, table),
             }
         )
 
@@ -81,7 +83,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         with _applied_lock:
             pending = _applied.get(step)
             if pending is None:
-                results = postgres.apply_newest(
+                results = newest_wins.apply_newest(
                     self.warehouse.engine(),
                     self.warehouse.db_schema,
                     plan.tables,
@@ -100,7 +102,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         table = _table_for(context.asset_key)
         start, end = _window(context)
-        return postgres.load_window(
+        return windows.load_window(
             self.warehouse.engine(), self.warehouse.db_schema, table, start, end
         )
 

@@ -6,7 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse.connection import engine_for
 
 WAREHOUSE_KEY = "warehouse"
 IO_MANAGER_KEY = "warehouse_io_manager"
@@ -21,4 +21,4 @@ class Warehouse(dg.ConfigurableResource):
     db_schema: str = Field(default="ujet", description="CHAT_ASSETS_SCHEMA: holds the tables.")
 
     def engine(self) -> sa.Engine:
-        return postgres.engine_for(self.database_url)
+        return engine_for(self.database_url)

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from chat_assets.tables import Table
-from chat_assets.warehouse.postgres import Applied
+from chat_assets.warehouse.newest_wins import Applied
 
 
 def summary_markdown(table: Table, applied: Applied) -> str:

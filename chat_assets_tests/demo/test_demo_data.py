@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from chat_assets import checks
+from chat_assets.checks import declared
 from chat_assets.partitions import day_window
 from chat_assets.tables import CHAT_QUEUE_DURATIONS
 from chat_assets_demo import demo_data
@@ -518,7 +518,7 @@ def test_the_sla_outcome_follows_wait_and_target_on_bad_days_too(seoul_weeks: Da
     rows = pd.DataFrame(
         [{"chat_id": r["id"], **item} for r in records for item in r["queue_durations"]]
     )
-    result = checks.sla_consistent(CHAT_QUEUE_DURATIONS, rows)
+    result = declared.sla_consistent(CHAT_QUEUE_DURATIONS, rows)
     assert result.passed, result.metadata
     assert set(rows["event"]) == {"answered", "abandoned", "failed"}
 

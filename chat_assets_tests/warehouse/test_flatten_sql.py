@@ -29,7 +29,8 @@ from chat_assets.tables import (
     PgType,
     Table,
 )
-from chat_assets.warehouse import flatten_sql, postgres
+from chat_assets.warehouse import flatten_sql, newest_wins, windows
+from chat_assets.warehouse.connection import cursor_for
 from chat_assets_tests.reference_flattening import coerce, flatten
 from chat_assets_tests.support import DATA
 
@@ -43,17 +44,17 @@ def stamp(moment: datetime) -> str:
 
 
 def land_and_apply(engine, schema: str, chats: list[dict], start=START, end=END) -> dict:
-    postgres.replace_window(
+    windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
     )
-    applied = postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
+    applied = newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
     return {t.name: a for t, a in zip(DERIVED_TABLES, applied, strict=True)}
 
 
 def assert_same_as_reference(engine, schema: str, chats: list[dict], applied: dict) -> None:
     for table in DERIVED_TABLES:
         reference = flatten(chats, table)
-        stored = postgres.load_window(engine, schema, table, START, END)
+        stored = windows.load_window(engine, schema, table, START, END)
         pd.testing.assert_frame_equal(
             stored.reset_index(drop=True),
             reference.rows.sort_values(table.key).reset_index(drop=True),
@@ -87,17 +88,17 @@ def test_a_window_holding_a_chat_twice_keeps_its_newest_version(engine, schema):
     new["updated_at"] = stamp(START + timedelta(days=1, hours=1))
     new["handle_durations"] = []
     day_two = (END, END + timedelta(days=1))
-    postgres.replace_window(
+    windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame([old], "UTC", "k1:test"), START, END
     )
-    postgres.replace_window(
+    windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame([new], "UTC", "k1:test"), *day_two
     )
     # both days at once, as a range
-    postgres.apply_newest(engine, schema, DERIVED_TABLES, START, day_two[1], timezone="UTC")
-    chats = postgres.load_window(engine, schema, CHATS, START, day_two[1])
+    newest_wins.apply_newest(engine, schema, DERIVED_TABLES, START, day_two[1], timezone="UTC")
+    chats = windows.load_window(engine, schema, CHATS, START, day_two[1])
     assert chats["updated_at"].tolist() == [pd.Timestamp(new["updated_at"])]
-    assert postgres.load_window(engine, schema, CHAT_HANDLE_DURATIONS, START, day_two[1]).empty
+    assert windows.load_window(engine, schema, CHAT_HANDLE_DURATIONS, START, day_two[1]).empty
 
 
 # Values of every kind UJET has been seen to send where a scalar belongs, and more.
@@ -231,7 +232,7 @@ def _convert_in_sql(engine, kind: PgType, values: list[Any]) -> list[Any]:
     query = sql.SQL(
         "SELECT {} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS v(value, n) ORDER BY n"
     ).format(flatten_sql.converted(kind, sql.SQL("v.value")))
-    with postgres.cursor_for(engine, transaction=True) as cursor:
+    with cursor_for(engine, transaction=True) as cursor:
         cursor.execute("SET LOCAL TimeZone = 'UTC'")
         return [row[0] for row in cursor.execute(query, (json.dumps(values),)).fetchall()]
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHAT_TRANSFERS, CHATS, DERIVED_TABLES, RAW_CHATS, Table
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import newest_wins, windows
 from chat_assets_tests.reference_flattening import flatten, newest_versions
 
 DAY0 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -47,13 +47,13 @@ def apply_partition(engine, schema: str, records: list[dict], day: int) -> None:
     version, as UJET serves it), then flatten and apply them in the warehouse."""
     start, end = window(day)
     frame = landing_frame(newest_versions(records), "UTC", "k1:test")
-    postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
-    postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
+    windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+    newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
 
 
 def stored(engine, schema: str, table: Table) -> pd.DataFrame:
     start, end = DAY0 - timedelta(days=1), DAY0 + timedelta(days=30)
-    return postgres.load_window(engine, schema, table, start, end).reset_index(drop=True)
+    return windows.load_window(engine, schema, table, start, end).reset_index(drop=True)
 
 
 def expected(records: list[dict], table: Table) -> pd.DataFrame:
@@ -91,7 +91,7 @@ def test_reapplying_is_idempotent_and_loading_a_day_returns_its_kept_rows(engine
     for day, batch in [(0, [a, b]), (1, [b2]), (0, [a, b]), (1, [b2])]:
         apply_partition(engine, schema, batch, day)
     assert_state(engine, schema, [a, b2])
-    day0 = postgres.load_window(engine, schema, CHATS, *window(0))
+    day0 = windows.load_window(engine, schema, CHATS, *window(0))
     assert day0["id"].tolist() == [1]  # chat 2's kept version lives in day 1
 
 
@@ -150,12 +150,12 @@ def test_a_landing_in_progress_is_waited_for_so_every_table_sees_one_version(eng
     with engine.connect() as landing:  # a landing of the same day, not yet committed
         raw = f'"{schema}"."raw_chats"'
         landing.exec_driver_sql(f"DELETE FROM {raw}")
-        postgres.replace_window(
+        windows.replace_window(
             engine, f"{schema}_other", RAW_CHATS, landing_frame([second], "UTC", "k"), start, end
         )
         landing.exec_driver_sql(f'INSERT INTO {raw} SELECT * FROM "{schema}_other"."raw_chats"')
         applying = threading.Thread(
-            target=postgres.apply_newest,
+            target=newest_wins.apply_newest,
             args=(engine, schema, DERIVED_TABLES, start, end),
             kwargs={"timezone": "UTC"},
         )

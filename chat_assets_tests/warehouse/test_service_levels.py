@@ -15,11 +15,11 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_assets import checks
+from chat_assets.checks import declared, reconciliation, uniqueness
 from chat_assets.partitions import day_window
 from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHAT_QUEUE_DURATIONS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import aggregates, bookkeeping, ddl, newest_wins, windows
 from chat_assets_tests.reference_flattening import newest_versions
 
 FIRST = date(2026, 3, 6)  # America/New_York springs forward on 2026-03-08
@@ -59,12 +59,12 @@ def land_day(engine, schema: str, timezone: str, versions: list[dict], day: date
         if start <= datetime.fromisoformat(v["updated_at"].replace("Z", "+00:00")) < end
     ]
     frame = landing_frame(newest_versions(inside), timezone, "k1:test")
-    postgres.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+    windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
 
 
-def apply_day(engine, schema: str, timezone: str, day: date) -> list[postgres.Applied]:
+def apply_day(engine, schema: str, timezone: str, day: date) -> list[newest_wins.Applied]:
     start, end = day_window(day, timezone)
-    return postgres.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone=timezone)
+    return newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone=timezone)
 
 
 def _value(value: Any) -> Any:
@@ -141,7 +141,7 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 def everything(engine, schema: str, table) -> pd.DataFrame:
     start = datetime(2000, 1, 1, tzinfo=UTC)
-    return postgres.load_window(engine, schema, table, start, start + timedelta(days=20_000))
+    return windows.load_window(engine, schema, table, start, start + timedelta(days=20_000))
 
 
 def assert_mart_equals_facts(engine, schema: str, timezone: str) -> None:
@@ -154,7 +154,7 @@ def assert_mart_equals_facts(engine, schema: str, timezone: str) -> None:
             counted = connection.exec_driver_sql(
                 f'SELECT count(*) FROM "{schema}"."{table.name}"'
             ).scalar()
-            assert postgres.row_count(engine, schema, table) == counted, table.name
+            assert bookkeeping.row_count(engine, schema, table) == counted, table.name
 
 
 def local(day: date, hour: float, timezone: str) -> datetime:
@@ -221,7 +221,7 @@ def test_in_any_order_of_applies_the_mart_equals_its_recomputation(engine, schem
             after = _comparable(everything(engine, example, QUEUE_SERVICE_LEVELS))
             changed = _days_changed(before, after)
             marked = {
-                day for day, _ in postgres.days_to_refresh(engine, example, QUEUE_SERVICE_LEVELS)
+                day for day, _ in aggregates.days_to_refresh(engine, example, QUEUE_SERVICE_LEVELS)
             }
             assert changed <= marked
     finally:
@@ -256,12 +256,12 @@ def test_an_update_that_moves_a_segment_changes_both_service_days(engine, schema
     assert rows["service_day"].tolist() == [day3]
     facts = DERIVED_TABLES.index(CHAT_QUEUE_DURATIONS)
     assert applied[facts].days_recomputed == (day1, day3)
-    marked = [day for day, _ in postgres.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
+    marked = [day for day, _ in aggregates.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
     assert marked == [day1, day3]
     # Materializing a day clears its mark; the other stays for the catch-up sensor.
     start, end = day_window(day1, timezone)
-    postgres.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
-    marked = [day for day, _ in postgres.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
+    aggregates.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    marked = [day for day, _ in aggregates.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
     assert marked == [day3]
 
 
@@ -302,36 +302,40 @@ def test_checks_fail_on_crafted_rows_and_pass_on_the_stored_ones(engine, schema)
     land_day(engine, schema, timezone, versions, day)
     apply_day(engine, schema, timezone, day)
     start, end = day_window(day, timezone)
-    stored = postgres.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    stored = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
     assert stored.set_index("menu_path_id").loc[1, "service_level"] == 0.5
-    assert checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end).passed
-    assert checks.counts_add_up(QUEUE_SERVICE_LEVELS, stored).passed
-    assert checks.service_level_in_range(QUEUE_SERVICE_LEVELS, stored).passed
-    assert checks.unique_in_partition(QUEUE_SERVICE_LEVELS, stored).passed
+    assert reconciliation.reconciled(
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end
+    ).passed
+    assert declared.counts_add_up(QUEUE_SERVICE_LEVELS, stored).passed
+    assert declared.service_level_in_range(QUEUE_SERVICE_LEVELS, stored).passed
+    assert uniqueness.unique_in_partition(QUEUE_SERVICE_LEVELS, stored).passed
 
     with engine.begin() as connection:
         connection.exec_driver_sql(
             f'UPDATE "{schema}".queue_service_levels SET offered = offered + 1,'
             " service_level = 1.5 WHERE menu_path_id = 1"
         )
-    tampered = postgres.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
-    result = checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    tampered = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    result = reconciliation.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
     assert not result.passed
     assert result.metadata["menu_path_ids"].value == [1]
-    added = checks.counts_add_up(QUEUE_SERVICE_LEVELS, tampered)
+    added = declared.counts_add_up(QUEUE_SERVICE_LEVELS, tampered)
     assert not added.passed and added.metadata["verdicts_not_offered"].value == 1
-    level = checks.service_level_in_range(QUEUE_SERVICE_LEVELS, tampered)
+    level = declared.service_level_in_range(QUEUE_SERVICE_LEVELS, tampered)
     assert not level.passed and level.metadata["out_of_range"].value == 1
     doubled = pd.concat([tampered, tampered.head(1)])
-    assert not checks.unique_in_partition(QUEUE_SERVICE_LEVELS, doubled).passed
+    assert not uniqueness.unique_in_partition(QUEUE_SERVICE_LEVELS, doubled).passed
     # A fact changed behind the mart's back (no apply) is caught too.
-    postgres.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    aggregates.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
     with engine.begin() as connection:
         connection.exec_driver_sql(
             f"UPDATE \"{schema}\".chat_queue_durations SET service_level_event = 'in_sla'"
             " WHERE position = 1"
         )
-    assert not checks.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end).passed
+    assert not reconciliation.reconciled(
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end
+    ).passed
 
 
 def test_a_table_older_than_its_row_counter_is_counted_once(engine, schema):
@@ -341,7 +345,7 @@ def test_a_table_older_than_its_row_counter_is_counted_once(engine, schema):
     apply_day(engine, schema, timezone, FIRST)
     with engine.begin() as connection:  # as a deployment from before the counters
         connection.exec_driver_sql(f'DELETE FROM "{schema}"._row_counts')
-    postgres._prepared.clear()
+    ddl._prepared.clear()
     apply_day(engine, schema, timezone, FIRST)
-    assert postgres.row_count(engine, schema, CHAT_QUEUE_DURATIONS) == 1
-    assert postgres.row_count(engine, schema, RAW_CHATS) == 1
+    assert bookkeeping.row_count(engine, schema, CHAT_QUEUE_DURATIONS) == 1
+    assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 1

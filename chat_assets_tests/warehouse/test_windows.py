@@ -1,4 +1,5 @@
-"""The warehouse client against a real PostgreSQL."""
+"""Partition windows written and read, and the connection's lock and sessions, against a real
+PostgreSQL."""
 
 import json
 import threading
@@ -10,7 +11,8 @@ import pytest
 
 from chat_assets.raw_chats import landing_frame, landing_rows
 from chat_assets.tables import RAW_CHATS
-from chat_assets.warehouse import postgres
+from chat_assets.warehouse import bookkeeping, windows
+from chat_assets.warehouse.connection import WarehouseError, cursor_for, held_lock
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 NEXT = DAY + timedelta(days=1)
@@ -23,7 +25,7 @@ def chat(chat_id: int, updated_at: datetime, **extra) -> dict:
 
 def write(engine, schema: str, records: list[dict]) -> int:
     frame = landing_frame(records, "UTC", "k1:test")
-    return postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT)
+    return windows.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT)
 
 
 def table_rows(engine, schema: str) -> list[tuple]:
@@ -37,9 +39,9 @@ def test_replace_window_creates_typed_table_and_is_idempotent(engine, schema):
     frame = landing_frame(
         [chat(1, DAY), chat(2, DAY + timedelta(hours=5), rating=4)], "UTC", "k1:test"
     )
-    assert postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
+    assert windows.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
     first = table_rows(engine, schema)
-    assert postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
+    assert windows.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT) == 2
     assert table_rows(engine, schema) == first
     assert first[1][3] == {
         "id": 2,
@@ -65,11 +67,11 @@ def test_replace_window_creates_typed_table_and_is_idempotent(engine, schema):
 
 def test_replace_window_touches_only_its_window(engine, schema):
     day_two = landing_frame([chat(3, NEXT + timedelta(hours=1))], "UTC", "k1:test")
-    postgres.replace_window(engine, schema, RAW_CHATS, day_two, NEXT, NEXT + timedelta(days=1))
-    postgres.replace_window(
+    windows.replace_window(engine, schema, RAW_CHATS, day_two, NEXT, NEXT + timedelta(days=1))
+    windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
-    postgres.replace_window(
+    windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame([chat(2, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
     assert [row[1] for row in table_rows(engine, schema)] == [2, 3]
@@ -77,8 +79,8 @@ def test_replace_window_touches_only_its_window(engine, schema):
 
 def test_load_window_returns_declared_dtypes(engine, schema):
     frame = landing_frame([chat(1, DAY), chat(2, NEXT)], "UTC", "k1:test")
-    postgres.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT + timedelta(days=1))
-    loaded = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    windows.replace_window(engine, schema, RAW_CHATS, frame, DAY, NEXT + timedelta(days=1))
+    loaded = windows.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
     assert loaded["id"].tolist() == [1]
     assert str(loaded["id"].dtype) == "Int64"
     assert str(loaded["updated_at"].dtype) == "datetime64[us, UTC]"
@@ -86,28 +88,28 @@ def test_load_window_returns_declared_dtypes(engine, schema):
 
 
 def test_load_window_of_a_missing_table_is_empty_with_columns(engine, schema):
-    loaded = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    loaded = windows.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
     assert loaded.empty
     assert list(loaded.columns) == RAW_CHATS.column_names
 
 
 def test_rows_outside_the_window_are_refused_and_nothing_changes(engine, schema):
-    postgres.replace_window(
+    windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame([chat(1, DAY)], "UTC", "k1:test"), DAY, NEXT
     )
     stray = landing_frame([chat(5, DAY), chat(6, NEXT + timedelta(hours=2))], "UTC", "k1:test")
-    with pytest.raises(postgres.WarehouseError, match="1 rows have updated_at outside"):
-        postgres.replace_window(engine, schema, RAW_CHATS, stray, DAY, NEXT)
+    with pytest.raises(WarehouseError, match="1 rows have updated_at outside"):
+        windows.replace_window(engine, schema, RAW_CHATS, stray, DAY, NEXT)
     assert [row[1] for row in table_rows(engine, schema)] == [1]
 
 
 def test_frames_that_do_not_fit_the_declaration_are_refused(engine, schema):
     frame = landing_frame([chat(1, DAY)], "UTC", "k1:test")
-    with pytest.raises(postgres.WarehouseError, match="missing: \\['payload'\\]"):
-        postgres.replace_window(engine, schema, RAW_CHATS, frame.drop(columns="payload"), DAY, NEXT)
+    with pytest.raises(WarehouseError, match="missing: \\['payload'\\]"):
+        windows.replace_window(engine, schema, RAW_CHATS, frame.drop(columns="payload"), DAY, NEXT)
     doubled = pd.concat([frame, frame])
-    with pytest.raises(postgres.WarehouseError, match="repeat the key"):
-        postgres.replace_window(engine, schema, RAW_CHATS, doubled, DAY, NEXT)
+    with pytest.raises(WarehouseError, match="repeat the key"):
+        windows.replace_window(engine, schema, RAW_CHATS, doubled, DAY, NEXT)
 
 
 def test_a_refused_write_rolls_back_and_names_the_column_never_the_value(engine, schema):
@@ -117,7 +119,7 @@ def test_a_refused_write_rolls_back_and_names_the_column_never_the_value(engine,
             f"ALTER TABLE {schema}.raw_chats ADD CONSTRAINT small_ids CHECK (id < 100)"
         )
     secret_id = 987_654_321
-    with pytest.raises(postgres.WarehouseError) as refused:
+    with pytest.raises(WarehouseError) as refused:
         write(engine, schema, [chat(secret_id, DAY, customer="jane@example.com")])
     message = str(refused.value)
     assert "constraint small_ids" in message and "SQLSTATE 23514" in message
@@ -133,12 +135,12 @@ def test_held_lock_admits_one_holder_and_hands_over_on_release(engine) -> None:
 
     def second() -> None:
         holding.wait(5)
-        with postgres.held_lock(engine, name) as waited:
+        with held_lock(engine, name) as waited:
             events.append(("second in", time.monotonic()))
             events.append(("waited", waited))
 
     thread = threading.Thread(target=second)
-    with postgres.held_lock(engine, name) as waited:
+    with held_lock(engine, name) as waited:
         assert waited < 1
         thread.start()
         holding.set()
@@ -149,7 +151,7 @@ def test_held_lock_admits_one_holder_and_hands_over_on_release(engine) -> None:
     entered = dict(events)
     assert 0 <= entered["second in"] - released < 0.2  # handed over at once, not polled
     assert entered["waited"] >= 0.4
-    with postgres.held_lock(engine, "another lock"), postgres.held_lock(engine, name):
+    with held_lock(engine, "another lock"), held_lock(engine, name):
         pass  # released by both; other names never wait on it
 
 
@@ -166,15 +168,15 @@ def test_a_streamed_landing_keeps_each_chats_newest_version_within_the_window(en
             write_rows(landing_rows(batch, "UTC", "k1:test"))
         return {"batches": len(batches)}
 
-    landing = postgres.Landing(fill, one_row_per=("id",))
-    written, metadata = postgres.land_window(engine, schema, RAW_CHATS, landing, DAY, NEXT)
+    landing = windows.Landing(fill, one_row_per=("id",))
+    written, metadata = windows.land_window(engine, schema, RAW_CHATS, landing, DAY, NEXT)
     assert (written, metadata) == (2, {"batches": 3})
     rows = table_rows(engine, schema)
     assert [(r[1], r[2], r[3].get("rating")) for r in rows] == [
         (1, DAY + timedelta(hours=2), 4),
         (2, DAY + timedelta(hours=3), 5),
     ]
-    assert postgres.row_count(engine, schema, RAW_CHATS) == 2
+    assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 2
 
 
 def test_a_streamed_landing_that_fails_writes_nothing(engine, schema):
@@ -185,16 +187,16 @@ def test_a_streamed_landing_that_fails_writes_nothing(engine, schema):
         raise RuntimeError("the fetch broke off")
 
     with pytest.raises(RuntimeError):
-        postgres.land_window(engine, schema, RAW_CHATS, postgres.Landing(fill, ("id",)), DAY, NEXT)
+        windows.land_window(engine, schema, RAW_CHATS, windows.Landing(fill, ("id",)), DAY, NEXT)
     assert [r[1] for r in table_rows(engine, schema)] == [1]
-    assert postgres.row_count(engine, schema, RAW_CHATS) == 1
+    assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 1
 
 
 def test_a_window_loads_in_chunks_with_its_declared_dtypes(engine, schema, monkeypatch):
     write(engine, schema, [chat(n, DAY + timedelta(minutes=n)) for n in range(1, 6)])
-    whole = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
-    monkeypatch.setattr(postgres, "LOAD_CHUNK_ROWS", 2)
-    chunked = postgres.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    whole = windows.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
+    monkeypatch.setattr(windows, "LOAD_CHUNK_ROWS", 2)
+    chunked = windows.load_window(engine, schema, RAW_CHATS, DAY, NEXT)
     pd.testing.assert_frame_equal(chunked, whole)
     assert list(chunked["id"]) == [1, 2, 3, 4, 5]
     assert dict(chunked.dtypes) == dict(landing_frame([], "UTC", "k1:test").dtypes)
@@ -214,7 +216,7 @@ def test_the_planner_sees_the_rows_of_a_window_just_landed(engine, schema):
         spread = 2_000 if n == len(days) - 1 else 20
         records = [chat(n * 10_000 + i, day + timedelta(seconds=i * 40)) for i in range(spread)]
         frame = landing_frame(records, "UTC", "k1:test")
-        postgres.replace_window(engine, schema, RAW_CHATS, frame, day, day + timedelta(days=1))
+        windows.replace_window(engine, schema, RAW_CHATS, frame, day, day + timedelta(days=1))
     last = days[-1]
     estimate = estimated_rows(
         engine,
@@ -227,9 +229,9 @@ def test_the_planner_sees_the_rows_of_a_window_just_landed(engine, schema):
 def test_warehouse_sessions_compile_no_queries_just_in_time(engine):
     with engine.connect() as connection:
         default = connection.exec_driver_sql("SHOW jit").scalar()
-    with postgres.cursor_for(engine) as cursor:
+    with cursor_for(engine) as cursor:
         assert cursor.execute("SHOW jit").fetchone()[0] == "off"
-    with postgres.cursor_for(engine, transaction=True) as cursor:
+    with cursor_for(engine, transaction=True) as cursor:
         assert cursor.execute("SHOW jit").fetchone()[0] == "off"
     # Only for the warehouse's own transactions: the pooled sessions keep the server's setting.
     for _ in range(3):

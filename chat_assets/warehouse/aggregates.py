@@ -1,0 +1,110 @@
+"""Aggregate tables, kept equal to their facts: recompute a set of local days (in the
+transaction of the write that changed their facts, or in the aggregate's own materialization),
+and the days marked since their last materialization, which the catch-up sensor reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from psycopg import sql
+
+from chat_assets.tables import Table
+from chat_assets.warehouse import aggregate_sql
+from chat_assets.warehouse.bookkeeping import REFRESH_TABLE, count_rows
+from chat_assets.warehouse.connection import cursor_for, refusals_without_values
+from chat_assets.warehouse.ddl import prepare
+from chat_assets.warehouse.sql_parts import qualified, qualified_name
+from chat_assets.warehouse.windows import window_days
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """An aggregate asset's output: recompute the partition's day from the facts, then describe
+    the stored rows with `describe` (the metadata the UI shows and plots)."""
+
+    timezone: str
+    describe: Callable[[pd.DataFrame], dict[str, Any]]
+
+
+# First key of the transaction-scoped advisory locks that serialise recomputing one day.
+_DAY_LOCK = 7_317_002
+
+
+def recompute_days(
+    cursor: Any, schema: str, table: Table, timezone: str, days: set[date], *, mark: bool
+) -> int:
+    """Make the aggregate's rows of `days` equal to a fresh aggregation of its facts; returns
+    the rows written. `mark` records the days as changed since their materialization; without
+    it (the materialization itself) their marks are cleared.
+
+    One day is recomputed by one transaction at a time (an advisory lock per day, taken in day
+    order): a later one waits, then reads every fact committed before it, its own included.
+    """
+    ordered = sorted(days)
+    for day in ordered:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s::int, %s::int)", (_DAY_LOCK, day.toordinal())
+        )
+    target = qualified(schema, table)
+    time_column = sql.Identifier(table.time_column)
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, time_column), (ordered,)
+    )
+    deleted = cursor.rowcount
+    assert table.aggregation is not None
+    cursor.execute(
+        sql.SQL("INSERT INTO {} ({}) {}").format(
+            target,
+            sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+            aggregate_sql.aggregated_rows(table, qualified(schema, table.aggregation.facts)),
+        ),
+        {"days": ordered, "timezone": timezone},
+    )
+    written = cursor.rowcount
+    marks = qualified_name(schema, REFRESH_TABLE)
+    if mark:
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {} (table_name, day, changed_by)"
+                " SELECT %s, day, txid_current() FROM unnest(%s::date[]) AS day"
+                " ON CONFLICT (table_name, day) DO UPDATE SET changed_by = EXCLUDED.changed_by"
+            ).format(marks),
+            (table.name, ordered),
+        )
+    else:
+        cursor.execute(
+            sql.SQL("DELETE FROM {} WHERE table_name = %s AND day = ANY(%s)").format(marks),
+            (table.name, ordered),
+        )
+    count_rows(cursor, schema, table, written - deleted)
+    return written
+
+
+def recompute_window(
+    engine: sa.Engine, schema: str, table: Table, timezone: str, start: datetime, end: datetime
+) -> int:
+    """Recompute the aggregate's local days of a partition window and clear their marks."""
+    days = set(window_days(table, start, end))
+    assert table.aggregation is not None
+    prepare(engine, schema, table.aggregation.facts)
+    prepare(engine, schema, table)
+    with refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
+        return recompute_days(cursor, schema, table, timezone, days, mark=False)
+
+
+def days_to_refresh(engine: sa.Engine, schema: str, table: Table) -> list[tuple[date, int]]:
+    """The aggregate's days changed since their last materialization, with the transaction
+    that last changed each (a run key that stays the same until the day changes again)."""
+    query = sql.SQL("SELECT day, changed_by FROM {} WHERE table_name = %s ORDER BY day").format(
+        qualified_name(schema, REFRESH_TABLE)
+    )
+    with cursor_for(engine) as cursor:
+        exists = cursor.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{REFRESH_TABLE}"',)
+        ).fetchone()[0]
+        return [tuple(row) for row in cursor.execute(query, (table.name,))] if exists else []
