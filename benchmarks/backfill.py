@@ -18,7 +18,7 @@ threads run at a higher priority than the deployment's processes; it says whethe
 Python's garbage collector is off in this process: its collections over the days' generated
 chats paused the emulator for up to 30 ms, with the same effect.
 
-Run: .venv/bin/python benchmarks/backfill.py [--days 30] [--chats 5000]
+Run: .venv/bin/python -m benchmarks.backfill [--days 30] [--chats 5000]
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
     CHATS,
@@ -32,6 +31,7 @@ from chat_assets.tables import (
 from chat_assets.warehouse import flatten_sql, postgres
 from chat_assets_tests.reference_flattening import coerce, flatten
 from chat_assets_tests.support import DATA
+from chat_assets_tests.windows import landing_frame
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 END = START + timedelta(days=1)
