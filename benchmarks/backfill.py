@@ -1,10 +1,11 @@
 """A 30-day backfill through the daemon, against the API floor.
 
-The production topology of the tests (code server, webserver, daemon, the production
-dagster.yaml, PostgreSQL) runs against the UJET emulator with a strict limiter of 10 requests/s
-and 5,000 chats a day, the client paced at 10/s. The job's partition backfill is launched
-through GraphQL, as the UI does. The API floor is the backfill's requests at 10 per second:
-fetches from one account take turns (its lock in the warehouse), so no schedule can beat it.
+The production topology of the tests (chat_assets_tests.topology: code server, webserver, daemon,
+the production dagster.yaml, PostgreSQL) runs against the UJET emulator with a strict limiter of
+10 requests/s and 5,000 chats a day, the client paced at 10/s. The job's partition backfill is
+launched through GraphQL, as the UI does. The API floor is the backfill's requests at 10 per
+second: fetches from one account take turns (its lock in the warehouse), so no schedule can beat
+it.
 
 Prints the wall time from the first run's start to the last run's end (and the daemon's delay
 before the first run), the floor and the ratio, per run its duration and its steps', the time
@@ -18,7 +19,7 @@ threads run at a higher priority than the deployment's processes; it says whethe
 Python's garbage collector is off in this process: its collections over the days' generated
 chats paused the emulator for up to 30 ms, with the same effect.
 
-Run: .venv/bin/python benchmarks/backfill.py [--days 30] [--chats 5000]
+Run: .venv/bin/python -m benchmarks.backfill [--days 30] [--chats 5000]
 """
 
 from __future__ import annotations
@@ -28,15 +29,10 @@ import gc
 import itertools
 import os
 import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-# The tests' topology harness lives in the checkout, not in the installed packages.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from chat_assets_tests.test_topology import (
+from chat_assets_tests.topology import (
     launch_job_backfill,
     running_deployment,
     wait_for,

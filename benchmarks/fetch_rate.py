@@ -10,7 +10,7 @@ share an interpreter. Three runs:
   database and serialisation do (`slow_strict_10`), for a day of 3,000 and one of 12,000 chats.
 
 Each prints the request rate the server saw, as a share of the ceiling, the 429 answers, and the
-pace the client ended at. Run: .venv/bin/python benchmarks/fetch_rate.py
+pace the client ended at. Run: .venv/bin/python -m benchmarks.fetch_rate
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sys
 import time
 from datetime import date
 
-from chat_assets.partitions import day_window
 from chat_assets.ujet.client import UjetClient
+from chat_assets_tests.windows import day_window
 
 DAY = date(2026, 1, 15)
 

@@ -13,7 +13,7 @@
 Prints each round, the ratio of the median apply to the median floor, the recompute timed alone,
 and this process's peak RSS through the first apply.
 
-Run: .venv/bin/python benchmarks/flatten_apply.py [--chats 100000] [--rounds 5] [--database-url URL]
+Run: .venv/bin/python -m benchmarks.flatten_apply [--chats 100000] [--rounds 5] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from pathlib import Path
 
 from psycopg import sql
 
-from chat_assets.partitions import day_window
-from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import (
     CHAT_QUEUE_DURATIONS,
     DERIVED_TABLES,
@@ -42,6 +40,7 @@ from chat_assets.warehouse import aggregates, ddl, newest_wins, staging, windows
 from chat_assets.warehouse.connection import cursor_for, engine_for
 from chat_assets_demo.demo_data import chats_updated_between
 from chat_assets_demo.embedded import embedded_database
+from chat_assets_tests.windows import day_window, landing_frame
 
 DAY = date(2026, 1, 15)
 

@@ -13,7 +13,7 @@ day finds fewer of those chats and recomputes fewer days, for reasons that have 
 the size of the history. So that many days are landed and applied first, not timed (`--warm-up`),
 and the measured days all have the same mix.
 
-Run: .venv/bin/python benchmarks/growth.py [--days 30] [--warm-up 5] [--chats 20000]
+Run: .venv/bin/python -m benchmarks.growth [--days 30] [--warm-up 5] [--chats 20000]
      [--database-url URL]
 """
 
@@ -30,13 +30,12 @@ from pathlib import Path
 
 from chat_assets.checks import declared, landing, personal_text, reconciliation, uniqueness
 from chat_assets.grammar import parse_instant
-from chat_assets.partitions import day_window
-from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHATS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
 from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
 from chat_assets.warehouse.connection import engine_for
 from chat_assets_demo.demo_data import LATE_SHARES, chats_updated_between
 from chat_assets_demo.embedded import embedded_database
+from chat_assets_tests.windows import day_window, landing_frame
 
 FIRST = date(2026, 1, 1)
 FINGERPRINT = "k1:bench"

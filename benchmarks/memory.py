@@ -8,7 +8,7 @@ and the database live outside that process, so its peak RSS is the run's own.
 Prints the chats landed, the time of each step, and the run process's peak RSS: after its
 imports, after raw_chats, and after the rest of the job (run on its own, raw_chats then landed).
 
-Run: .venv/bin/python benchmarks/memory.py [--chats 100000] [--database-url URL]
+Run: .venv/bin/python -m benchmarks.memory [--chats 100000] [--database-url URL]
 """
 
 from __future__ import annotations

@@ -5,16 +5,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from chat_assets.checks import landing, personal_text, specs
 from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
 from chat_assets.partitions import local_day
-from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import SanitizeReport, WindowSanitizer
-from chat_assets.tables import CHAT_ID_FIELD, RAW_CHATS, typed_frame
+from chat_assets.tables import CHAT_ID_FIELD, RAW_CHATS
 from chat_assets.ujet.client import FetchResult
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
@@ -36,31 +34,12 @@ def landing_rows(records: list[dict[str, Any]], timezone: str, pii_key: str) -> 
     return rows
 
 
-def landing_frame(records: list[dict[str, Any]], timezone: str, pii_key: str) -> pd.DataFrame:
-    """`landing_rows` as a DataFrame with the declared dtypes."""
-    return typed_frame(landing_rows(records, timezone, pii_key), RAW_CHATS)
-
-
 def canary_failure(leaks: int) -> dg.Failure:
     """The message holds counts, never values."""
     return dg.Failure(
         f"Privacy canary: {leaks} raw sensitive values from UJET would have reached raw_chats "
         "after sanitizing; nothing was written. Check the privacy catalog."
     )
-
-
-def sanitize_window(
-    records: list[dict[str, Any]], pseudonymizer: Pseudonymizer
-) -> tuple[list[dict[str, Any]], SanitizeReport]:
-    """Sanitize a fetched batch, then prove no raw sensitive value survived (the canary).
-
-    Raises before anything is written.
-    """
-    sanitizer = WindowSanitizer(pseudonymizer)
-    clean = sanitizer.page(records)
-    if leaks := sanitizer.leaks():
-        raise canary_failure(leaks)
-    return clean, sanitizer.report
 
 
 def landed_metadata(

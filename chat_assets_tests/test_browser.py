@@ -1,7 +1,8 @@
 """Dagster's UI in a real browser: the asset graph's "Materialize all..." as an operator uses it.
 
 Debian's Chromium (`/usr/bin/chromium`, installed by `.ci/run` when missing) is driven through
-Playwright's Python package against the deployed topology of test_topology.py.
+Playwright's Python package against the deployed topology of chat_assets_tests.topology (the
+one test_topology.py runs on).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
-from chat_assets_tests.test_topology import (
+from chat_assets_tests.topology import (
     LOCATION,
     REPOSITORY,
     RUNS_BY_TAG,

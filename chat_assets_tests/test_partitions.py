@@ -3,8 +3,9 @@ from itertools import pairwise
 
 import pytest
 
-from chat_assets.partitions import day_window, iso_utc, local_day
+from chat_assets.partitions import local_day
 from chat_assets.settings import Settings, SettingsError
+from chat_assets_tests.windows import day_window, iso_utc
 
 
 def test_utc_day_is_24_hours():

@@ -17,8 +17,7 @@ from chat_assets.checks import personal_text, specs
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.detect import PATTERNS, normalized
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.privacy.sanitize import sensitive_values
-from chat_assets.raw_chats import build_raw_chats, landing_frame
+from chat_assets.raw_chats import build_raw_chats
 from chat_assets.settings import Settings
 from chat_assets.tables import CHATS, RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
@@ -27,7 +26,9 @@ from chat_assets.warehouse.io_manager import warehouse_resources
 from chat_assets.warehouse.resource import Warehouse
 from chat_assets_demo.demo_data import chats_updated_between
 from chat_assets_demo.emulator import UjetEmulator
+from chat_assets_tests.privacy.reference import sensitive_values
 from chat_assets_tests.support import DATA, TEST_PII_KEY, fullwidth, materialize_day
+from chat_assets_tests.windows import landing_frame
 
 DAYS = ["2026-01-05", "2026-01-06"]
 OTHER_KEY = "a-second-test-key-7e6d5c4b3a291807"

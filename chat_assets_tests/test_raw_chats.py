@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 
 from chat_assets.location import production_definitions, production_resources
-from chat_assets.partitions import daily_partitions, day_window
+from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.raw_chats import build_raw_chats, landing_frame
+from chat_assets.raw_chats import build_raw_chats
 from chat_assets.settings import Settings, SettingsError
 from chat_assets.tables import RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
@@ -27,6 +27,7 @@ from chat_assets_demo.emulator import StoredChat, UjetEmulator
 from chat_assets_demo.location import demo_definitions
 from chat_assets_demo.resource import DemoUjetResource
 from chat_assets_tests.support import TEST_PII_KEY
+from chat_assets_tests.windows import day_window, landing_frame
 
 DAY = "2026-01-05"
 

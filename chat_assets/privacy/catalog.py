@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 
 class Category(StrEnum):
@@ -475,20 +475,3 @@ def rule_for(path: str) -> Rule | None:
 def join_path(prefix: str, key: str) -> str:
     """The catalog's spelling of a child key under `prefix`."""
     return f"{prefix}.{key}" if prefix else key
-
-
-def leaf_paths(value: Any, prefix: str) -> Iterator[str]:
-    """Leaf paths of a value; an empty list or object, and null, yield their own path."""
-    if isinstance(value, dict) and value:
-        for key, child in value.items():
-            yield from leaf_paths(child, join_path(prefix, str(key)))
-    elif isinstance(value, list) and value:
-        for item in value:
-            yield from leaf_paths(item, f"{prefix}[]")
-    elif prefix:
-        yield prefix
-
-
-def model_paths(record: dict[str, Any]) -> set[str]:
-    """All leaf paths of a record in the catalog's syntax, so that nothing can hide."""
-    return set(leaf_paths(record, ""))

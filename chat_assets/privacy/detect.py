@@ -10,10 +10,9 @@ personal data into logs and Dagster metadata.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 # Canary values shorter than this many UTF-8 bytes are ignored: "en", "1" or "007" match
@@ -186,47 +185,3 @@ def watchlist(sensitive: Iterable[str], allow: Iterable[str] = ()) -> frozenset[
     allowed = {a.strip() for a in allow}
     values = (s.strip() for s in sensitive if isinstance(s, str))
     return frozenset(v for v in values if len(v.encode()) >= MIN_CANARY_BYTES and v not in allowed)
-
-
-def _hits(watched: frozenset[str], cells: Iterable[Any]) -> int:
-    return sum(1 for cell in cells if isinstance(cell, str) and cell.strip() in watched)
-
-
-def leak_count(sensitive: Iterable[str], cells: Iterable[Any], allow: Iterable[str] = ()) -> int:
-    """How many text cells equal a sensitive value (exact, after stripping)."""
-    return _hits(watchlist(sensitive, allow), cells)
-
-
-def leaked_columns(
-    sensitive: Iterable[str],
-    frame_columns: Mapping[str, Iterable[Any]],
-    allow: Iterable[str] = (),
-) -> dict[str, int]:
-    """Column -> number of text cells equal to a sensitive value; clean columns are left out.
-
-    Exact equality: a canary looks for a value copied whole into a cell, not for substrings
-    (that is what the patterns are for), so "Billing" never trips over "Billing team".
-    """
-    watched = watchlist(sensitive, allow)
-    counts = {name: _hits(watched, cells) for name, cells in frame_columns.items()}
-    return {name: n for name, n in counts.items() if n}
-
-
-def json_strings(document: Any) -> Iterator[str]:
-    """Every string (keys too) in a JSON document, so a payload column can be canaried.
-
-    Accepts parsed JSON, or JSON text as bytes (how jsonb payloads load into pandas).
-    """
-    if isinstance(document, bytes | bytearray | memoryview):
-        document = json.loads(bytes(document))
-    # A stack rather than recursion: a chat has hundreds of nodes, each a generator otherwise.
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            yield node
-        elif isinstance(node, dict):
-            yield from map(str, node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)

@@ -317,64 +317,6 @@ def _owner_id(obj: dict[str, Any]) -> Any:
     return None
 
 
-def sanitize(
-    record: dict[str, Any], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
-) -> tuple[dict[str, Any], SanitizeReport]:
-    """A new, sanitized copy of one chat (the input is not changed) and what was done."""
-    walk = _Walk(index, pseudonymizer)
-    return walk.record(record), walk.report
-
-
-def sanitize_batch(
-    records: Iterable[dict[str, Any]], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
-) -> tuple[list[dict[str, Any]], SanitizeReport]:
-    """Sanitize a page or window of chats; one merged report."""
-    guarded = sanitize_guarded(records, pseudonymizer, index)
-    return guarded.records, guarded.report
-
-
-@dataclass(frozen=True)
-class Guarded:
-    """A sanitized batch with what the canary needs: the raw values sanitizing held back, and
-    the configuration values it may excuse."""
-
-    records: list[dict[str, Any]]
-    report: SanitizeReport
-    sensitive: set[str]
-    configuration: frozenset[str]
-
-
-def sanitize_guarded(
-    records: Iterable[dict[str, Any]], pseudonymizer: Pseudonymizer, index: RuleIndex = INDEX
-) -> Guarded:
-    """`sanitize_batch`, plus the raw values it held back (see `sensitive_values`), collected in
-    the same walk, and the configuration the canary may allow (see `configuration_values`)."""
-    walk = _Walk(index, pseudonymizer)
-    clean = [walk.record(r) for r in records]
-    configuration = configuration_values(walk.records_configuration, walk.records_held)
-    return Guarded(clean, walk.report, set().union(*walk.records_held), configuration)
-
-
-def configuration_values(
-    per_record: list[list[tuple[str, Any, str]]], held_back: list[set[str]]
-) -> frozenset[str]:
-    """Kept configuration text that may equal a sensitive value without leaking it.
-
-    Configuration is what the catalog calls so (menus, queues, groups, languages), tied to the
-    id of the object it names: a text counts only when two or more chats show it at the same
-    path with the same id, and at least one of them does not hold that text back as someone's
-    data. A name copied from chats' own agents into their menus fails the second test."""
-    chats: dict[tuple[str, Any, str], list[int]] = {}
-    for number, entries in enumerate(per_record):
-        for entry in set(entries):
-            chats.setdefault(entry, []).append(number)
-    return frozenset(
-        text
-        for (_, _, text), numbers in chats.items()
-        if len(numbers) >= 2 and any(text not in held_back[n] for n in numbers)
-    )
-
-
 def _cell_text(value: Any) -> str | None:
     """How a raw value would read in a text cell (booleans identify no one)."""
     if value is None or isinstance(value, bool):
@@ -382,17 +324,6 @@ def _cell_text(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip() or None
-
-
-def sensitive_values(record: dict[str, Any], index: RuleIndex = INDEX) -> set[str]:
-    """The raw values (as stripped text) that sanitizing removes or transforms.
-
-    That is every value of a path not treated as keep, plus everything under unknown or drifted
-    paths: what the canary must never find in the warehouse.
-    """
-    walk = _Walk(index, None)
-    walk.record(record)
-    return walk.records_held[0]
 
 
 def _texts(values: Iterable[Any]) -> set[str]:
@@ -453,7 +384,7 @@ class WindowSanitizer:
     def leaks(self) -> int:
         """How many distinct raw values held back anywhere in the window appear as a whole text
         cell of any sanitized chat, configuration shown by several chats excepted (see
-        `configuration_values`)."""
+        `_allowed`)."""
         held = np.unique(np.frombuffer(self._held, dtype=np.int64))
         watched = np.setdiff1d(held, self._allowed(held), assume_unique=True)
         cells = np.frombuffer(self._cells, dtype=np.int64)

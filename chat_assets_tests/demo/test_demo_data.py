@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from chat_assets.checks import declared
-from chat_assets.partitions import day_window
 from chat_assets.tables import CHAT_QUEUE_DURATIONS
 from chat_assets_demo import demo_data
+from chat_assets_tests.windows import day_window
 
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1) - timedelta(milliseconds=1)

@@ -1,6 +1,7 @@
 """The catalog must decide every field the vendor and the demo send, once, and nothing else."""
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from chat_assets.privacy.catalog import (
     RuleIndex,
     Subject,
     Treatment,
-    model_paths,
+    join_path,
     rule_for,
 )
 from chat_assets_demo import demo_data
@@ -23,6 +24,23 @@ from chat_assets_tests.support import DATA
 
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 AGENT_PREFIXES = ("agent_info", "transfers[].from_agent", "transfers[].to_agent")
+
+
+def leaf_paths(value: Any, prefix: str) -> Iterator[str]:
+    """Leaf paths of a value; an empty list or object, and null, yield their own path."""
+    if isinstance(value, dict) and value:
+        for key, child in value.items():
+            yield from leaf_paths(child, join_path(prefix, str(key)))
+    elif isinstance(value, list) and value:
+        for item in value:
+            yield from leaf_paths(item, f"{prefix}[]")
+    elif prefix:
+        yield prefix
+
+
+def model_paths(record: dict[str, Any]) -> set[str]:
+    """All leaf paths of a record in the catalog's syntax, so that nothing can hide."""
+    return set(leaf_paths(record, ""))
 
 
 def _sources() -> dict[str, list[dict[str, Any]]]:

@@ -16,13 +16,11 @@ from chat_assets.privacy.detect import (
     PATTERNS,
     PG_PATTERNS,
     find_personal,
-    json_strings,
-    leak_count,
-    leaked_columns,
     normalized,
     redact,
     watchlist,
 )
+from chat_assets_tests.privacy.reference import json_strings, leak_count, leaked_columns
 from chat_assets_tests.support import fullwidth
 
 POSITIVE: dict[str, list[str]] = {

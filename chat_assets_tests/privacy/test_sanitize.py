@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 
 from chat_assets.privacy.catalog import Category, Rule, RuleIndex, Subject, Treatment
-from chat_assets.privacy.detect import MIN_CANARY_BYTES, find_personal, json_strings
+from chat_assets.privacy.detect import MIN_CANARY_BYTES, find_personal
 from chat_assets.privacy.pseudonyms import Pseudonymizer
-from chat_assets.privacy.sanitize import (
-    WindowSanitizer,
-    host_only,
+from chat_assets.privacy.sanitize import WindowSanitizer, host_only
+from chat_assets_demo import demo_data
+from chat_assets_tests.privacy.reference import (
+    json_strings,
     sanitize,
     sanitize_batch,
     sanitize_guarded,
     sensitive_values,
 )
-from chat_assets_demo import demo_data
 from chat_assets_tests.support import DATA
 
 DAY = datetime(2024, 3, 5, tzinfo=UTC)

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import (
     CHAT_HANDLE_DURATIONS,
     CHATS,
@@ -33,6 +32,7 @@ from chat_assets.warehouse import flatten_sql, newest_wins, windows
 from chat_assets.warehouse.connection import cursor_for
 from chat_assets_tests.reference_flattening import coerce, flatten
 from chat_assets_tests.support import DATA
+from chat_assets_tests.windows import landing_frame
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 END = START + timedelta(days=1)

@@ -10,10 +10,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHAT_TRANSFERS, CHATS, DERIVED_TABLES, RAW_CHATS, Table
 from chat_assets.warehouse import newest_wins, windows
 from chat_assets_tests.reference_flattening import flatten, newest_versions
+from chat_assets_tests.windows import landing_frame
 
 DAY0 = datetime(2026, 2, 1, tzinfo=UTC)
 _examples = itertools.count()

@@ -16,11 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chat_assets.checks import declared, reconciliation, uniqueness
-from chat_assets.partitions import day_window
-from chat_assets.raw_chats import landing_frame
 from chat_assets.tables import CHAT_QUEUE_DURATIONS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
 from chat_assets.warehouse import aggregates, bookkeeping, ddl, newest_wins, windows
 from chat_assets_tests.reference_flattening import newest_versions
+from chat_assets_tests.windows import day_window, landing_frame
 
 FIRST = date(2026, 3, 6)  # America/New_York springs forward on 2026-03-08
 DAYS = 4

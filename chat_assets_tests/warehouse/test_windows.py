@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from chat_assets.raw_chats import landing_frame, landing_rows
+from chat_assets.raw_chats import landing_rows
 from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import bookkeeping, windows
 from chat_assets.warehouse.connection import WarehouseError, cursor_for, held_lock
+from chat_assets_tests.windows import landing_frame
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 NEXT = DAY + timedelta(days=1)
