@@ -1,7 +1,9 @@
 """raw_chats: each day window's chats fetched from UJET, sanitized in memory and landed, page by
 page, in the transaction that replaces the window."""
 
+from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -11,6 +13,7 @@ from chat_assets import checks
 from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
 from chat_assets.partitions import local_day
+from chat_assets.privacy import suppression
 from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import SanitizeReport, WindowSanitizer
@@ -120,7 +123,10 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
         metadata=RAW_CHATS.asset_metadata(configured.db_schema),
-        check_specs=checks.raw_check_specs(partitions),
+        check_specs=[
+            *checks.raw_check_specs(partitions),
+            suppression.erased_subject_spec(RAW_CHATS, partitions),
+        ],
     )
     def raw_chats(
         context: dg.AssetExecutionContext,
@@ -140,6 +146,9 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
             postgres.check_reachable(engine)  # before a day's fetch, not after it
         except postgres.WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
+        # Erased subjects, as listed when the fetch starts (and again when it lands).
+        suppressed = suppression.load(engine, warehouse.db_schema, pseudonymizer.version)
+        erased: Counter[suppression.Mode] = Counter()
         sanitizer = WindowSanitizer(pseudonymizer)
         fetched: list[FetchResult] = []
 
@@ -147,7 +156,9 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
             """Fetch, sanitize and write page by page, inside the landing's transaction."""
 
             def land(page: list[dict[str, Any]]) -> None:
-                write(landing_rows(sanitizer.page(page), timezone, pseudonymizer.fingerprint))
+                clean, done = suppressed.apply(sanitizer.page(page))
+                erased.update(done)
+                write(landing_rows(clean, timezone, pseudonymizer.fingerprint))
 
             def fetch(hand: Callable[[list[dict[str, Any]]], None]) -> FetchResult:
                 # A lock in the warehouse rather than a Dagster pool: a step waiting for a pool
@@ -176,17 +187,31 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
                 f"source: {ujet.source}: {result.kept} chats from {result.pages} pages "
                 f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped)"
             )
-            return landed_metadata(
-                result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window
-            )
+            return {
+                **landed_metadata(
+                    result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window
+                ),
+                "erased_subjects": dg.MetadataValue.json(
+                    {
+                        "unlinked": erased[suppression.Mode.UNLINK],
+                        "dropped": erased[suppression.Mode.DELETE],
+                    }
+                ),
+            }
 
         # The IO manager calls `fill` in the transaction that replaces the window.
-        yield dg.Output(postgres.Landing(fill, one_row_per=(CHAT_ID_FIELD,)))
+        settle = partial(
+            suppression.reapply, schema=warehouse.db_schema, start=window.start, end=window.end
+        )
+        yield dg.Output(postgres.Landing(fill, one_row_per=(CHAT_ID_FIELD,), settle=settle))
         (result,) = fetched
         report = sanitizer.report
         yield checks.complete_window(result)
         yield checks.schema_drift(report.unknown_paths, report.drifted_paths)
         yield checks.pii_key_unchanged(engine, warehouse.db_schema, pseudonymizer.fingerprint)
         yield checks.personal_text(engine, warehouse.db_schema, RAW_CHATS, window.start, window.end)
+        yield suppression.erased_subject(
+            engine, warehouse.db_schema, RAW_CHATS, window.start, window.end
+        )
 
     return raw_chats

@@ -502,6 +502,9 @@ class Landing:
 
     fill: Callable[[Callable[[list[tuple[Any, ...]]], None]], dict[str, Any]]
     one_row_per: tuple[str, ...]
+    # Called with the transaction's cursor once the window's rows are in place, before commit:
+    # returns the rows it removed and metadata of its own (the suppression list's second pass).
+    settle: Callable[[Any], tuple[int, dict[str, Any]]] | None = None
 
 
 def land_window(
@@ -524,7 +527,11 @@ def land_window(
             "SELECT * FROM (SELECT DISTINCT ON ({per}) * FROM {staging}"
             " ORDER BY {per}, {time} DESC) AS newest WHERE {time} >= %s AND {time} < %s"
         ).format(per=per, staging=staging, time=sql.Identifier(table.time_column))
-        return _replace_rows(cursor, schema, table, start, end, newest, (start, end)), metadata
+        written = _replace_rows(cursor, schema, table, start, end, newest, (start, end))
+        if landing.settle is not None:
+            removed, settled = landing.settle(cursor)
+            written, metadata = written - removed, {**metadata, **settled}
+        return written, metadata
 
 
 @dataclass(frozen=True)
