@@ -29,6 +29,7 @@ DAYS = ("2026-01-05", "2026-01-06")
 START = datetime(2026, 1, 5, tzinfo=UTC)
 SUBJECT_ID = 987654
 CONTACT_ID = "CRM-55501"
+OTHER_CHANNEL_ID = 987655
 REF = "DSR-2026-0012"
 # Every table the project writes, but the suppression list, which holds pseudonyms by design.
 FACTS = ("chat_transfers", "chat_queue_durations", "chat_handle_durations", "queue_service_levels")
@@ -58,26 +59,36 @@ def command(monkeypatch, database_url: str, schema: str, capsys):
     return run
 
 
-def the_subjects(chat: dict) -> dict:
+def the_subjects(chat: dict, end_user_id: int = SUBJECT_ID) -> dict:
     """The chat (a version of it), made the subject's: its customer, contact and participant."""
     chat = copy.deepcopy(chat)
-    chat["end_user"].update(id=SUBJECT_ID, out_contact_id=CONTACT_ID)
+    chat["end_user"].update(id=end_user_id, out_contact_id=CONTACT_ID)
     for participant in chat["participants"]:
         if participant["type"] == "end_user":
-            participant["end_user_id"] = SUBJECT_ID
+            participant["end_user_id"] = end_user_id
     return chat
 
 
 def served_chats() -> tuple[list[dict], set[int]]:
-    """Two days of demo chats, three of them (every version) the subject's: one with versions
-    on both days."""
+    """Two days of demo chats, four of them (every version) the subject's: one with versions
+    on both days, and one under another end-user id of the same CRM contact (another
+    channel), which only the contact links to the subject."""
     chats = chats_updated_between(START, START + timedelta(days=2), 30, seasonal=False)
     versions: dict[int, int] = {}
     for chat in chats:
         versions[chat["id"]] = versions.get(chat["id"], 0) + 1
     twice = next(i for i, n in versions.items() if n > 1)
     subject = {chats[0]["id"], twice, chats[-1]["id"]}
-    return [the_subjects(c) if c["id"] in subject else c for c in chats], subject
+    other = next(c["id"] for c in chats[1:] if c["id"] not in subject)
+    served = [
+        the_subjects(c)
+        if c["id"] in subject
+        else the_subjects(c, OTHER_CHANNEL_ID)
+        if c["id"] == other
+        else c
+        for c in chats
+    ]
+    return served, subject | {other}
 
 
 PSEUDONYMIZER = PrivacyResource(pii_key=TEST_PII_KEY).pseudonymizer()[0]
@@ -87,6 +98,7 @@ def pseudonyms_of(chats: list[dict], subject: set[int]) -> set[str]:
     """The subject's pseudonyms: customer, CRM contact and the tickets of its chats."""
     found = {
         PSEUDONYMIZER.pseudonym("end_user", SUBJECT_ID),
+        PSEUDONYMIZER.pseudonym("end_user", OTHER_CHANNEL_ID),
         PSEUDONYMIZER.pseudonym("crm_contact", CONTACT_ID),
         *(
             PSEUDONYMIZER.pseudonym("crm_ticket", c["out_ticket_id"])
@@ -195,7 +207,8 @@ def test_unlink_removes_every_pseudonym_and_keeps_every_fact(engine, schema, lan
     assert all(
         n > 0 for name, n in chats_of(engine, schema, subject).items() if name != "chat_transfers"
     )
-    assert REF in printed and "unlink" in printed and "3 chats of the subject" in printed
+    assert REF in printed and "unlink" in printed and "4 chats of the subject" in printed
+    assert not {str(SUBJECT_ID), str(OTHER_CHANNEL_ID), CONTACT_ID} & set(printed.split())
     assert str(SUBJECT_ID) not in printed and CONTACT_ID not in printed
     assert not any(p in printed for p in pseudonyms) and "k1:" not in printed
 
@@ -251,7 +264,7 @@ def test_dry_run_changes_nothing(engine, schema, landed, command):
     before = every_table(engine, schema)
     code, printed = command("erase", "end_user", str(SUBJECT_ID), "--ref", REF, "--dry-run")
     assert code == 0
-    assert "dry run" in printed and "3 chats of the subject" in printed
+    assert "dry run" in printed and "4 chats of the subject" in printed
     assert every_table(engine, schema) == before
 
 
