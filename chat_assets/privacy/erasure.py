@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
-from chat_assets.privacy import ledger, suppression
+from chat_assets.privacy import bookkeeping, ledger, suppression
 from chat_assets.privacy.suppression import LINKED_TABLES, Mode, customer_columns
 from chat_assets.tables import (
     AGGREGATE_TABLES,
@@ -90,6 +90,10 @@ def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dr
     """Apply the request at once, in one transaction (rolled back when `dry`)."""
     if request.namespace not in SUBJECT_NAMESPACES:
         raise ValueError(f"a subject is named by one of {SUBJECT_NAMESPACES}")
+    if dry and not _landed(engine, schema):
+        return Outcome(request.ref, request.mode, dry, 0, {RAW_CHATS.name: 0}, 0)
+    # The tables exist before the erasure's transaction begins: DDL in it would take locks
+    # that a landing waiting for this transaction may hold up (see `_erase`).
     for table in TABLES.values():
         postgres.prepare(engine, schema, table)
     try:
@@ -100,6 +104,12 @@ def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dr
     except _DryRun as rolled_back:
         return rolled_back.outcome
     return outcome
+
+
+def _landed(engine: sa.Engine, schema: str) -> bool:
+    """Whether any day has landed (a dry run creates no table)."""
+    with cursor_for(engine) as cursor:
+        return bookkeeping.exists(cursor, schema, RAW_CHATS.name)
 
 
 def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool) -> Outcome:

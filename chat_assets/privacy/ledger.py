@@ -49,6 +49,8 @@ def _table(schema: str) -> sql.Composed:
 
 def ensure(cursor: Any, schema: str) -> None:
     """The ledger and its append-only trigger."""
+    if bookkeeping.exists(cursor, schema, LEDGER_TABLE):
+        return
     bookkeeping.ensure_table(
         cursor,
         schema,

@@ -345,3 +345,46 @@ def test_an_erasure_during_a_fetch_holds_when_the_run_lands(settings, engine, sc
         engine, schema, RAW_CHATS, postgres.Landing(fill, ("id",), settle=settle), start, end
     )
     assert found_anywhere(engine, schema, pseudonyms) == {}
+
+
+@pytest.mark.parametrize("also_future", [False, True])
+def test_a_chat_opened_after_the_erasure_is_linked_unless_also_future(
+    settings, database_url, engine, schema, landed, command, also_future
+):
+    """An erasure made late on the second day, after the subject's last chat was created; the
+    subject opens a new chat minutes later."""
+    chats, subject, pseudonyms = landed
+    flags = ["--also-future"] if also_future else []
+    assert command("erase", "end_user", str(SUBJECT_ID), "--ref", REF, *flags)[0] == 0
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"UPDATE \"{schema}\".{SUPPRESSION_TABLE} SET erased_at = '2026-01-06T23:56:00Z'"
+        )
+    new = the_subjects(next(c for c in chats if c["id"] not in subject))
+    new.update(id=1, created_at="2026-01-06T23:57:00.000Z", updated_at="2026-01-06T23:59:00.000Z")
+    results = materialize(settings, database_url, schema, [*chats, new])
+    assert all(passed for _, passed in check_results(results))
+    with engine.connect() as connection:
+        linked = (
+            connection.exec_driver_sql(
+                f'SELECT id FROM "{schema}".chats WHERE end_user_id = %s',
+                (PSEUDONYMIZER.pseudonym("end_user", SUBJECT_ID),),
+            )
+            .scalars()
+            .all()
+        )
+    assert linked == ([] if also_future else [1])
+    if also_future:
+        assert found_anywhere(engine, schema, pseudonyms) == {}
+
+
+def test_a_dry_run_on_an_empty_warehouse_creates_nothing(engine, schema, command):
+    code, printed = command("erase", "end_user", str(SUBJECT_ID), "--ref", REF, "--dry-run")
+    assert code == 0 and "0 chats of the subject" in printed
+    with engine.connect() as connection:
+        assert (
+            connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).scalar()
+            == 0
+        )
