@@ -92,8 +92,8 @@ def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dr
         raise ValueError(f"a subject is named by one of {SUBJECT_NAMESPACES}")
     if dry and not _landed(engine, schema):
         return Outcome(request.ref, request.mode, dry, 0, {RAW_CHATS.name: 0}, 0)
-    # The tables exist before the erasure's transaction begins: DDL in it would take locks
-    # that a landing waiting for this transaction may hold up (see `_erase`).
+    # The declared tables exist before the erasure's transaction begins: DDL on them in it
+    # would take locks that a landing waiting for this transaction may already hold.
     for table in TABLES.values():
         postgres.prepare(engine, schema, table)
     try:
@@ -114,8 +114,9 @@ def _landed(engine: sa.Engine, schema: str) -> bool:
 
 def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool) -> Outcome:
     cursor.execute("SET LOCAL TimeZone = 'UTC'")
-    # Landings and applies (SHARE) wait until this commits, and this waits for them: the
-    # subject's chats cannot change under it. Taken before anything else is touched.
+    # Landings (ROW EXCLUSIVE) and applies (SHARE, their first lock) wait until this commits,
+    # and this waits for them: the subject's chats cannot change under it, and no other writer
+    # holds a row counter meanwhile. Taken before anything else is touched.
     cursor.execute(
         sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(qualified(schema, RAW_CHATS))
     )
