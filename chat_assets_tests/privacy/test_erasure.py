@@ -246,8 +246,16 @@ def test_materializing_again_restores_nothing(
     after = {name: dump(engine, schema, name) for name in ("chats", *FACTS)}
     later = copy.deepcopy(next(c for c in chats if c["id"] in subject))
     later["updated_at"] = "2026-01-06T23:00:00.000Z"
-    results = materialize(settings, database_url, schema, [*chats, later])
+    instance = dg.DagsterInstance.ephemeral()
+    results = materialize(settings, database_url, schema, [*chats, later], instance)
     assert found_anywhere(engine, schema, pseudonyms) == {}
+    events = "\n".join(
+        f"{entry.user_message} {entry.dagster_event!r}"
+        for record in instance.get_run_records()
+        for entry in instance.all_logs(record.dagster_run.run_id)
+    )
+    assert "erased_subjects" in events  # the runs' metadata is in there: counts only
+    assert not [p for p in pseudonyms if p in events] and CONTACT_ID not in events
     assert sorted(check_results(results)) == [("chats", True)] * 2 + [("raw_chats", True)] * 2
     if mode == "delete":
         assert set(chats_of(engine, schema, subject).values()) == {0}
