@@ -191,12 +191,7 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, configured: W
                 **landed_metadata(
                     result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window
                 ),
-                "erased_subjects": dg.MetadataValue.json(
-                    {
-                        "unlinked": erased[suppression.Mode.UNLINK],
-                        "dropped": erased[suppression.Mode.DELETE],
-                    }
-                ),
+                "erased_subjects": suppression.counted(erased),
             }
 
         # The IO manager calls `fill` in the transaction that replaces the window.

@@ -198,6 +198,11 @@ class Suppression:
 EMPTY = Suppression({})
 
 
+def counted(done: Counter[Mode]) -> dg.MetadataValue:
+    """What the list did to a run's chats, as metadata: counts only."""
+    return dg.MetadataValue.json({"unlinked": done[Mode.UNLINK], "dropped": done[Mode.DELETE]})
+
+
 def _table(schema: str) -> sql.Composed:
     return bookkeeping.qualified(schema, SUPPRESSION_TABLE)
 
@@ -344,11 +349,7 @@ def reapply(cursor: Any, schema: str, start: datetime, end: datetime) -> tuple[i
             mode = suppression.action(version[2])
             if mode is not None:
                 done[mode] += rewrite_raw(cursor, schema, [version], mode)
-    return done[Mode.DELETE], {
-        "erased_subjects_at_landing": dg.MetadataValue.json(
-            {"unlinked": done[Mode.UNLINK], "dropped": done[Mode.DELETE]}
-        )
-    }
+    return done[Mode.DELETE], {"erased_subjects_at_landing": counted(done)}
 
 
 def erased_subject_spec(table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
