@@ -73,9 +73,11 @@ class Outcome:
             f"{' (dry run: nothing was changed)' if self.dry_run else ''}, "
             f"{self.chats} chats of the subject"
         )
-        width = max(map(len, self.rows))
+        marts = "+".join(a.name for a in AGGREGATE_TABLES)
+        width = max(map(len, [*self.rows, marts]))
         lines = [head] + [f"  {name:<{width}}  {n:>7} rows {verb}" for name, n in self.rows.items()]
-        lines.append(f"  {'marts':<{width}}  {self.days_recomputed:>7} days recomputed")
+        recomputed = "would be recomputed" if self.dry_run else "recomputed"
+        lines.append(f"  {marts:<{width}}  {self.days_recomputed:>7} days {recomputed}")
         return "\n".join(lines)
 
 
