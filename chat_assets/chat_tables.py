@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from chat_assets.checks import declared, personal_text, specs, uniqueness
+from chat_assets.privacy import suppression
 from chat_assets.tables import DERIVED_TABLES
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
@@ -36,7 +37,10 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
         },
         deps=["raw_chats"],
         partitions_def=partitions,
-        check_specs=[spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)],
+        check_specs=[
+            *(spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)),
+            *(suppression.erased_subject_spec(t, partitions) for t in suppression.LINKED_TABLES),
+        ],
         # No backfill policy, as raw_chats: one run per day, checks stored per day.
     )
     def chat_tables(
@@ -61,5 +65,7 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
             yield uniqueness.unique_in_partition(table, stored)
             yield uniqueness.unique_table_wide(engine, schema, table, window.start, window.end)
             yield from declared.partition_checks(table, stored)
+            if table in suppression.LINKED_TABLES:
+                yield suppression.erased_subject(engine, schema, table, window.start, window.end)
 
     return chat_tables

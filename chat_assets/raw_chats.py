@@ -1,6 +1,7 @@
-"""raw_chats: each day window's chats fetched from UJET, sanitized in memory and landed, page by
-page, in the transaction that replaces the window."""
+"""raw_chats: each day window's chats fetched from UJET, sanitized in memory page by page, staged
+on local disk, and landed by the IO manager in one short transaction that replaces the window."""
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,14 +11,16 @@ from chat_assets.checks import landing, personal_text, specs
 from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
 from chat_assets.partitions import local_day
+from chat_assets.privacy import suppression
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import SanitizeReport, WindowSanitizer
 from chat_assets.tables import CHAT_ID_FIELD, RAW_CHATS
 from chat_assets.ujet.client import FetchResult
 from chat_assets.ujet.resource import UjetResource
-from chat_assets.warehouse import windows
-from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable, held_lock
+from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
+from chat_assets.warehouse.request_turns import request_turns
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+from chat_assets.warehouse.staged_window import WindowStage
 
 # Pages a fetch may be ahead of their sanitizing and landing: about a megabyte each.
 PAGES_AHEAD = 10
@@ -65,6 +68,7 @@ def landed_metadata(
         "requests": result.requests,
         "throttled": result.throttled,
         "pace_reached": round(result.pace, 2),
+        "requests_in_flight": result.lanes,
         "window_start": window.start.isoformat(),
         "window_end": window.end.isoformat(),
         "pii_key_fingerprint": fingerprint,
@@ -75,13 +79,6 @@ def landed_metadata(
         # Per kept field and kind: how many values had personal data replaced by a marker.
         "redacted": dg.MetadataValue.json(sanitized["redacted"]),
     }
-
-
-def fetch_lock(origin: str) -> str:
-    """The lock every fetch from one UJET account holds: UJET's request budget is the
-    account's, so two fetches at once would only share it, and a strict limiter counts their
-    interleaved requests as a burst."""
-    return f"chat_assets ujet_api {origin}"
 
 
 def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
@@ -101,7 +98,10 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Wa
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
         metadata=RAW_CHATS.asset_metadata(warehouse.db_schema),
-        check_specs=specs.raw_check_specs(partitions),
+        check_specs=[
+            *specs.raw_check_specs(partitions),
+            suppression.erased_subject_spec(RAW_CHATS, partitions),
+        ],
     )
     def raw_chats(
         context: dg.AssetExecutionContext,
@@ -121,53 +121,55 @@ def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Wa
             check_reachable(engine)  # before a day's fetch, not after it
         except WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
+        # Erased subjects, as listed when the fetch starts (the IO manager applies the list
+        # again as it lands the window, so an erasure made meanwhile holds too).
+        suppressed = suppression.load(engine, warehouse.db_schema, pseudonymizer.version)
+        erased: Counter[suppression.Mode] = Counter()
         sanitizer = WindowSanitizer(pseudonymizer)
-        fetched: list[FetchResult] = []
-
-        def fill(write: Callable[[list[tuple]], None]) -> dict[str, Any]:
-            """Fetch, sanitize and write page by page, inside the landing's transaction."""
+        with WindowStage(RAW_CHATS, one_row_per=(CHAT_ID_FIELD,)) as stage:
 
             def land(page: list[dict[str, Any]]) -> None:
-                write(landing_rows(sanitizer.page(page), timezone, pseudonymizer.fingerprint))
+                clean, done = suppressed.apply(sanitizer.page(page))
+                erased.update(done)
+                stage.write(landing_rows(clean, timezone, pseudonymizer.fingerprint))
 
             def fetch(hand: Callable[[list[dict[str, Any]]], None]) -> FetchResult:
-                # A lock in the warehouse rather than a Dagster pool: a step waiting for a pool
-                # slot spins a core and polls at growing intervals (up to 15 s), which in a
-                # backfill costs more than the fetches themselves.
+                # Runs of other processes fetch from the account at the same time: they take
+                # turns request by request, through the warehouse.
                 with (
                     ujet.open_client(log=context.log) as client,
-                    held_lock(engine, fetch_lock(client.origin)) as waited,
+                    request_turns(engine, warehouse.db_schema, client.origin) as turns,
                 ):
-                    if waited >= 1:
-                        context.log.info(
-                            f"Waited {waited:.0f} s for another run's fetch from this UJET account"
-                        )
-                    result = client.fetch_window(window.start, window.end, sink=hand)
-                return result
+                    client.share(turns)
+                    try:
+                        return client.fetch_window(window.start, window.end, sink=hand)
+                    finally:
+                        client.share(None)
 
-            # The fetch has a thread of its own, so the lock covers its requests only: this
-            # thread sanitizes and lands the pages meanwhile, and may still be at the last few
-            # when the next run's fetch begins.
+            # The fetch has a thread of its own; this one sanitizes and stages the pages
+            # meanwhile.
             result = hand_over(fetch, land, depth=PAGES_AHEAD, name="ujet-fetch")
             if leaks := sanitizer.leaks():
                 raise canary_failure(leaks)
-            fetched.append(result)
             context.log.info(
                 f"source: {ujet.source}: {result.kept} chats from {result.pages} pages "
-                f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped)"
+                f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped, "
+                f"{result.lanes} requests in flight)"
             )
-            return landed_metadata(
+            metadata = landed_metadata(
                 result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window
             )
-
-        # The IO manager calls `fill` in the transaction that replaces the window.
-        yield dg.Output(windows.Landing(fill, one_row_per=(CHAT_ID_FIELD,)))
-        (result,) = fetched
+            metadata["erased_subjects"] = suppression.counted(erased)
+            # The IO manager replaces the window with the staged rows in one transaction.
+            yield dg.Output(stage.staged(), metadata=metadata)
         report = sanitizer.report
         yield landing.complete_window(result)
         yield landing.schema_drift(report.unknown_paths, report.drifted_paths)
         yield landing.pii_key_unchanged(engine, warehouse.db_schema, pseudonymizer.fingerprint)
         yield personal_text.no_personal_text(
+            engine, warehouse.db_schema, RAW_CHATS, window.start, window.end
+        )
+        yield suppression.erased_subject(
             engine, warehouse.db_schema, RAW_CHATS, window.start, window.end
         )
 

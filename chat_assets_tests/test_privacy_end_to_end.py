@@ -380,7 +380,12 @@ def test_the_pseudonym_command_matches_the_warehouse(settings, database_url, eng
         stored = connection.exec_driver_sql(
             f'SELECT agent_id FROM "{schema}".chats WHERE id = %s', (chats[0]["id"],)
         ).scalar_one()
-    env = {**os.environ, "CHAT_ASSETS_PII_KEY": TEST_PII_KEY}
+    env = {
+        **os.environ,
+        "CHAT_ASSETS_PII_KEY": TEST_PII_KEY,
+        "CHAT_ASSETS_DATABASE_URL": database_url,
+        "CHAT_ASSETS_SCHEMA": schema,
+    }
     env.pop("CHAT_ASSETS_PII_KEY_VERSION", None)
     done = subprocess.run(
         [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", str(agent_id)],

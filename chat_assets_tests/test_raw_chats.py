@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -85,6 +87,47 @@ def test_materializing_twice_leaves_identical_rows(settings, database_url, engin
     assert metadata["records"].value == len(first)
     assert metadata["pages"].value >= 2
     assert metadata["dagster/row_count"].value == len(first)
+
+
+def test_no_warehouse_transaction_stays_open_while_ujet_is_read(
+    settings, database_url, engine, schema
+):
+    """A server that takes 0.4 s to answer each page: the fetch takes seconds, and every
+    transaction of the warehouse meanwhile (pg_stat_activity, sampled) lasts a fraction of it."""
+    longest = 0.0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal longest
+        with engine.connect() as connection:
+            while not done.wait(0.02):
+                seconds = connection.exec_driver_sql(
+                    "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)"
+                    " FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()"
+                ).scalar()
+                longest = max(longest, float(seconds))
+                connection.commit()
+
+    with UjetEmulator(
+        company_key="k", company_secret="s", chats_per_day=2000, personality="slow_strict_10"
+    ) as emulator:
+        ujet = UjetResource(
+            base_url=emulator.base_url, company_key="k", company_secret="s", requests_per_second=10
+        )
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        began = time.monotonic()
+        try:
+            run = materialize_raw(settings, ujet, database_url, schema)
+        finally:
+            done.set()
+            watcher.join()
+        took = time.monotonic() - began
+    assert run.success
+    metadata = run.asset_materializations_for_node("raw_chats")[0].metadata
+    assert metadata["pages"].value >= 20 and metadata["requests_in_flight"].value >= 3
+    assert took > 2.0 and longest < took / 3
 
 
 def test_demo_source_says_so(settings, database_url, engine, schema):

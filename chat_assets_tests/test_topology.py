@@ -146,8 +146,9 @@ def requested_day(request: Any) -> str:
 
 
 BACKFILL_DAYS = 30
-# raw_chats 4, each flattened table 3 (chat_queue_durations 2 more), queue_service_levels 5.
-CHECKS_PER_DAY = 4 + 4 * 3 + 2 + 5
+# raw_chats 5, each flattened table 3 (chat_queue_durations 2 more, chats no_erased_subject),
+# queue_service_levels 5.
+CHECKS_PER_DAY = 5 + 4 * 3 + 2 + 1 + 5
 
 
 def test_a_30_day_backfill_completes_with_checks_per_day_and_serial_fetches(deployment):

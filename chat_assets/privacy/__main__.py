@@ -1,8 +1,14 @@
-"""`python -m chat_assets.privacy pseudonym NAMESPACE ID`: the pseudonym of a known id.
+"""`python -m chat_assets.privacy`: the key holder's commands, each recorded in the ledger.
 
-For an authorised holder of the key (CHAT_ASSETS_PII_KEY, CHAT_ASSETS_PII_KEY_VERSION) who
-wants to join a roster of their own (agents by agent id, say) to the warehouse without
-un-pseudonymising anything: it prints exactly what the warehouse stores for that id.
+- `pseudonym NAMESPACE ID`: the pseudonym of a known id, for an authorised holder of the key
+  who wants to join a roster of their own (agents by agent id, say) to the warehouse without
+  un-pseudonymising anything: it prints exactly what the warehouse stores for that id.
+- `erase end_user|crm_contact ID --ref REF [--mode unlink|delete] [--also-future] [--dry-run]`:
+  erases one data subject at once, in one transaction (see `chat_assets.privacy.erasure`), and
+  prints rows per table and the ref: never the id, never a pseudonym.
+
+Both read the production settings: CHAT_ASSETS_PII_KEY (and _VERSION), CHAT_ASSETS_DATABASE_URL
+and CHAT_ASSETS_SCHEMA.
 """
 
 from __future__ import annotations
@@ -11,30 +17,102 @@ import argparse
 import os
 import sys
 
+import psycopg
+import sqlalchemy as sa
+
+from chat_assets.privacy import ledger
 from chat_assets.privacy.catalog import CATALOG
+from chat_assets.privacy.erasure import SUBJECT_NAMESPACES, Request, erase
+from chat_assets.privacy.ledger import LedgerRefError, checked_ref
 from chat_assets.privacy.pseudonyms import KEY_ENV, PrivacyKeyError, Pseudonymizer, load_key
+from chat_assets.privacy.suppression import Mode
+from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
+from chat_assets.warehouse import connection
 
 NAMESPACES = sorted({rule.namespace for rule in CATALOG if rule.namespace})
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Refused(Exception):
+    """A reason to stop before anything is done; the message holds no id and no secret."""
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chat_assets.privacy")
     sub = parser.add_subparsers(dest="command", required=True)
     pseudonym = sub.add_parser("pseudonym", help="print the pseudonym of an id in a namespace")
     pseudonym.add_argument("namespace", choices=NAMESPACES)
     pseudonym.add_argument("id", help="the id as UJET sends it, e.g. 317")
-    args = parser.parse_args(argv)
+    pseudonym.add_argument("--ref", help="why: the ticket of the task, kept in the ledger")
+    erase_ = sub.add_parser("erase", help="erase one data subject from the warehouse")
+    erase_.add_argument("namespace", choices=SUBJECT_NAMESPACES)
+    erase_.add_argument("id", help="the subject's id as UJET sends it (never printed or stored)")
+    erase_.add_argument("--ref", required=True, help="the request's ticket, e.g. DSR-2026-0012")
+    erase_.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.UNLINK.value)
+    erase_.add_argument(
+        "--also-future",
+        action="store_true",
+        help="also unlink or drop chats the subject opens after the erasure",
+    )
+    erase_.add_argument("--dry-run", action="store_true", help="print what would change, only")
+    return parser
+
+
+def _pseudonymizer(settings: Settings) -> Pseudonymizer:
     try:
         key, _ = load_key(os.environ.get(KEY_ENV), key_file=None, allow_create=False)
     except PrivacyKeyError as error:
+        raise _Refused(str(error)) from None
+    return Pseudonymizer(key, settings.pii_key_version)
+
+
+def _pseudonym_of(pseudonymizer: Pseudonymizer, namespace: str, value: str) -> str:
+    pseudonym = pseudonymizer.pseudonym(namespace, value)
+    if pseudonym is None:
+        raise _Refused("the id is empty or a placeholder (0, string, null), never pseudonymised")
+    return pseudonym
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if not settings.database_url:
+            raise _Refused(
+                f"{DATABASE_URL_ENV} is not set: every use of this command is recorded in the "
+                f"warehouse's privacy ledger (and {PII_KEY_ENV} is the key to use)"
+            )
+        ref = None if args.ref is None else checked_ref(args.ref, args.id)
+        pseudonymizer = _pseudonymizer(settings)
+        pseudonym = _pseudonym_of(pseudonymizer, args.namespace, args.id)
+        engine = connection.engine_for(settings.database_url)
+        connection.check_reachable(engine)
+        if args.command == "pseudonym":
+            with connection.cursor_for(engine, transaction=True) as cursor:
+                ledger.ensure(cursor, settings.schema)
+                ledger.append(
+                    cursor, settings.schema, "pseudonym", ref=ref, namespace=args.namespace
+                )
+            print(pseudonym)
+            return 0
+        assert ref is not None
+        request = Request(args.namespace, pseudonym, ref, Mode(args.mode), args.also_future)
+        outcome = erase(
+            engine, settings.schema, request, timezone=settings.timezone, dry=args.dry_run
+        )
+    except (_Refused, SettingsError, LedgerRefError, connection.WarehouseUnreachable) as error:
         print(f"chat_assets: {error}", file=sys.stderr)
         return 2
-    version = os.environ.get("CHAT_ASSETS_PII_KEY_VERSION", "").strip() or "k1"
-    value = Pseudonymizer(key, version).pseudonym(args.namespace, args.id)
-    if value is None:
-        print(f"chat_assets: {args.id!r} is a placeholder, never pseudonymised", file=sys.stderr)
+    except (psycopg.Error, sa.exc.DBAPIError) as error:
+        # PostgreSQL quotes values in its errors: say what failed, never with what.
+        cause = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+        print(
+            f"chat_assets: PostgreSQL refused ({type(cause).__name__}, SQLSTATE "
+            f"{getattr(cause, 'sqlstate', None)}); the transaction was rolled back, nothing "
+            "changed",
+            file=sys.stderr,
+        )
         return 2
-    print(value)
+    print(outcome.report())
     return 0
 
 

@@ -32,7 +32,7 @@ from chat_assets.ujet.errors import (
     UjetNotFoundError,
     UjetUnavailableError,
 )
-from chat_assets.ujet.pacer import SharedTurns, origin_of, origin_text, pacer_for
+from chat_assets.ujet.pacer import RequestPacer, SharedTurns, origin_of, origin_text, pacer_for
 from chat_assets.ujet.page import Page, read_page
 from chat_assets.ujet.tailing import Delivery, Params, Read, WindowRead, wire_time
 from chat_assets.ujet.transport import paced_session
@@ -143,6 +143,7 @@ class UjetClient:
         max_retry_after: float = 300.0,
         max_pages: int = 10_000,
         max_in_flight: int = MAX_IN_FLIGHT,
+        pacer: RequestPacer | None = None,
         log: logging.Logger | Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -170,7 +171,9 @@ class UjetClient:
         self._auth = (company_key, company_secret)
         self._host = urlsplit(self._base_url).netloc
         self._origin = origin_of(self._base_url)
-        self._pacer = pacer_for(self._base_url, requests_per_second)
+        # The process's pacer for the account unless given one (as a test standing for another
+        # process is).
+        self._pacer = pacer or pacer_for(self._base_url, requests_per_second)
         self._per_page = min(per_page, MAX_PER_PAGE)
         self._timeout = (connect_timeout, read_timeout)
         self._max_retries = max_retries

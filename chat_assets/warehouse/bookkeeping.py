@@ -1,8 +1,10 @@
 """chat_assets' own tables beside the declared ones: each table's row counter, the version
-registry of the newest-wins tables, and the aggregate days marked for re-materialization.
+registry of the newest-wins tables, the aggregate days marked for re-materialization, and when
+each UJET account's last request started.
 
 This module creates them and keeps the row counters; the writers that own the registry
-(`newest_wins`) and the marks (`aggregates`) read and write those themselves.
+(`newest_wins`), the marks (`aggregates`) and the request starts (`request_turns`) read and
+write those themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from chat_assets.warehouse.sql_parts import qualified, qualified_name
 VERSIONS_TABLE = "_chat_versions"
 REFRESH_TABLE = "_days_to_refresh"
 ROW_COUNTS_TABLE = "_row_counts"
+REQUEST_STARTS_TABLE = "_ujet_request_starts"
 
 # chat_assets' own bookkeeping tables: the version registry of the newest-wins tables, the
 # aggregate days changed since their materialization, and each table's rows.
@@ -28,11 +31,12 @@ _BOOKKEEPING = {
     " updated_at timestamptz NOT NULL, PRIMARY KEY (table_name, chat_id)",
     REFRESH_TABLE: "table_name text NOT NULL, day date NOT NULL, changed_by bigint NOT NULL,"
     " PRIMARY KEY (table_name, day)",
+    REQUEST_STARTS_TABLE: "account text PRIMARY KEY, last_start timestamptz NOT NULL",
 }
 
 
 def ensure_bookkeeping(cursor: Any, schema: str, name: str) -> None:
-    """Create the bookkeeping table `name` (one of the three above) if it is missing."""
+    """Create the bookkeeping table `name` (one of those above) if it is missing."""
     cursor.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
             qualified_name(schema, name), sql.SQL(_BOOKKEEPING[name])

@@ -20,7 +20,7 @@ from chat_assets.warehouse.connection import cursor_for, refusals_without_values
 from chat_assets.warehouse.sql_parts import qualified
 
 # One lock id for DDL, so that concurrent runs creating the same schema never race.
-_DDL_LOCK = 7_317_001
+DDL_LOCK = 7_317_001
 
 
 def column_definitions(table: Table) -> list[sql.Composable]:
@@ -91,7 +91,7 @@ def ensure_schema(cursor: Any, schema: str) -> None:
 def ensure_table(cursor: Any, schema: str, table: Table) -> None:
     """Create the table and its row counter; the counter of a table that predates it starts
     from one count, taken while writers are held off."""
-    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
     ensure_schema(cursor, schema)
     for statement in create_table_statements(schema, table):
         cursor.execute(statement)

@@ -1,8 +1,9 @@
 """Dagster's door to the warehouse: each asset's partition is a slice of its declared table.
 
-A `raw_chats` partition arrives as a `Landing`: the IO manager opens the transaction that
-replaces the window, and the asset's fetch writes into it page by page (a DataFrame, for a
-window already in memory, replaces it too). The four flattened
+A `raw_chats` partition arrives as a `StagedWindow`: rows the asset staged on disk while it
+fetched, which replace the window in one short transaction, erased subjects unlinked or dropped
+as the suppression list says at that moment (a DataFrame, for a window already in memory,
+replaces it too). The four flattened
 tables arrive as one `NewestWins` plan for the step: the first of its outputs handled applies
 every table of the plan, flattened inside PostgreSQL, in one transaction, and each output then
 records what was written to its table. Reading a partition back (`load_input`) gives a
@@ -13,21 +14,23 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from chat_assets.tables import TABLES, Table, WriteMode
+from chat_assets.privacy import suppression
+from chat_assets.tables import RAW_CHATS, TABLES, Table, WriteMode
 from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
 from chat_assets.warehouse.aggregates import Recompute
 from chat_assets.warehouse.newest_wins import Applied, NewestWins
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, WAREHOUSE_KEY, Warehouse
+from chat_assets.warehouse.staged_window import StagedWindow
 from chat_assets.warehouse.summary import applied_metadata
-from chat_assets.warehouse.windows import Landing
 
 _EXPECTED = {
-    WriteMode.REPLACE_WINDOW: "a Landing or a DataFrame",
+    WriteMode.REPLACE_WINDOW: "a StagedWindow or a DataFrame",
     WriteMode.NEWEST_WINS: "a NewestWins",
     WriteMode.AGGREGATE: "a Recompute",
 }
@@ -43,15 +46,20 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     warehouse: Warehouse
 
     def handle_output(
-        self, context: dg.OutputContext, obj: pd.DataFrame | Landing | NewestWins | Recompute
+        self, context: dg.OutputContext, obj: pd.DataFrame | StagedWindow | NewestWins | Recompute
     ) -> None:
         table = _table_for(context.asset_key)
         start, end = _window(context)
         engine = self.warehouse.engine()
         schema = self.warehouse.db_schema
         metadata: dict[str, Any] = {}
-        if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, Landing):
-            written, metadata = windows.land_window(engine, schema, table, obj, start, end)
+        if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, StagedWindow):
+            erasures = None
+            if table is RAW_CHATS:
+                erasures = partial(suppression.reapply, schema=schema, start=start, end=end)
+            written, metadata = windows.land_staged(
+                engine, schema, table, obj, start, end, finally_=erasures
+            )
         elif table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
             written = windows.replace_window(engine, schema, table, obj, start, end)
         elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, NewestWins):

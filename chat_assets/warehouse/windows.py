@@ -1,5 +1,5 @@
 """A table's partition window, written and read whole: replace the rows whose time column
-falls in [start, end) in one transaction (from a frame, or from batches landed as they come),
+falls in [start, end) in one transaction (from a frame, or from rows staged as they came),
 and load them back typed as declared.
 
 Writes COPY into a staging table and apply it in the same transaction as the delete they
@@ -9,7 +9,6 @@ replace, so a failure leaves the previous state intact.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -29,7 +28,8 @@ from chat_assets.warehouse.connection import (
 )
 from chat_assets.warehouse.ddl import prepare
 from chat_assets.warehouse.sql_parts import qualified
-from chat_assets.warehouse.staging import copy_into, copy_rows, staging_table
+from chat_assets.warehouse.staged_window import StagedWindow
+from chat_assets.warehouse.staging import copy_into, staging_table
 
 
 def window_bounds(table: Table, start: datetime, end: datetime) -> tuple[Any, Any]:
@@ -88,41 +88,45 @@ def replace_window(
         )
 
 
-@dataclass(frozen=True)
-class Landing:
-    """An asset's output for a window whose rows arrive while they are written.
+# Bytes of a staging file sent to PostgreSQL at a time.
+_COPY_CHUNK = 1 << 20
 
-    `fill(write)` calls `write(rows)` for each batch of rows (tuples in declared column order),
-    inside the transaction that replaces the window, and returns the output's metadata; when it
-    raises, nothing is written. Rows may repeat `one_row_per` and lie outside the window: per
-    value of those columns, the row with the newest time column is kept, if inside the window.
-    """
-
-    fill: Callable[[Callable[[list[tuple[Any, ...]]], None]], dict[str, Any]]
-    one_row_per: tuple[str, ...]
+# What a landing does last, inside its transaction (given the cursor): the rows it removed and
+# metadata of its own. The IO manager's, never an asset's.
+Finally = Callable[[Any], tuple[int, dict[str, Any]]]
 
 
-def land_window(
-    engine: sa.Engine, schema: str, table: Table, landing: Landing, start: datetime, end: datetime
+def land_staged(
+    engine: sa.Engine,
+    schema: str,
+    table: Table,
+    staged: StagedWindow,
+    start: datetime,
+    end: datetime,
+    *,
+    finally_: Finally | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Make the window's rows what `landing` fills in, in one transaction: (rows written, the
-    fill's metadata). Batches are copied into a temporary table as they come, so no more than
-    one batch is held in memory."""
+    """Make the window's rows the newest of `staged`'s, in one transaction: the staging file
+    streamed into a temporary table, then the window replaced from it; (rows written, metadata
+    of `finally_`, run last before commit)."""
+    prepare(engine, schema, table)
     with refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
         staging = staging_table(cursor, table)
-
-        def write(rows: list[tuple[Any, ...]]) -> None:
-            copy_rows(cursor, staging, table, rows)
-
-        metadata = landing.fill(write)
-        # Only now: a fill that fails leaves no trace, not even an empty table.
-        prepare(engine, schema, table)
-        per = sql.SQL(", ").join(map(sql.Identifier, landing.one_row_per))
+        columns = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)
+        with cursor.copy(statement) as copy, staged.path.open("rb") as rows:
+            while chunk := rows.read(_COPY_CHUNK):
+                copy.write(chunk)
+        per = sql.SQL(", ").join(map(sql.Identifier, staged.one_row_per))
         newest = sql.SQL(
             "SELECT * FROM (SELECT DISTINCT ON ({per}) * FROM {staging}"
             " ORDER BY {per}, {time} DESC) AS newest WHERE {time} >= %s AND {time} < %s"
         ).format(per=per, staging=staging, time=sql.Identifier(table.time_column))
-        return _replace_rows(cursor, schema, table, start, end, newest, (start, end)), metadata
+        written = _replace_rows(cursor, schema, table, start, end, newest, (start, end))
+        if finally_ is None:
+            return written, {}
+        removed, metadata = finally_(cursor)
+        return written - removed, metadata
 
 
 def _replace_rows(

@@ -191,13 +191,22 @@ def test_a_random_key_is_accepted(tmp_path: Path) -> None:
         assert load_key(key, key_file=None, allow_create=False)[0] == key.encode()
 
 
-def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores() -> None:
+def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores(
+    database_url: str, schema: str
+) -> None:
     import os
     import subprocess
     import sys
 
     key = "roster-join-test-key-" + "9f8e7d6c5b4a3928"
-    env = {**os.environ, "CHAT_ASSETS_PII_KEY": key, "CHAT_ASSETS_PII_KEY_VERSION": "k7"}
+    env = {
+        **os.environ,
+        "CHAT_ASSETS_PII_KEY": key,
+        "CHAT_ASSETS_PII_KEY_VERSION": "k7",
+        # Each use is recorded in the warehouse's ledger.
+        "CHAT_ASSETS_DATABASE_URL": database_url,
+        "CHAT_ASSETS_SCHEMA": schema,
+    }
     done = subprocess.run(
         [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
         env=env,
@@ -215,3 +224,12 @@ def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores() -> None:
         timeout=60,
     )
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    unrecorded = subprocess.run(
+        [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
+        env={k: v for k, v in env.items() if k != "CHAT_ASSETS_DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unrecorded.returncode == 2 and "CHAT_ASSETS_DATABASE_URL is not set" in unrecorded.stderr
+    assert unrecorded.stdout == ""

@@ -13,6 +13,7 @@ from chat_assets.raw_chats import landing_rows
 from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import bookkeeping, windows
 from chat_assets.warehouse.connection import WarehouseError, cursor_for, held_lock
+from chat_assets.warehouse.staged_window import WindowStage
 from chat_assets_tests.windows import landing_frame
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
@@ -156,39 +157,44 @@ def test_held_lock_admits_one_holder_and_hands_over_on_release(engine) -> None:
         pass  # released by both; other names never wait on it
 
 
-def test_a_streamed_landing_keeps_each_chats_newest_version_within_the_window(engine, schema):
+def test_a_staged_landing_keeps_each_chats_newest_version_within_the_window(engine, schema):
     write(engine, schema, [chat(9, DAY + timedelta(hours=1))])  # replaced: not fetched again
     batches = [
         [chat(1, DAY), chat(2, DAY + timedelta(hours=1))],
         [chat(2, DAY + timedelta(hours=3), rating=5), chat(3, NEXT)],  # 3 lies past the end
         [chat(1, DAY + timedelta(hours=2), rating=4), chat(4, NEXT + timedelta(hours=1))],
+        # Text that COPY's text format must escape, and a JSON string with a backslash.
+        [chat(5, DAY + timedelta(hours=4), sub_status="tab\there\nline \\ back")],
     ]
-
-    def fill(write_rows) -> dict:
+    with WindowStage(RAW_CHATS, one_row_per=("id",)) as stage:
         for batch in batches:
-            write_rows(landing_rows(batch, "UTC", "k1:test"))
-        return {"batches": len(batches)}
-
-    landing = windows.Landing(fill, one_row_per=("id",))
-    written, metadata = windows.land_window(engine, schema, RAW_CHATS, landing, DAY, NEXT)
-    assert (written, metadata) == (2, {"batches": 3})
+            stage.write(landing_rows(batch, "UTC", "k1:test"))
+        staged = stage.staged()
+        written, metadata = windows.land_staged(engine, schema, RAW_CHATS, staged, DAY, NEXT)
+    assert not staged.path.exists()  # the stage is removed once its block ends
+    assert (written, metadata, staged.rows) == (3, {}, 7)
     rows = table_rows(engine, schema)
     assert [(r[1], r[2], r[3].get("rating")) for r in rows] == [
         (1, DAY + timedelta(hours=2), 4),
         (2, DAY + timedelta(hours=3), 5),
+        (5, DAY + timedelta(hours=4), None),
     ]
-    assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 2
+    assert rows[2][3]["sub_status"] == "tab\there\nline \\ back"
+    assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 3
 
 
-def test_a_streamed_landing_that_fails_writes_nothing(engine, schema):
+def test_a_landing_that_fails_writes_nothing(engine, schema):
     write(engine, schema, [chat(1, DAY)])
 
-    def fill(write_rows) -> dict:
-        write_rows(landing_rows([chat(2, DAY)], "UTC", "k1:test"))
-        raise RuntimeError("the fetch broke off")
+    def refuse(cursor) -> tuple[int, dict]:
+        raise RuntimeError("the last step failed")
 
-    with pytest.raises(RuntimeError):
-        windows.land_window(engine, schema, RAW_CHATS, windows.Landing(fill, ("id",)), DAY, NEXT)
+    with WindowStage(RAW_CHATS, one_row_per=("id",)) as stage:
+        stage.write(landing_rows([chat(2, DAY)], "UTC", "k1:test"))
+        with pytest.raises(RuntimeError):
+            windows.land_staged(
+                engine, schema, RAW_CHATS, stage.staged(), DAY, NEXT, finally_=refuse
+            )
     assert [r[1] for r in table_rows(engine, schema)] == [1]
     assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 1
 

@@ -1,0 +1,280 @@
+"""Erase one data subject from the warehouse, in one transaction.
+
+The subject is named by the pseudonym of its id (`end_user` or `crm_contact`), computed with
+the key by the caller; the raw id never reaches this module, the database or any output. Its
+chats are every chat, in any stored version or flattened row, holding that pseudonym, and its
+pseudonyms are every customer pseudonym those chats hold (its CRM contact and tickets, other
+end-user ids of the same contact). Then every chat holding any of them is:
+
+- unlinked: every customer pseudonym of the chat becomes null in every stored version and in
+  the flattened rows; the chat, its segments and the marts stay exactly as they were;
+- or deleted: the chat leaves raw_chats, the flattened tables and the version registry, and
+  the marts' days it touched are recomputed from the remaining facts.
+
+The pseudonyms go on the suppression list, so the erasure holds (see `suppression`), and the
+ledger gets the request ref, the mode and the rows per table. A dry run does all of it and rolls
+back. Erasing again finds nothing: every count is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg import sql
+
+from chat_assets.privacy import bookkeeping, ledger, suppression
+from chat_assets.privacy.suppression import LINKED_TABLES, Mode, customer_columns
+from chat_assets.tables import (
+    AGGREGATE_TABLES,
+    CHAT_ID_FIELD,
+    DERIVED_TABLES,
+    RAW_CHATS,
+    TABLES,
+    Table,
+)
+from chat_assets.warehouse import aggregate_sql, aggregates, ddl
+from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
+from chat_assets.warehouse.connection import cursor_for
+from chat_assets.warehouse.sql_parts import qualified
+
+# The kinds of id a subject is named by (a ticket names a request, not a person).
+SUBJECT_NAMESPACES = ("end_user", "crm_contact")
+REGISTRY = VERSIONS_TABLE
+
+
+@dataclass(frozen=True)
+class Request:
+    """One erasure request: whom (by pseudonym), under which ref, and how."""
+
+    namespace: str
+    pseudonym: str
+    ref: str
+    mode: Mode = Mode.UNLINK
+    also_future: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an erasure did (or, dry, would do): rows per table, no id, no pseudonym."""
+
+    ref: str
+    mode: Mode
+    dry_run: bool
+    chats: int
+    rows: dict[str, int]
+    days_recomputed: int
+
+    def report(self) -> str:
+        """What the command prints."""
+        verb = "would change" if self.dry_run else "changed"
+        head = (
+            f"erasure {self.ref}: {self.mode.value}"
+            f"{' (dry run: nothing was changed)' if self.dry_run else ''}, "
+            f"{self.chats} chats of the subject"
+        )
+        marts = "+".join(a.name for a in AGGREGATE_TABLES)
+        width = max(map(len, [*self.rows, marts]))
+        lines = [head] + [f"  {name:<{width}}  {n:>7} rows {verb}" for name, n in self.rows.items()]
+        recomputed = "would be recomputed" if self.dry_run else "recomputed"
+        lines.append(f"  {marts:<{width}}  {self.days_recomputed:>7} days {recomputed}")
+        return "\n".join(lines)
+
+
+class _DryRun(Exception):
+    """Rolls a dry run's transaction back once its figures are known."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dry: bool) -> Outcome:
+    """Apply the request at once, in one transaction (rolled back when `dry`)."""
+    if request.namespace not in SUBJECT_NAMESPACES:
+        raise ValueError(f"a subject is named by one of {SUBJECT_NAMESPACES}")
+    if dry and not _landed(engine, schema):
+        return Outcome(request.ref, request.mode, dry, 0, {RAW_CHATS.name: 0}, 0)
+    # The declared tables exist before the erasure's transaction begins: DDL on them in it
+    # would take locks that a landing waiting for this transaction may already hold.
+    for table in TABLES.values():
+        ddl.prepare(engine, schema, table)
+    try:
+        with cursor_for(engine, transaction=True) as cursor:
+            outcome = _erase(cursor, schema, request, timezone, dry)
+            if dry:
+                raise _DryRun(outcome)
+    except _DryRun as rolled_back:
+        return rolled_back.outcome
+    return outcome
+
+
+def _landed(engine: sa.Engine, schema: str) -> bool:
+    """Whether any day has landed (a dry run creates no table)."""
+    with cursor_for(engine) as cursor:
+        return bookkeeping.exists(cursor, schema, RAW_CHATS.name)
+
+
+def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool) -> Outcome:
+    cursor.execute("SET LOCAL TimeZone = 'UTC'")
+    # Landings (ROW EXCLUSIVE) and applies (SHARE, their first lock) wait until this commits,
+    # and this waits for them: the subject's chats cannot change under it, and no other writer
+    # holds a row counter meanwhile. Taken before anything else is touched.
+    cursor.execute(
+        sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(qualified(schema, RAW_CHATS))
+    )
+    suppression.ensure(cursor, schema)
+    ledger.ensure(cursor, schema)
+    pseudonyms = {request.pseudonym} | _held_by(
+        cursor, schema, _chats_holding(cursor, schema, {request.pseudonym})
+    )
+    chats = sorted(_chats_holding(cursor, schema, pseudonyms))
+    suppression.record(
+        cursor,
+        schema,
+        pseudonyms,
+        request.mode,
+        also_future=request.also_future,
+        ref=request.ref,
+    )
+    if request.mode is Mode.UNLINK:
+        rows, days = _unlink(cursor, schema, chats), 0
+    else:
+        rows, days = _delete(cursor, schema, chats, timezone)
+    outcome = Outcome(request.ref, request.mode, dry, len(chats), rows, days)
+    if not dry:
+        ledger.append(
+            cursor,
+            schema,
+            "erase",
+            ref=request.ref,
+            namespace=request.namespace,
+            mode=request.mode.value,
+            also_future=request.also_future,
+            counts={**rows, "chats": len(chats), "days_recomputed": days},
+        )
+    return outcome
+
+
+def _chats_holding(cursor: Any, schema: str, pseudonyms: set[str]) -> set[int]:
+    """Ids of the chats with any of the pseudonyms, in a stored version or a flattened row."""
+    found = {
+        chat_id
+        for _, chat_id, _ in suppression.linked_raw(
+            cursor, schema, sorted(pseudonyms), sql.SQL("true"), {}
+        )
+    }
+    for table in LINKED_TABLES:
+        query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            sql.Identifier(table.key[0]), qualified(schema, table), suppression.columns_hold(table)
+        )
+        found |= {row[0] for row in cursor.execute(query, {"pseudonyms": sorted(pseudonyms)})}
+    return found
+
+
+def _held_by(cursor: Any, schema: str, chats: set[int]) -> set[str]:
+    """Every customer pseudonym the chats hold, in any version or flattened row."""
+    ids = {"ids": sorted(chats)}
+    held: set[str] = set()
+    raw = sql.SQL("SELECT payload FROM {} WHERE {} = ANY(%(ids)s)").format(
+        qualified(schema, RAW_CHATS), sql.Identifier(CHAT_ID_FIELD)
+    )
+    for (payload,) in cursor.execute(raw, ids):
+        held |= suppression.held_pseudonyms(payload)
+    for table in LINKED_TABLES:
+        query = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%(ids)s)").format(
+            sql.SQL(", ").join(map(sql.Identifier, customer_columns(table))),
+            qualified(schema, table),
+            sql.Identifier(table.key[0]),
+        )
+        held |= {v for row in cursor.execute(query, ids) for v in row if v is not None}
+    return held
+
+
+def _versions(cursor: Any, schema: str, chats: list[int]) -> list[tuple[str, int, Any]]:
+    query = sql.SQL("SELECT partition_key, {0}, payload FROM {1} WHERE {0} = ANY(%s)").format(
+        sql.Identifier(CHAT_ID_FIELD), qualified(schema, RAW_CHATS)
+    )
+    return cursor.execute(query, (chats,)).fetchall()
+
+
+def _unlink(cursor: Any, schema: str, chats: list[int]) -> dict[str, int]:
+    """Null every customer pseudonym of the chats; rows changed per table."""
+    rows = {
+        RAW_CHATS.name: suppression.rewrite_raw(
+            cursor, schema, _versions(cursor, schema, chats), Mode.UNLINK
+        )
+    }
+    for table in DERIVED_TABLES:
+        columns = customer_columns(table)
+        if not columns:
+            rows[table.name] = 0
+            continue
+        cursor.execute(
+            sql.SQL("UPDATE {} SET {} WHERE {} = ANY(%s) AND ({})").format(
+                qualified(schema, table),
+                sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in columns),
+                sql.Identifier(table.key[0]),
+                sql.SQL(" OR ").join(
+                    sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns
+                ),
+            ),
+            (chats,),
+        )
+        rows[table.name] = cursor.rowcount
+    return rows
+
+
+def _delete(
+    cursor: Any, schema: str, chats: list[int], timezone: str
+) -> tuple[dict[str, int], int]:
+    """Remove the chats from every table and recompute the marts' days they touched."""
+    days = {a.name: _days_of(cursor, schema, a, chats, timezone) for a in AGGREGATE_TABLES}
+    rows = {
+        RAW_CHATS.name: suppression.rewrite_raw(
+            cursor,
+            schema,
+            [(p, c, None) for p, c, _ in _versions(cursor, schema, chats)],
+            Mode.DELETE,
+        )
+    }
+    for table in DERIVED_TABLES:
+        cursor.execute(
+            sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                qualified(schema, table), sql.Identifier(table.key[0])
+            ),
+            (chats,),
+        )
+        rows[table.name] = cursor.rowcount
+        count_rows(cursor, schema, table, -cursor.rowcount)
+    cursor.execute(
+        sql.SQL("DELETE FROM {}.{} WHERE chat_id = ANY(%s)").format(
+            sql.Identifier(schema), sql.Identifier(REGISTRY)
+        ),
+        (chats,),
+    )
+    rows[REGISTRY] = cursor.rowcount
+    for aggregate in AGGREGATE_TABLES:
+        if days[aggregate.name]:
+            aggregates.recompute_days(
+                cursor, schema, aggregate, timezone, days[aggregate.name], mark=True
+            )
+    return rows, sum(len(d) for d in days.values())
+
+
+def _days_of(
+    cursor: Any, schema: str, aggregate: Table, chats: list[int], timezone: str
+) -> set[date]:
+    """The local days on which the chats have facts of the aggregate."""
+    aggregation = aggregate.aggregation
+    assert aggregation is not None
+    query = sql.SQL(
+        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} = ANY(%(ids)s) AND {day_of} IS NOT NULL"
+    ).format(
+        day=aggregate_sql.local_day(aggregation),
+        facts=qualified(schema, aggregation.facts),
+        chat=sql.Identifier(aggregation.facts.key[0]),
+        day_of=sql.Identifier(aggregation.day_of),
+    )
+    return {row[0] for row in cursor.execute(query, {"ids": chats, "timezone": timezone})}

@@ -1,0 +1,49 @@
+"""Request turns in the warehouse: runs in separate processes share one UJET account's budget
+request by request. Each run has its own pacer (processes share none), so only the turns keep
+their requests apart at the server."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+from chat_assets.ujet.client import UjetClient
+from chat_assets.ujet.pacer import RequestPacer
+from chat_assets.warehouse.request_turns import request_turns
+from chat_assets_demo.emulator import UjetEmulator
+
+START = datetime(2026, 3, 8, tzinfo=UTC)
+
+
+def chats(first: int, count: int, day: datetime) -> list[dict]:
+    step = timedelta(days=1) / (count + 1)
+    return [
+        {"id": first + i, "updated_at": (day + step * i).isoformat().replace("+00:00", "Z")}
+        for i in range(1, count + 1)
+    ]
+
+
+def test_two_runs_take_turns_request_by_request(engine, schema) -> None:
+    days = [START, START + timedelta(days=1)]
+    records = [*chats(0, 600, days[0]), *chats(10_000, 600, days[1])]
+    results = {}
+    with UjetEmulator(personality="slow_strict_10", records=records) as emu:
+
+        def run(day: datetime) -> None:
+            # A pacer of its own, as a run in another process has.
+            client = UjetClient(emu.base_url, "demo-key", "demo-secret", pacer=RequestPacer(10))
+            with client, request_turns(engine, schema, client.origin) as turns:
+                client.share(turns)
+                results[day] = client.fetch_window(day, day + timedelta(days=1))
+
+        threads = [threading.Thread(target=run, args=(day,)) for day in days]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        arrivals = sorted(r.time for r in emu.requests)
+
+    assert [len(results[day].records) for day in days] == [600, 600]
+    assert all(results[day].throttled == 0 for day in days)
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.1
