@@ -2,10 +2,11 @@
 
 The production topology of the tests (chat_assets_tests.topology: code server, webserver, daemon,
 the production dagster.yaml, PostgreSQL) runs against the UJET emulator with a strict limiter of
-10 requests/s and 5,000 chats a day, the client paced at 10/s. The job's partition backfill is
-launched through GraphQL, as the UI does. The API floor is the backfill's requests at 10 per
-second: fetches from one account take turns (its lock in the warehouse), so no schedule can beat
-it.
+10 requests/s and 5,000 chats a day, the client paced at 10/s; with `--latency`, the emulator
+takes that long to answer each admitted request, as a real API does. The job's partition
+backfill is launched through GraphQL, as the UI does. The API floor is the backfill's requests
+at 10 per second: fetches from one account share its budget request by request (their turns in
+the warehouse), so no schedule can beat it.
 
 Prints the wall time from the first run's start to the last run's end (and the daemon's delay
 before the first run), the floor and the ratio, per run its duration and its steps', the time
@@ -19,7 +20,7 @@ threads run at a higher priority than the deployment's processes; it says whethe
 Python's garbage collector is off in this process: its collections over the days' generated
 chats paused the emulator for up to 30 ms, with the same effect.
 
-Run: .venv/bin/python -m benchmarks.backfill [--days 30] [--chats 5000]
+Run: .venv/bin/python -m benchmarks.backfill [--days 30] [--chats 5000] [--latency 0.4]
 """
 
 from __future__ import annotations
@@ -66,8 +67,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--chats", type=int, default=5_000, help="new chats per day")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the API takes to answer each page"
+    )
     args = parser.parse_args()
-    emulator = {"chats_per_day": args.chats, "seasonal": False, "personality": "strict_10"}
+    emulator = {
+        "chats_per_day": args.chats,
+        "seasonal": False,
+        "personality": "strict_10",
+        "latency": args.latency,
+    }
     settings = {"UJET_REQUESTS_PER_SECOND": str(RATE), "CHAT_ASSETS_CATCH_UP_SENSOR": "off"}
     with running_deployment(emulator, settings) as deployment:
         ujet = deployment.ujet
@@ -120,6 +129,7 @@ def main() -> None:
     ]
     print(
         f"days                    {len(runs)} runs, {len(failed)} failed, {args.chats:,} chats/day"
+        f", answers after {args.latency:g} s"
     )
     print(f"emulator's priority     {'raised' if prioritized else 'as the deployment'}")
     print(f"requests                {requests} ({requests / len(runs):.0f} per day)")

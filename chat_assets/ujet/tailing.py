@@ -13,9 +13,10 @@ each tailing a slice of its own, all paced by the account's one pacer:
 
 - The first lane's first request asks for the whole window: its `total` counts every chat of the
   window, the figure the read is checked against.
-- Whenever the pacer could send and every lane is waiting for an answer, one more lane starts,
-  on the later half of the slice with the most left: lanes grow until the budget, not the
-  server's time to answer, is what limits the read. A server that answers at once keeps one.
+- Once that answer is in, whenever the pacer could send and every lane is waiting for an answer,
+  one more lane starts, on the later half of the slice with the most left: lanes grow until the
+  budget, not the server's time to answer, is what limits the read. A server that answers at
+  once keeps one lane, and a window of one page is one request.
 - Each answer's `total` counts what is left of its slice. A lane whose slice is done takes the
   later half of the slice with the most left, so lanes finish together however the chats are
   spread over the day. (The slice it halved may still receive chats of the taken half from the
@@ -259,11 +260,13 @@ class WindowRead:
         return self.read
 
     def _more_lanes_due(self, interval: float) -> bool:
-        """Every lane is waiting for an answer, and fewer run than answers of the usual time
-        need to keep requests `interval` apart, one more for the time to take each in (lock
-        held)."""
+        """The first answer is in, every lane is waiting for an answer, and fewer run than
+        answers of the usual time need to keep requests `interval` apart, one more for the time
+        to take each in (lock held)."""
         usual = self._answer_time
-        needed = math.inf if usual is None else 2 + math.ceil(usual / interval)
+        if usual is None:  # the first answer, alone, tells how large the window is
+            return False
+        needed = 2 + math.ceil(usual / interval)
         return (
             not self._errors
             and self._running < min(self._max_lanes, needed)

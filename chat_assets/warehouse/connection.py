@@ -1,10 +1,8 @@
-"""Reaching the warehouse: pooled engines, cursors, a cross-process lock, and errors that name
-where PostgreSQL refused a write without quoting any value."""
+"""Reaching the warehouse: pooled engines, cursors, and errors that name where PostgreSQL
+refused a write without quoting any value."""
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -71,24 +69,6 @@ def without_jit(executor: Any) -> None:
     day's rows: where the server has JIT, compiling them cost more than it saved, for the apply
     and for the checks alike."""
     executor.execute("SET LOCAL jit = off")
-
-
-@contextmanager
-def held_lock(engine: sa.Engine, name: str) -> Iterator[float]:
-    """One holder at a time, across every process using this warehouse, for the block.
-
-    A session-level advisory lock named `name`, waited for inside PostgreSQL: no polling, handed
-    to the next waiter the moment it is released, and released by the server when a holder's
-    connection dies. Yields the seconds spent waiting."""
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    key = {"key": int.from_bytes(digest, "big", signed=True)}
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        began = time.monotonic()
-        connection.exec_driver_sql("SELECT pg_advisory_lock(%(key)s)", key)
-        try:
-            yield time.monotonic() - began
-        finally:
-            connection.exec_driver_sql("SELECT pg_advisory_unlock(%(key)s)", key)
 
 
 @contextmanager

@@ -2,8 +2,6 @@
 PostgreSQL."""
 
 import json
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -12,7 +10,7 @@ import pytest
 from chat_assets.raw_chats import landing_rows
 from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import bookkeeping, windows
-from chat_assets.warehouse.connection import WarehouseError, cursor_for, held_lock
+from chat_assets.warehouse.connection import WarehouseError, cursor_for
 from chat_assets.warehouse.staged_window import WindowStage
 from chat_assets_tests.windows import landing_frame
 
@@ -128,33 +126,6 @@ def test_a_refused_write_rolls_back_and_names_the_column_never_the_value(engine,
     assert str(secret_id) not in message and "jane@example.com" not in message
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
     assert [row[1] for row in table_rows(engine, schema)] == [1]
-
-
-def test_held_lock_admits_one_holder_and_hands_over_on_release(engine) -> None:
-    name = "test lock"
-    events: list[tuple[str, float]] = []
-    holding = threading.Event()
-
-    def second() -> None:
-        holding.wait(5)
-        with held_lock(engine, name) as waited:
-            events.append(("second in", time.monotonic()))
-            events.append(("waited", waited))
-
-    thread = threading.Thread(target=second)
-    with held_lock(engine, name) as waited:
-        assert waited < 1
-        thread.start()
-        holding.set()
-        time.sleep(0.5)
-        assert events == []  # still out while the first holds it
-        released = time.monotonic()
-    thread.join(5)
-    entered = dict(events)
-    assert 0 <= entered["second in"] - released < 0.2  # handed over at once, not polled
-    assert entered["waited"] >= 0.4
-    with held_lock(engine, "another lock"), held_lock(engine, name):
-        pass  # released by both; other names never wait on it
 
 
 def test_a_staged_landing_keeps_each_chats_newest_version_within_the_window(engine, schema):
