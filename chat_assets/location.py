@@ -16,6 +16,8 @@ import dagster as dg
 from chat_assets.chat_tables import build_chat_tables
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.privacy.retention import Policy
+from chat_assets.privacy_retention import build_retention, build_retention_job_and_schedule
 from chat_assets.raw_chats import build_raw_chats
 from chat_assets.schedules import build_jobs_and_schedules
 from chat_assets.service_levels import build_catch_up, build_queue_service_levels
@@ -90,16 +92,21 @@ def build_definitions(
     partitions = daily_partitions(settings)
     jobs, schedules = build_jobs_and_schedules(partitions, settings)
     refresh, catch_up = build_catch_up(partitions, settings.catch_up_sensor)
+    policy = Policy.from_settings(settings)
+    retention, within_retention = build_retention(policy, partitions.timezone)
+    retention_job, retention_schedule = build_retention_job_and_schedule(partitions.timezone)
     return dg.Definitions(
         assets=[
             build_raw_chats(partitions, warehouse),
             build_chat_tables(partitions, warehouse),
             build_queue_service_levels(partitions, warehouse),
+            retention,
         ],
-        jobs=[*jobs, refresh],
-        schedules=schedules,
+        asset_checks=[within_retention],
+        jobs=[*jobs, refresh, retention_job],
+        schedules=[*schedules, retention_schedule],
         sensors=[catch_up],
-        resources={**resources, **warehouse_resources(warehouse)},
+        resources={**resources, **warehouse_resources(warehouse, policy)},
         # A day's steps depend on one another, so separate step processes would buy no
         # parallelism, only a process start each; pools are still honoured in process.
         executor=dg.in_process_executor,

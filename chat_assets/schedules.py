@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from chat_assets.privacy_retention import RETENTION_ASSET
 from chat_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ def build_jobs_and_schedules(
         raise TypeError("chat_assets schedules need time-window (daily) partitions")
     job = dg.define_asset_job(
         JOB_NAME,
-        selection=dg.AssetSelection.all(),
+        # Every daily asset; the retention asset (unpartitioned) has a job of its own.
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(RETENTION_ASSET),
         description="Every chat_assets asset for one day: fetch from UJET, then flatten.",
     )
     daily = dg.build_schedule_from_partitioned_job(

@@ -73,6 +73,24 @@ def _schema(raw: str) -> str:
     return schema
 
 
+RETAIN_RAW_DAYS_ENV = "CHAT_ASSETS_RETAIN_RAW_DAYS"
+RETAIN_CUSTOMER_DAYS_ENV = "CHAT_ASSETS_RETAIN_CUSTOMER_DAYS"
+RETAIN_AGENT_DAYS_ENV = "CHAT_ASSETS_RETAIN_AGENT_DAYS"
+
+
+def _retention_days(name: str) -> int | None:
+    """A retention limit in days; unset: kept forever."""
+    raw = _env(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(
+            f"{name}={raw!r} must be a whole number of days above 0, such as 365 "
+            "(unset: kept forever)"
+        )
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -92,6 +110,10 @@ class Settings:
     # Which of the secrets read at run time (through EnvVar) are missing from the environment.
     missing_secrets: tuple[str, ...] = ()
     pii_key_version: str = "k1"
+    # Retention limits in days (None: kept forever); see chat_assets.privacy.retention.
+    retain_raw_days: int | None = None
+    retain_customer_days: int | None = None
+    retain_agent_days: int | None = None
 
     @property
     def ujet_configured(self) -> bool:
@@ -150,4 +172,7 @@ class Settings:
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),
+            retain_raw_days=_retention_days(RETAIN_RAW_DAYS_ENV),
+            retain_customer_days=_retention_days(RETAIN_CUSTOMER_DAYS_ENV),
+            retain_agent_days=_retention_days(RETAIN_AGENT_DAYS_ENV),
         )

@@ -9,6 +9,7 @@ import dagster as dg
 from chat_assets.chat_tables import build_chat_tables
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.privacy.retention import Policy
 from chat_assets.raw_chats import build_raw_chats
 from chat_assets.settings import Settings
 from chat_assets.ujet.resource import UjetResource
@@ -39,6 +40,7 @@ def materialize_day(
     key: str = TEST_PII_KEY,
     raise_on_error: bool = True,
     downstream: tuple[dg.AssetsDefinition, ...] = (),
+    policy: Policy | None = None,
 ) -> dg.ExecuteInProcessResult:
     """raw_chats and the four flattened tables for one day, from the emulator (key k, secret s),
     and any assets given downstream of them."""
@@ -61,6 +63,6 @@ def materialize_day(
                 requests_per_second=100,
             ),
             "privacy": PrivacyResource(pii_key=key),
-            **warehouse_resources(warehouse),
+            **warehouse_resources(warehouse, policy),
         },
     )

@@ -11,11 +11,12 @@ import pytest
 
 from chat_assets.location import build_definitions
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.privacy_retention import RETENTION_JOB, RETENTION_SCHEDULE, WITHIN_RETENTION
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME, LOOKBACK_SCHEDULE_NAME
 from chat_assets.service_levels import CATCH_UP_SENSOR_NAME, REFRESH_JOB_NAME
 from chat_assets.settings import Settings, SettingsError
 from chat_assets.ujet.resource import UjetResource
-from chat_assets.warehouse.resource import Warehouse
+from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 RUNNING = dg.DefaultScheduleStatus.RUNNING
 STOPPED = dg.DefaultScheduleStatus.STOPPED
@@ -38,6 +39,9 @@ def configure(monkeypatch, instance):
             "CHAT_ASSETS_LOOKBACK_SCHEDULE",
             "CHAT_ASSETS_LOOKBACK_DAYS",
             "CHAT_ASSETS_CATCH_UP_SENSOR",
+            "CHAT_ASSETS_RETAIN_RAW_DAYS",
+            "CHAT_ASSETS_RETAIN_CUSTOMER_DAYS",
+            "CHAT_ASSETS_RETAIN_AGENT_DAYS",
         ):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
@@ -100,6 +104,24 @@ def test_the_catch_up_sensor_runs_the_mart_alone_and_can_be_switched_off(configu
     assert sensor.default_status is dg.DefaultSensorStatus.RUNNING
     sensor = configure(CHAT_ASSETS_CATCH_UP_SENSOR="off").resolve_sensor_def(CATCH_UP_SENSOR_NAME)
     assert sensor.default_status is dg.DefaultSensorStatus.STOPPED
+
+
+def test_the_retention_job_runs_daily_on_its_asset_alone(configure):
+    defs = configure(CHAT_ASSETS_RETAIN_RAW_DAYS="30", CHAT_ASSETS_RETAIN_AGENT_DAYS="400")
+    defs.get_repository_def().load_all_definitions()  # names do not clash, as the UI loads it
+    job = defs.resolve_job_def(RETENTION_JOB)
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"retention"}
+    assert job.asset_layer.asset_graph.asset_check_keys == {
+        dg.AssetCheckKey(dg.AssetKey("retention"), WITHIN_RETENTION)
+    }
+    schedule = defs.resolve_schedule_def(RETENTION_SCHEDULE)
+    assert (schedule.job_name, schedule.cron_schedule) == (RETENTION_JOB, "0 5 * * *")
+    assert schedule.execution_timezone == "Asia/Seoul"
+    assert schedule.default_status is dg.DefaultScheduleStatus.RUNNING
+    # The landings apply the same limits.
+    io_manager = defs.resources[IO_MANAGER_KEY]
+    assert (io_manager.retain_raw_days, io_manager.retain_customer_days) == (30, None)
+    assert io_manager.retain_agent_days == 400
 
 
 def test_schedules_tick_in_the_partitions_time_zone(configure):

@@ -1,8 +1,9 @@
 """The privacy ledger: an append-only record of what was done with the key and to whom, without
 saying to whom.
 
-`<schema>._privacy_ledger` gets one row per erasure (request ref, mode, rows per table) and
-one per use of the `pseudonym` command (the namespace asked about), so an operator can show
+`<schema>._privacy_ledger` gets one row per erasure (request ref, mode, rows per table), one
+per retention run (rows per kind and table) and one per use of the `pseudonym` command (the
+namespace asked about), so an operator can show
 what was processed and when (GDPR Art. 30, PIPA Art. 28-4). It never holds an id or a
 pseudonym: a request ref that looks like either is refused before anything runs. A trigger
 refuses UPDATE, DELETE and TRUNCATE.

@@ -64,13 +64,18 @@ CUSTOMER_PSEUDONYMS: tuple[Rule, ...] = tuple(
 )
 
 
-def customer_columns(table: Table) -> list[str]:
-    """The columns of a flattened table that hold a customer's pseudonym."""
+def pseudonym_columns(table: Table, rules: tuple[Rule, ...]) -> list[str]:
+    """The columns of a flattened table that hold a pseudonym of these rules."""
     return [
         column.name
         for column in table.columns
-        if (rule := table.rule(column)) is not None and rule in CUSTOMER_PSEUDONYMS
+        if (rule := table.rule(column)) is not None and rule in rules
     ]
+
+
+def customer_columns(table: Table) -> list[str]:
+    """The columns of a flattened table that hold a customer's pseudonym."""
+    return pseudonym_columns(table, CUSTOMER_PSEUDONYMS)
 
 
 # The flattened tables that hold customer pseudonyms (`chats`).
@@ -123,11 +128,14 @@ def _cleared(value: Any, parts: list[str]) -> tuple[Any, int]:
     return ({**value, name: new}, changed) if changed else (value, 0)
 
 
-def unlinked(record: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """A copy of the chat without any customer pseudonym (null, as sanitizing leaves an absent
-    id), and how many values were removed; the chat itself when it holds none."""
+def unlinked(
+    record: dict[str, Any], rules: tuple[Rule, ...] = CUSTOMER_PSEUDONYMS
+) -> tuple[dict[str, Any], int]:
+    """A copy of the chat without any pseudonym of the rules (customers' unless told; null, as
+    sanitizing leaves an absent id), and how many values were removed; the chat itself when it
+    holds none."""
     removed = 0
-    for rule in CUSTOMER_PSEUDONYMS:
+    for rule in rules:
         record, n = _cleared(record, rule.path.split("."))
         removed += n
     return record, removed
@@ -303,9 +311,14 @@ def linked_raw(
 
 
 def rewrite_raw(
-    cursor: Any, schema: str, versions: Iterable[tuple[str, int, dict[str, Any]]], mode: Mode
+    cursor: Any,
+    schema: str,
+    versions: Iterable[tuple[str, int, dict[str, Any]]],
+    mode: Mode,
+    rules: tuple[Rule, ...] = CUSTOMER_PSEUDONYMS,
 ) -> int:
-    """Unlink or delete these stored versions; returns the rows changed."""
+    """Unlink (the pseudonyms of the rules: customers' unless told) or delete these stored
+    versions; returns the rows changed."""
     target = qualified(schema, RAW_CHATS)
     key = sql.SQL("{} = %s AND {} = %s").format(
         sql.Identifier(RAW_PARTITION), sql.Identifier(CHAT_ID_FIELD)
@@ -318,7 +331,7 @@ def rewrite_raw(
             )
             changed += cursor.rowcount
             continue
-        clean, removed = unlinked(payload)
+        clean, removed = unlinked(payload, rules)
         if removed:
             cursor.execute(
                 sql.SQL("UPDATE {} SET {} = %s WHERE {}").format(

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from chat_assets.privacy import suppression
+from chat_assets.privacy import retention, suppression
+from chat_assets.privacy.retention import Policy
 from chat_assets.tables import RAW_CHATS, TABLES, Table, WriteMode
 from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
 from chat_assets.warehouse.aggregates import Recompute
@@ -44,6 +44,15 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     """Stores each asset in `<db_schema>.<asset name>` with the declared column types."""
 
     warehouse: Warehouse
+    # The retention limits in days (None: kept forever): a window landed from beyond them lands
+    # within them (see chat_assets.privacy.retention).
+    retain_raw_days: int | None = None
+    retain_customer_days: int | None = None
+    retain_agent_days: int | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(self.retain_raw_days, self.retain_customer_days, self.retain_agent_days)
 
     def handle_output(
         self, context: dg.OutputContext, obj: pd.DataFrame | StagedWindow | NewestWins | Recompute
@@ -54,11 +63,11 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         schema = self.warehouse.db_schema
         metadata: dict[str, Any] = {}
         if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, StagedWindow):
-            erasures = None
+            in_place = None
             if table is RAW_CHATS:
-                erasures = partial(suppression.reapply, schema=schema, start=start, end=end)
+                in_place = landing_finally(schema, self.policy, start, end)
             written, metadata = windows.land_staged(
-                engine, schema, table, obj, start, end, finally_=erasures
+                engine, schema, table, obj, start, end, finally_=in_place
             )
         elif table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
             written = windows.replace_window(engine, schema, table, obj, start, end)
@@ -102,6 +111,11 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 pending = _applied[step] = {
                     t.name: r for t, r in zip(plan.tables, results, strict=True)
                 }
+                today = datetime.now(start.tzinfo).date()
+                if retention.RAW in self.policy.expired_on(start.date(), today):
+                    retention.drop_expired_raw(
+                        self.warehouse.engine(), self.warehouse.db_schema, self.policy, today
+                    )
             applied = pending.pop(context.asset_key.path[-1])
             if not pending:
                 del _applied[step]
@@ -115,9 +129,30 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         )
 
 
-def warehouse_resources(warehouse: Warehouse) -> dict[str, Any]:
-    """The warehouse's resources under the keys the assets use: queries and the IO manager."""
-    return {WAREHOUSE_KEY: warehouse, IO_MANAGER_KEY: PostgresIOManager(warehouse=warehouse)}
+def landing_finally(schema: str, policy: Policy, start: datetime, end: datetime) -> windows.Finally:
+    """What raw_chats' landing does last, in its transaction: the suppression list applied to
+    the window, then the retention limits (as of now)."""
+
+    def in_place(cursor: Any) -> tuple[int, dict[str, Any]]:
+        removed, metadata = suppression.reapply(cursor, schema, start, end)
+        today = datetime.now(start.tzinfo).date()
+        more, expired = retention.at_landing(cursor, schema, policy, today, start, end)
+        return removed + more, {**metadata, **expired}
+
+    return in_place
+
+
+def warehouse_resources(warehouse: Warehouse, policy: Policy | None = None) -> dict[str, Any]:
+    """The warehouse's resources under the keys the assets use: queries and the IO manager
+    (which applies the retention `policy` to what it lands)."""
+    policy = policy or Policy()
+    io_manager = PostgresIOManager(
+        warehouse=warehouse,
+        retain_raw_days=policy.raw_days,
+        retain_customer_days=policy.customer_days,
+        retain_agent_days=policy.agent_days,
+    )
+    return {WAREHOUSE_KEY: warehouse, IO_MANAGER_KEY: io_manager}
 
 
 def _table_for(asset_key: dg.AssetKey) -> Table:
