@@ -18,11 +18,12 @@ import sys
 import threading
 import time
 import warnings
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from chat_assets.location import require_production_settings
+from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings, SettingsError
 from chat_assets_demo.embedded import embedded_database_url
 
@@ -74,6 +75,36 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
 
 def yesterday(timezone: str) -> str:
     return (datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)).isoformat()
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def partition_day(raw: str | None, settings: Settings) -> str:
+    """The day to materialize (yesterday by default), refused unless it is a daily partition."""
+    partitions = daily_partitions(settings)
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    start = f"CHAT_ASSETS_START_DATE={settings.start_date.isoformat()}"
+    if first is None or last is None:
+        raise SettingsError(
+            f"no day to materialize yet: {start} is after yesterday "
+            f"({yesterday(settings.timezone)} in {settings.timezone}); set an earlier start"
+        )
+    days = f"days run from {first} ({start}) to {last} (yesterday in {settings.timezone})"
+    day = raw or yesterday(settings.timezone)
+    try:
+        valid = bool(_DAY.match(day)) and date.fromisoformat(day).isoformat() == day
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(f"{day!r} is not a day like {last}: {days}")
+    if not first <= day <= last:
+        if day < first:
+            hint = ", or set an earlier CHAT_ASSETS_START_DATE"
+        else:
+            hint = "; a day is a partition once it has ended"
+        raise SettingsError(f"{day} is not a daily partition: {days}{hint}")
+    return day
 
 
 STOP_SECONDS = 20.0
@@ -164,13 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         except SettingsError as error:
             print(f"chat_assets: {error}", file=sys.stderr)
             return 2
+    if args.command == "materialize":
+        try:
+            day = partition_day(args.day, settings)
+        except SettingsError as error:
+            print(f"chat_assets: {error}", file=sys.stderr)
+            return 2
     env = prepare_environment(settings, production=args.production)
     dagster = str(Path(sys.executable).with_name("dagster"))
     location = "chat_assets.definitions" if args.production else "chat_assets_demo.definitions"
     # Modules resolve from the checkout, whatever the working folder (see run()).
     module = ["-m", location, "-d", str(Path(__file__).resolve().parents[1])]
     if args.command == "materialize":
-        day = args.day or yesterday(settings.timezone)
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]
     else:
         print(f"chat_assets: Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops)")

@@ -120,3 +120,49 @@ def test_the_demo_and_production_keep_their_runs_in_instances_of_their_own(tmp_p
     assert demo["DAGSTER_HOME"] != production["DAGSTER_HOME"]
     for env in (demo, production):
         assert (Path(env["DAGSTER_HOME"]) / "dagster.yaml").exists()
+
+
+PRODUCTION_ENV = {
+    "UJET_SUBDOMAIN": "acme",
+    "UJET_COMPANY_KEY": "key",
+    "UJET_COMPANY_SECRET": "secret",
+    "CHAT_ASSETS_PII_KEY": "roster-join-test-key-" + "9f8e7d6c5b4a3928",
+    "CHAT_ASSETS_DATABASE_URL": "postgresql+psycopg://loader:pw@db.invalid:5432/warehouse",
+}
+
+
+def demo(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chat_assets_demo", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "production", "said"),
+    [
+        (
+            ["--production", "materialize", "2024-01-01"],
+            True,
+            "2024-01-01 is not a daily partition",
+        ),
+        (["materialize", "2024-13-01"], False, "'2024-13-01' is not a day like "),
+        (["materialize", "2099-01-01"], False, "2099-01-01 is not a daily partition"),
+    ],
+)
+def test_a_day_outside_the_partitions_is_one_line_naming_the_start_date(
+    tmp_path: Path, args: list[str], production: bool, said: str
+) -> None:
+    env = demo_env(tmp_path / "state")
+    if production:  # the default start date, as a new user has it
+        env = {k: v for k, v in env.items() if k != "CHAT_ASSETS_START_DATE"} | PRODUCTION_ENV
+    done = demo(args, env)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    start = "2025-01-01" if production else "2026-01-01"
+    assert line.startswith(f"chat_assets: {said}")
+    assert f"days run from {start} (CHAT_ASSETS_START_DATE={start}) to " in line
+    assert "Traceback" not in done.stderr and "pw" not in line
