@@ -154,7 +154,10 @@ def _end_group(group: int) -> None:
 
 
 def port_taken(host: str, port: int) -> bool:
+    """Whether the UI could not bind the port. Like the web server (uvicorn), the probe binds
+    with SO_REUSEADDR, so connections of a stopped server left in TIME-WAIT do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -182,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"chat_assets: {error}", file=sys.stderr)
         return 2
+    if args.production:
+        try:  # every setting loading would miss, said before anything starts (and the port)
+            require_production_settings(settings)
+        except SettingsError as error:
+            print(f"chat_assets: {error}", file=sys.stderr)
+            return 2
     if args.command != "materialize" and port_taken(args.host, args.port):
         print(
             f"chat_assets: port {args.port} on {args.host} is taken (is another bin/demo "
@@ -189,12 +198,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.production:
-        try:  # every setting loading would miss, said before anything starts
-            require_production_settings(settings)
-        except SettingsError as error:
-            print(f"chat_assets: {error}", file=sys.stderr)
-            return 2
     if args.command == "materialize":
         try:
             day = partition_day(args.day, settings)

@@ -73,8 +73,10 @@ def test_a_background_demo_stops_every_child_on_a_signal(tmp_path: Path, how: in
     assert alive == [], [p.pid for p in alive]
 
 
-def test_a_taken_port_fails_at_once_naming_the_option(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_taken_port_fails_at_once_naming_the_option(tmp_path: Path, reuse: bool) -> None:
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
@@ -166,3 +168,52 @@ def test_a_day_outside_the_partitions_is_one_line_naming_the_start_date(
     assert line.startswith(f"chat_assets: {said}")
     assert f"days run from {start} (CHAT_ASSETS_START_DATE={start}) to " in line
     assert "Traceback" not in done.stderr and "pw" not in line
+
+
+def leave_time_wait(port: int) -> None:
+    """What a stopped UI leaves behind when a browser was connected: the server closed first,
+    so its side of the connection waits in TIME-WAIT; nothing listens."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        with socket.create_connection(("127.0.0.1", port)) as browser:
+            served, _ = server.accept()
+            served.close()
+            assert browser.recv(1) == b""
+    states = {c.status for c in psutil.net_connections("tcp4") if c.laddr and c.laddr[1] == port}
+    assert psutil.CONN_TIME_WAIT in states and psutil.CONN_LISTEN not in states
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_ui_is_free(tmp_path: Path) -> None:
+    port = free_port()
+    leave_time_wait(port)
+    env = demo_env(tmp_path / "state") | PRODUCTION_ENV | {"PYTHONUNBUFFERED": "1"}
+    started = subprocess.Popen(
+        [sys.executable, "-m", "chat_assets_demo", "--production", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert started.stdout is not None
+        first = started.stdout.readline()
+        time.sleep(2)  # past the line, into run(): a stop request is then a clean stop
+    finally:
+        started.terminate()
+        _, errors = started.communicate(timeout=60)
+    assert first == f"chat_assets: Dagster UI at http://127.0.0.1:{port} (Ctrl-C stops)\n", errors
+    assert "is taken" not in errors
+
+
+def test_production_names_missing_settings_even_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = demo(["--production", "--port", str(port)], demo_env(tmp_path / "state"))
+    assert done.returncode == 2
+    assert "CHAT_ASSETS_DATABASE_URL is not set" in done.stderr
+    assert "UJET_SUBDOMAIN" in done.stderr and "is taken" not in done.stderr
