@@ -229,6 +229,24 @@ def test_real_source_is_chosen_by_environment(monkeypatch):
         Settings.from_env()
 
 
+def test_production_fails_at_once_on_a_ujet_domain_that_does_not_resolve(
+    monkeypatch, settings, database_url, schema
+):
+    for name, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UJET_DOMAIN", "invalid")  # reserved: never resolves (RFC 6761)
+    ujet = production_resources(Settings.from_env())["ujet"]
+    started = time.monotonic()
+    result = materialize_raw(settings, ujet, database_url, schema, raise_on_error=False)
+    assert not result.success
+    assert time.monotonic() - started < 10  # five retries with backoff took 16 s
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    error = failure.cause.message if failure.cause else failure.message  # Dagster's wrapping
+    assert "UJET host acme.invalid did not resolve (" in error
+    assert "check UJET_SUBDOMAIN and UJET_DOMAIN" in error
+    assert "retries" not in error
+
+
 def test_embedded_defaults_end_to_end(tmp_path: Path):
     """`bin/demo materialize DAY`: demo source, embedded PostgreSQL, Dagster's CLI."""
     env = {
