@@ -73,6 +73,13 @@ def _schema(raw: str) -> str:
     return schema
 
 
+def _pii_key_problem(key: str | None) -> str | None:
+    """Why a pseudonym key that is set would be refused by the first run: said before it."""
+    from chat_assets.privacy.pseudonyms import key_refusal  # it imports this module
+
+    return None if key is None else key_refusal(key, PII_KEY_ENV)
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -92,6 +99,8 @@ class Settings:
     # Which of the secrets read at run time (through EnvVar) are missing from the environment.
     missing_secrets: tuple[str, ...] = ()
     pii_key_version: str = "k1"
+    # Why CHAT_ASSETS_PII_KEY is refused when it is set but weak (never the key itself).
+    pii_key_problem: str | None = None
 
     @property
     def ujet_configured(self) -> bool:
@@ -147,6 +156,7 @@ class Settings:
                 if _env(name) is None
             ),
             pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
+            pii_key_problem=_pii_key_problem(_env(PII_KEY_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),

@@ -185,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"chat_assets: {error}", file=sys.stderr)
         return 2
-    if args.production:
-        try:  # every setting loading would miss, said before anything starts (and the port)
+    try:  # every setting loading would miss or refuse, said before anything (and the port)
+        if args.production:
             require_production_settings(settings)
-        except SettingsError as error:
-            print(f"chat_assets: {error}", file=sys.stderr)
-            return 2
+        elif settings.pii_key_problem:
+            raise SettingsError(settings.pii_key_problem)
+    except SettingsError as error:
+        print(f"chat_assets: {error}", file=sys.stderr)
+        return 2
     if args.command != "materialize" and port_taken(args.host, args.port):
         print(
             f"chat_assets: port {args.port} on {args.host} is taken (is another bin/demo "

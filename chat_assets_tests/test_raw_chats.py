@@ -197,6 +197,18 @@ def test_production_definitions_refuse_a_missing_source_or_warehouse(unset, name
     assert "pw" not in loaded.stderr.splitlines()[-1]
 
 
+@pytest.mark.parametrize("weak", ["changeme", "ab" * 20])
+def test_the_locations_refuse_a_weak_pseudonym_key_as_they_load(monkeypatch, weak):
+    loaded = load_definitions(PRODUCTION_ENV | {"CHAT_ASSETS_PII_KEY": weak})
+    assert loaded.returncode != 0
+    assert "CHAT_ASSETS_PII_KEY" in loaded.stderr.splitlines()[-1]
+    assert weak not in loaded.stderr
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", weak)
+    with pytest.raises(SettingsError, match=r"^CHAT_ASSETS_PII_KEY ") as refused:
+        demo_definitions()
+    assert weak not in str(refused.value)
+
+
 def test_code_locations_load(monkeypatch, database_url):
     for name, value in PRODUCTION_ENV.items():
         monkeypatch.setenv(name, value)

@@ -217,3 +217,14 @@ def test_production_names_missing_settings_even_when_the_port_is_taken(tmp_path:
     assert done.returncode == 2
     assert "CHAT_ASSETS_DATABASE_URL is not set" in done.stderr
     assert "UJET_SUBDOMAIN" in done.stderr and "is taken" not in done.stderr
+
+
+def test_a_weak_pseudonym_key_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    env = demo_env(tmp_path / "state") | PRODUCTION_ENV | {"CHAT_ASSETS_PII_KEY": "changeme"}
+    done = demo(["--production", "materialize", "2026-01-01"], env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "chat_assets: CHAT_ASSETS_PII_KEY holds 8 characters; a pseudonym key needs at least 32: "
+        "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+    ]
+    assert "changeme" not in done.stdout + done.stderr
