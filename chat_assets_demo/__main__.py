@@ -35,11 +35,17 @@ QUIET = (
 for _text in QUIET:
     warnings.filterwarnings("ignore", message=re.escape(_text))
 
-INSTANCE_YAML = """\
-# Written by bin/demo for the local demo instance; production uses the repository's dagster.yaml.
+INSTANCE_HEADER = "# Written by bin/demo for the local demo instance"
+# `nux`: Dagster's first-visit pop-up (a newsletter sign-up) stays off; the UI opens on its pages.
+NUX_YAML = """\
+nux:
+  enabled: false
+"""
+INSTANCE_YAML = f"""\
+{INSTANCE_HEADER}; production uses the repository's dagster.yaml.
 telemetry:
   enabled: false
-concurrency:
+{NUX_YAML}concurrency:
   pools:
     default_limit: 1
   runs:
@@ -67,8 +73,13 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
     instance = "dagster_home_production" if production else "dagster_home"
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / instance)
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text(INSTANCE_YAML)
+    else:  # written by an earlier bin/demo: the pop-up turned off, the rest left as it is
+        written = instance_yaml.read_text()
+        if written.startswith(INSTANCE_HEADER) and not re.search(r"^nux:", written, re.M):
+            instance_yaml.write_text(written.rstrip("\n") + "\n" + NUX_YAML)
     env["DAGSTER_HOME"] = str(home)
     return env
 

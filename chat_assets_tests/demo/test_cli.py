@@ -228,3 +228,26 @@ def test_a_weak_pseudonym_key_is_refused_before_anything_starts(tmp_path: Path) 
         "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
     ]
     assert "changeme" not in done.stdout + done.stderr
+
+
+def test_the_demo_instance_opens_without_dagsters_newsletter_pop_up(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from chat_assets.settings import Settings
+    from chat_assets_demo.__main__ import prepare_environment
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("CHAT_ASSETS_HOME", str(tmp_path))
+    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", "postgresql+psycopg://loader@db/warehouse")
+    settings = Settings.from_env()
+    earlier = tmp_path / "dagster_home" / "dagster.yaml"  # as an earlier bin/demo wrote it
+    earlier.parent.mkdir()
+    earlier.write_text(
+        "# Written by bin/demo for the local demo instance; production uses the repository's "
+        "dagster.yaml.\ntelemetry:\n  enabled: false\n"
+    )
+    for production in (False, True):
+        home = prepare_environment(settings, production=production)["DAGSTER_HOME"]
+        with dg.DagsterInstance.from_config(home) as instance:
+            assert not instance.nux_enabled  # the UI's shouldShowNux
+            assert not instance.telemetry_enabled
