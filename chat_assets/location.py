@@ -52,6 +52,8 @@ def missing_production_settings(settings: Settings) -> list[str]:
             "key and secret (UJET console: Settings > Developer Settings) and a pseudonym key "
             "(python -c 'import secrets; print(secrets.token_hex(32))')"
         )
+    if settings.pii_key_problem:
+        missing.append(settings.pii_key_problem)
     return missing
 
 

@@ -112,11 +112,12 @@ def build_catch_up(
     partitions: dg.TimeWindowPartitionsDefinition, running: bool
 ) -> tuple[Any, dg.SensorDefinition]:
     """The job that materializes queue_service_levels alone, and the sensor that runs it for
-    every day the facts' applies changed since that day was last materialized."""
+    every day the facts' applies changed since that day was last materialized.
+
+    The job takes its partitions from the asset it selects (passing them is deprecated)."""
     job = dg.define_asset_job(
         REFRESH_JOB_NAME,
         selection=[QUEUE_SERVICE_LEVELS.name],
-        partitions_def=partitions,
         description="queue_service_levels for one service day (the catch-up sensor's runs).",
     )
 

@@ -91,6 +91,13 @@ def _retention_days(name: str) -> int | None:
     return int(raw)
 
 
+def _pii_key_problem(key: str | None) -> str | None:
+    """Why a pseudonym key that is set would be refused by the first run: said before it."""
+    from chat_assets.privacy.pseudonyms import key_refusal  # it imports this module
+
+    return None if key is None else key_refusal(key, PII_KEY_ENV)
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -114,6 +121,8 @@ class Settings:
     retain_raw_days: int | None = None
     retain_customer_days: int | None = None
     retain_agent_days: int | None = None
+    # Why CHAT_ASSETS_PII_KEY is refused when it is set but weak (never the key itself).
+    pii_key_problem: str | None = None
 
     @property
     def ujet_configured(self) -> bool:
@@ -169,6 +178,7 @@ class Settings:
                 if _env(name) is None
             ),
             pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
+            pii_key_problem=_pii_key_problem(_env(PII_KEY_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),

@@ -18,11 +18,12 @@ import sys
 import threading
 import time
 import warnings
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from chat_assets.location import require_production_settings
+from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings, SettingsError
 from chat_assets_demo.embedded import embedded_database_url
 
@@ -34,11 +35,17 @@ QUIET = (
 for _text in QUIET:
     warnings.filterwarnings("ignore", message=re.escape(_text))
 
-INSTANCE_YAML = """\
-# Written by bin/demo for the local demo instance; production uses the repository's dagster.yaml.
+INSTANCE_HEADER = "# Written by bin/demo for the local demo instance"
+# `nux`: Dagster's first-visit pop-up (a newsletter sign-up) stays off; the UI opens on its pages.
+NUX_YAML = """\
+nux:
+  enabled: false
+"""
+INSTANCE_YAML = f"""\
+{INSTANCE_HEADER}; production uses the repository's dagster.yaml.
 telemetry:
   enabled: false
-concurrency:
+{NUX_YAML}concurrency:
   pools:
     default_limit: 1
   runs:
@@ -66,14 +73,49 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
     instance = "dagster_home_production" if production else "dagster_home"
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / instance)
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text(INSTANCE_YAML)
+    else:  # written by an earlier bin/demo: the pop-up turned off, the rest left as it is
+        written = instance_yaml.read_text()
+        if written.startswith(INSTANCE_HEADER) and not re.search(r"^nux:", written, re.M):
+            instance_yaml.write_text(written.rstrip("\n") + "\n" + NUX_YAML)
     env["DAGSTER_HOME"] = str(home)
     return env
 
 
 def yesterday(timezone: str) -> str:
     return (datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)).isoformat()
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def partition_day(raw: str | None, settings: Settings) -> str:
+    """The day to materialize (yesterday by default), refused unless it is a daily partition."""
+    partitions = daily_partitions(settings)
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    start = f"CHAT_ASSETS_START_DATE={settings.start_date.isoformat()}"
+    if first is None or last is None:
+        raise SettingsError(
+            f"no day to materialize yet: {start} is after yesterday "
+            f"({yesterday(settings.timezone)} in {settings.timezone}); set an earlier start"
+        )
+    days = f"days run from {first} ({start}) to {last} (yesterday in {settings.timezone})"
+    day = raw or yesterday(settings.timezone)
+    try:
+        valid = bool(_DAY.match(day)) and date.fromisoformat(day).isoformat() == day
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(f"{day!r} is not a day like {last}: {days}")
+    if not first <= day <= last:
+        if day < first:
+            hint = ", or set an earlier CHAT_ASSETS_START_DATE"
+        else:
+            hint = "; a day is a partition once it has ended"
+        raise SettingsError(f"{day} is not a daily partition: {days}{hint}")
+    return day
 
 
 STOP_SECONDS = 20.0
@@ -123,7 +165,10 @@ def _end_group(group: int) -> None:
 
 
 def port_taken(host: str, port: int) -> bool:
+    """Whether the UI could not bind the port. Like the web server (uvicorn), the probe binds
+    with SO_REUSEADDR, so connections of a stopped server left in TIME-WAIT do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -151,6 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"chat_assets: {error}", file=sys.stderr)
         return 2
+    try:  # every setting loading would miss or refuse, said before anything (and the port)
+        if args.production:
+            require_production_settings(settings)
+        elif settings.pii_key_problem:
+            raise SettingsError(settings.pii_key_problem)
+    except SettingsError as error:
+        print(f"chat_assets: {error}", file=sys.stderr)
+        return 2
     if args.command != "materialize" and port_taken(args.host, args.port):
         print(
             f"chat_assets: port {args.port} on {args.host} is taken (is another bin/demo "
@@ -158,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.production:
-        try:  # every setting loading would miss, said before anything starts
-            require_production_settings(settings)
+    if args.command == "materialize":
+        try:
+            day = partition_day(args.day, settings)
         except SettingsError as error:
             print(f"chat_assets: {error}", file=sys.stderr)
             return 2
@@ -170,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     # Modules resolve from the checkout, whatever the working folder (see run()).
     module = ["-m", location, "-d", str(Path(__file__).resolve().parents[1])]
     if args.command == "materialize":
-        day = args.day or yesterday(settings.timezone)
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]
     else:
         print(f"chat_assets: Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops)")

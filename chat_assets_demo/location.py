@@ -13,7 +13,7 @@ import dagster as dg
 
 from chat_assets.location import build_definitions
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings
+from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
 from chat_assets.warehouse.resource import Warehouse
 from chat_assets_demo.embedded import embedded_database_url
 from chat_assets_demo.resource import DemoUjetResource
@@ -21,6 +21,8 @@ from chat_assets_demo.resource import DemoUjetResource
 
 def demo_definitions() -> dg.Definitions:
     settings = Settings.from_env()
+    if settings.pii_key_problem:  # the first run would refuse it: said before anything starts
+        raise SettingsError(settings.pii_key_problem)
     database_url = (
         dg.EnvVar(DATABASE_URL_ENV)
         if settings.database_url

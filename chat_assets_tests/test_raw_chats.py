@@ -173,6 +173,35 @@ def load_definitions(env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+OWN_WARNINGS = """
+import pathlib, warnings
+import dagster as dg
+ours = [str(pathlib.Path(m.__file__).parent) for m in (__import__("chat_assets"),
+        __import__("chat_assets_demo"))]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import chat_assets.definitions, chat_assets_demo.definitions
+    for module in (chat_assets.definitions, chat_assets_demo.definitions):
+        dg.Definitions.validate_loadable(module.defs)
+        for job in module.defs.get_repository_def().get_all_jobs():
+            job.partitions_def
+for w in caught:
+    if w.filename.startswith(tuple(ours)):
+        print(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}")
+"""
+
+
+def test_the_locations_use_no_deprecated_dagster_api(tmp_path):
+    """Warnings our own code raises (Dagster's from inside itself are Dagster's to fix)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    env = clean | PRODUCTION_ENV | {"CHAT_ASSETS_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_WARNINGS], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""
+
+
 def test_production_definitions_load_no_demo_module():
     loaded = load_definitions(PRODUCTION_ENV)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
@@ -195,6 +224,18 @@ def test_production_definitions_refuse_a_missing_source_or_warehouse(unset, name
     assert loaded.returncode != 0
     assert all(name in loaded.stderr for name in named)
     assert "pw" not in loaded.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("weak", ["changeme", "ab" * 20])
+def test_the_locations_refuse_a_weak_pseudonym_key_as_they_load(monkeypatch, weak):
+    loaded = load_definitions(PRODUCTION_ENV | {"CHAT_ASSETS_PII_KEY": weak})
+    assert loaded.returncode != 0
+    assert "CHAT_ASSETS_PII_KEY" in loaded.stderr.splitlines()[-1]
+    assert weak not in loaded.stderr
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", weak)
+    with pytest.raises(SettingsError, match=r"^CHAT_ASSETS_PII_KEY ") as refused:
+        demo_definitions()
+    assert weak not in str(refused.value)
 
 
 def test_code_locations_load(monkeypatch, database_url):
@@ -227,6 +268,24 @@ def test_real_source_is_chosen_by_environment(monkeypatch):
     monkeypatch.setenv("UJET_REQUESTS_PER_SECOND", "fast")
     with pytest.raises(SettingsError, match="UJET_REQUESTS_PER_SECOND"):
         Settings.from_env()
+
+
+def test_production_fails_at_once_on_a_ujet_domain_that_does_not_resolve(
+    monkeypatch, settings, database_url, schema
+):
+    for name, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UJET_DOMAIN", "invalid")  # reserved: never resolves (RFC 6761)
+    ujet = production_resources(Settings.from_env())["ujet"]
+    started = time.monotonic()
+    result = materialize_raw(settings, ujet, database_url, schema, raise_on_error=False)
+    assert not result.success
+    assert time.monotonic() - started < 10  # five retries with backoff took 16 s
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    error = failure.cause.message if failure.cause else failure.message  # Dagster's wrapping
+    assert "UJET host acme.invalid did not resolve (" in error
+    assert "check UJET_SUBDOMAIN and UJET_DOMAIN" in error
+    assert "retries" not in error
 
 
 def test_embedded_defaults_end_to_end(tmp_path: Path):

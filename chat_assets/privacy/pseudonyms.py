@@ -120,8 +120,8 @@ def _periodic(text: str) -> bool:
     )
 
 
-def _checked(text: str, where: str) -> bytes:
-    """The key bytes: the text as UTF-8, never decoded from hex, so one secret is one key.
+def key_refusal(text: str, where: str) -> str | None:
+    """Why a key is refused, as one line naming `where` it came from; None for a usable key.
 
     Refused: too short, too few distinct bytes, a repeated pattern, or a documented example.
     The message never holds the key."""
@@ -135,8 +135,15 @@ def _checked(text: str, where: str) -> bytes:
     elif _periodic(text):
         problem = "repeats a shorter pattern, so it is guessable"
     else:
-        return data
-    raise PrivacyKeyError(f"{where} {problem}: {_HOW}")
+        return None
+    return f"{where} {problem}: {_HOW}"
+
+
+def _checked(text: str, where: str) -> bytes:
+    """The key bytes: the text as UTF-8, never decoded from hex, so one secret is one key."""
+    if (refusal := key_refusal(text, where)) is not None:
+        raise PrivacyKeyError(refusal)
+    return text.encode()
 
 
 def load_key(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NameResolutionError
 
 from chat_assets.ujet.errors import (
     UjetAuthError,
@@ -109,6 +111,24 @@ def _status_text(code: int) -> str:
         return str(code)
 
 
+def _lookup_failure(exc: BaseException) -> str | None:
+    """Why the host name did not resolve, when that is what stopped a connection; else None."""
+    named = False  # urllib3 said so; the resolver's own words are in its cause, if kept
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            return error.strerror or "name lookup failed"
+        named = named or isinstance(error, NameResolutionError)
+        linked = (getattr(error, "reason", None), error.__cause__, error.__context__, *error.args)
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return "name lookup failed" if named else None
+
+
 def _collector(into: dict[int, dict]) -> Callable[[list[dict]], None]:
     """A sink keeping the last version delivered of each chat: its newest."""
 
@@ -146,8 +166,11 @@ class UjetClient:
         pacer: RequestPacer | None = None,
         log: logging.Logger | Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        address_from: str = "UJET_BASE_URL",
     ) -> None:
-        self._base_url = self._checked_base_url(base_url)
+        """`address_from` names the setting(s) the base URL was built from, for messages."""
+        self._address_from = address_from
+        self._base_url = self._checked_base_url(base_url, address_from)
         if not company_key:
             raise ValueError("UJET company key is empty: set UJET_COMPANY_KEY")
         if not company_secret:
@@ -187,13 +210,13 @@ class UjetClient:
         self._sleep = sleep
 
     @staticmethod
-    def _checked_base_url(base_url: str) -> str:
+    def _checked_base_url(base_url: str, address_from: str) -> str:
         """The base URL without a trailing slash; refuses forms that could leak or mislead."""
         parts = urlsplit(base_url.strip())
         if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
             raise ValueError(
                 "UJET base URL must be an http(s) URL with a host, like "
-                "https://acme.ujet.co/manager/api/v1: check UJET_BASE_URL / UJET_SUBDOMAIN"
+                f"https://acme.ujet.co/manager/api/v1: check {address_from}"
             )
         if parts.username is not None or parts.password is not None:
             # Never echo it: the part before '@' may be the secret itself.
@@ -421,6 +444,12 @@ class UjetClient:
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
+                if (lookup := _lookup_failure(exc)) is not None:
+                    # A name that does not resolve is a setting to fix, not a slow network.
+                    raise UjetError(
+                        f"UJET host {self._host} did not resolve ({lookup}): "
+                        f"check {self._address_from}"
+                    ) from None
                 cause, answered = type(exc).__name__, False
                 delay = self._backoff(attempt)
             except requests.RequestException as exc:
@@ -454,7 +483,7 @@ class UjetClient:
                 raise UjetUnavailableError(
                     f"UJET at {self._host} could not be reached for request {page} of the "
                     f"window {window} after {self._max_retries} retries (last cause: {cause}): "
-                    "check UJET_BASE_URL / UJET_SUBDOMAIN and this machine's network"
+                    f"check {self._address_from} and this machine's network"
                 )
             attempt += 1
             counters.count(retries=1)

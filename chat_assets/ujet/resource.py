@@ -50,8 +50,17 @@ class UjetResource(dg.ConfigurableResource):
             )
         return self.company_key, self.company_secret
 
+    def address_from(self) -> str:
+        """The setting(s) the endpoint is built from: what to check when its host is wrong."""
+        return "UJET_BASE_URL" if self.base_url else "UJET_SUBDOMAIN and UJET_DOMAIN"
+
     def open_client(self, log: Any = None) -> UjetClient:
         key, secret = self.credentials()
         return UjetClient(
-            self.endpoint(), key, secret, requests_per_second=self.requests_per_second, log=log
+            self.endpoint(),
+            key,
+            secret,
+            requests_per_second=self.requests_per_second,
+            log=log,
+            address_from=self.address_from(),
         )

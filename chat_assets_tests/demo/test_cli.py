@@ -73,8 +73,10 @@ def test_a_background_demo_stops_every_child_on_a_signal(tmp_path: Path, how: in
     assert alive == [], [p.pid for p in alive]
 
 
-def test_a_taken_port_fails_at_once_naming_the_option(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_taken_port_fails_at_once_naming_the_option(tmp_path: Path, reuse: bool) -> None:
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
@@ -120,3 +122,132 @@ def test_the_demo_and_production_keep_their_runs_in_instances_of_their_own(tmp_p
     assert demo["DAGSTER_HOME"] != production["DAGSTER_HOME"]
     for env in (demo, production):
         assert (Path(env["DAGSTER_HOME"]) / "dagster.yaml").exists()
+
+
+PRODUCTION_ENV = {
+    "UJET_SUBDOMAIN": "acme",
+    "UJET_COMPANY_KEY": "key",
+    "UJET_COMPANY_SECRET": "secret",
+    "CHAT_ASSETS_PII_KEY": "roster-join-test-key-" + "9f8e7d6c5b4a3928",
+    "CHAT_ASSETS_DATABASE_URL": "postgresql+psycopg://loader:pw@db.invalid:5432/warehouse",
+}
+
+
+def demo(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chat_assets_demo", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "production", "said"),
+    [
+        (
+            ["--production", "materialize", "2024-01-01"],
+            True,
+            "2024-01-01 is not a daily partition",
+        ),
+        (["materialize", "2024-13-01"], False, "'2024-13-01' is not a day like "),
+        (["materialize", "2099-01-01"], False, "2099-01-01 is not a daily partition"),
+    ],
+)
+def test_a_day_outside_the_partitions_is_one_line_naming_the_start_date(
+    tmp_path: Path, args: list[str], production: bool, said: str
+) -> None:
+    env = demo_env(tmp_path / "state")
+    if production:  # the default start date, as a new user has it
+        env = {k: v for k, v in env.items() if k != "CHAT_ASSETS_START_DATE"} | PRODUCTION_ENV
+    done = demo(args, env)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    start = "2025-01-01" if production else "2026-01-01"
+    assert line.startswith(f"chat_assets: {said}")
+    assert f"days run from {start} (CHAT_ASSETS_START_DATE={start}) to " in line
+    assert "Traceback" not in done.stderr and "pw" not in line
+
+
+def leave_time_wait(port: int) -> None:
+    """What a stopped UI leaves behind when a browser was connected: the server closed first,
+    so its side of the connection waits in TIME-WAIT; nothing listens."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        with socket.create_connection(("127.0.0.1", port)) as browser:
+            served, _ = server.accept()
+            served.close()
+            assert browser.recv(1) == b""
+    states = {c.status for c in psutil.net_connections("tcp4") if c.laddr and c.laddr[1] == port}
+    assert psutil.CONN_TIME_WAIT in states and psutil.CONN_LISTEN not in states
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_ui_is_free(tmp_path: Path) -> None:
+    port = free_port()
+    leave_time_wait(port)
+    env = demo_env(tmp_path / "state") | PRODUCTION_ENV | {"PYTHONUNBUFFERED": "1"}
+    started = subprocess.Popen(
+        [sys.executable, "-m", "chat_assets_demo", "--production", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert started.stdout is not None
+        first = started.stdout.readline()
+        time.sleep(2)  # past the line, into run(): a stop request is then a clean stop
+    finally:
+        started.terminate()
+        _, errors = started.communicate(timeout=60)
+    assert first == f"chat_assets: Dagster UI at http://127.0.0.1:{port} (Ctrl-C stops)\n", errors
+    assert "is taken" not in errors
+
+
+def test_production_names_missing_settings_even_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = demo(["--production", "--port", str(port)], demo_env(tmp_path / "state"))
+    assert done.returncode == 2
+    assert "CHAT_ASSETS_DATABASE_URL is not set" in done.stderr
+    assert "UJET_SUBDOMAIN" in done.stderr and "is taken" not in done.stderr
+
+
+def test_a_weak_pseudonym_key_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    env = demo_env(tmp_path / "state") | PRODUCTION_ENV | {"CHAT_ASSETS_PII_KEY": "changeme"}
+    done = demo(["--production", "materialize", "2026-01-01"], env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "chat_assets: CHAT_ASSETS_PII_KEY holds 8 characters; a pseudonym key needs at least 32: "
+        "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+    ]
+    assert "changeme" not in done.stdout + done.stderr
+
+
+def test_the_demo_instance_opens_without_dagsters_newsletter_pop_up(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from chat_assets.settings import Settings
+    from chat_assets_demo.__main__ import prepare_environment
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("CHAT_ASSETS_HOME", str(tmp_path))
+    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", "postgresql+psycopg://loader@db/warehouse")
+    settings = Settings.from_env()
+    earlier = tmp_path / "dagster_home" / "dagster.yaml"  # as an earlier bin/demo wrote it
+    earlier.parent.mkdir()
+    earlier.write_text(
+        "# Written by bin/demo for the local demo instance; production uses the repository's "
+        "dagster.yaml.\ntelemetry:\n  enabled: false\n"
+    )
+    for production in (False, True):
+        home = prepare_environment(settings, production=production)["DAGSTER_HOME"]
+        with dg.DagsterInstance.from_config(home) as instance:
+            assert not instance.nux_enabled  # the UI's shouldShowNux
+            assert not instance.telemetry_enabled

@@ -30,6 +30,7 @@ from chat_assets.ujet.errors import (
     UjetUnavailableError,
 )
 from chat_assets.ujet.pacer import RequestPacer, pacer_for
+from chat_assets.ujet.resource import UjetResource
 from chat_assets_demo.emulator import PERSONALITIES, StoredChat, UjetEmulator
 
 KEY = "test-key"
@@ -386,6 +387,29 @@ def test_unreachable_ujet_names_the_host() -> None:
     assert f"127.0.0.1:{port}" in str(err.value)
     assert "could not be reached" in str(err.value)
     assert "UJET_BASE_URL" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("account", "named"),
+    [
+        ({"subdomain": "acme", "domain": "invalid"}, "check UJET_SUBDOMAIN and UJET_DOMAIN"),
+        ({"base_url": "https://acme.invalid/manager/api/v1"}, "check UJET_BASE_URL"),
+    ],
+)
+def test_a_host_that_does_not_resolve_fails_at_once_naming_its_settings(
+    account: dict[str, str], named: str
+) -> None:
+    """Reserved `.invalid` names never resolve (RFC 6761): a setting to fix, not a timeout."""
+    ujet = UjetResource(company_key=KEY, company_secret=SECRET, **account)
+    log = ListLog()
+    with ujet.open_client(log) as client, pytest.raises(UjetError) as caught:
+        client.fetch_window(START, END)
+
+    message = str(caught.value)
+    assert message.startswith("UJET host acme.invalid did not resolve (")
+    assert message.endswith(named) and "\n" not in message
+    assert log.at("warning") == []  # not retried
+    assert KEY not in message and SECRET not in message
 
 
 def test_read_timeout_is_retried(emulator: UjetEmulator) -> None:
