@@ -130,7 +130,7 @@ def test_materialize_a_day_from_the_asset_graph(ui_deployment, page, tmp_path_fa
     from playwright.sync_api import expect
 
     day = ui_deployment.day(4)
-    page.goto(f"{ui_deployment.url}/asset-groups/ujet@chat_assets")
+    page.goto(f"{ui_deployment.url}/locations/__repository__@chat_assets/asset-groups/ujet")
     expect(page.get_by_text("raw_chats").first).to_be_visible()
     page.get_by_role("button", name="Materialize all").click()
 
@@ -175,7 +175,7 @@ def test_backfill_days_from_the_asset_graph_and_see_each_days_checks_pass(
     days = [ui_deployment.day(50 + offset) for offset in range(3)]
     shots = tmp_path_factory.mktemp("browser")
     print(f"screenshots: {shots}")
-    page.goto(f"{ui_deployment.url}/asset-groups/ujet@chat_assets")
+    page.goto(f"{ui_deployment.url}/locations/__repository__@chat_assets/asset-groups/ujet")
     expect(page.get_by_text("raw_chats").first).to_be_visible()
     page.get_by_role("button", name="Materialize all").click()
     dialog = page.get_by_role("dialog")
