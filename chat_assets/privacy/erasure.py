@@ -19,7 +19,6 @@ back. Erasing again finds nothing: every count is 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,9 +32,8 @@ from chat_assets.tables import (
     DERIVED_TABLES,
     RAW_CHATS,
     TABLES,
-    Table,
 )
-from chat_assets.warehouse import aggregate_sql, aggregates, ddl
+from chat_assets.warehouse import aggregates, ddl
 from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
 from chat_assets.warehouse.connection import cursor_for
 from chat_assets.warehouse.sql_parts import qualified
@@ -230,7 +228,12 @@ def _delete(
     cursor: Any, schema: str, chats: list[int], timezone: str
 ) -> tuple[dict[str, int], int]:
     """Remove the chats from every table and recompute the marts' days they touched."""
-    days = {a.name: _days_of(cursor, schema, a, chats, timezone) for a in AGGREGATE_TABLES}
+    days = {
+        a.name: aggregates.fact_days(
+            cursor, schema, a, timezone, sql.SQL("= ANY(%(ids)s)"), {"ids": chats}
+        )
+        for a in AGGREGATE_TABLES
+    }
     rows = {
         RAW_CHATS.name: suppression.rewrite_raw(
             cursor,
@@ -261,20 +264,3 @@ def _delete(
                 cursor, schema, aggregate, timezone, days[aggregate.name], mark=True
             )
     return rows, sum(len(d) for d in days.values())
-
-
-def _days_of(
-    cursor: Any, schema: str, aggregate: Table, chats: list[int], timezone: str
-) -> set[date]:
-    """The local days on which the chats have facts of the aggregate."""
-    aggregation = aggregate.aggregation
-    assert aggregation is not None
-    query = sql.SQL(
-        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} = ANY(%(ids)s) AND {day_of} IS NOT NULL"
-    ).format(
-        day=aggregate_sql.local_day(aggregation),
-        facts=qualified(schema, aggregation.facts),
-        chat=sql.Identifier(aggregation.facts.key[0]),
-        day_of=sql.Identifier(aggregation.day_of),
-    )
-    return {row[0] for row in cursor.execute(query, {"ids": chats, "timezone": timezone})}

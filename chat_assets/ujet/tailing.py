@@ -232,6 +232,9 @@ class WindowRead:
         self._lane_ended = threading.Condition(self._lock)
         self._slices = [self._first]
         self._running = 0  # lanes started and not ended
+        # Numbers of ended lanes, for the next to start: a lane's number is its connection, so
+        # no two running lanes share one. Numbers in use are 0 to running + len(free) - 1.
+        self._free: list[int] = []
         self._asking = 0  # lanes waiting for the pacer or an answer
         self._answer_time: float | None = None  # seconds, a moving average of recent answers
         self._errors: list[BaseException] = []
@@ -274,10 +277,11 @@ class WindowRead:
         )
 
     def _start(self, piece: _Slice) -> threading.Thread:
+        """A lane for `piece` (lock held, or before any lane runs)."""
+        lane = self._free.pop() if self._free else self._running
         self._running += 1
         self.lanes = max(self.lanes, self._running)
-        thread = threading.Thread(target=self._lane, args=(piece, self.lanes - 1))
-        thread.name = f"ujet-lane-{self._running}"
+        thread = threading.Thread(target=self._lane, args=(piece, lane), name=f"ujet-lane-{lane}")
         thread.start()
         return thread
 
@@ -295,6 +299,7 @@ class WindowRead:
         finally:
             with self._lock:
                 self._running -= 1
+                self._free.append(lane)
                 self._lane_ended.notify()
 
     def _take_half(self) -> _Slice | None:

@@ -35,6 +35,30 @@ class Recompute:
 _DAY_LOCK = 7_317_002
 
 
+def fact_days(
+    cursor: Any,
+    schema: str,
+    aggregate: Table,
+    timezone: str,
+    chats: sql.Composable,
+    params: dict[str, Any] | None = None,
+) -> set[date]:
+    """The local days (in `timezone`) on which some chats have facts of the aggregate, as stored
+    now; `chats` is the condition on the facts' chat id that picks them (`= ANY(...)`)."""
+    aggregation = aggregate.aggregation
+    assert aggregation is not None
+    query = sql.SQL(
+        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} {chats} AND {day_of} IS NOT NULL"
+    ).format(
+        day=aggregate_sql.local_day(aggregation),
+        facts=qualified(schema, aggregation.facts),
+        chat=sql.Identifier(aggregation.facts.key[0]),
+        chats=chats,
+        day_of=sql.Identifier(aggregation.day_of),
+    )
+    return {row[0] for row in cursor.execute(query, {**(params or {}), "timezone": timezone})}
+
+
 def recompute_days(
     cursor: Any, schema: str, table: Table, timezone: str, days: set[date], *, mark: bool
 ) -> int:

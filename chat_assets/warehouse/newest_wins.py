@@ -26,8 +26,8 @@ from chat_assets.tables import (
     Table,
     aggregates_of,
 )
-from chat_assets.warehouse import aggregate_sql, flatten_sql
-from chat_assets.warehouse.aggregates import recompute_days
+from chat_assets.warehouse import flatten_sql
+from chat_assets.warehouse.aggregates import fact_days, recompute_days
 from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
 from chat_assets.warehouse.connection import cursor_for, refusals_without_values
 from chat_assets.warehouse.ddl import prepare
@@ -201,18 +201,7 @@ def _accept_batch(
 
 def _batch_days(cursor: Any, schema: str, aggregate: Table, timezone: str) -> set[date]:
     """The local days on which the batch's chats have facts of the aggregate, as stored now."""
-    aggregation = aggregate.aggregation
-    assert aggregation is not None
-    query = sql.SQL(
-        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} {batch_ids} AND {day_of} IS NOT NULL"
-    ).format(
-        day=aggregate_sql.local_day(aggregation),
-        facts=qualified(schema, aggregation.facts),
-        chat=sql.Identifier(aggregation.facts.key[0]),
-        batch_ids=any_of(_batch_ids()),
-        day_of=sql.Identifier(aggregation.day_of),
-    )
-    return {row[0] for row in cursor.execute(query, {"timezone": timezone}).fetchall()}
+    return fact_days(cursor, schema, aggregate, timezone, any_of(_batch_ids()))
 
 
 def _batch_ids() -> sql.Composed:
