@@ -12,8 +12,7 @@ import pytest
 from chat_assets.checks import specs
 from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings
-from chat_assets.tables import CHATS, SLA_CONSISTENT, SLA_EVENT_VALID
-from chat_assets.warehouse.newest_wins import Applied
+from chat_assets.tables import CHATS, DERIVED_TABLES, SLA_CONSISTENT, SLA_EVENT_VALID
 from chat_assets.warehouse.resource import IO_MANAGER_KEY
 from chat_assets.warehouse.summary import summary_markdown
 from chat_assets_demo.emulator import UjetEmulator
@@ -73,6 +72,17 @@ def test_demo_days_in_any_order_give_green_checks_and_newest_chats(
     assert queue["source"].value == "ujet"
     assert queue["dagster/partition_row_count"].value > 0
     assert "| service_level_event | rows |" in queue["preview"].value
+    # The chats output's plan wrote all four tables; the others record what they hold.
+    chats = next(m for m in metadata if m.asset_key.path[-1] == "chats").metadata
+    written = chats["tables_written"].value
+    assert list(written) == [t.name for t in DERIVED_TABLES]
+    assert queue["written_with"].value == "chats"
+    assert "rows_written" not in queue
+    # the first day landed into empty tables: what was written is what the partition holds
+    for table in DERIVED_TABLES[1:]:
+        stored = next(m for m in metadata if m.asset_key.path[-1] == table.name).metadata
+        assert stored["dagster/partition_row_count"].value == written[table.name]["rows_written"]
+    assert written["chat_queue_durations"]["service_days_recomputed"]
 
 
 def crafted_chats() -> list[dict]:
@@ -179,8 +189,7 @@ def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_ur
 
 def test_previews_show_documented_values_only():
     # four rows: two finished, one with an email where a status belongs, one without status
-    applied = Applied(4, 0, 4, summary={"finished": 2})
-    preview = summary_markdown(CHATS, applied)
+    preview = summary_markdown(CHATS, 4, {"finished": 2})
     assert "| finished | 2 |" in preview
     assert "| other values (not shown) | 2 |" in preview
     assert "minji" not in preview

@@ -1,7 +1,8 @@
 """How newest-wins is applied: raw_chats' window is flattened inside PostgreSQL into the
 newest-wins tables, keeping per chat its newest version, all in one transaction.
 
-Read top to bottom: the plan (`NewestWins`) and what it did (`Applied`), then `apply_newest`,
+Read top to bottom: the plan (`NewestWins`), the outputs it wrote beside its own
+(`WrittenWith`) and what it did (`Applied`), then `apply_newest`,
 then its steps in the order it takes them: the version registry accepts the window's chats
 (`_accept_batch`), the days their aggregate rows fall on are noted (`_batch_days`), and each
 table's rows of the accepted chats are replaced (`_apply_table`). The flattening itself is
@@ -42,6 +43,15 @@ class NewestWins:
 
     tables: tuple[Table, ...]
     timezone: str
+
+
+@dataclass(frozen=True)
+class WrittenWith:
+    """An asset's output for a newest-wins table that the `NewestWins` of another output of the
+    same step (`output`, handled before it) wrote in its transaction: nothing is left to write,
+    and the IO manager records what the partition holds."""
+
+    output: str
 
 
 @dataclass(frozen=True)
