@@ -19,6 +19,7 @@ from chat_assets.privacy.detect import redact
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
 from chat_assets.warehouse import aggregates, windows
 from chat_assets.warehouse.aggregates import Recompute
+from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 REFRESH_JOB_NAME = "queue_service_levels_refresh"
@@ -136,9 +137,14 @@ def build_catch_up(
         ),
     )
     def catch_up(context: dg.SensorEvaluationContext, warehouse: Warehouse):
-        marked = aggregates.days_to_refresh(
-            warehouse.engine(), warehouse.db_schema, QUEUE_SERVICE_LEVELS
-        )
+        engine = warehouse.engine()
+        try:
+            check_reachable(engine)
+        except WarehouseUnreachable as exc:
+            # One line on the tick, naming what to check, for every minute the server is down.
+            yield dg.SkipReason(str(exc))
+            return
+        marked = aggregates.days_to_refresh(engine, warehouse.db_schema, QUEUE_SERVICE_LEVELS)
         outside = 0
         for day, changed_by in marked:
             key = day.isoformat()

@@ -119,3 +119,38 @@ def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():
     quiet = day_metadata(rows.iloc[2:])
     assert "service_level" not in quiet
     assert "No queue segment" in quiet["worst_queues"].value
+
+
+def test_the_catch_up_sensor_with_the_warehouse_down_says_one_line(tmp_path):
+    """Through Dagster's own command, on the production location: the tick is skipped with one
+    line naming the setting to check, not a database driver's traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    env |= {
+        "DAGSTER_HOME": str(tmp_path),
+        "UJET_SUBDOMAIN": "acme",
+        "UJET_COMPANY_KEY": "key",
+        "UJET_COMPANY_SECRET": "secret",
+        "CHAT_ASSETS_PII_KEY": "sensor-test-key-" + "5b4a39281f0e7d6c5b4a",
+        "CHAT_ASSETS_DATABASE_URL": "postgresql+psycopg://loader:pw@127.0.0.1:1/warehouse",
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    root = str(Path(__file__).resolve().parents[1])
+    sensor = ["sensor", "preview", "queue_service_levels_catch_up"]
+    done = subprocess.run(
+        [dagster, *sensor, "-m", "chat_assets.definitions", "-d", root],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "skipping: PostgreSQL at 127.0.0.1:1 (database warehouse) could not be reached" in said
+    assert "check CHAT_ASSETS_DATABASE_URL" in said
+    assert "Traceback" not in said and "pw@" not in said
