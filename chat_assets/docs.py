@@ -1,8 +1,9 @@
-"""The README's generated references: tables from their declarations, personal data from the
-privacy catalog, so the documentation cannot drift from the code.
+"""The documentation's generated references: tables from their declarations (docs/tables.md),
+personal data from the privacy catalog (docs/personal-data.md), so the documentation cannot
+drift from the code.
 
     python -m chat_assets.docs          print the references
-    python -m chat_assets.docs --write  rewrite them in README.md between their markers
+    python -m chat_assets.docs --write  rewrite them in their pages between their markers
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def table_reference(table: Table) -> str:
     if table.aggregation is not None:
         source = f"computed from `{table.aggregation.facts.name}`"
     lines = [
-        f"### `{table.name}`",
+        f"## `{table.name}`",
         "",
         f"{table.description} {key}: ({keys}); partitioned by `{table.time_column}`.",
         "",
@@ -72,10 +73,12 @@ def personal_data_reference() -> str:
     return "\n".join(lines)
 
 
+# Each generated section: the page it is written in, and how it is rendered.
 SECTIONS = {
-    "tables": lambda: "\n\n".join(table_reference(t) for t in TABLES.values()),
-    "personal-data": personal_data_reference,
+    "tables": ("docs/tables.md", lambda: "\n\n".join(table_reference(t) for t in TABLES.values())),
+    "personal-data": ("docs/personal-data.md", personal_data_reference),
 }
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -85,20 +88,21 @@ def markers(name: str) -> tuple[str, str]:
     )
 
 
-def with_references(readme: str) -> str:
-    for name, render in SECTIONS.items():
-        begin, end = markers(name)
-        head, found, rest = readme.partition(begin)
-        if not found:
-            raise ValueError(f"README.md has no {begin} marker")
-        _, _, tail = rest.partition(end)
-        readme = f"{head}{begin}\n{render()}\n{end}{tail}"
-    return readme
+def with_reference(name: str, page: str) -> str:
+    """`page` with the section `name` rendered anew between its markers."""
+    path, render = SECTIONS[name]
+    begin, end = markers(name)
+    head, found, rest = page.partition(begin)
+    if not found:
+        raise ValueError(f"{path} has no {begin} marker")
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{render()}\n{end}{tail}"
 
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        path = Path(__file__).resolve().parent.parent / "README.md"
-        path.write_text(with_references(path.read_text()))
+        for name, (path, _) in SECTIONS.items():
+            page = ROOT / path
+            page.write_text(with_reference(name, page.read_text()))
     else:
-        print("\n\n".join(render() for render in SECTIONS.values()))
+        print("\n\n".join(render() for _, render in SECTIONS.values()))

@@ -1,7 +1,7 @@
 """One declaration of each warehouse table.
 
 Each `Table` drives the DDL, the flattening, the DataFrame dtypes, Dagster's column schema and the
-README's table reference, so a column is named exactly once.
+table reference (docs/tables.md), so a column is named exactly once.
 """
 
 from __future__ import annotations
