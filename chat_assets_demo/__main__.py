@@ -158,6 +158,50 @@ def without_repeated_stack(lines: Iterable[str]) -> Iterator[str]:
             yield line
 
 
+def failed_checks(dagster_home: Path, day: str) -> list[str]:
+    """The checks that failed in the newest run of `day` in the instance at `dagster_home`, as
+    `check on asset (severity)`: the console shows INFO events and up, and Dagster records a
+    check's evaluation at DEBUG."""
+    import dagster as dg  # imported late: only a finished materialize needs it
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day}), limit=1)
+        if not runs:
+            return []
+        entries = instance.all_logs(
+            runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    evaluations = [e.dagster_event.event_specific_data for e in entries if e.dagster_event]
+    return [
+        f"{e.check_name} on {e.asset_key.to_user_string()} ({e.severity.value})"
+        for e in evaluations
+        if not e.passed
+    ]
+
+
+def materialize_outcome(
+    day: str, code: int, failed: list[str], production: bool, verbose: bool
+) -> str:
+    """The last line of `bin/demo materialize`: whether the day materialized, and any check that
+    failed."""
+    mode = "--production " if production else ""
+    if code:
+        return (
+            f"chat_assets: materializing {day} failed (see above; bin/demo {mode}--verbose "
+            f"materialize {day} prints every event)"
+        )
+    if failed:
+        return (
+            f"chat_assets: {day} materialized, but {len(failed)} "
+            f"check{'s' if len(failed) > 1 else ''} failed: {'; '.join(failed)} (bin/demo "
+            f"{mode}shows why in the UI)"
+        )
+    return (
+        f"chat_assets: {day} materialized and every check passed (bin/demo {mode}shows its "
+        "tables and checks in the UI)"
+    )
+
+
 STOP_SECONDS = 20.0
 
 
@@ -243,11 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3000, help="port of Dagster's UI")
     parser.add_argument("--host", default="127.0.0.1", help="address the UI binds to")
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="print every event of Dagster's runs on the console, DEBUG included",
-    )
+    verbose_help = "print every event of Dagster's runs on the console, DEBUG included"
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
     parser.add_argument(
         "--production",
         action="store_true",
@@ -257,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     materialize = sub.add_parser("materialize", help="materialize all assets for one day")
     materialize.add_argument("day", nargs="?", help="YYYY-MM-DD (default: yesterday)")
+    # Also after the command (bin/demo materialize DAY --verbose); unset there, the top's holds.
+    materialize.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -304,16 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         stderr=without_repeated_stack if args.command == "materialize" else None,
     )
     if args.command == "materialize":
-        verbose = "--verbose " if args.verbose else ""
-        production = "--production " if args.production else ""
-        print(
-            f"chat_assets: {day} materialized (bin/demo {production}shows its tables and the "
-            "results of its checks in the UI)"
-            if code == 0
-            else f"chat_assets: materializing {day} failed (see above; bin/demo {production}"
-            f"{verbose or '--verbose '}materialize {day} prints every event)",
-            file=sys.stderr if code else sys.stdout,
-        )
+        failed = failed_checks(Path(env["DAGSTER_HOME"]), day) if code == 0 else []
+        line = materialize_outcome(day, code, failed, args.production, args.verbose)
+        print(line, file=sys.stderr if code or failed else sys.stdout)
     else:
         stopped = "Dagster's UI and daemon"
         if not args.production:
