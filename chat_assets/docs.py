@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from chat_assets.privacy.catalog import CATALOG, Treatment
-from chat_assets.tables import TABLES, TREATED, Aggregation, Column, Table
+from chat_assets.tables import TABLES, TREATED, Column, Table
 
 
 def _computed(table: Table, column: Column) -> str:
@@ -20,25 +20,22 @@ def _computed(table: Table, column: Column) -> str:
     assert aggregation is not None
     if column.name == table.time_column:
         return "local date of " + ", ".join(
-            f"`{facts.name}.{day_of}`" for facts, day_of in aggregation.days_of()
+            f"`{facts.name}.{day_of}`" for facts, day_of, _ in aggregation.days_of()
         )
     if column.name in aggregation.group_by:
         index = aggregation.group_by.index(column.name)
         more = "".join(f", `{m.groups[index]}` of `{m.table.name}`" for m in aggregation.also)
         return _cell(f"`{column.name}`{more}")
-    over = (
-        f" over `{column.over}` where `{_where(aggregation, column.over)}`" if column.over else ""
-    )
+    over = ""
+    if column.over:
+        where = next(w for facts, _, w in aggregation.days_of() if facts.name == column.over)
+        over = f" over `{column.over}` where `{where}`"
     return _cell(f"`{column.formula or column.name}`{over}")
 
 
 def _cell(text: str) -> str:
     """Text in a Markdown table cell."""
     return text.replace("|", "\\|")
-
-
-def _where(aggregation: Aggregation, name: str) -> str:
-    return next(m.where for m in aggregation.also if m.table.name == name)
 
 
 def table_reference(table: Table) -> str:

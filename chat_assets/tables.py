@@ -171,9 +171,13 @@ class Aggregation:
         """Every table whose rows the aggregate counts, its own facts first."""
         return (self.facts, *(more.table for more in self.also))
 
-    def days_of(self) -> tuple[tuple[Table, str], ...]:
-        """(fact table, the column whose local date places its rows on a day), for each."""
-        return ((self.facts, self.day_of), *((m.table, m.day_of) for m in self.also))
+    def days_of(self) -> tuple[tuple[Table, str, str], ...]:
+        """(fact table, the column whose local date places its rows on a day, the condition its
+        rows meet to be facts), for each."""
+        return (
+            (self.facts, self.day_of, "true"),
+            *((m.table, m.day_of, m.where) for m in self.also),
+        )
 
     def latest(self, column: str) -> str:
         """The value of `column` on the group's last fact in `latest_by` order."""

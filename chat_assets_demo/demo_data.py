@@ -810,7 +810,8 @@ class _Chat:
     ) -> None:
         """A queue period in the current leg's queue. Its SLA event follows from the wait and
         the queue's targets: answered within the target time is in_sla, later not_in_sla; an
-        abandon shorter than the threshold is excluded, a longer one not_in_sla."""
+        abandon shorter than the threshold is excluded, a longer one not_in_sla; a chat that
+        failed in the queue is excluded."""
         rec = self.record
         queue = _QUEUES[self.leg_menu]
         seconds = (ended - started) // 1000
@@ -818,7 +819,9 @@ class _Chat:
             event = "answered"
             sla = "in_sla" if seconds <= queue.target_time else "not_in_sla"
         elif rec["status"] == "failed":
-            event, sla = "failed", "excluded"
+            # A chat that expired in the queue timed out there: neither answered nor abandoned.
+            event = "expired" if rec["fail_reason"] == "expired" else "failed"
+            sla = "excluded"
         else:
             event = "abandoned"
             sla = "excluded" if seconds < queue.abandon_threshold else "not_in_sla"

@@ -48,7 +48,6 @@ def fact_days(
     first key column) that picks them (`= ANY(...)`)."""
     aggregation = aggregate.aggregation
     assert aggregation is not None
-    wheres = {more.table.name: more.where for more in aggregation.also}
     query = sql.SQL(" UNION ").join(
         sql.SQL(
             "SELECT {day} FROM {facts} WHERE {chat} {chats} AND {day_of} IS NOT NULL AND {where}"
@@ -58,9 +57,9 @@ def fact_days(
             chat=sql.Identifier(facts.key[0]),
             chats=chats,
             day_of=sql.Identifier(day_of),
-            where=sql.SQL(wheres.get(facts.name, "true")),
+            where=sql.SQL(where),
         )
-        for facts, day_of in aggregation.days_of()
+        for facts, day_of, where in aggregation.days_of()
     )
     return {row[0] for row in cursor.execute(query, {**(params or {}), "timezone": timezone})}
 

@@ -50,7 +50,7 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
         day_of
         for a in AGGREGATE_TABLES
         if a.aggregation is not None
-        for facts, day_of in a.aggregation.days_of()
+        for facts, day_of, _ in a.aggregation.days_of()
         if facts is table
     ]
     if table.own_id is not None and table.own_id != table.key[0]:

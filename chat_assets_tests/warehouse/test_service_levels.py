@@ -428,3 +428,98 @@ def test_a_table_older_than_its_row_counter_is_counted_once(engine, schema):
     apply_day(engine, schema, timezone, FIRST)
     assert bookkeeping.row_count(engine, schema, CHAT_QUEUE_DURATIONS) == 1
     assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 1
+
+
+def test_counts_follow_ujets_definitions_of_answers_abandons_and_csat(engine, schema):
+    """One queue's day with every outcome, and ratings of chats in two queues."""
+    timezone = "UTC"
+    day = FIRST
+
+    def at(hour: float) -> datetime:
+        return local(day, hour, timezone)
+
+    def waited(n: int, seconds: int | None, event: str | None, **fields: Any) -> dict:
+        return segment(
+            n,
+            at(9 + n / 10),
+            1,
+            **{
+                "queue_duration": seconds,
+                "event": event,
+                "service_level_abandon_time_threshold": 10,
+                **fields,
+            },
+        )
+
+    segments = [
+        waited(1, 30, "answered"),
+        waited(2, 90, "answered", service_level_event="not_in_sla"),
+        waited(3, 5, "abandoned", service_level_event="excluded"),  # short: under 10 s
+        waited(4, 10, "abandoned", service_level_event="not_in_sla"),  # at the threshold
+        waited(5, 50, "abandoned", service_level_abandon_time_threshold=None),
+        waited(6, 300, "expired", service_level_event="not_in_sla"),  # a timeout
+        waited(7, None, None, service_level_event=None),  # still waiting
+    ]
+    versions = [
+        chat(1, at(12), segments, **rated(at(9), 5, "9/1")),
+        chat(2, at(12), [], **rated(at(10), 3, "1")),
+        chat(3, at(12), [], **rated(at(10), 0, "1")),  # the model's placeholder: no rating
+        chat(4, at(12), [], **rated(at(11), None, "1")),
+        chat(5, at(12), [], **rated(at(11), 4, "9/2")),  # a queue with ratings only
+        chat(6, at(12), [], **rated(local(day, -1, timezone), 4, "1")),  # the day before
+    ]
+    land_day(engine, schema, timezone, versions, day)
+    apply_day(engine, schema, timezone, day)
+    rows = everything(engine, schema, QUEUE_SERVICE_LEVELS).set_index(
+        ["service_day", "menu_path_id"]
+    )
+    queue = rows.loc[(day, 1)]
+    assert (queue["offered"], queue["answered"], queue["not_answered"]) == (7, 2, 5)
+    assert (queue["abandoned"], queue["short_abandoned"]) == (2, 1)
+    assert queue["asa_seconds"] == 60.0  # answered only; avg_queue_seconds counts every wait
+    assert queue["avg_queue_seconds"] == (30 + 90 + 5 + 10 + 50 + 300) / 6
+    assert queue["abandon_rate"] == 2 / (2 + 2)
+    assert (queue["rated_chats"], queue["rated_4_or_5"]) == (2, 1)
+    assert (queue["mean_rating"], queue["rated_4_or_5_share"]) == (4.0, 0.5)
+    ratings_only = rows.loc[(day, 2)]
+    assert (ratings_only["offered"], ratings_only["answered"], ratings_only["rated_chats"]) == (
+        0,
+        0,
+        1,
+    )
+    assert pd.isna(ratings_only["asa_seconds"]) and pd.isna(ratings_only["abandon_rate"])
+    assert pd.isna(ratings_only["service_level"]) and ratings_only["rated_4_or_5_share"] == 1.0
+    assert rows.loc[(day - timedelta(days=1), 1), "rated_chats"] == 1
+    assert_mart_equals_facts(engine, schema, timezone)
+    start, end = day_window(day, timezone)
+    stored = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    assert declared.counts_add_up(QUEUE_SERVICE_LEVELS, stored).passed
+
+    tampered = stored.copy()
+    tampered.loc[tampered["menu_path_id"] == 1, "short_abandoned"] = 4
+    tampered.loc[tampered["menu_path_id"] == 2, "rated_4_or_5"] = 2
+    tampered.loc[tampered["menu_path_id"] == 2, "answered"] = 1
+    added = declared.counts_add_up(QUEUE_SERVICE_LEVELS, tampered).metadata
+    assert added["abandons_over_not_answered"].value == 1
+    assert added["abandons_over_not_answered_menu_path_ids"].value == [1]
+    assert added["rated_4_or_5_over_rated"].value == 1
+    assert added["outcomes_not_offered"].value == 1
+
+
+def test_a_verdict_either_way_at_exactly_the_target_is_consistent():
+    """UJET does not document whether a wait of exactly the target is in or out of SLA."""
+    rows = pd.DataFrame(
+        {
+            "chat_id": [1, 2, 3, 4, 5],
+            "event": ["answered", "answered", "answered", "answered", "abandoned"],
+            "queue_duration": [60, 60, 59, 61, 30],
+            "service_level_event": ["not_in_sla", "in_sla", "not_in_sla", "in_sla", "not_in_sla"],
+            "service_level_target_time": [60] * 5,
+            "service_level_target_percent": [80.0] * 5,
+        }
+    )
+    result = declared.sla_consistent(CHAT_QUEUE_DURATIONS, rows).metadata
+    assert result["not_in_sla_within_target"].value == 1
+    assert result["not_in_sla_within_target_chat_ids"].value == [3]
+    assert result["in_sla_over_target"].value == 1
+    assert result["in_sla_over_target_chat_ids"].value == [4]
