@@ -219,6 +219,10 @@ class Table:
         for check, name in self.valid_values:
             if not self.column(name).values:
                 raise ValueError(f"table {self.name}: {check} needs declared values of {name}")
+        more = {m.table.name for m in self.aggregation.also} if self.aggregation else set()
+        for c in self.columns:
+            if c.over is not None and c.over not in more:
+                raise ValueError(f"table {self.name}: {c.name} is over facts it does not count")
 
     @property
     def column_names(self) -> list[str]:
