@@ -68,8 +68,9 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
                 RECONCILED,
                 asset=key,
                 partitions_def=partitions,
-                description=f"The partition's rows equal a fresh aggregation of "
-                f"{table.aggregation.facts.name}, in one SQL query.",
+                description="The partition's rows equal a fresh aggregation of "
+                + " and ".join(facts.name for facts in table.aggregation.fact_tables)
+                + ", in one SQL query.",
             )
         )
     specs.append(
