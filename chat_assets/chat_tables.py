@@ -1,7 +1,7 @@
-"""chats, chat_transfers, chat_queue_durations, chat_handle_durations: flattened from raw_chats.
+"""The chat tables (`DERIVED_TABLES`): chats and each of its lists, flattened from raw_chats.
 
-One step computes the four assets from the same partition of raw_chats. The `chats` output is
-a `NewestWins` plan for all four: the warehouse IO manager flattens the stored payloads inside
+One step computes them all from the same partition of raw_chats. The `chats` output is a
+`NewestWins` plan for every table: the warehouse IO manager flattens the stored payloads inside
 PostgreSQL (SQL compiled from the table declarations) and applies every table newest-wins in one
 transaction. The other outputs follow it as `WrittenWith`: their tables are already written, and
 the IO manager records what their partitions hold. The checks then read what was stored, through
@@ -68,7 +68,8 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
             )
             yield personal_text.no_personal_text(engine, schema, table, window.start, window.end)
             yield uniqueness.unique_in_partition(table, stored)
-            yield uniqueness.unique_table_wide(engine, schema, table, window.start, window.end)
+            if table.own_id is not None:
+                yield uniqueness.unique_table_wide(engine, schema, table, window.start, window.end)
             yield from declared.partition_checks(table, stored)
             if table in suppression.LINKED_TABLES:
                 yield suppression.erased_subject(engine, schema, table, window.start, window.end)

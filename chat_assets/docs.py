@@ -17,10 +17,26 @@ from chat_assets.tables import TABLES, TREATED, Column, Table
 
 def _computed(table: Table, column: Column) -> str:
     """How an aggregate's column is computed from its facts."""
-    assert table.aggregation is not None
+    aggregation = table.aggregation
+    assert aggregation is not None
     if column.name == table.time_column:
-        return f"local date of `{table.aggregation.day_of}`"
-    return f"`{column.formula or column.name}`"
+        return "local date of " + ", ".join(
+            f"`{facts.name}.{day_of}`" for facts, day_of, _ in aggregation.days_of()
+        )
+    if column.name in aggregation.group_by:
+        index = aggregation.group_by.index(column.name)
+        more = "".join(f", `{m.groups[index]}` of `{m.table.name}`" for m in aggregation.also)
+        return _cell(f"`{column.name}`{more}")
+    over = ""
+    if column.over:
+        where = next(w for facts, _, w in aggregation.days_of() if facts.name == column.over)
+        over = f" over `{column.over}` where `{where}`"
+    return _cell(f"`{column.formula or column.name}`{over}")
+
+
+def _cell(text: str) -> str:
+    """Text in a Markdown table cell."""
+    return text.replace("|", "\\|")
 
 
 def table_reference(table: Table) -> str:
@@ -28,7 +44,9 @@ def table_reference(table: Table) -> str:
     key = "Primary key" if all(not table.column(k).nullable for k in table.key) else "Key"
     source = "source in the chat"
     if table.aggregation is not None:
-        source = f"computed from `{table.aggregation.facts.name}`"
+        source = "computed from " + " and ".join(
+            f"`{facts.name}`" for facts in table.aggregation.fact_tables
+        )
     lines = [
         f"## `{table.name}`",
         "",

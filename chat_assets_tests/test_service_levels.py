@@ -74,7 +74,10 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
     metadata = materialization.metadata
     assert materialization.partition == "2026-01-06"
     assert 0 <= metadata["service_level"].value <= 1
-    assert metadata["offered"].value > metadata["abandoned"].value > 0
+    assert metadata["offered"].value > metadata["answered"].value > metadata["abandoned"].value
+    assert metadata["abandoned"].value > 0 and metadata["short_abandoned"].value > 0
+    assert metadata["rated_chats"].value > 0
+    assert 0 < metadata["abandon_rate"].value < 1 and metadata["asa_seconds"].value > 0
     assert metadata["queues"].value >= 2
     assert "| queue |" in metadata["worst_queues"].value
     assert metadata["dagster/partition_row_count"].value == metadata["queues"].value
@@ -102,9 +105,14 @@ def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():
             "menu_path_id": pd.array([1, 2, None], dtype="Int64"),
             "menu_path": ["Sales | EU", "Call jane@example.com now", None],
             "offered": [10, 4, 3],
+            "answered": [9, 2, 0],
             "in_sla": [9, 1, 0],
             "not_in_sla": [1, 3, 0],
-            "abandoned": [1, 2, 3],
+            "abandoned": [1, 1, 2],
+            "short_abandoned": [0, 1, 1],
+            "asa_seconds": [10.0, 40.0, None],
+            "rated_chats": [4, 0, 1],
+            "rated_4_or_5": [3, 0, 0],
             "service_level": [0.9, 0.25, None],
             "target_percent": [80.0, 90.0, None],
             "met_target": pd.array([True, False, None], dtype="boolean"),
@@ -116,8 +124,18 @@ def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():
     assert "jane" not in table
     assert metadata["queues_below_target"] == 1
     assert metadata["service_level"].value == round(10 / 14, 4)
+    # Over all queues, each figure from the day's counts, not a mean of the queues' ratios.
+    assert metadata["abandon_rate"].value == round(4 / (11 + 4), 4)
+    assert metadata["asa_seconds"].value == round((9 * 10 + 2 * 40) / 11, 4)
+    assert metadata["rated_4_or_5_share"].value == round(3 / 5, 4)
+    assert (metadata["answered"], metadata["short_abandoned"], metadata["rated_chats"]) == (
+        11,
+        2,
+        5,
+    )
     quiet = day_metadata(rows.iloc[2:])
     assert "service_level" not in quiet
+    assert "asa_seconds" not in quiet and quiet["abandon_rate"].value == 1.0
     assert "No queue segment" in quiet["worst_queues"].value
 
 

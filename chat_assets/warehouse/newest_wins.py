@@ -103,7 +103,8 @@ def apply_newest(
     """
     prepare(engine, schema, RAW_CHATS)
     aggregates = aggregates_of(tables)
-    for table in (*tables, *aggregates):
+    facts = [f for a in aggregates if a.aggregation is not None for f in a.aggregation.fact_tables]
+    for table in (*tables, *facts, *aggregates):
         prepare(engine, schema, table)
     results = []
     with cursor_for(engine, transaction=True) as cursor:
@@ -149,8 +150,9 @@ def apply_newest(
             touched = days[aggregate.name] | _batch_days(cursor, schema, aggregate, timezone)
             with refusals_without_values(aggregate.name):
                 recompute_days(cursor, schema, aggregate, timezone, touched, mark=True)
-            facts = tables.index(aggregate.aggregation.facts)
-            results[facts] = replace(results[facts], days_recomputed=tuple(sorted(touched)))
+            if aggregate.aggregation.facts in tables:
+                own = tables.index(aggregate.aggregation.facts)
+                results[own] = replace(results[own], days_recomputed=tuple(sorted(touched)))
         # Row counters last, in one order for every writer (aggregates first, in
         # recompute_days): their row locks are held only until the commit that follows.
         for table, delta in zip(tables, added, strict=True):
