@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from chat_assets import UjetAccount, UjetChatsComponent, tenants_definitions
 from chat_assets.settings import SettingsError
 from chat_assets.tables import DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
-from chat_assets.tenants import read_tenants
+from chat_assets.tenants import read_tenants, tenants_location
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import TEST_PII_KEY
 
@@ -427,3 +428,52 @@ attributes:
     path.write_text("type: other.Component\n")
     with pytest.raises(SettingsError, match="document 1 must have type: chat_assets"):
         read_tenants(path)
+
+
+def test_a_day_not_landed_by_its_deadline_shows_stale(tenant_env, tmp_path, monkeypatch, schemas):
+    """Freshness as the daemon evaluates it: fresh after the day's run, stale once the next
+    day's deadline (fresh_by, local time) passes without a run."""
+    from dagster._core.definitions.freshness import FreshnessState
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.freshness import FreshnessDaemon
+
+    with (
+        UjetEmulator(company_key="acme-key", company_secret="acme-secret") as acme_api,
+        dg.instance_for_test() as instance,
+    ):
+        tenants_file = tmp_path / "tenants.yaml"
+        tenants_file.write_text(
+            TENANTS_YAML.format(
+                name="acme", upper="ACME", base_url=acme_api.base_url, schema=schemas["acme"]
+            )
+            + '  fresh_by: "06:00"\n'
+        )
+        monkeypatch.setenv("CHAT_ASSETS_TENANTS_FILE", str(tenants_file))
+        defs = tenants_location()
+        raw_chats = dg.AssetKey(["acme", "raw_chats"])
+        policy = defs.resolve_asset_graph().get(raw_chats).freshness_policy
+        assert (policy.deadline_cron, policy.timezone) == ("0 6 * * *", "UTC")
+        assert run_daily(defs, "acme", instance).success
+        landed_at = datetime.now(UTC)
+        target = InProcessWorkspaceLoadTarget(
+            InProcessCodeLocationOrigin(
+                LoadableTargetOrigin(
+                    module_name="chat_assets.tenants_definitions", attribute="defs"
+                )
+            )
+        )
+
+        def state_at(at: datetime) -> FreshnessState:
+            with (
+                create_test_daemon_workspace_context(target, instance) as workspace,
+                freeze_time(at),
+            ):
+                list(FreshnessDaemon().run_iteration(workspace))
+            return instance.get_freshness_state_records([raw_chats])[raw_chats].freshness_state
+
+        assert state_at(landed_at + timedelta(minutes=1)) == FreshnessState.PASS
+        next_deadline = datetime.combine(landed_at.date() + timedelta(days=1), time(6, 1), UTC)
+        assert state_at(next_deadline) == FreshnessState.FAIL
