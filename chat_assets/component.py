@@ -205,6 +205,7 @@ class Tenant:
                 component.db_schema or f"ujet_{component.tenant}", f"{where} db_schema"
             ),
             database_url=None,
+            # Local state of bin/demo only; a tenant keeps none.
             state_dir=Path(".chat_assets").resolve(),
             lookback_days=parse_lookback_days(
                 str(component.lookback_days), f"{where} lookback_days"

@@ -83,7 +83,8 @@ class Names:
         return {self(key): resource for key, resource in resources.items()}
 
     def check_spec(self, spec: dg.AssetCheckSpec) -> dg.AssetCheckSpec:
-        """The spec on this tenant's key of its asset (a bare key names the table)."""
+        """The spec on this tenant's key of its asset (a bare key names the table); additional
+        deps, which no chat_assets check declares, are kept as given."""
         if not self.tenant:
             return spec
         return dg.AssetCheckSpec(
