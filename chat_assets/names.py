@@ -25,6 +25,7 @@ UJET_KEY = "ujet"
 PRIVACY_KEY = "privacy"
 GROUP = "ujet"
 PRIVACY_GROUP = "privacy"
+TENANT_TAG = "chat_assets/tenant"
 
 # A tenant name: it starts Dagster names (letters, digits, _) and a PostgreSQL schema's default.
 TENANT_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -77,6 +78,12 @@ class Names:
     def privacy_group(self) -> str:
         """The group of the retention asset."""
         return self(PRIVACY_GROUP)
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        """Tags of every run of these names' jobs: a tenant's runs carry its name, which the
+        run queue's per-tenant limit (dagster.yaml) counts by."""
+        return {TENANT_TAG: self.tenant} if self.tenant else {}
 
     def resources(self, resources: dict[str, Any]) -> dict[str, Any]:
         """Resources given under their bare keys, under these names' keys."""

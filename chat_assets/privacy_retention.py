@@ -110,6 +110,7 @@ def build_retention_job_and_schedule(
         selection=dg.AssetSelection.assets(names.asset(RETENTION_ASSET)),
         description="Deletes raw payloads and unlinks pseudonyms older than their limits.",
         executor_def=executor,
+        tags=names.run_tags,
     )
     schedule = dg.ScheduleDefinition(
         name=names(RETENTION_SCHEDULE),

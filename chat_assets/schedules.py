@@ -112,6 +112,7 @@ def build_jobs_and_schedules(
         selection=dg.AssetSelection.groups(names.group),
         description="Every chat_assets asset for one day: fetch from UJET, then flatten.",
         executor_def=executor,
+        tags=names.run_tags,
     )
     daily = dg.build_schedule_from_partitioned_job(
         job,

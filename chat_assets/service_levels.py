@@ -134,6 +134,7 @@ def build_catch_up(
         selection=[names.asset(QUEUE_SERVICE_LEVELS.name)],
         description="queue_service_levels for one service day (the catch-up sensor's runs).",
         executor_def=executor,
+        tags=names.run_tags,
     )
 
     @dg.sensor(

@@ -112,6 +112,9 @@ def test_two_tenants_in_one_location_a_wrong_secret_fails_only_its_own(tenant_en
             "acme/retention",
             "globex/retention",
         }
+        for job in defs.jobs:  # the run queue's per-tenant limit counts by this tag
+            tenant_name = job.name.split("_")[0]
+            assert defs.resolve_job_def(job.name).tags == {"chat_assets/tenant": tenant_name}
         # One after the other: Dagster's in-process execution is not thread-safe (the test of
         # parallel runs below starts a process per run, as the deployment does).
         results = {name: run_daily(defs, name, instance) for name in ("acme", "globex")}
@@ -315,6 +318,7 @@ def test_the_single_tenant_location_keeps_its_bare_names(monkeypatch, database_u
         "privacy_retention",
     }
     assert defs.executor is dg.in_process_executor
+    assert not any(defs.resolve_job_def(job.name).tags for job in defs.jobs)
     assert all(node.freshness_policy is None for node in defs.resolve_asset_graph().asset_nodes)
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
+from chat_assets.names import TENANT_TAG
 from chat_assets.tenants import TENANTS_FILE_ENV, read_tenants
 from chat_assets_tests.test_deployment import MissingVariable, interpolate, option
 
@@ -54,6 +55,21 @@ def test_a_dead_run_frees_its_slot_within_the_maximum_runtime(tmp_path):
     assert monitoring["enabled"] is True
     assert 0 < monitoring["max_runtime_seconds"] <= 4 * 3600
     assert monitoring["free_slots_after_run_end_seconds"] > 0
+
+
+def test_one_tenants_runs_leave_run_slots_to_the_others(tmp_path, helm):
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    runs = config["concurrency"]["runs"]
+    (limit,) = runs["tag_concurrency_limits"]
+    assert limit["key"] == TENANT_TAG
+    assert limit["value"] == {"applyLimitPerUniqueValue": True}
+    assert 0 < limit["limit"] < runs["max_concurrent_runs"]
+    queue = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    (helm_limit,) = queue["tagConcurrencyLimits"]
+    assert helm_limit["key"] == TENANT_TAG
+    assert helm_limit["value"] == {"applyLimitPerUniqueValue": True}
+    assert 0 < helm_limit["limit"] < queue["maxConcurrentRuns"]
 
 
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
