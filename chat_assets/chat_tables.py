@@ -13,39 +13,50 @@ from collections.abc import Iterator
 import dagster as dg
 
 from chat_assets.checks import declared, personal_text, specs, uniqueness
+from chat_assets.names import BARE, Names
 from chat_assets.privacy import suppression
-from chat_assets.tables import DERIVED_TABLES
+from chat_assets.tables import DERIVED_TABLES, RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
 from chat_assets.warehouse.newest_wins import NewestWins, WrittenWith
-from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+from chat_assets.warehouse.resource import Warehouse
 
 
-def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
+def build_chat_tables(
+    partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse, names: Names = BARE
+):
     """The chat_tables step for these partitions; `warehouse` gives the schema the assets'
-    metadata names (a run writes through the `warehouse` resource)."""
+    metadata names (a run writes through the warehouse resource of `names`)."""
+    checks = [
+        *(spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)),
+        *(suppression.erased_subject_spec(t, partitions) for t in suppression.LINKED_TABLES),
+    ]
 
     @dg.multi_asset(
-        name="chat_tables",
+        name=names("chat_tables"),
         outs={
             table.name: dg.AssetOut(
-                group_name="ujet",
-                io_manager_key=IO_MANAGER_KEY,
+                key=names.asset(table.name),
+                group_name=names.group,
+                io_manager_key=names.io_manager,
                 kinds={"postgres"},
                 description=table.description,
                 metadata=table.asset_metadata(warehouse.db_schema),
             )
             for table in DERIVED_TABLES
         },
-        deps=["raw_chats"],
+        deps=[names.asset(RAW_CHATS.name)],
         partitions_def=partitions,
-        check_specs=[
-            *(spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)),
-            *(suppression.erased_subject_spec(t, partitions) for t in suppression.LINKED_TABLES),
-        ],
+        check_specs=names.check_specs(checks),
+        required_resource_keys={names.ujet, names.warehouse},
         # No backfill policy, as raw_chats: one run per day, checks stored per day.
     )
-    def chat_tables(
+    def chat_tables(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        resources = context.resources
+        ujet, warehouse = getattr(resources, names.ujet), getattr(resources, names.warehouse)
+        yield from names.check_results(flatten_day(context, ujet, warehouse))
+
+    def flatten_day(
         context: dg.AssetExecutionContext, ujet: UjetResource, warehouse: Warehouse
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         # Dagster hands each output to the IO manager as it is yielded: the plan goes first.

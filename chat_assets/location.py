@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from chat_assets.chat_tables import build_chat_tables
+from chat_assets.names import BARE, Names
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.retention import Policy
@@ -88,30 +89,44 @@ def production_resources(settings: Settings) -> dict[str, Any]:
 
 
 def build_definitions(
-    settings: Settings, warehouse: Warehouse, resources: dict[str, Any]
+    settings: Settings,
+    warehouse: Warehouse,
+    resources: dict[str, Any],
+    names: Names = BARE,
+    *,
+    standalone: bool = True,
 ) -> dg.Definitions:
-    """The assets, checks and schedules on the given warehouse, UJET source and privacy key."""
+    """The assets, checks and schedules on the given warehouse, UJET source and privacy key.
+
+    `resources` holds the UJET source and privacy key under their bare keys (`ujet`, `privacy`);
+    the definitions bind them, and the warehouse's, under the keys of `names`. A `standalone`
+    location sets the executor for every run; otherwise (definitions merged into a project's)
+    only the jobs carry it, so the project's own executor stays its own.
+    """
     partitions = daily_partitions(settings)
-    jobs, schedules = build_jobs_and_schedules(partitions, settings)
-    refresh, catch_up = build_catch_up(partitions, settings.catch_up_sensor)
+    executor = dg.in_process_executor
+    jobs, schedules = build_jobs_and_schedules(partitions, settings, names, executor)
+    refresh, catch_up = build_catch_up(partitions, settings.catch_up_sensor, names, executor)
     policy = Policy.from_settings(settings)
-    retention, within_retention = build_retention(policy, partitions.timezone)
-    retention_job, retention_schedule = build_retention_job_and_schedule(partitions.timezone)
+    retention, within_retention = build_retention(policy, partitions.timezone, names)
+    retention_job, retention_schedule = build_retention_job_and_schedule(
+        partitions.timezone, names, executor
+    )
     return dg.Definitions(
         assets=[
-            build_raw_chats(partitions, warehouse),
-            build_chat_tables(partitions, warehouse),
-            build_queue_service_levels(partitions, warehouse),
+            build_raw_chats(partitions, warehouse, names),
+            build_chat_tables(partitions, warehouse, names),
+            build_queue_service_levels(partitions, warehouse, names),
             retention,
         ],
         asset_checks=[within_retention],
         jobs=[*jobs, refresh, retention_job],
         schedules=[*schedules, retention_schedule],
         sensors=[catch_up],
-        resources={**resources, **warehouse_resources(warehouse, policy)},
+        resources=names.resources({**resources, **warehouse_resources(warehouse, policy)}),
         # A day's steps depend on one another, so separate step processes would buy no
         # parallelism, only a process start each; pools are still honoured in process.
-        executor=dg.in_process_executor,
+        executor=executor if standalone else None,
     )
 
 

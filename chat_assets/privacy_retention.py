@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from chat_assets.names import BARE, Names
 from chat_assets.privacy import retention
 from chat_assets.privacy.retention import Policy
 from chat_assets.settings import (
@@ -47,21 +48,21 @@ def _limits(policy: Policy) -> dict[str, int | None]:
 
 
 def build_retention(
-    policy: Policy, timezone: str
+    policy: Policy, timezone: str, names: Names = BARE
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
-    """The retention asset and its check, under this policy."""
+    """The retention asset and its check, under this policy, on the warehouse of `names`."""
 
     @dg.asset(
-        name=RETENTION_ASSET,
-        group_name="privacy",
+        key=names.asset(RETENTION_ASSET),
+        group_name=names.privacy_group,
         kinds={"postgres"},
         description="Every table as the retention limits leave it: raw payloads older than "
         "the raw limit deleted, customer and agent pseudonyms older than theirs unlinked, facts "
         f"kept ({_SETTINGS}; unset: kept forever).",
+        required_resource_keys={names.warehouse},
     )
-    def retention_asset(
-        context: dg.AssetExecutionContext, warehouse: Warehouse
-    ) -> dg.MaterializeResult:
+    def retention_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        warehouse: Warehouse = getattr(context.resources, names.warehouse)
         today = run_day(context.run.tags, timezone)
         if not policy:
             context.log.info(f"No retention limit is set ({_SETTINGS}): everything is kept.")
@@ -87,10 +88,10 @@ def build_retention(
         name=WITHIN_RETENTION,
         description="Nothing is older than its retention limit: no raw_chats row past the raw "
         "limit, no customer or agent pseudonym past its own, in any table or raw version.",
+        required_resource_keys={names.warehouse},
     )
-    def within_retention(
-        context: dg.AssetCheckExecutionContext, warehouse: Warehouse
-    ) -> dg.AssetCheckResult:
+    def within_retention(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        warehouse: Warehouse = getattr(context.resources, names.warehouse)
         today = run_day(context.run.tags, timezone)
         found = retention.expired(warehouse.engine(), warehouse.db_schema, policy, today, timezone)
         return dg.AssetCheckResult(
@@ -106,15 +107,19 @@ def build_retention(
     return retention_asset, within_retention
 
 
-def build_retention_job_and_schedule(timezone: str) -> tuple[Any, dg.ScheduleDefinition]:
+def build_retention_job_and_schedule(
+    timezone: str, names: Names = BARE, executor: dg.ExecutorDefinition | None = None
+) -> tuple[Any, dg.ScheduleDefinition]:
     """The job of the retention asset alone (and its check), and its daily schedule."""
     job = dg.define_asset_job(
-        RETENTION_JOB,
-        selection=dg.AssetSelection.assets(RETENTION_ASSET),
+        names(RETENTION_JOB),
+        selection=dg.AssetSelection.assets(names.asset(RETENTION_ASSET)),
         description="Deletes raw payloads and unlinks pseudonyms older than their limits.",
+        executor_def=executor,
+        tags=names.run_tags,
     )
     schedule = dg.ScheduleDefinition(
-        name=RETENTION_SCHEDULE,
+        name=names(RETENTION_SCHEDULE),
         job=job,
         cron_schedule=RETENTION_CRON,
         execution_timezone=timezone,

@@ -10,6 +10,7 @@ import dagster as dg
 from chat_assets.checks import landing, personal_text, specs
 from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
+from chat_assets.names import BARE, Names
 from chat_assets.partitions import local_day
 from chat_assets.privacy import suppression
 from chat_assets.privacy.resource import PrivacyResource
@@ -19,7 +20,7 @@ from chat_assets.ujet.client import FetchResult
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
 from chat_assets.warehouse.request_turns import request_turns
-from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+from chat_assets.warehouse.resource import Warehouse
 from chat_assets.warehouse.staged_window import WindowStage
 
 # Pages a fetch may be ahead of their sanitizing and landing: about a megabyte each.
@@ -81,29 +82,42 @@ def landed_metadata(
     }
 
 
-def build_raw_chats(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
+def build_raw_chats(
+    partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse, names: Names = BARE
+):
     """raw_chats for these partitions (their time zone places each chat's day); `warehouse`
-    gives the schema the asset's metadata names (a run writes through the `warehouse` resource)."""
+    gives the schema the asset's metadata names (a run writes through the warehouse resource of
+    `names`, and fetches through its UJET and privacy resources)."""
     timezone = partitions.timezone
 
     @dg.asset(
-        name=RAW_CHATS.name,
-        group_name="ujet",
+        key=names.asset(RAW_CHATS.name),
+        group_name=names.group,
         partitions_def=partitions,
         # No backfill policy: an asset backfill (the UI's "Materialize all" over days) then
         # launches one run per day tagged with its partition, so every check result is stored
         # with its day and a failed day retries alone. (With a multi_run policy, each run is
         # tagged with a one-day range instead, and checks are stored without a partition.)
-        io_manager_key=IO_MANAGER_KEY,
+        io_manager_key=names.io_manager,
         kinds={"postgres", "pandas"},
         description=RAW_CHATS.description,
         metadata=RAW_CHATS.asset_metadata(warehouse.db_schema),
-        check_specs=[
-            *specs.raw_check_specs(partitions),
-            suppression.erased_subject_spec(RAW_CHATS, partitions),
-        ],
+        check_specs=names.check_specs(
+            [
+                *specs.raw_check_specs(partitions),
+                suppression.erased_subject_spec(RAW_CHATS, partitions),
+            ]
+        ),
+        required_resource_keys={names.ujet, names.privacy, names.warehouse},
     )
-    def raw_chats(
+    def raw_chats(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        resources = context.resources
+        ujet, privacy = getattr(resources, names.ujet), getattr(resources, names.privacy)
+        yield from names.check_results(
+            land_window(context, ujet, privacy, getattr(resources, names.warehouse))
+        )
+
+    def land_window(
         context: dg.AssetExecutionContext,
         ujet: UjetResource,
         privacy: PrivacyResource,

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from chat_assets.privacy_retention import RETENTION_ASSET
+from chat_assets.names import BARE, Names
 from chat_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,13 +57,14 @@ def build_lookback_schedule(
     job: UnresolvedAssetJobDefinition,
     partitions: dg.TimeWindowPartitionsDefinition,
     settings: Settings,
+    names: Names = BARE,
 ) -> dg.ScheduleDefinition:
     """One run per day of the lookback window, each with a run key unique to its tick."""
     timezone = partitions.timezone
     start_date = partitions.start.date()
 
     @dg.schedule(
-        name=LOOKBACK_SCHEDULE_NAME,
+        name=names(LOOKBACK_SCHEDULE_NAME),
         job=job,
         cron_schedule=LOOKBACK_CRON,
         execution_timezone=timezone,
@@ -92,7 +93,10 @@ def build_lookback_schedule(
 
 
 def build_jobs_and_schedules(
-    partitions: dg.PartitionsDefinition, settings: Settings
+    partitions: dg.PartitionsDefinition,
+    settings: Settings,
+    names: Names = BARE,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> tuple[list[UnresolvedAssetJobDefinition], list[Schedule]]:
     """The whole-graph job and both schedules; their default status comes from the settings.
 
@@ -102,14 +106,17 @@ def build_jobs_and_schedules(
     if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
         raise TypeError("chat_assets schedules need time-window (daily) partitions")
     job = dg.define_asset_job(
-        JOB_NAME,
-        # Every daily asset; the retention asset (unpartitioned) has a job of its own.
-        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(RETENTION_ASSET),
+        names(JOB_NAME),
+        # Every daily asset (the group holds them); the retention asset, unpartitioned, has a
+        # job of its own.
+        selection=dg.AssetSelection.groups(names.group),
         description="Every chat_assets asset for one day: fetch from UJET, then flatten.",
+        executor_def=executor,
+        tags=names.run_tags,
     )
     daily = dg.build_schedule_from_partitioned_job(
         job,
-        name=DAILY_SCHEDULE_NAME,
+        name=names(DAILY_SCHEDULE_NAME),
         hour_of_day=0,
         minute_of_hour=30,
         default_status=_status(settings.daily_schedule),
@@ -118,4 +125,4 @@ def build_jobs_and_schedules(
             "(CHAT_ASSETS_DAILY_SCHEDULE=on|off)."
         ),
     )
-    return [job], [daily, build_lookback_schedule(job, partitions, settings)]
+    return [job], [daily, build_lookback_schedule(job, partitions, settings, names)]

@@ -15,12 +15,13 @@ import dagster as dg
 import pandas as pd
 
 from chat_assets.checks import declared, personal_text, reconciliation, specs, uniqueness
+from chat_assets.names import BARE, Names
 from chat_assets.privacy.detect import redact
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
 from chat_assets.warehouse import aggregates, windows
 from chat_assets.warehouse.aggregates import Recompute
 from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
-from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
+from chat_assets.warehouse.resource import Warehouse
 
 REFRESH_JOB_NAME = "queue_service_levels_refresh"
 CATCH_UP_SENSOR_NAME = "queue_service_levels_catch_up"
@@ -88,25 +89,35 @@ def day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
     return metadata
 
 
-def build_queue_service_levels(partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse):
+def build_queue_service_levels(
+    partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse, names: Names = BARE
+):
     """queue_service_levels for these partitions; `warehouse` gives the schema the asset's
-    metadata names (a run reads and writes through the `warehouse` resource)."""
+    metadata names (a run reads and writes through the warehouse resource of `names`)."""
     table = QUEUE_SERVICE_LEVELS
     assert table.aggregation is not None
     timezone = partitions.timezone
 
     @dg.asset(
-        name=table.name,
-        group_name="ujet",
+        key=names.asset(table.name),
+        group_name=names.group,
         partitions_def=partitions,
-        deps=[facts.name for facts in table.aggregation.fact_tables],
-        io_manager_key=IO_MANAGER_KEY,
+        deps=[names.asset(facts.name) for facts in table.aggregation.fact_tables],
+        io_manager_key=names.io_manager,
         kinds={"postgres"},
         description=table.description,
         metadata=table.asset_metadata(warehouse.db_schema),
-        check_specs=specs.check_specs(table, partitions),
+        check_specs=names.check_specs(specs.check_specs(table, partitions)),
+        required_resource_keys={names.warehouse},
     )
     def queue_service_levels(
+        context: dg.AssetExecutionContext,
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        yield from names.check_results(
+            recompute_day(context, getattr(context.resources, names.warehouse))
+        )
+
+    def recompute_day(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         yield dg.Output(Recompute(timezone, day_metadata))
@@ -122,21 +133,27 @@ def build_queue_service_levels(partitions: dg.TimeWindowPartitionsDefinition, wa
 
 
 def build_catch_up(
-    partitions: dg.TimeWindowPartitionsDefinition, running: bool
+    partitions: dg.TimeWindowPartitionsDefinition,
+    running: bool,
+    names: Names = BARE,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> tuple[Any, dg.SensorDefinition]:
     """The job that materializes queue_service_levels alone, and the sensor that runs it for
     every day the facts' applies changed since that day was last materialized.
 
     The job takes its partitions from the asset it selects (passing them is deprecated)."""
     job = dg.define_asset_job(
-        REFRESH_JOB_NAME,
-        selection=[QUEUE_SERVICE_LEVELS.name],
+        names(REFRESH_JOB_NAME),
+        selection=[names.asset(QUEUE_SERVICE_LEVELS.name)],
         description="queue_service_levels for one service day (the catch-up sensor's runs).",
+        executor_def=executor,
+        tags=names.run_tags,
     )
 
     @dg.sensor(
-        name=CATCH_UP_SENSOR_NAME,
+        name=names(CATCH_UP_SENSOR_NAME),
         job=job,
+        required_resource_keys={names.warehouse},
         minimum_interval_seconds=60,
         default_status=(
             dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
@@ -148,7 +165,8 @@ def build_catch_up(
             "already current; the runs bring the UI's metadata and checks up to date."
         ),
     )
-    def catch_up(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+    def catch_up(context: dg.SensorEvaluationContext):
+        warehouse: Warehouse = getattr(context.resources, names.warehouse)
         engine = warehouse.engine()
         try:
             check_reachable(engine)

@@ -40,47 +40,67 @@ def _switch(name: str, default: bool) -> bool:
     return raw.lower() == "on"
 
 
-def _rate(raw: str) -> float:
+# Each parser below names the setting it reads (an environment variable here, a component
+# attribute in chat_assets.component) in its messages.
+
+
+def parse_rate(raw: str, name: str = "UJET_REQUESTS_PER_SECOND") -> float:
     try:
         rate = float(raw)
     except ValueError:
         rate = 0.0
     if not 0 < rate <= 100:
-        raise SettingsError(
-            f"UJET_REQUESTS_PER_SECOND={raw!r} must be a number above 0 (at most 100), such as 5"
-        )
+        raise SettingsError(f"{name}={raw!r} must be a number above 0 (at most 100), such as 5")
     return rate
 
 
-def _schema(raw: str) -> str:
+def parse_schema(raw: str, name: str = "CHAT_ASSETS_SCHEMA") -> str:
     """A plain identifier PostgreSQL lets us create and keep: not reserved, not truncated."""
     schema = raw.lower()
-    if not (schema.isascii() and schema.replace("_", "").isalnum()) or schema[0].isdigit():
+    if (
+        not schema
+        or not (schema.isascii() and schema.replace("_", "").isalnum())
+        or schema[0].isdigit()
+    ):
         raise SettingsError(
-            f"CHAT_ASSETS_SCHEMA={raw!r} must be a plain identifier (letters, digits, _), "
-            "such as ujet"
+            f"{name}={raw!r} must be a plain identifier (letters, digits, _), such as ujet"
         )
     if schema.startswith("pg_") or schema == "information_schema":
         raise SettingsError(
-            f"CHAT_ASSETS_SCHEMA={raw!r} is reserved by PostgreSQL (pg_* and "
+            f"{name}={raw!r} is reserved by PostgreSQL (pg_* and "
             "information_schema are system schemas): choose another name, such as ujet"
         )
     if len(schema.encode()) > 63:
         raise SettingsError(
-            f"CHAT_ASSETS_SCHEMA is {len(schema)} characters long; PostgreSQL keeps at most 63 "
+            f"{name} is {len(schema)} characters long; PostgreSQL keeps at most 63 "
             "of an identifier: choose a shorter name, such as ujet"
         )
     return schema
 
 
-RETAIN_RAW_DAYS_ENV = "CHAT_ASSETS_RETAIN_RAW_DAYS"
-RETAIN_CUSTOMER_DAYS_ENV = "CHAT_ASSETS_RETAIN_CUSTOMER_DAYS"
-RETAIN_AGENT_DAYS_ENV = "CHAT_ASSETS_RETAIN_AGENT_DAYS"
+def parse_start_date(raw: str, name: str = "CHAT_ASSETS_START_DATE") -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a date like 2025-01-01") from None
 
 
-def _retention_days(name: str) -> int | None:
-    """A retention limit in days; unset: kept forever."""
-    raw = _env(name)
+def parse_timezone(raw: str, name: str = "CHAT_ASSETS_TIMEZONE") -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}={raw!r} is not an IANA time zone such as Asia/Seoul") from None
+    return raw
+
+
+def parse_lookback_days(raw: str, name: str = "CHAT_ASSETS_LOOKBACK_DAYS") -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 60:
+        raise SettingsError(f"{name}={raw!r} must be a whole number from 1 to 60, such as 3")
+    return int(raw)
+
+
+def parse_retention_days(raw: str | None, name: str) -> int | None:
+    """A retention limit in days; None: kept forever."""
     if raw is None:
         return None
     if not raw.isdigit() or int(raw) < 1:
@@ -91,11 +111,20 @@ def _retention_days(name: str) -> int | None:
     return int(raw)
 
 
-def _pii_key_problem(key: str | None) -> str | None:
+RETAIN_RAW_DAYS_ENV = "CHAT_ASSETS_RETAIN_RAW_DAYS"
+RETAIN_CUSTOMER_DAYS_ENV = "CHAT_ASSETS_RETAIN_CUSTOMER_DAYS"
+RETAIN_AGENT_DAYS_ENV = "CHAT_ASSETS_RETAIN_AGENT_DAYS"
+
+
+def _retention_days(name: str) -> int | None:
+    return parse_retention_days(_env(name), name)
+
+
+def pii_key_problem(key: str | None, name: str = PII_KEY_ENV) -> str | None:
     """Why a pseudonym key that is set would be refused by the first run: said before it."""
     from chat_assets.privacy.pseudonyms import key_refusal  # it imports this module
 
-    return None if key is None else key_refusal(key, PII_KEY_ENV)
+    return None if key is None else key_refusal(key, name)
 
 
 @dataclass(frozen=True)
@@ -131,21 +160,9 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        raw_start = _env("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE
-        try:
-            start = date.fromisoformat(raw_start)
-        except ValueError:
-            raise SettingsError(
-                f"CHAT_ASSETS_START_DATE={raw_start!r} is not a date like 2025-01-01"
-            ) from None
-        tz = _env("CHAT_ASSETS_TIMEZONE") or "UTC"
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"CHAT_ASSETS_TIMEZONE={tz!r} is not an IANA time zone such as Asia/Seoul"
-            ) from None
-        schema = _schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
+        start = parse_start_date(_env("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE)
+        tz = parse_timezone(_env("CHAT_ASSETS_TIMEZONE") or "UTC")
+        schema = parse_schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
         database_url = _env(DATABASE_URL_ENV)
         if database_url and not database_url.startswith(("postgresql", "postgres://")):
             raise SettingsError(
@@ -153,23 +170,17 @@ class Settings:
                 "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
                 "percent-encoded: %40, %3A, %2F)"
             )
-        raw_lookback = _env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"
-        if not raw_lookback.isdigit() or not 1 <= int(raw_lookback) <= 60:
-            raise SettingsError(
-                f"CHAT_ASSETS_LOOKBACK_DAYS={raw_lookback!r} must be a whole number from 1 to 60, "
-                "such as 3"
-            )
         return cls(
             start_date=start,
             timezone=tz,
             schema=schema,
             database_url=database_url,
             state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
-            lookback_days=int(raw_lookback),
+            lookback_days=parse_lookback_days(_env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"),
             ujet_base_url=_env("UJET_BASE_URL"),
             ujet_subdomain=_env("UJET_SUBDOMAIN"),
             ujet_domain=_env("UJET_DOMAIN") or "ujet.co",
-            requests_per_second=_rate(
+            requests_per_second=parse_rate(
                 _env("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
             ),
             pii_key_set=_env(PII_KEY_ENV) is not None,
@@ -179,7 +190,7 @@ class Settings:
                 if _env(name) is None
             ),
             pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
-            pii_key_problem=_pii_key_problem(_env(PII_KEY_ENV)),
+            pii_key_problem=pii_key_problem(_env(PII_KEY_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),

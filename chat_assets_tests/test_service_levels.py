@@ -12,6 +12,7 @@ from chat_assets.service_levels import build_catch_up, build_queue_service_level
 from chat_assets.settings import Settings
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
 from chat_assets.warehouse import aggregates
+from chat_assets.warehouse.io_manager import warehouse_resources
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import materialize_day
@@ -87,10 +88,18 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
         d.isoformat() for d, _ in aggregates.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)
     ]
     assert "2026-01-06" in marked and "2026-01-07" not in marked
-    _, sensor = build_catch_up(partitions, running=True)
+    job, sensor = build_catch_up(partitions, running=True)
+    # Evaluated as the daemon does, which hands the sensor its resources through the context.
+    location = dg.Definitions(
+        assets=[mart], jobs=[job], sensors=[sensor], resources=warehouse_resources(warehouse)
+    )
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
-        requests = list(sensor(context))
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={"warehouse": warehouse},
+            repository_def=location.get_repository_def(),
+        )
+        requests = list(sensor.evaluate_tick(context).run_requests or [])
     assert [r.partition_key for r in requests] == marked
     assert all(r.run_key and r.run_key.startswith(r.partition_key) for r in requests)
     start, end = partitions.time_window_for_partition_key("2026-01-06")

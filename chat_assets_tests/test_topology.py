@@ -232,7 +232,11 @@ def test_the_catch_up_sensor_brings_every_changed_service_day_up_to_date(deploym
     try:
         runs = wait_for(settled, 300, "the catch-up sensor to clear every marked day", every=3)
     except TimeoutError as error:
-        raise AssertionError(f"{error}; still marked: {marked()}\n{deployment.logs()}") from None
+        runs = deployment.graphql(RUNS_BY_TAG, **sensor_runs)["runsOrError"]["results"]
+        seen = sorted((tags(run).get("dagster/run_key", "?"), run["status"]) for run in runs)
+        raise AssertionError(
+            f"{error}; still marked: {marked()}; the sensor's runs: {seen}\n{deployment.logs()}"
+        ) from None
     assert {run["status"] for run in runs} == {"SUCCESS"}
     days = {tags(run)["dagster/partition"] for run in runs}
     checked = check_partitions(deployment, [run["runId"] for run in runs])

@@ -459,6 +459,7 @@ def running_deployment(
             "DAGSTER_PG_USER": PG_USER,
             "DAGSTER_PG_PASSWORD": password,
             "DAGSTER_PG_DB": "dagster",
+            "DAGSTER_COMPUTE_LOGS_DIR": str(home / "compute_logs"),
         }
         start_date = today - timedelta(days=60)
         # The production code location on a UJET account: the emulator, over real HTTP.

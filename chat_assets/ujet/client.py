@@ -167,9 +167,12 @@ class UjetClient:
         log: logging.Logger | Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
         address_from: str = "UJET_BASE_URL",
+        credentials_from: str = "UJET_COMPANY_KEY and UJET_COMPANY_SECRET",
     ) -> None:
-        """`address_from` names the setting(s) the base URL was built from, for messages."""
+        """`address_from` names the setting(s) the base URL was built from, and
+        `credentials_from` those of the key and secret, for messages."""
         self._address_from = address_from
+        self._credentials_from = credentials_from
         self._base_url = self._checked_base_url(base_url, address_from)
         if not company_key:
             raise ValueError("UJET company key is empty: set UJET_COMPANY_KEY")
@@ -497,9 +500,7 @@ class UjetClient:
     def _raise_for_client_error(self, status: int, page: int, window: str) -> NoReturn:
         """Turn a non-retryable status into the error that names what to fix."""
         if status == 401:
-            raise UjetAuthError(
-                "UJET answered 401 Unauthorized: check UJET_COMPANY_KEY and UJET_COMPANY_SECRET"
-            )
+            raise UjetAuthError(f"UJET answered 401 Unauthorized: check {self._credentials_from}")
         if status == 403:
             raise UjetAuthError(
                 "UJET answered 403 Forbidden: the company key lacks permission for the Manager "

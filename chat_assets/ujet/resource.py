@@ -26,6 +26,15 @@ class UjetResource(dg.ConfigurableResource):
         gt=0,
         description="UJET_REQUESTS_PER_SECOND: the most requests per second of this process.",
     )
+    # The settings messages name: environment variables here, a tenant's attributes in
+    # chat_assets.component.
+    address_settings: str | None = Field(
+        default=None, description="Where the address is set (default: the UJET_* variables)."
+    )
+    credentials_from: str = Field(
+        default="UJET_COMPANY_KEY and UJET_COMPANY_SECRET",
+        description="Where the key and secret are set.",
+    )
 
     @property
     def source(self) -> str:
@@ -52,6 +61,8 @@ class UjetResource(dg.ConfigurableResource):
 
     def address_from(self) -> str:
         """The setting(s) the endpoint is built from: what to check when its host is wrong."""
+        if self.address_settings:
+            return self.address_settings
         return "UJET_BASE_URL" if self.base_url else "UJET_SUBDOMAIN and UJET_DOMAIN"
 
     def open_client(self, log: Any = None) -> UjetClient:
@@ -63,4 +74,5 @@ class UjetResource(dg.ConfigurableResource):
             requests_per_second=self.requests_per_second,
             log=log,
             address_from=self.address_from(),
+            credentials_from=self.credentials_from,
         )
