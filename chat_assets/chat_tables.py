@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import dagster as dg
 
 from chat_assets.checks import declared, personal_text, specs, uniqueness
-from chat_assets.privacy import suppression
+from chat_assets.privacy import rotation, suppression
+from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.tables import DERIVED_TABLES
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
@@ -40,11 +41,15 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
         check_specs=[
             *(spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)),
             *(suppression.erased_subject_spec(t, partitions) for t in suppression.LINKED_TABLES),
+            *(rotation.current_key_spec(t, partitions) for t in rotation.KEYED_COLUMNS),
         ],
         # No backfill policy, as raw_chats: one run per day, checks stored per day.
     )
     def chat_tables(
-        context: dg.AssetExecutionContext, ujet: UjetResource, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        ujet: UjetResource,
+        warehouse: Warehouse,
+        privacy: PrivacyResource,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         plan = NewestWins(DERIVED_TABLES, partitions.timezone)
         for table in DERIVED_TABLES:
@@ -67,5 +72,9 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
             yield from declared.partition_checks(table, stored)
             if table in suppression.LINKED_TABLES:
                 yield suppression.erased_subject(engine, schema, table, window.start, window.end)
+            if table in rotation.KEYED_COLUMNS:
+                yield rotation.current_key_version(
+                    engine, schema, table, window.start, window.end, privacy.key_version
+                )
 
     return chat_tables

@@ -31,11 +31,9 @@ from chat_assets.tables import (
     CHAT_ID_FIELD,
     DERIVED_TABLES,
     RAW_CHATS,
-    TABLES,
 )
-from chat_assets.warehouse import aggregates, ddl
+from chat_assets.warehouse import aggregates
 from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
-from chat_assets.warehouse.connection import cursor_for
 from chat_assets.warehouse.sql_parts import qualified
 
 # The kinds of id a subject is named by (a ticket names a request, not a person).
@@ -81,37 +79,15 @@ class Outcome:
         return "\n".join(lines)
 
 
-class _DryRun(Exception):
-    """Rolls a dry run's transaction back once its figures are known."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-
-
 def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dry: bool) -> Outcome:
     """Apply the request at once, in one transaction (rolled back when `dry`)."""
     if request.namespace not in SUBJECT_NAMESPACES:
         raise ValueError(f"a subject is named by one of {SUBJECT_NAMESPACES}")
-    if dry and not _landed(engine, schema):
+    if dry and not bookkeeping.landed(engine, schema):
         return Outcome(request.ref, request.mode, dry, 0, {RAW_CHATS.name: 0}, 0)
-    # The declared tables exist before the erasure's transaction begins: DDL on them in it
-    # would take locks that a landing waiting for this transaction may already hold.
-    for table in TABLES.values():
-        ddl.prepare(engine, schema, table)
-    try:
-        with cursor_for(engine, transaction=True) as cursor:
-            outcome = _erase(cursor, schema, request, timezone, dry)
-            if dry:
-                raise _DryRun(outcome)
-    except _DryRun as rolled_back:
-        return rolled_back.outcome
-    return outcome
-
-
-def _landed(engine: sa.Engine, schema: str) -> bool:
-    """Whether any day has landed (a dry run creates no table)."""
-    with cursor_for(engine) as cursor:
-        return bookkeeping.exists(cursor, schema, RAW_CHATS.name)
+    return bookkeeping.in_one_transaction(
+        engine, schema, lambda cursor: _erase(cursor, schema, request, timezone, dry), dry=dry
+    )
 
 
 def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool) -> Outcome:
@@ -151,6 +127,7 @@ def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool)
             mode=request.mode.value,
             also_future=request.also_future,
             counts={**rows, "chats": len(chats), "days_recomputed": days},
+            key_version=request.pseudonym.partition(":")[0],
         )
     return outcome
 

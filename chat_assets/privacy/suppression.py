@@ -244,8 +244,8 @@ def load(engine: sa.Engine, schema: str, key_version: str) -> Suppression:
     if others := sorted(suppression.versions() - {key_version}):
         raise dg.Failure(
             f"The suppression list holds erased subjects under key version(s) {others}, not the "
-            f"current {key_version}: their pseudonyms no longer match. Erase those requests "
-            "again under the new key (python -m chat_assets.privacy erase ...) before landing."
+            f"current {key_version}: their pseudonyms no longer match. Finish the key rotation "
+            "first (python -m chat_assets.privacy rotate), which re-keys the list with the rest."
         )
     return suppression
 

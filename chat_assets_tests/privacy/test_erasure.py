@@ -13,12 +13,10 @@ import pytest
 
 from chat_assets.checks import reconciliation
 from chat_assets.privacy import erasure, suppression
-from chat_assets.privacy.__main__ import main
 from chat_assets.privacy.ledger import LEDGER_TABLE
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.suppression import NO_ERASED_SUBJECT, SUPPRESSION_TABLE, erased_subject
 from chat_assets.raw_chats import landing_rows
-from chat_assets.settings import Settings
 from chat_assets.tables import QUEUE_SERVICE_LEVELS, RAW_CHATS, TABLES
 from chat_assets.warehouse import windows
 from chat_assets.warehouse.staged_window import WindowStage
@@ -35,30 +33,6 @@ OTHER_CHANNEL_ID = 987655
 REF = "DSR-2026-0012"
 # Every table the project writes, but the suppression list, which holds pseudonyms by design.
 FACTS = ("chat_transfers", "chat_queue_durations", "chat_handle_durations", "queue_service_levels")
-
-
-@pytest.fixture
-def settings(monkeypatch) -> Settings:
-    monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
-    monkeypatch.delenv("CHAT_ASSETS_TIMEZONE", raising=False)
-    return Settings.from_env()
-
-
-@pytest.fixture
-def command(monkeypatch, database_url: str, schema: str, capsys):
-    """`python -m chat_assets.privacy ...` in this process, on the test's schema: (exit code,
-    everything it printed)."""
-    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", database_url)
-    monkeypatch.setenv("CHAT_ASSETS_SCHEMA", schema)
-    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", TEST_PII_KEY)
-    monkeypatch.delenv("CHAT_ASSETS_PII_KEY_VERSION", raising=False)
-
-    def run(*argv: str) -> tuple[int, str]:
-        code = main(list(argv))
-        printed = capsys.readouterr()
-        return code, printed.out + printed.err
-
-    return run
 
 
 def the_subjects(chat: dict, end_user_id: int = SUBJECT_ID) -> dict:
