@@ -1,16 +1,23 @@
 """The README's generated references: tables from their declarations, personal data from the
-privacy catalog, so the documentation cannot drift from the code.
+privacy catalog, so the documentation cannot drift from the code; and a deployment's record of
+processing (`chat_assets.privacy.record`).
 
-    python -m chat_assets.docs          print the references
-    python -m chat_assets.docs --write  rewrite them in README.md between their markers
+    python -m chat_assets.docs                  print the references
+    python -m chat_assets.docs --write          rewrite them in README.md between their markers
+    python -m chat_assets.docs --record [FILE]  write the record of processing for the settings
+                                                in the environment (default
+                                                record-of-processing.md; - prints it)
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 from chat_assets.privacy.catalog import CATALOG, Treatment
+from chat_assets.privacy.record import record_of_processing
+from chat_assets.settings import Settings, SettingsError
 from chat_assets.tables import TABLES, TREATED, Column, Table
 
 
@@ -96,9 +103,36 @@ def with_references(readme: str) -> str:
     return readme
 
 
-if __name__ == "__main__":
-    if "--write" in sys.argv:
+RECORD_FILE = "record-of-processing.md"
+
+
+def write_record(argv: list[str]) -> int:
+    """`--record [FILE]`: the record for the environment's settings, to FILE or stdout."""
+    target = argv[argv.index("--record") + 1 :][:1] or [RECORD_FILE]
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"chat_assets: {error}", file=sys.stderr)
+        return 2
+    record = record_of_processing(settings, date.today())
+    if target[0] == "-":
+        print(record, end="")
+    else:
+        Path(target[0]).write_text(record)
+        print(f"record of processing written to {target[0]}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if "--record" in argv:
+        return write_record(argv)
+    if "--write" in argv:
         path = Path(__file__).resolve().parent.parent / "README.md"
         path.write_text(with_references(path.read_text()))
     else:
         print("\n\n".join(render() for render in SECTIONS.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
