@@ -24,15 +24,16 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
-from chat_assets.privacy import bookkeeping, ledger, suppression
-from chat_assets.privacy.suppression import LINKED_TABLES, Mode, customer_columns
+from chat_assets.privacy import bookkeeping, ledger, lookup, suppression
+from chat_assets.privacy.lookup import customer_columns
+from chat_assets.privacy.suppression import LINKED_TABLES, Mode
 from chat_assets.tables import (
     AGGREGATE_TABLES,
     CHAT_ID_FIELD,
     DERIVED_TABLES,
     RAW_CHATS,
 )
-from chat_assets.warehouse import aggregates
+from chat_assets.warehouse import aggregates, newest_wins
 from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
 from chat_assets.warehouse.sql_parts import qualified
 
@@ -133,16 +134,14 @@ def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool)
 
 
 def _chats_holding(cursor: Any, schema: str, pseudonyms: set[str]) -> set[int]:
-    """Ids of the chats with any of the pseudonyms, in a stored version or a flattened row."""
-    found = {
-        chat_id
-        for _, chat_id, _ in suppression.linked_raw(
-            cursor, schema, sorted(pseudonyms), sql.SQL("true"), {}
-        )
-    }
-    for table in LINKED_TABLES:
+    """Ids of the chats with any of the pseudonyms, in a stored version or a flattened row,
+    found through the lookup indexes (never by reading every chat)."""
+    found: set[int] = set()
+    for table in (RAW_CHATS, *LINKED_TABLES):
         query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
-            sql.Identifier(table.key[0]), qualified(schema, table), suppression.columns_hold(table)
+            sql.Identifier(table.key[0] if table is not RAW_CHATS else CHAT_ID_FIELD),
+            qualified(schema, table),
+            lookup.holds(schema, table),
         )
         found |= {row[0] for row in cursor.execute(query, {"pseudonyms": sorted(pseudonyms)})}
     return found
@@ -228,11 +227,12 @@ def _delete(
         )
         rows[table.name] = cursor.rowcount
         count_rows(cursor, schema, table, -cursor.rowcount)
+    # By the registry's whole key: by chat_id alone it would be read whole.
     cursor.execute(
-        sql.SQL("DELETE FROM {}.{} WHERE chat_id = ANY(%s)").format(
+        sql.SQL("DELETE FROM {}.{} WHERE table_name = %s AND chat_id = ANY(%s)").format(
             sql.Identifier(schema), sql.Identifier(REGISTRY)
         ),
-        (chats,),
+        (newest_wins.REGISTRY_KEY, chats),
     )
     rows[REGISTRY] = cursor.rowcount
     for aggregate in AGGREGATE_TABLES:

@@ -27,8 +27,9 @@ from psycopg import sql
 
 from chat_assets.privacy import bookkeeping, ledger, suppression
 from chat_assets.privacy.catalog import CATALOG, Rule, Treatment
+from chat_assets.privacy.lookup import pseudonym_columns
 from chat_assets.privacy.pseudonyms import Pseudonymizer, UnknownKeyVersion
-from chat_assets.privacy.suppression import SUPPRESSION_TABLE, pseudonym_columns
+from chat_assets.privacy.suppression import SUPPRESSION_TABLE
 from chat_assets.tables import (
     CHAT_ID_FIELD,
     DERIVED_TABLES,

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from chat_assets.checks import reconciliation
-from chat_assets.privacy import erasure, suppression
+from chat_assets.privacy import erasure, lookup, suppression
 from chat_assets.privacy.ledger import LEDGER_TABLE
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.suppression import NO_ERASED_SUBJECT, SUPPRESSION_TABLE, erased_subject
@@ -368,3 +368,31 @@ def test_a_dry_run_on_an_empty_warehouse_creates_nothing(engine, schema, command
             ).scalar()
             == 0
         )
+
+
+def test_the_lookups_list_every_customer_pseudonym_and_answer_through_their_indexes(
+    engine, schema, landed
+):
+    """What an erasure finds chats by: the indexed function gives exactly the pseudonyms the
+    suppression list reads from a payload, and the planner can answer both lookups from the
+    indexes (with sequential scans off, as on a table too large to read)."""
+    _, subject, pseudonyms = landed
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f'SELECT payload, "{schema}".{lookup.FUNCTION}(payload) FROM "{schema}".raw_chats'
+        ).all()
+        assert rows and all(
+            sorted(listed) == sorted(suppression.held_pseudonyms(p)) for p, listed in rows
+        )
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        for table in (RAW_CHATS, TABLES["chats"]):
+            where = lookup.holds(schema, table).as_string(connection.connection.dbapi_connection)
+            query = f'SELECT id FROM "{schema}"."{table.name}" WHERE {where}'
+            plan = "\n".join(
+                connection.exec_driver_sql(
+                    f"EXPLAIN {query}", {"pseudonyms": sorted(pseudonyms)}
+                ).scalars()
+            )
+            assert f"{table.name}_customers_" in plan, plan
+            found = connection.exec_driver_sql(query, {"pseudonyms": sorted(pseudonyms)})
+            assert set(found.scalars()) == subject
