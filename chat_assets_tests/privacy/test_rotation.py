@@ -296,3 +296,20 @@ def test_a_dry_run_changes_nothing_and_a_second_rotation_finds_nothing(engine, s
     assert code == 0
     assert {line.split()[1] for line in printed.splitlines()[1:]} == {"0"}
     assert {k: v for k, v in every_table(engine, schema).items() if k != LEDGER_TABLE} == after
+
+
+def test_a_ledger_made_before_key_versions_gets_the_column(engine, schema, cli):
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        connection.exec_driver_sql(
+            f'CREATE TABLE "{schema}"."{LEDGER_TABLE}" (entry bigint GENERATED ALWAYS AS IDENTITY'
+            " PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), action text NOT NULL,"
+            " request_ref text, namespace text, mode text, also_future boolean,"
+            " counts jsonb NOT NULL DEFAULT '{}')"
+        )
+    assert cli("pseudonym", "agent", "317", rotated=True)[0] == 0
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f'SELECT action, key_version FROM "{schema}"."{LEDGER_TABLE}"'
+        ).all()
+    assert rows == [("pseudonym", "k2")]
