@@ -15,7 +15,7 @@
    Python's start and imports). For each: seconds, chats found, rows changed per table, and
    the rows PostgreSQL read by sequential scans of the schema's tables meanwhile
    (`pg_stat_user_tables.seq_tup_read`): reading only the subject's rows, that stays near 0.
-3. Retention: limits of 30 days (customer and agent pseudonyms) and 40 days (raw payloads),
+3. Retention: limits of 30 days (customer and agent pseudonyms) and 32 days (raw payloads),
    applied on successive "todays" that expire 1, 1, 1, 2 and then 0 more days: seconds against
    the rows deleted or unlinked, with the same million chats stored throughout.
 4. Landing cost of the erasure lookup indexes: one day landed and applied again, three times
@@ -68,7 +68,7 @@ FIRST = date(2026, 1, 1)
 SCHEMA = "erasure_bench"
 KEY = "chat-assets-erasure-benchmark-" + "3d2c1b0a9f8e7d6c5b4a"
 PSEUDONYMIZER = Pseudonymizer(KEY.encode())
-POLICY = Policy(raw_days=40, customer_days=30, agent_days=30)
+POLICY = Policy(raw_days=32, customer_days=30, agent_days=30)
 
 
 def day_frame(day: date, chats: int) -> tuple[object, list[dict]]:
@@ -80,12 +80,14 @@ def day_frame(day: date, chats: int) -> tuple[object, list[dict]]:
     return landing_frame(clean, "UTC", PSEUDONYMIZER.fingerprint), inside
 
 
-def land_and_apply(engine: sa.Engine, day: date, frame) -> tuple[float, float]:
+def land_and_apply(
+    engine: sa.Engine, day: date, frame, schema: str = SCHEMA
+) -> tuple[float, float]:
     start, end = day_window(day, "UTC")
     began = time.perf_counter()
-    windows.replace_window(engine, SCHEMA, RAW_CHATS, frame, start, end)
+    windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
     landed = time.perf_counter()
-    newest_wins.apply_newest(engine, SCHEMA, DERIVED_TABLES, start, end, timezone="UTC")
+    newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
     return landed - began, time.perf_counter() - landed
 
 
@@ -224,23 +226,30 @@ def retention_runs(engine: sa.Engine) -> None:
         )
 
 
-def landing_cost(engine: sa.Engine, day: date, frame) -> None:
-    def rounds(label: str) -> None:
-        timed = [land_and_apply(engine, day, frame) for _ in range(3)]
-        landing = statistics.median(t[0] for t in timed)
-        apply = statistics.median(t[1] for t in timed)
-        print(f"  {label:<22} landing {landing:5.2f} s  apply {apply:5.2f} s (medians of 3)")
-
-    print(f"landing and applying {len(frame):,} chats of {day} again:")
-    rounds("with the lookups")
+def landing_cost(engine: sa.Engine, day: date, frame, rounds: int = 4) -> None:
+    """One day landed and applied into two schemas of their own, with the lookup indexes and
+    without them, in turns (so both see the same load on the machine)."""
+    with_, without = f"{SCHEMA}_with_lookups", f"{SCHEMA}_without"
+    with engine.begin() as connection:
+        for schema in (with_, without):
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    for schema in (with_, without):
+        land_and_apply(engine, day, frame, schema)
     with engine.begin() as connection:
         for table in (RAW_CHATS, *DERIVED_TABLES):
-            for statement in lookup.index_statements(SCHEMA, table):
+            for statement in lookup.index_statements(without, table):
                 text = statement.as_string(connection.connection.dbapi_connection)
                 if text.startswith("CREATE INDEX"):
-                    name = text.split()[5]
-                    connection.exec_driver_sql(f"DROP INDEX {SCHEMA}.{name}")
-    rounds("without them")
+                    connection.exec_driver_sql(f"DROP INDEX {without}.{text.split()[5]}")
+    timed: dict[str, list[tuple[float, float]]] = {with_: [], without: []}
+    for _ in range(rounds):
+        for schema in timed:
+            timed[schema].append(land_and_apply(engine, day, frame, schema))
+    print(f"landing and applying {len(frame):,} chats of {day} again, {rounds} times in turns:")
+    for schema, label in ((with_, "with the lookups"), (without, "without them")):
+        landing = statistics.median(t[0] for t in timed[schema])
+        apply = statistics.median(t[1] for t in timed[schema])
+        print(f"  {label:<18} landing {landing:5.2f} s  apply {apply:5.2f} s (medians)")
 
 
 def main() -> None:

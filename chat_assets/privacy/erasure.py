@@ -236,8 +236,8 @@ def _delete(
     )
     rows[REGISTRY] = cursor.rowcount
     for aggregate in AGGREGATE_TABLES:
-        if days[aggregate.name]:
-            aggregates.recompute_days(
-                cursor, schema, aggregate, timezone, days[aggregate.name], mark=True
-            )
+        # A day at a time, in order: the planner reads one day's facts through the index on
+        # their instant, where for several days at once it may read the whole facts table.
+        for day in sorted(days[aggregate.name]):
+            aggregates.recompute_days(cursor, schema, aggregate, timezone, {day}, mark=True)
     return rows, sum(len(d) for d in days.values())
