@@ -1,9 +1,11 @@
-"""chats, chat_transfers, chat_queue_durations, chat_handle_durations: flattened from raw_chats.
+"""The chat tables (`DERIVED_TABLES`): chats and each of its lists, flattened from raw_chats.
 
-One step computes the four assets from the same partition of raw_chats. Their outputs are one
-`NewestWins` plan: the warehouse IO manager flattens the stored payloads inside PostgreSQL
-(SQL compiled from the table declarations) and applies every table newest-wins in one
-transaction. The checks then read what was stored, through the warehouse resource.
+One step computes them all from the same partition of raw_chats. The `chats` output is a
+`NewestWins` plan for every table: the warehouse IO manager flattens the stored payloads inside
+PostgreSQL (SQL compiled from the table declarations) and applies every table newest-wins in one
+transaction. The other outputs follow it as `WrittenWith`: their tables are already written, and
+the IO manager records what their partitions hold. The checks then read what was stored, through
+the warehouse resource.
 """
 
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.tables import DERIVED_TABLES
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
-from chat_assets.warehouse.newest_wins import NewestWins
+from chat_assets.warehouse.newest_wins import NewestWins, WrittenWith
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 
@@ -51,10 +53,13 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
         warehouse: Warehouse,
         privacy: PrivacyResource,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        # Dagster hands each output to the IO manager as it is yielded: the plan goes first.
+        writer, *others = DERIVED_TABLES
         plan = NewestWins(DERIVED_TABLES, partitions.timezone)
-        for table in DERIVED_TABLES:
-            # Handled at once by the IO manager: the first applies all four tables.
-            yield dg.Output(plan, output_name=table.name, metadata={"source": ujet.source})
+        yield dg.Output(plan, output_name=writer.name, metadata={"source": ujet.source})
+        for table in others:
+            value = WrittenWith(writer.name)
+            yield dg.Output(value, output_name=table.name, metadata={"source": ujet.source})
         engine, schema = warehouse.engine(), warehouse.db_schema
         window = context.partition_time_window
         for table in DERIVED_TABLES:
@@ -68,7 +73,8 @@ def build_chat_tables(partitions: dg.TimeWindowPartitionsDefinition, warehouse: 
             )
             yield personal_text.no_personal_text(engine, schema, table, window.start, window.end)
             yield uniqueness.unique_in_partition(table, stored)
-            yield uniqueness.unique_table_wide(engine, schema, table, window.start, window.end)
+            if table.own_id is not None:
+                yield uniqueness.unique_table_wide(engine, schema, table, window.start, window.end)
             yield from declared.partition_checks(table, stored)
             if table in suppression.LINKED_TABLES:
                 yield suppression.erased_subject(engine, schema, table, window.start, window.end)

@@ -1,12 +1,13 @@
-"""The README's generated references: tables from their declarations, personal data from the
-privacy catalog, so the documentation cannot drift from the code; and a deployment's record of
-processing (`chat_assets.privacy.record`).
+"""The documentation's generated references: tables from their declarations (docs/tables.md),
+personal data from the privacy catalog (docs/personal-data.md), so the documentation cannot
+drift from the code.
 
     python -m chat_assets.docs                  print the references
-    python -m chat_assets.docs --write          rewrite them in README.md between their markers
+    python -m chat_assets.docs --write          rewrite them in their pages between their markers
     python -m chat_assets.docs --record [FILE]  write the record of processing for the settings
                                                 in the environment (default
-                                                record-of-processing.md; - prints it)
+                                                record-of-processing.md; - prints it; see
+                                                `chat_assets.privacy.record`)
 """
 
 from __future__ import annotations
@@ -23,10 +24,26 @@ from chat_assets.tables import TABLES, TREATED, Column, Table
 
 def _computed(table: Table, column: Column) -> str:
     """How an aggregate's column is computed from its facts."""
-    assert table.aggregation is not None
+    aggregation = table.aggregation
+    assert aggregation is not None
     if column.name == table.time_column:
-        return f"local date of `{table.aggregation.day_of}`"
-    return f"`{column.formula or column.name}`"
+        return "local date of " + ", ".join(
+            f"`{facts.name}.{day_of}`" for facts, day_of, _ in aggregation.days_of()
+        )
+    if column.name in aggregation.group_by:
+        index = aggregation.group_by.index(column.name)
+        more = "".join(f", `{m.groups[index]}` of `{m.table.name}`" for m in aggregation.also)
+        return _cell(f"`{column.name}`{more}")
+    over = ""
+    if column.over:
+        where = next(w for facts, _, w in aggregation.days_of() if facts.name == column.over)
+        over = f" over `{column.over}` where `{where}`"
+    return _cell(f"`{column.formula or column.name}`{over}")
+
+
+def _cell(text: str) -> str:
+    """Text in a Markdown table cell."""
+    return text.replace("|", "\\|")
 
 
 def table_reference(table: Table) -> str:
@@ -34,9 +51,11 @@ def table_reference(table: Table) -> str:
     key = "Primary key" if all(not table.column(k).nullable for k in table.key) else "Key"
     source = "source in the chat"
     if table.aggregation is not None:
-        source = f"computed from `{table.aggregation.facts.name}`"
+        source = "computed from " + " and ".join(
+            f"`{facts.name}`" for facts in table.aggregation.fact_tables
+        )
     lines = [
-        f"### `{table.name}`",
+        f"## `{table.name}`",
         "",
         f"{table.description} {key}: ({keys}); partitioned by `{table.time_column}`.",
         "",
@@ -79,10 +98,12 @@ def personal_data_reference() -> str:
     return "\n".join(lines)
 
 
+# Each generated section: the page it is written in, and how it is rendered.
 SECTIONS = {
-    "tables": lambda: "\n\n".join(table_reference(t) for t in TABLES.values()),
-    "personal-data": personal_data_reference,
+    "tables": ("docs/tables.md", lambda: "\n\n".join(table_reference(t) for t in TABLES.values())),
+    "personal-data": ("docs/personal-data.md", personal_data_reference),
 }
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -92,15 +113,15 @@ def markers(name: str) -> tuple[str, str]:
     )
 
 
-def with_references(readme: str) -> str:
-    for name, render in SECTIONS.items():
-        begin, end = markers(name)
-        head, found, rest = readme.partition(begin)
-        if not found:
-            raise ValueError(f"README.md has no {begin} marker")
-        _, _, tail = rest.partition(end)
-        readme = f"{head}{begin}\n{render()}\n{end}{tail}"
-    return readme
+def with_reference(name: str, page: str) -> str:
+    """`page` with the section `name` rendered anew between its markers."""
+    path, render = SECTIONS[name]
+    begin, end = markers(name)
+    head, found, rest = page.partition(begin)
+    if not found:
+        raise ValueError(f"{path} has no {begin} marker")
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{render()}\n{end}{tail}"
 
 
 RECORD_FILE = "record-of-processing.md"
@@ -127,10 +148,11 @@ def main(argv: list[str]) -> int:
     if "--record" in argv:
         return write_record(argv)
     if "--write" in argv:
-        path = Path(__file__).resolve().parent.parent / "README.md"
-        path.write_text(with_references(path.read_text()))
+        for name, (path, _) in SECTIONS.items():
+            page = ROOT / path
+            page.write_text(with_reference(name, page.read_text()))
     else:
-        print("\n\n".join(render() for render in SECTIONS.values()))
+        print("\n\n".join(render() for _, render in SECTIONS.values()))
     return 0
 
 

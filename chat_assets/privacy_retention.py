@@ -20,6 +20,7 @@ from chat_assets.settings import (
     RETAIN_CUSTOMER_DAYS_ENV,
     RETAIN_RAW_DAYS_ENV,
 )
+from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
 from chat_assets.warehouse.resource import Warehouse
 
 RETENTION_ASSET = "retention"
@@ -64,7 +65,12 @@ def build_retention(
         today = run_day(context.run.tags, timezone)
         if not policy:
             context.log.info(f"No retention limit is set ({_SETTINGS}): everything is kept.")
-        outcome = retention.apply(warehouse.engine(), warehouse.db_schema, policy, today, timezone)
+        engine = warehouse.engine()
+        try:
+            check_reachable(engine)
+        except WarehouseUnreachable as exc:
+            raise dg.Failure(str(exc)) from None
+        outcome = retention.apply(engine, warehouse.db_schema, policy, today, timezone)
         return dg.MaterializeResult(
             metadata={
                 "today": today.isoformat(),

@@ -19,6 +19,7 @@ from chat_assets.privacy.detect import redact
 from chat_assets.tables import QUEUE_SERVICE_LEVELS
 from chat_assets.warehouse import aggregates, windows
 from chat_assets.warehouse.aggregates import Recompute
+from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 
 REFRESH_JOB_NAME = "queue_service_levels_refresh"
@@ -62,16 +63,28 @@ def worst_queues_markdown(rows: pd.DataFrame) -> str:
 def day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
     """The day's figures over all queues, for the UI to plot across days."""
     in_sla, not_in_sla = int(rows["in_sla"].sum()), int(rows["not_in_sla"].sum())
+    answered, abandoned = int(rows["answered"].sum()), int(rows["abandoned"].sum())
+    rated = int(rows["rated_chats"].sum())
     metadata: dict[str, Any] = {
         "offered": int(rows["offered"].sum()),
-        "abandoned": int(rows["abandoned"].sum()),
+        "answered": answered,
+        "abandoned": abandoned,
+        "short_abandoned": int(rows["short_abandoned"].sum()),
+        "rated_chats": rated,
         "queues": len(rows),
         "queues_below_target": int((rows["met_target"] == False).sum()),  # noqa: E712 (NA)
         "worst_queues": dg.MetadataValue.md(worst_queues_markdown(rows)),
     }
-    level = _share(in_sla, in_sla + not_in_sla)
-    if level is not None:
-        metadata["service_level"] = dg.MetadataValue.float(round(level, 4))
+    waited = (rows["asa_seconds"] * rows["answered"]).sum()
+    shares = {
+        "service_level": _share(in_sla, in_sla + not_in_sla),
+        "abandon_rate": _share(abandoned, answered + abandoned),
+        "asa_seconds": float(waited) / answered if answered else None,
+        "rated_4_or_5_share": _share(int(rows["rated_4_or_5"].sum()), rated),
+    }
+    for name, value in shares.items():
+        if value is not None:
+            metadata[name] = dg.MetadataValue.float(round(value, 4))
     return metadata
 
 
@@ -86,7 +99,7 @@ def build_queue_service_levels(partitions: dg.TimeWindowPartitionsDefinition, wa
         name=table.name,
         group_name="ujet",
         partitions_def=partitions,
-        deps=[table.aggregation.facts.name],
+        deps=[facts.name for facts in table.aggregation.fact_tables],
         io_manager_key=IO_MANAGER_KEY,
         kinds={"postgres"},
         description=table.description,
@@ -136,9 +149,14 @@ def build_catch_up(
         ),
     )
     def catch_up(context: dg.SensorEvaluationContext, warehouse: Warehouse):
-        marked = aggregates.days_to_refresh(
-            warehouse.engine(), warehouse.db_schema, QUEUE_SERVICE_LEVELS
-        )
+        engine = warehouse.engine()
+        try:
+            check_reachable(engine)
+        except WarehouseUnreachable as exc:
+            # One line on the tick, naming what to check, for every minute the server is down.
+            yield dg.SkipReason(str(exc))
+            return
+        marked = aggregates.days_to_refresh(engine, warehouse.db_schema, QUEUE_SERVICE_LEVELS)
         outside = 0
         for day, changed_by in marked:
             key = day.isoformat()

@@ -173,10 +173,11 @@ class Settings:
             ) from None
         schema = _schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
         database_url = _env(DATABASE_URL_ENV)
-        if database_url and not database_url.startswith("postgresql"):
+        if database_url and not database_url.startswith(("postgresql", "postgres://")):
             raise SettingsError(
                 "CHAT_ASSETS_DATABASE_URL must be a PostgreSQL URL such as "
-                "postgresql+psycopg://user:password@host:5432/dbname"
+                "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
+                "percent-encoded: %40, %3A, %2F)"
             )
         raw_lookback = _env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"
         if not raw_lookback.isdigit() or not 1 <= int(raw_lookback) <= 60:

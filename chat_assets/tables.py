@@ -1,7 +1,7 @@
 """One declaration of each warehouse table.
 
 Each `Table` drives the DDL, the flattening, the DataFrame dtypes, Dagster's column schema and the
-README's table reference, so a column is named exactly once.
+table reference (docs/tables.md), so a column is named exactly once.
 """
 
 from __future__ import annotations
@@ -88,6 +88,9 @@ class Column:
     # For an aggregate table: the PostgreSQL expression that computes the column, over the
     # facts' columns (a measure), or over the measures (a column the aggregation calls derived).
     formula: str | None = None
+    # For a measure over other facts than the aggregation's own: the name of that table (one of
+    # `Aggregation.also`).
+    over: str | None = None
 
 
 # The chat's identity. Landing parses these fields into raw_chats' typed id and updated_at, and
@@ -133,8 +136,23 @@ class Read:
 
 
 @dataclass(frozen=True)
+class MoreFacts:
+    """Another table an aggregate counts beside its own facts, placed on the same days and
+    groups: its measures are the columns declared `over` it."""
+
+    table: Table
+    # Its timestamptz column whose local date is the row's day.
+    day_of: str
+    # The aggregate's group columns, in order, as expressions over this table's columns.
+    groups: tuple[str, ...]
+    # The condition a row meets to be one of these facts.
+    where: str = "true"
+
+
+@dataclass(frozen=True)
 class Aggregation:
-    """How an aggregate table is computed from a fact table: one row per local day and group."""
+    """How an aggregate table is computed from a fact table (and perhaps others, `also`): one
+    row per local day and group that any of them has facts on."""
 
     facts: Table
     # The facts' timestamptz column whose local date (in the partitions' time zone) is the row's
@@ -146,6 +164,20 @@ class Aggregation:
     derived: tuple[str, ...]
     # The order in which a group's facts are taken when a column keeps the latest value.
     latest_by: tuple[str, ...]
+    also: tuple[MoreFacts, ...] = ()
+
+    @property
+    def fact_tables(self) -> tuple[Table, ...]:
+        """Every table whose rows the aggregate counts, its own facts first."""
+        return (self.facts, *(more.table for more in self.also))
+
+    def days_of(self) -> tuple[tuple[Table, str, str], ...]:
+        """(fact table, the column whose local date places its rows on a day, the condition its
+        rows meet to be facts), for each."""
+        return (
+            (self.facts, self.day_of, "true"),
+            *((m.table, m.day_of, m.where) for m in self.also),
+        )
 
     def latest(self, column: str) -> str:
         """The value of `column` on the group's last fact in `latest_by` order."""
@@ -187,6 +219,10 @@ class Table:
         for check, name in self.valid_values:
             if not self.column(name).values:
                 raise ValueError(f"table {self.name}: {check} needs declared values of {name}")
+        more = {m.table.name for m in self.aggregation.also} if self.aggregation else set()
+        for c in self.columns:
+            if c.over is not None and c.over not in more:
+                raise ValueError(f"table {self.name}: {c.name} is over facts it does not count")
 
     @property
     def column_names(self) -> list[str]:
@@ -195,6 +231,17 @@ class Table:
     @property
     def key(self) -> list[str]:
         return [c.name for c in self.columns if c.key]
+
+    @property
+    def own_id(self) -> str | None:
+        """The column holding each row's own UJET id (the chat's, or the list item's), which
+        the table-wide uniqueness check looks up; None for an aggregate, and for a list whose
+        items have no id (their rows are identified by their values)."""
+        if self.aggregation is not None or not self.unique_by:
+            return None
+        last = self.column(self.unique_by[-1])
+        read = self.read(last)
+        return last.name if read is not None and read.path == CHAT_ID_FIELD else None
 
     def read(self, column: Column) -> Read | None:
         """Where the column's value comes from (None for a column without a source)."""
@@ -319,7 +366,12 @@ def _menu(prefix: str, path: str, what: str) -> tuple[Column, ...]:
     )
 
 
-def _child_head(what: str) -> tuple[Column, ...]:
+def _child_head(what: str, with_id: bool) -> tuple[Column, ...]:
+    """The columns every list's table starts with: its chat, the item's place in the list, the
+    item's own id (when its items have one) and the chat version."""
+    own_id = _col(
+        "id", PgType.BIGINT, f"UJET {what} id; unique per chat, repeated across chats by UJET."
+    )
     return (
         _col(
             "chat_id",
@@ -337,9 +389,7 @@ def _child_head(what: str) -> tuple[Column, ...]:
             key=True,
             nullable=False,
         ),
-        _col(
-            "id", PgType.BIGINT, f"UJET {what} id; unique per chat, repeated across chats by UJET."
-        ),
+        *((own_id,) if with_id else ()),
         _col(
             "chat_updated_at",
             PgType.TIMESTAMPTZ,
@@ -347,6 +397,32 @@ def _child_head(what: str) -> tuple[Column, ...]:
             "chat:updated_at",
             nullable=False,
         ),
+    )
+
+
+def _list_table(
+    name: str,
+    description: str,
+    items: str,
+    what: str,
+    columns: tuple[Column, ...],
+    *,
+    unique_by: tuple[str, ...] = ("chat_id", "id"),
+    **checks: Any,
+) -> Table:
+    """A list of the chat as a table: one row per item of the chat's newest version, keyed by
+    the chat and the item's position (UJET repeats item ids across chats, and omits them in
+    places), written newest-wins with the chat. Without an id, `unique_by` names the values
+    that identify an item."""
+    return Table(
+        name=name,
+        description=description,
+        columns=(*_child_head(what, with_id="id" in unique_by), *columns),
+        time_column="chat_updated_at",
+        write=WriteMode.NEWEST_WINS,
+        items=items,
+        unique_by=unique_by,
+        **checks,
     )
 
 
@@ -362,6 +438,36 @@ def _segment(what: str) -> tuple[Column, ...]:
         _col("started_at", PgType.TIMESTAMPTZ, f"Start of the {what}."),
         _col("ended_at", PgType.TIMESTAMPTZ, f"End of the {what}."),
         _col("event", PgType.TEXT, "How the segment ended."),
+    )
+
+
+def _responses(whose: str) -> tuple[Column, ...]:
+    """Response figures of a segment, as UJET sends them."""
+    return (
+        _col("response_count", PgType.INTEGER, f"Responses by {whose}."),
+        _col("response_time_total", PgType.DOUBLE, "Sum of response times, seconds."),
+        _col("response_time_max", PgType.DOUBLE, "Longest response time, seconds."),
+        _col("response_time_avg", PgType.DOUBLE, "Average response time, seconds."),
+    )
+
+
+def _queue_of(what: str) -> tuple[Column, ...]:
+    return (
+        _col("menu_path_id", PgType.BIGINT, f"Queue (menu) of the {what}."),
+        _col("menu_path", PgType.TEXT, "Queue path as text, e.g. Support/Billing."),
+        _col("lang", PgType.TEXT, "Language of the queue."),
+    )
+
+
+def _bot(what: str) -> tuple[Column, ...]:
+    return (
+        _col(
+            "virtual_agent_id",
+            PgType.BIGINT,
+            f"Virtual agent (bot) of the {what}.",
+            "virtual_agent.id",
+        ),
+        _col("virtual_agent_name", PgType.TEXT, "Virtual agent name.", "virtual_agent.name"),
     )
 
 
@@ -437,11 +543,12 @@ CHATS = Table(
     summary_by="status",
 )
 
-CHAT_TRANSFERS = Table(
-    name="chat_transfers",
-    description="Transfers of each chat (newest chat version), one row per transfers[] item.",
-    columns=(
-        *_child_head("transfer"),
+CHAT_TRANSFERS = _list_table(
+    "chat_transfers",
+    "Transfers of each chat (newest chat version), one row per transfers[] item.",
+    "transfers",
+    "transfer",
+    (
         _col("status", PgType.TEXT, "Transfer status, e.g. transferring."),
         _col("fail_reason", PgType.TEXT, "Why the transfer failed."),
         _col("created_at", PgType.TIMESTAMPTZ, "When the transfer started."),
@@ -450,17 +557,14 @@ CHAT_TRANSFERS = Table(
         *_menu("from_menu", "from_menu", "Queue transferred from"),
         *_menu("to_menu", "to_menu", "Queue transferred to"),
     ),
-    time_column="chat_updated_at",
-    write=WriteMode.NEWEST_WINS,
-    items="transfers",
-    unique_by=("chat_id", "id"),
 )
 
-CHAT_QUEUE_DURATIONS = Table(
-    name="chat_queue_durations",
-    description="Time each chat spent in queue per segment, with its SLA outcome.",
-    columns=(
-        *_child_head("queue segment"),
+CHAT_QUEUE_DURATIONS = _list_table(
+    "chat_queue_durations",
+    "Time each chat spent in queue per segment, with its SLA outcome.",
+    "queue_durations",
+    "queue segment",
+    (
         _col("queue_duration", PgType.INTEGER, "Seconds in queue."),
         *_segment("queue segment"),
         _col("transfer_cold", PgType.BOOLEAN, "Whether the transfer was cold."),
@@ -478,34 +582,124 @@ CHAT_QUEUE_DURATIONS = Table(
             "Abandons faster than this are excluded, seconds.",
         ),
     ),
-    time_column="chat_updated_at",
-    write=WriteMode.NEWEST_WINS,
-    items="queue_durations",
-    unique_by=("chat_id", "id"),
     summary_by="service_level_event",
     valid_values=((SLA_EVENT_VALID, "service_level_event"),),
     consistency=(SLA_CONSISTENT,),
 )
 
-CHAT_HANDLE_DURATIONS = Table(
-    name="chat_handle_durations",
-    description="Agent handling time of each chat per segment, with response figures.",
-    columns=(
-        *_child_head("handle segment"),
+CHAT_HANDLE_DURATIONS = _list_table(
+    "chat_handle_durations",
+    "Agent handling time of each chat per segment, with response figures.",
+    "handle_durations",
+    "handle segment",
+    (
         _col("chat_duration", PgType.INTEGER, "Seconds the agent handled the chat."),
         _col("acw_duration", PgType.INTEGER, "After-chat work, seconds."),
         _col("wait_duration", PgType.INTEGER, "Seconds waited in the segment."),
         *_segment("handle segment"),
-        _col("response_count", PgType.INTEGER, "Agent responses."),
-        _col("response_time_total", PgType.DOUBLE, "Sum of response times, seconds."),
-        _col("response_time_max", PgType.DOUBLE, "Longest response time, seconds."),
-        _col("response_time_avg", PgType.DOUBLE, "Average response time, seconds."),
+        *_responses("the agent"),
         _col("assigned_connection_duration", PgType.INTEGER, "Seconds connected while assigned."),
     ),
-    time_column="chat_updated_at",
-    write=WriteMode.NEWEST_WINS,
-    items="handle_durations",
-    unique_by=("chat_id", "id"),
+)
+
+
+CHAT_PARTICIPANTS = _list_table(
+    "chat_participants",
+    "Who took part in each chat: the end user and the agents, by pseudonym.",
+    "participants",
+    "participant record",
+    (
+        _col("type", PgType.TEXT, "Kind of participant, e.g. end_user or agent."),
+        _col("status", PgType.TEXT, "The participant's state, e.g. waiting, connected, finished."),
+        _col("call_id", PgType.BIGINT, "Call the participant joined by, if any."),
+        _col("user_id", PgType.TEXT, "The agent (same pseudonym as chats.agent_id)."),
+        _col("end_user_id", PgType.TEXT, "The customer (same pseudonym as chats.end_user_id)."),
+        _col("call_duration", PgType.INTEGER, "Seconds the participant was connected."),
+        _col("hold_duration", PgType.INTEGER, "Seconds on hold."),
+        _col("connected_at", PgType.TIMESTAMPTZ, "When the participant joined."),
+        _col("ended_at", PgType.TIMESTAMPTZ, "When the participant left."),
+        _col("fail_reason", PgType.TEXT, "Why joining failed, e.g. nothing."),
+    ),
+)
+
+CHAT_CONSUMER_HANDLE_DURATIONS = _list_table(
+    "chat_consumer_handle_durations",
+    "The customer's side of each chat, as figures: messages and response times.",
+    "consumer_handle_durations",
+    "consumer segment",
+    (
+        _col("chat_duration", PgType.INTEGER, "Seconds of the segment."),
+        _col("message_count", PgType.INTEGER, "Messages the customer sent."),
+        *_responses("the customer"),
+        _col("started_at", PgType.TIMESTAMPTZ, "Start of the segment."),
+        _col("ended_at", PgType.TIMESTAMPTZ, "End of the segment."),
+    ),
+)
+
+CHAT_CONSUMER_EVENT_DURATIONS = _list_table(
+    "chat_consumer_event_durations",
+    "Events the customer went through after the conversation, e.g. the CSAT survey.",
+    "consumer_event_durations",
+    "consumer event",
+    (
+        _col("type", PgType.TEXT, "Kind of event, e.g. csat (the satisfaction survey)."),
+        _col("event", PgType.TEXT, "How it ended, e.g. finished."),
+        _col("duration", PgType.INTEGER, "Seconds the event lasted."),
+        *_queue_of("event"),
+        _col("started_at", PgType.TIMESTAMPTZ, "Start of the event."),
+        _col("ended_at", PgType.TIMESTAMPTZ, "End of the event."),
+    ),
+)
+
+CHAT_OFFER_EVENTS = _list_table(
+    "chat_offer_events",
+    "Each offer of a chat to a group of agents (several in a cascade), in the order UJET lists "
+    "them. Offers have no id: one is identified by its chat, instant and group.",
+    "offer_events",
+    "offer",
+    (
+        _col("casting_time", PgType.TIMESTAMPTZ, "When the offer went out."),
+        _col("group_name", PgType.TEXT, "Agent group offered to (UJET's field `group`).", "group"),
+    ),
+    unique_by=("chat_id", "casting_time", "group_name"),
+)
+
+CHAT_VIRTUAL_AGENT_HANDLE_DURATIONS = _list_table(
+    "chat_virtual_agent_handle_durations",
+    "Each session of a virtual agent (bot) with the customer, and how it ended.",
+    "virtual_agent_handle_durations",
+    "bot session",
+    (
+        *_bot("session"),
+        _col("chat_duration", PgType.INTEGER, "Seconds the bot handled the chat."),
+        _col(
+            "escalation_reason",
+            PgType.TEXT,
+            "Why the bot handed over to a queue, e.g. by_end_user_message; NULL if it did not.",
+        ),
+        *_responses("the bot"),
+        _col("fallback_response_count", PgType.INTEGER, "Answers where the bot fell back."),
+        _col("initiated_by", PgType.TEXT, "Who started the session, e.g. end_user."),
+        *_queue_of("session"),
+        _col("transfer", PgType.BOOLEAN, "Whether the session came from a transfer."),
+        _col("transfer_id", PgType.BIGINT, "The transfer that started the session."),
+        _col("started_at", PgType.TIMESTAMPTZ, "Start of the session."),
+        _col("ended_at", PgType.TIMESTAMPTZ, "End of the session."),
+    ),
+)
+
+CHAT_VIRTUAL_AGENT_DEFLECTED_ESCALATIONS = _list_table(
+    "chat_virtual_agent_deflected_escalations",
+    "Each escalation from a virtual agent to a queue, with the deflection in force.",
+    "virtual_agent_deflected_escalations",
+    "escalation",
+    (
+        _col("deflection", PgType.TEXT, "Deflection in force, e.g. after_hours or none."),
+        _col("escalation_reason", PgType.TEXT, "Why the bot escalated, e.g. by_end_user_message."),
+        _col("escalated_at", PgType.TIMESTAMPTZ, "When the bot escalated."),
+        *_queue_of("escalation"),
+        *_bot("escalation"),
+    ),
 )
 
 DERIVED_TABLES: tuple[Table, ...] = (
@@ -513,22 +707,52 @@ DERIVED_TABLES: tuple[Table, ...] = (
     CHAT_TRANSFERS,
     CHAT_QUEUE_DURATIONS,
     CHAT_HANDLE_DURATIONS,
+    CHAT_PARTICIPANTS,
+    CHAT_CONSUMER_HANDLE_DURATIONS,
+    CHAT_CONSUMER_EVENT_DURATIONS,
+    CHAT_OFFER_EVENTS,
+    CHAT_VIRTUAL_AGENT_HANDLE_DURATIONS,
+    CHAT_VIRTUAL_AGENT_DEFLECTED_ESCALATIONS,
 )
 
 _SLA_EVENTS = CHAT_QUEUE_DURATIONS.column("service_level_event").values
+# The queue of a chat's own menu_path: the last id of its materialized path (ids from the root
+# menu to the queue; UJET sends "3389", the demo "parent/menu"), NULL without one.
+CHAT_QUEUE_ID = (
+    "CAST(substring(menu_path_materialized_path FROM '(?:^|[^0-9])([0-9]{1,18})$') AS bigint)"
+)
+# A chat counts towards CSAT once rated 1 to 5 (the API's range for rating; the model's
+# placeholder 0 is no rating).
+RATED = "rating BETWEEN 1 AND 5"
 _QUEUES = Aggregation(
     facts=CHAT_QUEUE_DURATIONS,
     day_of="started_at",
     group_by=("menu_path_id",),
-    derived=("service_level", "met_target"),
+    derived=("service_level", "met_target", "abandon_rate", "rated_4_or_5_share"),
     latest_by=("started_at", "chat_id", "position"),
+    also=(MoreFacts(CHATS, day_of="created_at", groups=(CHAT_QUEUE_ID,), where=RATED),),
 )
+# How a queue segment ended (`event`): the values the service-level counts distinguish.
+ANSWERED, ABANDONED = "answered", "abandoned"
+_SHORT = "queue_duration < service_level_abandon_time_threshold"
 
 
-def _count_measure(name: str, description: str, where: str | None = None) -> Column:
+def _count_measure(
+    name: str, description: str, where: str | None = None, over: str | None = None
+) -> Column:
     """An aggregate column counting the group's facts (those matching `where`, when given)."""
     formula = "count(*)" if where is None else f"count(*) FILTER (WHERE {where})"
-    return Column(name, PgType.INTEGER, description, formula=formula, nullable=False)
+    return Column(name, PgType.INTEGER, description, formula=formula, nullable=False, over=over)
+
+
+def _share(name: str, part: str, whole: str, description: str) -> Column:
+    """A derived share of counts, NULL when the whole is 0."""
+    return Column(
+        name,
+        PgType.DOUBLE,
+        description,
+        formula=f"CASE WHEN {whole} > 0 THEN {part}::double precision / ({whole}) END",
+    )
 
 
 def _event_is(value: str) -> str:
@@ -539,7 +763,8 @@ QUEUE_SERVICE_LEVELS = Table(
     name="queue_service_levels",
     description=(
         "Service level per queue and service day (the local day a queue segment started), "
-        "aggregated from chat_queue_durations and kept equal to it."
+        "aggregated from chat_queue_durations, with the CSAT of the queue's rated chats from "
+        "chats, and kept equal to them."
     ),
     columns=(
         Column(
@@ -562,6 +787,9 @@ QUEUE_SERVICE_LEVELS = Table(
             formula=_QUEUES.latest("menu_path"),
         ),
         _count_measure("offered", "Queue segments that started that day."),
+        _count_measure(
+            "answered", "Segments an agent accepted (event answered).", f"event = '{ANSWERED}'"
+        ),
         _count_measure("in_sla", "Segments UJET judged in_sla.", _event_is("in_sla")),
         _count_measure("not_in_sla", "Segments UJET judged not_in_sla.", _event_is("not_in_sla")),
         _count_measure(
@@ -576,14 +804,35 @@ QUEUE_SERVICE_LEVELS = Table(
         ),
         _count_measure(
             "abandoned",
-            "Segments whose event is not answered (including those without an event yet).",
-            "event IS DISTINCT FROM 'answered'",
+            "Segments the customer left before an agent accepted (event abandoned), short "
+            "abandons excluded: queue_duration at or above the segment's "
+            "service_level_abandon_time_threshold, or either unknown.",
+            f"event = '{ABANDONED}' AND NOT coalesce({_SHORT}, false)",
+        ),
+        _count_measure(
+            "short_abandoned",
+            "Abandoned segments under service_level_abandon_time_threshold.",
+            f"event = '{ABANDONED}' AND {_SHORT}",
+        ),
+        _count_measure(
+            "not_answered",
+            "Segments whose event is not answered: abandons (short too), timeouts, other "
+            "outcomes and segments without an event yet.",
+            f"event IS DISTINCT FROM '{ANSWERED}'",
         ),
         Column(
             "avg_queue_seconds",
             PgType.DOUBLE,
-            "Average queue_duration of the segments, seconds.",
+            "Average queue_duration of every segment, abandons included, seconds (not the "
+            "average speed of answer: see asa_seconds).",
             formula="avg(queue_duration)",
+        ),
+        Column(
+            "asa_seconds",
+            PgType.DOUBLE,
+            "Average speed of answer: mean queue_duration of answered segments, seconds; NULL "
+            "without any.",
+            formula=f"avg(queue_duration) FILTER (WHERE event = '{ANSWERED}')",
         ),
         Column(
             "max_queue_seconds",
@@ -611,6 +860,19 @@ QUEUE_SERVICE_LEVELS = Table(
             formula="count(DISTINCT (service_level_target_time, service_level_target_percent))",
             nullable=False,
         ),
+        _count_measure(
+            "rated_chats",
+            "Chats of the queue (their own menu_path) created that day and rated 1 to 5.",
+            over=CHATS.name,
+        ),
+        Column(
+            "mean_rating",
+            PgType.DOUBLE,
+            "Mean rating of those chats; NULL without any.",
+            formula="avg(rating)",
+            over=CHATS.name,
+        ),
+        _count_measure("rated_4_or_5", "Those chats rated 4 or 5.", "rating >= 4", CHATS.name),
         Column(
             "service_level",
             PgType.DOUBLE,
@@ -626,6 +888,18 @@ QUEUE_SERVICE_LEVELS = Table(
             formula="CASE WHEN in_sla + not_in_sla > 0"
             " THEN in_sla * 100 >= target_percent * (in_sla + not_in_sla) END",
         ),
+        _share(
+            "abandon_rate",
+            "abandoned",
+            "answered + abandoned",
+            "abandoned / (answered + abandoned), UJET's Abandoned %; NULL when both are 0.",
+        ),
+        _share(
+            "rated_4_or_5_share",
+            "rated_4_or_5",
+            "rated_chats",
+            "rated_4_or_5 / rated_chats, the share of satisfied customers; NULL without ratings.",
+        ),
     ),
     time_column="service_day",
     write=WriteMode.AGGREGATE,
@@ -640,9 +914,11 @@ TABLES: dict[str, Table] = {t.name: t for t in (RAW_CHATS, *DERIVED_TABLES, *AGG
 
 
 def aggregates_of(tables: Sequence[Table]) -> tuple[Table, ...]:
-    """The aggregate tables whose facts are among `tables`."""
+    """The aggregate tables with facts among `tables`."""
     return tuple(
-        t for t in AGGREGATE_TABLES if t.aggregation is not None and t.aggregation.facts in tables
+        t
+        for t in AGGREGATE_TABLES
+        if t.aggregation is not None and any(f in tables for f in t.aggregation.fact_tables)
     )
 
 

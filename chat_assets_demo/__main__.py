@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,12 +26,14 @@ from zoneinfo import ZoneInfo
 from chat_assets.location import require_production_settings
 from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings, SettingsError
-from chat_assets_demo.embedded import embedded_database_url
+from chat_assets_demo.embedded import embedded_database_url, release
 
 QUIET = (
     "Function `dev_command` is superseded",
     "Function `asset_materialize_command` is superseded",
     "XDG_RUNTIME_DIR is not set",
+    # Raised from inside Dagster's own asset selection, on every `dagster asset materialize`.
+    "Parameter `include_sources` of function `AssetSelection.all` is currently in beta",
 )
 for _text in QUIET:
     warnings.filterwarnings("ignore", message=re.escape(_text))
@@ -40,6 +43,12 @@ INSTANCE_HEADER = "# Written by bin/demo for the local demo instance"
 NUX_YAML = """\
 nux:
   enabled: false
+"""
+# What runs print on the console: Dagster's INFO events and up (progress, results, failures), or
+# every DEBUG event too with --verbose. The run's event log in the UI keeps all of them.
+PYTHON_LOGS_YAML = """\
+python_logs:
+  python_log_level: {level}
 """
 INSTANCE_YAML = f"""\
 {INSTANCE_HEADER}; production uses the repository's dagster.yaml.
@@ -56,12 +65,14 @@ run_monitoring:
 """
 
 
-def prepare_environment(settings: Settings, *, production: bool) -> dict[str, str]:
+def prepare_environment(
+    settings: Settings, *, production: bool, verbose: bool = False
+) -> dict[str, str]:
     """Environment for Dagster's processes: the warehouse URL and a local instance home."""
     env = dict(os.environ)
     env["CHAT_ASSETS_HOME"] = str(settings.state_dir)
-    # Warnings an operator can do nothing about: `dagster dev` recommending another CLI, and
-    # a desktop session variable a server does not have.
+    # Warnings an operator can do nothing about: `dagster dev` recommending another CLI, a
+    # desktop session variable a server does not have, a beta notice from inside Dagster.
     env["PYTHONWARNINGS"] = ",".join(
         filter(None, [env.get("PYTHONWARNINGS"), *(f"ignore:{text}" for text in QUIET)])
     )
@@ -74,14 +85,25 @@ def prepare_environment(settings: Settings, *, production: bool) -> dict[str, st
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / instance)
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():
-        instance_yaml.write_text(INSTANCE_YAML)
-    else:  # written by an earlier bin/demo: the pop-up turned off, the rest left as it is
-        written = instance_yaml.read_text()
-        if written.startswith(INSTANCE_HEADER) and not re.search(r"^nux:", written, re.M):
-            instance_yaml.write_text(written.rstrip("\n") + "\n" + NUX_YAML)
+    written = instance_yaml.read_text() if instance_yaml.exists() else None
+    wanted = instance_settings(written, "DEBUG" if verbose else "INFO")
+    if wanted != written:
+        instance_yaml.write_text(wanted)
     env["DAGSTER_HOME"] = str(home)
     return env
+
+
+def instance_settings(written: str | None, log_level: str) -> str:
+    """The instance's dagster.yaml: bin/demo's own (new, or one it wrote before, brought up to
+    date: the pop-up off, the console's log level), or an operator's left as it is."""
+    if written is None:
+        written = INSTANCE_YAML
+    elif not written.startswith(INSTANCE_HEADER):
+        return written
+    if not re.search(r"^nux:", written, re.M):
+        written = written.rstrip("\n") + "\n" + NUX_YAML
+    written = re.sub(r"^python_logs:\n(  .*\n)*", "", written, flags=re.M)
+    return written.rstrip("\n") + "\n" + PYTHON_LOGS_YAML.format(level=log_level)
 
 
 def yesterday(timezone: str) -> str:
@@ -118,10 +140,78 @@ def partition_day(raw: str | None, settings: Settings) -> str:
     return day
 
 
+# A line of Dagster's console logger: its timestamp starts each event.
+_EVENT_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4} - ")
+
+
+def without_repeated_stack(lines: Iterable[str]) -> Iterator[str]:
+    """Dagster's console prints a failed step's error with its stack, then the run's failure
+    with the same error and stack again, and the CLI's own `Error: ...` line: the run failure's
+    line stays, the rest of it (the repeat, and the CLI's line, which bin/demo says in its own
+    words) goes."""
+    repeat = False
+    for line in lines:
+        if _EVENT_LINE.match(line):
+            repeat = " - RUN_FAILURE - " in line
+            yield line
+        elif not repeat:
+            yield line
+
+
+def failed_checks(dagster_home: Path, day: str) -> list[str]:
+    """The checks that failed in the newest run of `day` in the instance at `dagster_home`, as
+    `check on asset (severity)`: the console shows INFO events and up, and Dagster records a
+    check's evaluation at DEBUG."""
+    import dagster as dg  # imported late: only a finished materialize needs it
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day}), limit=1)
+        if not runs:
+            return []
+        entries = instance.all_logs(
+            runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    evaluations = [e.dagster_event.event_specific_data for e in entries if e.dagster_event]
+    return [
+        f"{e.check_name} on {e.asset_key.to_user_string()} ({e.severity.value})"
+        for e in evaluations
+        if not e.passed
+    ]
+
+
+def materialize_outcome(
+    day: str, code: int, failed: list[str], production: bool, verbose: bool
+) -> str:
+    """The last line of `bin/demo materialize`: whether the day materialized, and any check that
+    failed."""
+    mode = "--production " if production else ""
+    if code:
+        return (
+            f"chat_assets: materializing {day} failed (see above; bin/demo {mode}--verbose "
+            f"materialize {day} prints every event)"
+        )
+    if failed:
+        return (
+            f"chat_assets: {day} materialized, but {len(failed)} "
+            f"check{'s' if len(failed) > 1 else ''} failed: {'; '.join(failed)} (bin/demo "
+            f"{mode}shows why in the UI)"
+        )
+    return (
+        f"chat_assets: {day} materialized and every check passed (bin/demo {mode}shows its "
+        "tables and checks in the UI)"
+    )
+
+
 STOP_SECONDS = 20.0
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path) -> int:
+def run(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    stderr: Callable[[Iterable[str]], Iterable[str]] | None = None,
+) -> int:
     """Run Dagster until it ends or this process is asked to stop (SIGINT or SIGTERM).
 
     The handlers are installed before the child starts, so it inherits default signal
@@ -129,6 +219,7 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> int:
     The child runs in a session of its own: a terminal's Ctrl-C reaches only this process, which
     asks the child once to stop (SIGTERM, so Dagster shuts its webserver and daemon down in
     order), then ends whatever of the child's group is left. Stopping on request exits 0.
+    The child's standard error passes through `stderr`, line by line, when given.
     """
     stop = threading.Event()
 
@@ -137,7 +228,21 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    child = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+    child = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        stderr=subprocess.PIPE if stderr else None,
+        text=True,
+    )
+    if stderr:
+        assert child.stderr is not None
+        lines = child.stderr
+        copy = threading.Thread(
+            target=lambda: sys.stderr.writelines(stderr(lines)), name="stderr", daemon=True
+        )
+        copy.start()
     while child.poll() is None and not stop.wait(0.2):
         pass
     if child.poll() is None:
@@ -145,6 +250,8 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> int:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(STOP_SECONDS)
     _end_group(child.pid)
+    if stderr:
+        copy.join(STOP_SECONDS)
     return 0 if stop.is_set() else child.wait()
 
 
@@ -180,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3000, help="port of Dagster's UI")
     parser.add_argument("--host", default="127.0.0.1", help="address the UI binds to")
+    verbose_help = "print every event of Dagster's runs on the console, DEBUG included"
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
     parser.add_argument(
         "--production",
         action="store_true",
@@ -189,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     materialize = sub.add_parser("materialize", help="materialize all assets for one day")
     materialize.add_argument("day", nargs="?", help="YYYY-MM-DD (default: yesterday)")
+    # Also after the command (bin/demo materialize DAY --verbose); unset there, the top's holds.
+    materialize.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -217,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         except SettingsError as error:
             print(f"chat_assets: {error}", file=sys.stderr)
             return 2
-    env = prepare_environment(settings, production=args.production)
+    env = prepare_environment(settings, production=args.production, verbose=args.verbose)
     dagster = str(Path(sys.executable).with_name("dagster"))
     location = "chat_assets.definitions" if args.production else "chat_assets_demo.definitions"
     # Modules resolve from the checkout, whatever the working folder (see run()).
@@ -229,7 +342,26 @@ def main(argv: list[str] | None = None) -> int:
         command = [dagster, "dev", *module, "--host", args.host, "--port", str(args.port)]
     # Run from the state folder: Dagster reads a dagster.yaml it finds in its working folder,
     # and the repository's is the production instance's, not the demo's.
-    return run(command, env, settings.state_dir)
+    code = run(
+        command,
+        env,
+        settings.state_dir,
+        stderr=without_repeated_stack if args.command == "materialize" else None,
+    )
+    if args.command == "materialize":
+        failed = failed_checks(Path(env["DAGSTER_HOME"]), day) if code == 0 else []
+        line = materialize_outcome(day, code, failed, args.production, args.verbose)
+        print(line, file=sys.stderr if code or failed else sys.stdout)
+    else:
+        stopped = "Dagster's UI and daemon"
+        if not args.production:
+            stopped += (
+                " and the embedded PostgreSQL"
+                if release(settings.state_dir)
+                else " (the embedded PostgreSQL runs on for another process using it)"
+            )
+        print(f"chat_assets: stopped {stopped}")
+    return code
 
 
 if __name__ == "__main__":

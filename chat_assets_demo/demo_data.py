@@ -759,7 +759,7 @@ class _Chat:
         reason = "by_end_user_message" if rng.random() < 0.7 else "by_intent"
         rec["virtual_agent_handle_durations"].append(
             {
-                "id": rng.randrange(1, 5000),
+                "id": self._child_id(rng, "virtual_agent_handle_durations", 8_000, 1_000),
                 "virtual_agent": _virtual_agent(va_index),
                 "chat_duration": (tl.queue_start - tl.created) // 1000,
                 "escalation_reason": reason,
@@ -780,7 +780,7 @@ class _Chat:
         )
         rec["virtual_agent_deflected_escalations"].append(
             {
-                "id": rng.randrange(1, 5000),
+                "id": self._child_id(rng, "virtual_agent_deflected_escalations", 9_000, 1_000),
                 "deflection": "after_hours" if rng.random() < 0.2 else "none",
                 "escalation_reason": reason,
                 "escalated_at": iso_ms(tl.queue_start),
@@ -810,7 +810,8 @@ class _Chat:
     ) -> None:
         """A queue period in the current leg's queue. Its SLA event follows from the wait and
         the queue's targets: answered within the target time is in_sla, later not_in_sla; an
-        abandon shorter than the threshold is excluded, a longer one not_in_sla."""
+        abandon shorter than the threshold is excluded, a longer one not_in_sla; a chat that
+        failed in the queue is excluded."""
         rec = self.record
         queue = _QUEUES[self.leg_menu]
         seconds = (ended - started) // 1000
@@ -818,7 +819,9 @@ class _Chat:
             event = "answered"
             sla = "in_sla" if seconds <= queue.target_time else "not_in_sla"
         elif rec["status"] == "failed":
-            event, sla = "failed", "excluded"
+            # A chat that expired in the queue timed out there: neither answered nor abandoned.
+            event = "expired" if rec["fail_reason"] == "expired" else "failed"
+            sla = "excluded"
         else:
             event = "abandoned"
             sla = "excluded" if seconds < queue.abandon_threshold else "not_in_sla"
@@ -954,7 +957,7 @@ class _Chat:
             handles = rec["handle_durations"]
             rec["consumer_handle_durations"] = [
                 {
-                    "id": self.chat_id % 100_000 * 10 + 1,
+                    "id": self.chat_id * 10_000 + 6_000,
                     "chat_duration": sum(h["chat_duration"] for h in handles),
                     "message_count": rec["message_count"],
                     "response_count": rec["message_count"] // 2,
@@ -974,7 +977,7 @@ class _Chat:
         open_chat = rec["ends_at"] is None
         rec["participants"].append(
             {
-                "id": rng.randrange(1_000_000, 10_000_000),
+                "id": self._child_id(rng, "participants", 4_000, 1_000),
                 "type": "end_user",
                 "status": "waiting" if rec["status"] == "queued" else "finished",
                 "call_id": None,
@@ -1000,7 +1003,7 @@ class _Chat:
     ) -> None:
         self.record["participants"].append(
             {
-                "id": rng.randrange(1_000_000, 10_000_000),
+                "id": self._child_id(rng, "participants", 4_000, 1_000),
                 "type": "agent",
                 "status": status,
                 "call_id": None,
@@ -1039,7 +1042,7 @@ class _Chat:
         duration = rng.randint(2, 9)
         self.record["consumer_event_durations"].append(
             {
-                "id": rng.randrange(1, 5000),
+                "id": self._child_id(rng, "consumer_event_durations", 5_000, 1_000),
                 "type": "csat",
                 "event": "finished",
                 "duration": duration,

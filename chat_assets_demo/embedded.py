@@ -52,10 +52,18 @@ def embedded_database(state_dir: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        with _lock:
-            server = _servers.pop((state_dir / "postgres").resolve(), None)
-        if server is not None:
-            server.cleanup()
+        release(state_dir)
+
+
+def release(state_dir: Path) -> bool:
+    """This process lets go of the embedded server in `state_dir`, which stops if no other
+    process holds it; whether it is stopped now."""
+    pgdata = (state_dir / "postgres").resolve()
+    with _lock:
+        server = _servers.pop(pgdata, None)
+    if server is not None:
+        server.cleanup()
+    return not (pgdata / "postmaster.pid").exists()
 
 
 def _forget_dead_holders(pgdata: Path) -> None:

@@ -126,6 +126,19 @@ def expect_passed_on_every_day(page, url: str, asset: str, check: str, days: lis
         page.wait_for_timeout(500)
 
 
+def test_the_first_screen_has_no_pop_up(ui_deployment, page, tmp_path_factory):
+    """The UI's first page as a newcomer opens it: Dagster's own navigation, and no dialog over
+    it (Dagster's first-visit newsletter sign-up is turned off in dagster.yaml)."""
+    from playwright.sync_api import expect
+
+    page.goto(ui_deployment.url)
+    expect(page.get_by_role("link", name="Catalog").first).to_be_visible()
+    page.wait_for_timeout(5_000)  # the sign-up opens a moment after the page
+    shot = tmp_path_factory.mktemp("browser") / "first_screen.png"
+    page.screenshot(path=str(shot))
+    assert page.get_by_role("dialog").count() == 0, f"a dialog covers the first page: see {shot}"
+
+
 def test_materialize_a_day_from_the_asset_graph(ui_deployment, page, tmp_path_factory):
     from playwright.sync_api import expect
 

@@ -12,8 +12,7 @@ import pytest
 from chat_assets.checks import specs
 from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings
-from chat_assets.tables import CHATS, SLA_CONSISTENT, SLA_EVENT_VALID
-from chat_assets.warehouse.newest_wins import Applied
+from chat_assets.tables import CHATS, DERIVED_TABLES, SLA_CONSISTENT, SLA_EVENT_VALID
 from chat_assets.warehouse.resource import IO_MANAGER_KEY
 from chat_assets.warehouse.summary import summary_markdown
 from chat_assets_demo.emulator import UjetEmulator
@@ -51,10 +50,13 @@ def test_demo_days_in_any_order_give_green_checks_and_newest_chats(
         assert result.success
         failed = [key for key, e in evaluations(result).items() if not e.passed]
         assert failed == []
-    # raw_chats 5, each flattened table 3 (chat_queue_durations 2 more, chats no_erased_subject)
-    assert len(evaluations(results[0])) == 5 + 4 * 3 + 2 + 1
-    for table in ["chats", "chat_transfers", "chat_queue_durations", "chat_handle_durations"]:
-        assert count(engine, schema, table) > 0
+    # raw_chats 5; each flattened table 3, but chat_offer_events 2 (its items have no id to
+    # look up table-wide); chat_queue_durations 2 more; chats and chat_participants
+    # no_erased_subject; current_key_version on the 5 tables that hold pseudonyms
+    assert len(evaluations(results[0])) == 5 + 9 * 3 + 2 + 2 + 2 + 5
+    assert ("chat_participants", "no_erased_subject") in evaluations(results[0])
+    for table in DERIVED_TABLES:
+        assert count(engine, schema, table.name) > 0, table.name
     with engine.connect() as connection:
         # every chat's kept version is the newest one landed in raw_chats
         stale = connection.exec_driver_sql(
@@ -73,6 +75,17 @@ def test_demo_days_in_any_order_give_green_checks_and_newest_chats(
     assert queue["source"].value == "ujet"
     assert queue["dagster/partition_row_count"].value > 0
     assert "| service_level_event | rows |" in queue["preview"].value
+    # The chats output's plan wrote all four tables; the others record what they hold.
+    chats = next(m for m in metadata if m.asset_key.path[-1] == "chats").metadata
+    written = chats["tables_written"].value
+    assert list(written) == [t.name for t in DERIVED_TABLES]
+    assert queue["written_with"].value == "chats"
+    assert "rows_written" not in queue
+    # the first day landed into empty tables: what was written is what the partition holds
+    for table in DERIVED_TABLES[1:]:
+        stored = next(m for m in metadata if m.asset_key.path[-1] == table.name).metadata
+        assert stored["dagster/partition_row_count"].value == written[table.name]["rows_written"]
+    assert written["chat_queue_durations"]["service_days_recomputed"]
 
 
 def crafted_chats() -> list[dict]:
@@ -94,6 +107,17 @@ def crafted_chats() -> list[dict]:
             **second["queue_durations"][0],
             "id": 99,
             "queue_duration": 10,
+            "event": "answered",
+            "service_level_event": "not_in_sla",
+        }
+    )
+    # Answered after exactly its target: a miss by a partner's reading, a hit by another; the
+    # vendor does not say, so neither verdict is inconsistent.
+    second["queue_durations"].append(
+        {
+            **second["queue_durations"][0],
+            "id": 100,
+            "queue_duration": 60,
             "event": "answered",
             "service_level_event": "not_in_sla",
         }
@@ -158,9 +182,77 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     assert found[("chats", specs.UNIQUE_IN_PARTITION)].passed
     assert found[("chats", specs.UNIQUE_TABLE_WIDE)].passed
     assert found[("raw_chats", specs.COMPLETE_WINDOW)].passed
-    assert count(engine, schema, "chat_queue_durations") == 5
+    assert count(engine, schema, "chat_queue_durations") == 6
     assert count(engine, schema, "chat_transfers") == 2
     assert count(engine, schema, "chat_handle_durations") == 2
+
+
+def test_the_lists_keep_every_row_when_ids_repeat_and_their_checks_name_the_repeats(
+    settings, database_url, engine, schema
+):
+    """The vendor's sample chats with each new list filled so that child ids repeat across the
+    two chats, as UJET's own sample repeats segment ids, and one offer listed twice."""
+    first, second = crafted_chats()
+    participant = {
+        "id": 5,
+        "type": "end_user",
+        "status": "finished",
+        "end_user_id": 1,
+        "call_duration": 90,
+        "connected_at": "2016-03-02T09:58:00.000Z",
+    }
+    agent = {**participant, "id": 6, "type": "agent", "end_user_id": None, "user_id": 4}
+    first["participants"] = [participant, agent]
+    second["participants"] = [participant]
+    first["virtual_agent_handle_durations"] = copy.deepcopy(
+        second["virtual_agent_handle_durations"]
+    )
+    first["consumer_event_durations"] = [
+        {**first["consumer_event_durations"][0], "id": 11},
+        {**first["consumer_event_durations"][0], "id": 12, "type": "survey"},
+    ]
+    second["consumer_event_durations"] = [{**first["consumer_event_durations"][0], "id": 11}]
+    offer = {"casting_time": "2016-03-02T09:59:00.000Z", "group": "Group 1"}
+    first["offer_events"] = [offer, {**offer, "group": "Group 2"}, offer]
+    second["offer_events"] = [offer]
+    with UjetEmulator(company_key="k", company_secret="s", records=[first, second]) as emulator:
+        result = run(settings, emulator, database_url, schema, "2016-03-02")
+    assert result.success
+    found = evaluations(result)
+    for table, repeated in [
+        ("chat_participants", 5),
+        ("chat_consumer_event_durations", 11),
+        ("chat_virtual_agent_handle_durations", 1),
+    ]:
+        wide = found[(table, specs.UNIQUE_TABLE_WIDE)]
+        assert not wide.passed and wide.severity == dg.AssetCheckSeverity.WARN, table
+        assert wide.metadata["repeated_ids"].value == [{"id": repeated, "chat_ids": [1, 2]}]
+        assert found[(table, specs.UNIQUE_IN_PARTITION)].passed, table
+    offers = found[("chat_offer_events", specs.UNIQUE_IN_PARTITION)]
+    assert not offers.passed
+    assert offers.metadata["duplicated_keys"].value == [
+        {"key": [1, "2016-03-02T09:59:00+00:00", "<7 characters, not shown>"], "rows": 2}
+    ]
+    assert ("chat_offer_events", specs.UNIQUE_TABLE_WIDE) not in found
+    assert found[("chat_virtual_agent_deflected_escalations", specs.UNIQUE_TABLE_WIDE)].passed
+    # Every row stays, keyed by its chat and its place in the list.
+    assert count(engine, schema, "chat_participants") == 3
+    assert count(engine, schema, "chat_consumer_event_durations") == 3
+    assert count(engine, schema, "chat_offer_events") == 4
+    assert count(engine, schema, "chat_virtual_agent_handle_durations") == 2
+    with engine.connect() as connection:
+        people = connection.exec_driver_sql(
+            f"SELECT p.type, p.user_id = c.agent_id, p.end_user_id = c.end_user_id"
+            f" FROM {schema}.chat_participants p JOIN {schema}.chats c ON c.id = p.chat_id"
+            " WHERE p.chat_id = 1 ORDER BY p.position"
+        ).fetchall()
+        raw_ids = connection.exec_driver_sql(
+            f"SELECT count(*) FROM {schema}.chat_participants"
+            " WHERE end_user_id = '1' OR user_id = '4'"
+        ).scalar()
+    # Participants join to the chat's agent and customer by the same pseudonyms, never raw ids.
+    assert people == [("end_user", None, True), ("agent", True, None)]
+    assert raw_ids == 0
 
 
 def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_url, schema):
@@ -179,8 +271,7 @@ def test_fewer_chats_than_the_api_total_fails_completeness(settings, database_ur
 
 def test_previews_show_documented_values_only():
     # four rows: two finished, one with an email where a status belongs, one without status
-    applied = Applied(4, 0, 4, summary={"finished": 2})
-    preview = summary_markdown(CHATS, applied)
+    preview = summary_markdown(CHATS, 4, {"finished": 2})
     assert "| finished | 2 |" in preview
     assert "| other values (not shown) | 2 |" in preview
     assert "minji" not in preview

@@ -1,11 +1,26 @@
-from pathlib import Path
+import re
 
-from chat_assets.docs import with_references
+import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from chat_assets.docs import ROOT, SECTIONS, with_reference
 
 
-def test_readme_table_reference_matches_the_declarations():
-    text = README.read_text()
-    assert with_references(text) == text, "run: python -m chat_assets.docs --write"
-    assert "### `chat_queue_durations`" in text
+@pytest.mark.parametrize("name", SECTIONS)
+def test_generated_references_match_the_code(name):
+    path, _ = SECTIONS[name]
+    page = (ROOT / path).read_text()
+    assert with_reference(name, page) == page, "run: python -m chat_assets.docs --write"
+
+
+def test_the_table_reference_names_every_table_once():
+    page = (ROOT / "docs/tables.md").read_text()
+    assert page.count("## `chat_queue_durations`\n") == 1
+
+
+def test_every_page_the_readme_links_to_exists():
+    readme = (ROOT / "README.md").read_text()
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", readme))
+    assert "docs/configuration.md" in linked
+    assert sorted(p for p in linked if not (ROOT / p).exists()) == []
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert sorted(pages - linked) == []  # and no page that nothing links to

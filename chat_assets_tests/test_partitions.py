@@ -53,3 +53,12 @@ def test_settings_name_the_variable_in_errors(monkeypatch):
     settings = Settings.from_env()
     assert settings.timezone == "Asia/Seoul"
     assert settings.start_date == date(2026, 1, 1)
+
+
+def test_a_database_url_is_any_postgresql_scheme(monkeypatch):
+    for url in ("postgres://u@db/w", "postgresql://u@db/w", "postgresql+psycopg://u@db/w"):
+        monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", url)
+        assert Settings.from_env().database_url == url
+    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", "mysql://u@db/w")
+    with pytest.raises(SettingsError, match=r"CHAT_ASSETS_DATABASE_URL .*percent-encoded"):
+        Settings.from_env()

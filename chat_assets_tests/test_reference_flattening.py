@@ -9,9 +9,15 @@ import pandas as pd
 import pytest
 
 from chat_assets.tables import (
+    CHAT_CONSUMER_EVENT_DURATIONS,
+    CHAT_CONSUMER_HANDLE_DURATIONS,
     CHAT_HANDLE_DURATIONS,
+    CHAT_OFFER_EVENTS,
+    CHAT_PARTICIPANTS,
     CHAT_QUEUE_DURATIONS,
     CHAT_TRANSFERS,
+    CHAT_VIRTUAL_AGENT_DEFLECTED_ESCALATIONS,
+    CHAT_VIRTUAL_AGENT_HANDLE_DURATIONS,
     CHATS,
     DERIVED_TABLES,
 )
@@ -74,6 +80,47 @@ def test_model_with_object_menu_path_and_missing_child_ids(model):
     transfers = flatten(model, CHAT_TRANSFERS)
     assert transfers.rows["from_menu_name"].tolist() == ["string"]
     assert transfers.rows["from_agent_id"].tolist() == ["0"]
+
+
+def test_the_sample_customer_and_bot_lists(sample):
+    consumer = flatten(sample, CHAT_CONSUMER_HANDLE_DURATIONS).rows
+    assert consumer[["chat_id", "id", "message_count", "response_count"]].values.tolist() == [
+        [1, 100, 10, 6]
+    ]
+    assert consumer["response_time_avg"].tolist() == [12.0]
+    assert consumer["started_at"].tolist() == [pd.Timestamp("2016-02-19T18:50:08Z")]
+    survey = flatten(sample, CHAT_CONSUMER_EVENT_DURATIONS).rows
+    assert survey[["chat_id", "id", "type", "event", "duration"]].values.tolist() == [
+        [1, 11, "csat", "finished", 4]
+    ]
+    assert survey["menu_path_id"].tolist() == [11]
+    bot = flatten(sample, CHAT_VIRTUAL_AGENT_HANDLE_DURATIONS).rows
+    assert bot[["chat_id", "id", "virtual_agent_id", "virtual_agent_name"]].values.tolist() == [
+        [2, 1, 10, "D2-R2"]
+    ]
+    assert bot["escalation_reason"].tolist() == ["by_end_user_message"]
+    assert bot["transfer"].tolist() == [False]  # a boolean here, 0/1 in the other lists
+    assert bot["fallback_response_count"].tolist() == [1]
+    escalations = flatten(sample, CHAT_VIRTUAL_AGENT_DEFLECTED_ESCALATIONS).rows
+    assert escalations[["chat_id", "deflection", "virtual_agent_id"]].values.tolist() == [
+        [2, "after_hours", 10]
+    ]
+    assert escalations["escalated_at"].tolist() == [pd.Timestamp("2016-03-02T23:23:56Z")]
+    assert flatten(sample, CHAT_PARTICIPANTS).rows.empty  # sent as []
+
+
+def test_the_model_participants_and_offers(model):
+    people = flatten(model, CHAT_PARTICIPANTS).rows
+    assert people[["chat_id", "position", "id", "type", "status"]].values.tolist() == [
+        [31354, 0, 0, "end_user", "waiting"]
+    ]
+    # text: sanitized payloads hold pseudonyms (sanitizing turns the placeholder 0 into NULL)
+    assert people["end_user_id"].tolist() == ["0"]
+    offers = flatten(model, CHAT_OFFER_EVENTS).rows
+    assert offers[["chat_id", "position", "group_name"]].values.tolist() == [[31354, 0, "Group 1"]]
+    assert offers["casting_time"].tolist() == [pd.Timestamp("2019-07-17T07:27:15Z")]
+    assert "id" not in offers.columns  # offers have no id of their own
+    assert CHAT_OFFER_EVENTS.own_id is None and CHAT_PARTICIPANTS.own_id == "id"
 
 
 def test_type_drift_is_coerced_and_failures_counted(sample):

@@ -88,6 +88,12 @@ def test_job_covers_the_whole_graph_by_day(configure):
         "chat_transfers",
         "chat_queue_durations",
         "chat_handle_durations",
+        "chat_participants",
+        "chat_consumer_handle_durations",
+        "chat_consumer_event_durations",
+        "chat_offer_events",
+        "chat_virtual_agent_handle_durations",
+        "chat_virtual_agent_deflected_escalations",
         "queue_service_levels",
     }
     assert job.partitions_def == defs.get_assets_def("raw_chats").partitions_def

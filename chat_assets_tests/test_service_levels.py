@@ -74,7 +74,10 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
     metadata = materialization.metadata
     assert materialization.partition == "2026-01-06"
     assert 0 <= metadata["service_level"].value <= 1
-    assert metadata["offered"].value > metadata["abandoned"].value > 0
+    assert metadata["offered"].value > metadata["answered"].value > metadata["abandoned"].value
+    assert metadata["abandoned"].value > 0 and metadata["short_abandoned"].value > 0
+    assert metadata["rated_chats"].value > 0
+    assert 0 < metadata["abandon_rate"].value < 1 and metadata["asa_seconds"].value > 0
     assert metadata["queues"].value >= 2
     assert "| queue |" in metadata["worst_queues"].value
     assert metadata["dagster/partition_row_count"].value == metadata["queues"].value
@@ -102,9 +105,14 @@ def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():
             "menu_path_id": pd.array([1, 2, None], dtype="Int64"),
             "menu_path": ["Sales | EU", "Call jane@example.com now", None],
             "offered": [10, 4, 3],
+            "answered": [9, 2, 0],
             "in_sla": [9, 1, 0],
             "not_in_sla": [1, 3, 0],
-            "abandoned": [1, 2, 3],
+            "abandoned": [1, 1, 2],
+            "short_abandoned": [0, 1, 1],
+            "asa_seconds": [10.0, 40.0, None],
+            "rated_chats": [4, 0, 1],
+            "rated_4_or_5": [3, 0, 0],
             "service_level": [0.9, 0.25, None],
             "target_percent": [80.0, 90.0, None],
             "met_target": pd.array([True, False, None], dtype="boolean"),
@@ -116,6 +124,51 @@ def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():
     assert "jane" not in table
     assert metadata["queues_below_target"] == 1
     assert metadata["service_level"].value == round(10 / 14, 4)
+    # Over all queues, each figure from the day's counts, not a mean of the queues' ratios.
+    assert metadata["abandon_rate"].value == round(4 / (11 + 4), 4)
+    assert metadata["asa_seconds"].value == round((9 * 10 + 2 * 40) / 11, 4)
+    assert metadata["rated_4_or_5_share"].value == round(3 / 5, 4)
+    assert (metadata["answered"], metadata["short_abandoned"], metadata["rated_chats"]) == (
+        11,
+        2,
+        5,
+    )
     quiet = day_metadata(rows.iloc[2:])
     assert "service_level" not in quiet
+    assert "asa_seconds" not in quiet and quiet["abandon_rate"].value == 1.0
     assert "No queue segment" in quiet["worst_queues"].value
+
+
+def test_the_catch_up_sensor_with_the_warehouse_down_says_one_line(tmp_path):
+    """Through Dagster's own command, on the production location: the tick is skipped with one
+    line naming the setting to check, not a database driver's traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    env |= {
+        "DAGSTER_HOME": str(tmp_path),
+        "UJET_SUBDOMAIN": "acme",
+        "UJET_COMPANY_KEY": "key",
+        "UJET_COMPANY_SECRET": "secret",
+        "CHAT_ASSETS_PII_KEY": "sensor-test-key-" + "5b4a39281f0e7d6c5b4a",
+        "CHAT_ASSETS_DATABASE_URL": "postgresql+psycopg://loader:pw@127.0.0.1:1/warehouse",
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    root = str(Path(__file__).resolve().parents[1])
+    sensor = ["sensor", "preview", "queue_service_levels_catch_up"]
+    done = subprocess.run(
+        [dagster, *sensor, "-m", "chat_assets.definitions", "-d", root],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "skipping: PostgreSQL at 127.0.0.1:1 (database warehouse) could not be reached" in said
+    assert "check CHAT_ASSETS_DATABASE_URL" in said
+    assert "Traceback" not in said and "pw@" not in said

@@ -1,5 +1,7 @@
 """The table declarations agree with the privacy catalog and with themselves."""
 
+import dataclasses
+
 import pytest
 
 from chat_assets.privacy.catalog import INDEX, Treatment
@@ -42,3 +44,18 @@ def test_an_aggregate_column_is_its_day_a_group_or_a_formula(table: Table):
     assert set(aggregation.derived) <= set(table.column_names)
     for name in aggregation.group_by:
         assert table.column(name).type is aggregation.facts.column(name).type
+
+
+def test_a_measure_over_facts_the_aggregate_does_not_count_is_refused():
+    table = AGGREGATE_TABLES[0]
+    assert [c.name for c in table.columns if c.over] == [
+        "rated_chats",
+        "mean_rating",
+        "rated_4_or_5",
+    ]
+    misplaced = [
+        dataclasses.replace(c, over="chat_transfers") if c.name == "rated_chats" else c
+        for c in table.columns
+    ]
+    with pytest.raises(ValueError, match="rated_chats is over facts it does not count"):
+        dataclasses.replace(table, columns=tuple(misplaced))

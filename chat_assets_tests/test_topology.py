@@ -147,9 +147,10 @@ def requested_day(request: Any) -> str:
 
 
 BACKFILL_DAYS = 30
-# raw_chats 5, each flattened table 3 (chat_queue_durations 2 more, chats no_erased_subject),
-# queue_service_levels 5.
-CHECKS_PER_DAY = 5 + 4 * 3 + 2 + 1 + 5
+# raw_chats 5; each flattened table 3, but chat_offer_events 2 (no id to look up table-wide);
+# chat_queue_durations 2 more; chats and chat_participants no_erased_subject;
+# current_key_version on the 5 tables that hold pseudonyms; queue_service_levels 5.
+CHECKS_PER_DAY = 5 + 9 * 3 + 2 + 2 + 2 + 5 + 5
 
 
 def test_a_30_day_backfill_completes_with_checks_per_day_and_shared_fetches(deployment):
@@ -275,6 +276,12 @@ ASSET_KEYS = [
     "chat_transfers",
     "chat_queue_durations",
     "chat_handle_durations",
+    "chat_participants",
+    "chat_consumer_handle_durations",
+    "chat_consumer_event_durations",
+    "chat_offer_events",
+    "chat_virtual_agent_handle_durations",
+    "chat_virtual_agent_deflected_escalations",
     "queue_service_levels",
 ]
 

@@ -21,9 +21,12 @@ def culprit_column(table: Table) -> str:
 
 
 def json_key(value: Any) -> Any:
-    """A key value as JSON metadata: NULL, an ISO date or instant, or an integer."""
+    """A key value as JSON metadata: NULL, an ISO date or instant, an integer, or a text as
+    `shown_value` shows it."""
     if value is None or pd.isna(value):
         return None
+    if isinstance(value, str):
+        return shown_value(value)
     return value.isoformat() if hasattr(value, "isoformat") else int(value)
 
 

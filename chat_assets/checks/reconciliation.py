@@ -33,7 +33,7 @@ def reconciled(
         " UNION ALL"
         " SELECT 'unexpected', {group} FROM (SELECT * FROM stored EXCEPT ALL SELECT * FROM fresh) u"
     ).format(
-        fresh=aggregate_sql.aggregated_rows(table, qualified(schema, aggregation.facts)),
+        fresh=aggregate_sql.aggregated_rows(table, schema),
         columns=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
         target=qualified(schema, table),
         time=sql.Identifier(table.time_column),

@@ -28,7 +28,8 @@ RECONCILED = "reconciled_with_facts"
 CONSISTENCY_DESCRIPTIONS: dict[str, str] = {
     SLA_CONSISTENT: "SLA outcome agrees with queue time and target; sane figures.",
     COUNTS_ADD_UP: (
-        "in_sla + not_in_sla + excluded + unclassified = offered, and abandoned <= offered."
+        "in_sla + not_in_sla + excluded + unclassified = offered = answered + not_answered, "
+        "abandoned + short_abandoned <= not_answered, and rated_4_or_5 <= rated_chats."
     ),
     SERVICE_LEVEL_IN_RANGE: (
         "service_level is within [0, 1] and equals in_sla / (in_sla + not_in_sla)."
@@ -52,7 +53,7 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
             description=f"{', '.join(table.unique_by)} identify one row within the partition.",
         ),
     ]
-    if table.aggregation is None:
+    if table.own_id is not None:
         specs.append(
             dg.AssetCheckSpec(
                 UNIQUE_TABLE_WIDE,
@@ -61,14 +62,15 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
                 description="Across the whole table, in one SQL query: " + wide,
             )
         )
-    else:
+    if table.aggregation is not None:
         specs.append(
             dg.AssetCheckSpec(
                 RECONCILED,
                 asset=key,
                 partitions_def=partitions,
-                description=f"The partition's rows equal a fresh aggregation of "
-                f"{table.aggregation.facts.name}, in one SQL query.",
+                description="The partition's rows equal a fresh aggregation of "
+                + " and ".join(facts.name for facts in table.aggregation.fact_tables)
+                + ", in one SQL query.",
             )
         )
     specs.append(

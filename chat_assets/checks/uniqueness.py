@@ -49,11 +49,13 @@ def unique_table_wide(
     anywhere involves a row some partition wrote, and that partition's check finds it. So the
     guarantee is table-wide while the work is the partition's, whatever the history.
 
-    The ids are the last unique_by column (a chat's, or a list item's); a child table's first
-    one is the chat it belongs to."""
+    The ids are the table's `own_id` (a chat's, or a list item's); a child table's first
+    unique_by column is the chat it belongs to."""
+    if table.own_id is None:
+        raise ValueError(f"{table.name}: its rows have no id of their own to look up")
     target = qualified(schema, table)
     time_column = sql.Identifier(table.time_column)
-    item = sql.Identifier(table.unique_by[-1])
+    item = sql.Identifier(table.own_id)
     mine = sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s AND {} IS NOT NULL").format(
         item, target, time_column, time_column, item
     )

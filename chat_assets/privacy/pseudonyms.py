@@ -227,7 +227,7 @@ def load_key(
     if not allow_create:
         raise PrivacyKeyError(
             f"{KEY_ENV} is not set: a real UJET source needs a secret key for pseudonyms "
-            "(see README: Personal data)"
+            "(see docs/personal-data.md)"
         )
     if key_file is None:
         raise PrivacyKeyError(f"{KEY_ENV} is not set and no local key file was given")

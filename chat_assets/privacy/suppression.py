@@ -34,6 +34,7 @@ from chat_assets.privacy.catalog import Rule
 from chat_assets.privacy.lookup import CUSTOMER_PSEUDONYMS, customer_columns
 from chat_assets.tables import (
     CHAT_ID_FIELD,
+    CHATS,
     RAW_CHATS,
     RAW_PARTITION,
     RAW_PAYLOAD,
@@ -371,8 +372,18 @@ def erased_subject(
             linked = [chat_id for _, chat_id, payload in found if suppression.action(payload)]
         elif suppression:
             columns = customer_columns(table)
-            query = sql.SQL("SELECT {}, created_at, {} FROM {} WHERE {} AND ({})").format(
+            # The chat's creation decides whether the erasure covers it (see `covers`); a list
+            # item's chat is the row of chats it belongs to.
+            created = sql.SQL("created_at")
+            if table is not CHATS:
+                created = sql.SQL("(SELECT c.created_at FROM {} AS c WHERE c.{} = {})").format(
+                    qualified(schema, CHATS),
+                    sql.Identifier(CHAT_ID_FIELD),
+                    sql.Identifier(table.key[0]),
+                )
+            query = sql.SQL("SELECT {}, {}, {} FROM {} WHERE {} AND ({})").format(
                 sql.Identifier(table.key[0]),
+                created,
                 sql.SQL(", ").join(map(sql.Identifier, columns)),
                 qualified(schema, table),
                 _window(table),

@@ -43,18 +43,23 @@ def fact_days(
     chats: sql.Composable,
     params: dict[str, Any] | None = None,
 ) -> set[date]:
-    """The local days (in `timezone`) on which some chats have facts of the aggregate, as stored
-    now; `chats` is the condition on the facts' chat id that picks them (`= ANY(...)`)."""
+    """The local days (in `timezone`) on which some chats have facts of the aggregate, in any
+    of its fact tables, as stored now; `chats` is the condition on a fact table's chat id (its
+    first key column) that picks them (`= ANY(...)`)."""
     aggregation = aggregate.aggregation
     assert aggregation is not None
-    query = sql.SQL(
-        "SELECT DISTINCT {day} FROM {facts} WHERE {chat} {chats} AND {day_of} IS NOT NULL"
-    ).format(
-        day=aggregate_sql.local_day(aggregation),
-        facts=qualified(schema, aggregation.facts),
-        chat=sql.Identifier(aggregation.facts.key[0]),
-        chats=chats,
-        day_of=sql.Identifier(aggregation.day_of),
+    query = sql.SQL(" UNION ").join(
+        sql.SQL(
+            "SELECT {day} FROM {facts} WHERE {chat} {chats} AND {day_of} IS NOT NULL AND {where}"
+        ).format(
+            day=aggregate_sql.local_day(day_of),
+            facts=qualified(schema, facts),
+            chat=sql.Identifier(facts.key[0]),
+            chats=chats,
+            day_of=sql.Identifier(day_of),
+            where=sql.SQL(where),
+        )
+        for facts, day_of, where in aggregation.days_of()
     )
     return {row[0] for row in cursor.execute(query, {**(params or {}), "timezone": timezone})}
 
@@ -85,7 +90,7 @@ def recompute_days(
         sql.SQL("INSERT INTO {} ({}) {}").format(
             target,
             sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
-            aggregate_sql.aggregated_rows(table, qualified(schema, table.aggregation.facts)),
+            aggregate_sql.aggregated_rows(table, schema),
         ),
         {"days": ordered, "timezone": timezone},
     )
@@ -115,7 +120,8 @@ def recompute_window(
     """Recompute the aggregate's local days of a partition window and clear their marks."""
     days = set(window_days(table, start, end))
     assert table.aggregation is not None
-    prepare(engine, schema, table.aggregation.facts)
+    for facts in table.aggregation.fact_tables:
+        prepare(engine, schema, facts)
     prepare(engine, schema, table)
     with refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
         return recompute_days(cursor, schema, table, timezone, days, mark=False)

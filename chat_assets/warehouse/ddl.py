@@ -48,12 +48,14 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
     # The facts of an aggregate are read by the instant that places them on a local day; the
     # table-wide uniqueness check looks up a partition's ids when they are not the key's first.
     indexed = [table.time_column] + [
-        a.aggregation.day_of
+        day_of
         for a in AGGREGATE_TABLES
-        if a.aggregation is not None and a.aggregation.facts is table
+        if a.aggregation is not None
+        for facts, day_of, _ in a.aggregation.days_of()
+        if facts is table
     ]
-    if table.unique_by and table.aggregation is None and table.unique_by[-1] != table.key[0]:
-        indexed.append(table.unique_by[-1])
+    if table.own_id is not None and table.own_id != table.key[0]:
+        indexed.append(table.own_id)
     if table is RAW_CHATS:
         indexed.append(RAW_PII_KEY)
     indexes = [

@@ -1,18 +1,20 @@
 """Dagster's door to the warehouse: each asset's partition is a slice of its declared table.
 
-A `raw_chats` partition arrives as a `StagedWindow`: rows the asset staged on disk while it
-fetched, which replace the window in one short transaction, erased subjects unlinked or dropped
-as the suppression list says at that moment (a DataFrame, for a window already in memory,
-replaces it too). The four flattened
-tables arrive as one `NewestWins` plan for the step: the first of its outputs handled applies
-every table of the plan, flattened inside PostgreSQL, in one transaction, and each output then
-records what was written to its table. Reading a partition back (`load_input`) gives a
-DataFrame with the declared dtypes, for any asset downstream.
+Each output is a value to write, written whole when it is handled:
+- a `StagedWindow` (`raw_chats`): rows the asset staged on disk while it fetched, which replace
+  the window in one short transaction, erased subjects unlinked or dropped as the suppression
+  list says at that moment (a DataFrame, for a window already in memory, replaces it too);
+- a `NewestWins` (the `chats` output of the flattened tables' step): every table of the plan
+  flattened from raw_chats inside PostgreSQL and applied in one transaction;
+- a `WrittenWith` (the step's other flattened tables, yielded after the plan's output): already
+  written by that plan, so only what the partition now holds is recorded;
+- a `Recompute`: an aggregate's days recomputed from its facts.
+Nothing is kept between outputs. Reading a partition back (`load_input`) gives a DataFrame with
+the declared dtypes, for any asset downstream.
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -24,20 +26,16 @@ from chat_assets.privacy.retention import Policy
 from chat_assets.tables import RAW_CHATS, TABLES, Table, WriteMode
 from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
 from chat_assets.warehouse.aggregates import Recompute
-from chat_assets.warehouse.newest_wins import Applied, NewestWins
+from chat_assets.warehouse.newest_wins import NewestWins, WrittenWith
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, WAREHOUSE_KEY, Warehouse
 from chat_assets.warehouse.staged_window import StagedWindow
-from chat_assets.warehouse.summary import applied_metadata
+from chat_assets.warehouse.summary import applied_metadata, rows_metadata
 
 _EXPECTED = {
     WriteMode.REPLACE_WINDOW: "a StagedWindow or a DataFrame",
-    WriteMode.NEWEST_WINS: "a NewestWins",
+    WriteMode.NEWEST_WINS: "a NewestWins or a WrittenWith",
     WriteMode.AGGREGATE: "a Recompute",
 }
-
-# A step's applied tables, from its first output handled until its last.
-_applied: dict[tuple[str, str], dict[str, Applied]] = {}
-_applied_lock = threading.Lock()
 
 
 class PostgresIOManager(dg.ConfigurableIOManager):
@@ -55,13 +53,17 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         return Policy(self.retain_raw_days, self.retain_customer_days, self.retain_agent_days)
 
     def handle_output(
-        self, context: dg.OutputContext, obj: pd.DataFrame | StagedWindow | NewestWins | Recompute
+        self,
+        context: dg.OutputContext,
+        obj: pd.DataFrame | StagedWindow | NewestWins | WrittenWith | Recompute,
     ) -> None:
         table = _table_for(context.asset_key)
         start, end = _window(context)
         engine = self.warehouse.engine()
         schema = self.warehouse.db_schema
         metadata: dict[str, Any] = {}
+        # Rows this output wrote (None when another output's plan wrote them).
+        written: int | None
         if table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, StagedWindow):
             in_place = None
             if table is RAW_CHATS:
@@ -72,9 +74,25 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         elif table.write is WriteMode.REPLACE_WINDOW and isinstance(obj, pd.DataFrame):
             written = windows.replace_window(engine, schema, table, obj, start, end)
         elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, NewestWins):
-            applied = self._applied(context, obj, start, end)
-            written = applied.rows_written
-            metadata = applied_metadata(table, applied)
+            if table not in obj.tables:
+                raise dg.Failure(f"{table.name}'s output carries a plan that does not write it")
+            results = newest_wins.apply_newest(
+                engine, schema, obj.tables, start, end, timezone=obj.timezone
+            )
+            today = datetime.now(start.tzinfo).date()
+            if retention.RAW in self.policy.expired_on(start.date(), today):
+                retention.drop_expired_raw(engine, schema, self.policy, today)
+            written = results[obj.tables.index(table)].rows_written
+            metadata = applied_metadata(obj.tables, results, table)
+        elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, WrittenWith):
+            # Written by the plan: the figures are what the partition holds, not rows written.
+            written = None
+            stored, summary = windows.window_summary(engine, schema, table, start, end)
+            metadata = {
+                "written_with": obj.output,
+                "dagster/partition_row_count": stored,
+                **rows_metadata(table, stored, summary),
+            }
         elif table.write is WriteMode.AGGREGATE and isinstance(obj, Recompute):
             written = aggregates.recompute_window(engine, schema, table, obj.timezone, start, end)
             metadata = obj.describe(windows.load_window(engine, schema, table, start, end))
@@ -83,43 +101,11 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 f"{table.name} is written {table.write.value}: its asset returns "
                 f"{_EXPECTED[table.write]}, not {type(obj).__name__}"
             )
+        if written is not None:
+            metadata |= {"rows_written": written, "dagster/partition_row_count": written}
         context.add_output_metadata(
-            {
-                **metadata,
-                "rows_written": written,
-                "dagster/partition_row_count": written,
-                "dagster/row_count": bookkeeping.row_count(engine, schema, table),
-            }
+            {**metadata, "dagster/row_count": bookkeeping.row_count(engine, schema, table)}
         )
-
-    def _applied(
-        self, context: dg.OutputContext, plan: NewestWins, start: datetime, end: datetime
-    ) -> Applied:
-        """This output's share of the plan, applying the whole plan on the step's first."""
-        step = (context.run_id, context.step_key)
-        with _applied_lock:
-            pending = _applied.get(step)
-            if pending is None:
-                results = newest_wins.apply_newest(
-                    self.warehouse.engine(),
-                    self.warehouse.db_schema,
-                    plan.tables,
-                    start,
-                    end,
-                    timezone=plan.timezone,
-                )
-                pending = _applied[step] = {
-                    t.name: r for t, r in zip(plan.tables, results, strict=True)
-                }
-                today = datetime.now(start.tzinfo).date()
-                if retention.RAW in self.policy.expired_on(start.date(), today):
-                    retention.drop_expired_raw(
-                        self.warehouse.engine(), self.warehouse.db_schema, self.policy, today
-                    )
-            applied = pending.pop(context.asset_key.path[-1])
-            if not pending:
-                del _applied[step]
-        return applied
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         table = _table_for(context.asset_key)

@@ -1,7 +1,8 @@
 """How newest-wins is applied: raw_chats' window is flattened inside PostgreSQL into the
 newest-wins tables, keeping per chat its newest version, all in one transaction.
 
-Read top to bottom: the plan (`NewestWins`) and what it did (`Applied`), then `apply_newest`,
+Read top to bottom: the plan (`NewestWins`), the outputs it wrote beside its own
+(`WrittenWith`) and what it did (`Applied`), then `apply_newest`,
 then its steps in the order it takes them: the version registry accepts the window's chats
 (`_accept_batch`), the days their aggregate rows fall on are noted (`_batch_days`), and each
 table's rows of the accepted chats are replaced (`_apply_table`). The flattening itself is
@@ -42,6 +43,15 @@ class NewestWins:
 
     tables: tuple[Table, ...]
     timezone: str
+
+
+@dataclass(frozen=True)
+class WrittenWith:
+    """An asset's output for a newest-wins table that the `NewestWins` of another output of the
+    same step (`output`, handled before it) wrote in its transaction: nothing is left to write,
+    and the IO manager records what the partition holds."""
+
+    output: str
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,8 @@ def apply_newest(
     """
     prepare(engine, schema, RAW_CHATS)
     aggregates = aggregates_of(tables)
-    for table in (*tables, *aggregates):
+    facts = [f for a in aggregates if a.aggregation is not None for f in a.aggregation.fact_tables]
+    for table in (*tables, *facts, *aggregates):
         prepare(engine, schema, table)
     results = []
     with cursor_for(engine, transaction=True) as cursor:
@@ -139,8 +150,9 @@ def apply_newest(
             touched = days[aggregate.name] | _batch_days(cursor, schema, aggregate, timezone)
             with refusals_without_values(aggregate.name):
                 recompute_days(cursor, schema, aggregate, timezone, touched, mark=True)
-            facts = tables.index(aggregate.aggregation.facts)
-            results[facts] = replace(results[facts], days_recomputed=tuple(sorted(touched)))
+            if aggregate.aggregation.facts in tables:
+                own = tables.index(aggregate.aggregation.facts)
+                results[own] = replace(results[own], days_recomputed=tuple(sorted(touched)))
         # Row counters last, in one order for every writer (aggregates first, in
         # recompute_days): their row locks are held only until the commit that follows.
         for table, delta in zip(tables, added, strict=True):

@@ -172,6 +172,27 @@ def _analyze(cursor: Any, target: sql.Composable, table: Table) -> None:
     cursor.execute(sql.SQL("ANALYZE {} ({})").format(target, sql.Identifier(table.time_column)))
 
 
+def window_summary(
+    engine: sa.Engine, schema: str, table: Table, start: datetime, end: datetime
+) -> tuple[int, dict[str, int]]:
+    """The rows whose time column falls in [start, end), and their counts per documented value
+    of the table's enumeration column (none without one)."""
+    time_column = sql.Identifier(table.time_column)
+    values = table.column(table.summary_by).values if table.summary_by else ()
+    counts = sql.SQL("").join(
+        sql.SQL(", count(*) FILTER (WHERE {} = {})").format(
+            sql.Identifier(table.summary_by or ""), sql.Literal(value)
+        )
+        for value in values
+    )
+    query = sql.SQL("SELECT count(*){} FROM {} WHERE {} >= %s AND {} < %s").format(
+        counts, qualified(schema, table), time_column, time_column
+    )
+    with cursor_for(engine) as cursor:
+        row = cursor.execute(query, window_bounds(table, start, end)).fetchone()
+    return row[0], dict(zip(values, row[1:], strict=True))
+
+
 LOAD_CHUNK_ROWS = 50_000
 
 

@@ -66,6 +66,9 @@ def test_a_background_demo_stops_every_child_on_a_signal(tmp_path: Path, how: in
         assert postgres  # the embedded PostgreSQL, by its data folder
         demo.send_signal(how)
         assert demo.wait(timeout=60) == 0
+        assert demo.stdout is not None
+        last = demo.stdout.read().splitlines()[-1]
+        assert last == "chat_assets: stopped Dagster's UI and daemon and the embedded PostgreSQL"
     finally:
         if demo.poll() is None:
             demo.kill()
@@ -251,3 +254,57 @@ def test_the_demo_instance_opens_without_dagsters_newsletter_pop_up(tmp_path, mo
         with dg.DagsterInstance.from_config(home) as instance:
             assert not instance.nux_enabled  # the UI's shouldShowNux
             assert not instance.telemetry_enabled
+            assert instance.python_log_level == "INFO"  # the console without DEBUG events
+
+
+def test_materialize_prints_progress_and_results_not_dagsters_debug_events(tmp_path: Path) -> None:
+    env = demo_env(tmp_path / "state")
+    quiet = demo(["materialize", "2026-01-05"], env)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stdout.splitlines() + quiet.stderr.splitlines()
+    assert not [line for line in lines if " - DEBUG - " in line or "Warning" in line]
+    assert any("chats from" in line for line in lines)  # the fetch's result
+    assert quiet.stdout.splitlines()[-1].startswith(
+        "chat_assets: 2026-01-05 materialized and every check passed"
+    )
+    assert len(lines) <= 12, "\n".join(lines)
+    verbose = demo(["materialize", "2026-01-05", "--verbose"], env)
+    assert verbose.returncode == 0, verbose.stderr
+    assert " - DEBUG - " in verbose.stderr and "STEP_SUCCESS" in verbose.stderr
+    # Another key on another day: the check that guards the key fails, and the last line says so.
+    other_key = env | {"CHAT_ASSETS_PII_KEY": "9c1e5b8d2f4a6c0e9b7d5f3a1c8e7f3a"}
+    failed = demo(["materialize", "2026-01-06"], other_key)
+    assert failed.returncode == 0, failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith(
+        "chat_assets: 2026-01-06 materialized, but 1 check failed: "
+        "pii_key_unchanged on raw_chats (ERROR)"
+    )
+
+
+def test_a_failed_materialize_shows_its_error_once(tmp_path: Path, database_url: str) -> None:
+    from chat_assets_demo.emulator import UjetEmulator
+
+    with UjetEmulator(company_key="key", company_secret="right", chats_per_day=20) as emulator:
+        env = demo_env(tmp_path / "state") | {
+            **PRODUCTION_ENV,
+            "UJET_BASE_URL": emulator.base_url,
+            "UJET_COMPANY_KEY": "key",
+            "UJET_COMPANY_SECRET": "wrong",
+            "CHAT_ASSETS_DATABASE_URL": database_url,
+        }
+        env.pop("UJET_SUBDOMAIN", None)
+        done = demo(["--production", "materialize", "2026-01-15"], env)
+    assert done.returncode == 1
+    assert done.stderr.count("UJET answered 401 Unauthorized") == 1, done.stderr
+    assert done.stderr.count("Stack Trace:") == 1
+    assert " - RUN_FAILURE - " in done.stderr  # the run's failure is said, without the repeat
+    assert done.stderr.splitlines()[-1].startswith("chat_assets: materializing 2026-01-15 failed")
+
+
+def test_an_unreachable_warehouse_fails_each_step_naming_the_setting(tmp_path: Path) -> None:
+    env = demo_env(tmp_path / "state") | PRODUCTION_ENV  # its warehouse is on db.invalid
+    done = demo(["--production", "materialize", "2026-01-15"], env)
+    assert done.returncode == 1
+    # raw_chats and retention, the steps that reach the warehouse first, each say the same
+    assert done.stderr.count("check CHAT_ASSETS_DATABASE_URL") == 2, done.stderr
+    assert "refused the write" not in done.stderr and ":pw@" not in done.stderr

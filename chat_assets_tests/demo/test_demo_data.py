@@ -228,7 +228,16 @@ def test_service_level_event_agrees_with_queue_time(day500: list[dict[str, Any]]
 def test_child_ids_unique_across_chats(
     day500: list[dict[str, Any]],
 ) -> None:
-    for name in ("handle_durations", "queue_durations", "transfers"):
+    for name in (
+        "handle_durations",
+        "queue_durations",
+        "transfers",
+        "participants",
+        "consumer_handle_durations",
+        "consumer_event_durations",
+        "virtual_agent_handle_durations",
+        "virtual_agent_deflected_escalations",
+    ):
         owners: dict[int, set[int]] = {}
         for record in day500:
             ids = [item["id"] for item in record[name]]
@@ -236,6 +245,39 @@ def test_child_ids_unique_across_chats(
             for child_id in ids:
                 owners.setdefault(child_id, set()).add(record["id"])
         assert owners and all(len(chats) == 1 for chats in owners.values()), name
+
+
+def test_every_list_holds_what_a_contact_center_sends(day500: list[dict[str, Any]]) -> None:
+    """Bot sessions that escalate, CSAT surveys after rated chats, offer cascades, short and
+    long abandons, timeouts, and participants who join the chat's own pseudonymous ids."""
+    outcomes: Counter[str] = Counter()
+    cascades = 0
+    for record in day500:
+        sessions = record["virtual_agent_handle_durations"]
+        escalations = record["virtual_agent_deflected_escalations"]
+        assert len(sessions) == len(escalations) == (record["virtual_agent"] is not None)
+        for session, escalation in zip(sessions, escalations, strict=True):
+            assert session["ended_at"] == escalation["escalated_at"]
+            assert session["escalation_reason"] == escalation["escalation_reason"]
+        surveys = [e for e in record["consumer_event_durations"] if e["type"] == "csat"]
+        assert len(surveys) == (record["rating"] is not None), record["id"]
+        cascades += len(record["offer_events"]) > 1
+        for item in record["queue_durations"]:
+            if item["event"] == "abandoned":
+                short = item["queue_duration"] < item["service_level_abandon_time_threshold"]
+                outcomes["short abandon" if short else "abandon"] += 1
+            else:
+                outcomes[item["event"]] += 1
+        for person in record["participants"]:
+            if person["type"] == "end_user":
+                assert person["end_user_id"] == record["end_user"]["id"]
+            else:
+                agents = {h["agent_id"] for h in record["handle_durations"]}
+                if record["agent_info"] is not None:
+                    agents.add(record["agent_info"]["id"])
+                assert person["user_id"] in agents
+    assert cascades > 0
+    assert set(outcomes) >= {"answered", "abandon", "short abandon", "expired"}, outcomes
 
 
 def test_second_versions_arrive_one_to_five_days_later() -> None:
@@ -520,7 +562,7 @@ def test_the_sla_outcome_follows_wait_and_target_on_bad_days_too(seoul_weeks: Da
     )
     result = declared.sla_consistent(CHAT_QUEUE_DURATIONS, rows)
     assert result.passed, result.metadata
-    assert set(rows["event"]) == {"answered", "abandoned", "failed"}
+    assert set(rows["event"]) == {"answered", "abandoned", "failed", "expired"}
 
 
 def test_a_day_is_the_same_in_another_process() -> None:

@@ -31,8 +31,13 @@ SUBJECT_ID = 987654
 CONTACT_ID = "CRM-55501"
 OTHER_CHANNEL_ID = 987655
 REF = "DSR-2026-0012"
-# Every table the project writes, but the suppression list, which holds pseudonyms by design.
-FACTS = ("chat_transfers", "chat_queue_durations", "chat_handle_durations", "queue_service_levels")
+# The tables that hold no customer pseudonym: an unlink leaves them exactly as they were.
+FACTS = tuple(t.name for t in TABLES.values() if t not in (RAW_CHATS, *suppression.LINKED_TABLES))
+# What the subject's rows in the tables that link customers keep after an unlink.
+KEPT = {
+    "chats": ("out_ticket_id", "end_user_id", "end_user_out_contact_id"),
+    "chat_participants": ("end_user_id",),
+}
 
 
 def the_subjects(chat: dict, end_user_id: int = SUBJECT_ID) -> dict:
@@ -162,27 +167,24 @@ def landed(
     pseudonyms = pseudonyms_of(chats, subject)
     assert len(pseudonyms) >= 4
     where = found_anywhere(engine, schema, pseudonyms)
-    assert where.keys() == {"raw_chats", "chats"}  # the subject is there before
+    # the subject is there before
+    assert where.keys() == {"raw_chats", "chats", "chat_participants"}
     yield chats, subject, pseudonyms
 
 
 def test_unlink_removes_every_pseudonym_and_keeps_every_fact(engine, schema, landed, command):
     _, subject, pseudonyms = landed
     facts = {name: dump(engine, schema, name) for name in FACTS}
-    flat = dump(
-        engine, schema, "chats", ("out_ticket_id", "end_user_id", "end_user_out_contact_id")
-    )
+    flat = {name: dump(engine, schema, name, linked) for name, linked in KEPT.items()}
+    rows = chats_of(engine, schema, subject)
     code, printed = command("erase", "end_user", str(SUBJECT_ID), "--ref", REF)
     assert code == 0, printed
     assert found_anywhere(engine, schema, pseudonyms) == {}
     assert {name: dump(engine, schema, name) for name in FACTS} == facts
-    assert (
-        dump(engine, schema, "chats", ("out_ticket_id", "end_user_id", "end_user_out_contact_id"))
-        == flat
-    )
-    assert all(
-        n > 0 for name, n in chats_of(engine, schema, subject).items() if name != "chat_transfers"
-    )
+    assert {name: dump(engine, schema, name, linked) for name, linked in KEPT.items()} == flat
+    assert chats_of(engine, schema, subject) == rows
+    assert rows["chats"] == rows["raw_chats"] - 1 > 0  # one chat has two versions
+    assert rows["chat_participants"] > 0
     assert REF in printed and "unlink" in printed and "4 chats of the subject" in printed
     assert not {str(SUBJECT_ID), str(OTHER_CHANNEL_ID), CONTACT_ID} & set(printed.split())
     assert str(SUBJECT_ID) not in printed and CONTACT_ID not in printed
@@ -232,7 +234,11 @@ def test_materializing_again_restores_nothing(
     )
     assert "erased_subjects" in events  # the runs' metadata is in there: counts only
     assert not [p for p in pseudonyms if p in events] and CONTACT_ID not in events
-    assert sorted(check_results(results)) == [("chats", True)] * 2 + [("raw_chats", True)] * 2
+    assert sorted(check_results(results)) == [
+        *[("chat_participants", True)] * 2,
+        *[("chats", True)] * 2,
+        *[("raw_chats", True)] * 2,
+    ]
     if mode == "delete":
         assert set(chats_of(engine, schema, subject).values()) == {0}
         assert {name: dump(engine, schema, name) for name in ("chats", *FACTS)} == after

@@ -142,7 +142,7 @@ def test_a_real_source_without_a_key_stops_with_a_clear_message(tmp_path: Path) 
             load_key(unset, key_file=tmp_path / "k", allow_create=False)
         assert str(raised.value) == (
             "CHAT_ASSETS_PII_KEY is not set: a real UJET source needs a secret key for "
-            "pseudonyms (see README: Personal data)"
+            "pseudonyms (see docs/personal-data.md)"
         )
     assert not (tmp_path / "k").exists()
 

@@ -28,12 +28,14 @@ TODAY = date(2026, 1, 10)
 POLICY = Policy(raw_days=4, customer_days=3, agent_days=2)
 CUSTOMER = {
     "chats": ("out_ticket_id", "end_user_id", "end_user_out_contact_id"),
+    "chat_participants": ("end_user_id",),
 }
 AGENT = {
     "chats": ("agent_id",),
     "chat_transfers": ("from_agent_id", "to_agent_id"),
     "chat_queue_durations": ("agent_id",),
     "chat_handle_durations": ("agent_id",),
+    "chat_participants": ("user_id",),
 }
 PSEUDONYM_COLUMNS = {
     name: CUSTOMER.get(name, ()) + AGENT.get(name, ()) for name in {*CUSTOMER, *AGENT}
@@ -205,6 +207,8 @@ def test_a_backfill_from_beyond_the_limits_lands_within_them(
         "agent_chat_transfers": 0,
         "agent_chat_queue_durations": 0,
         "agent_chat_handle_durations": 0,
+        "customer_chat_participants": 0,
+        "agent_chat_participants": 0,
     }
     # The old day's facts landed all the same.
     with engine.connect() as connection:

@@ -18,6 +18,7 @@ from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.rotation import (
     CURRENT_KEY_VERSION,
+    KEYED_COLUMNS,
     PSEUDONYM_RULES,
     current_key_version,
 )
@@ -44,13 +45,8 @@ CHAIN = Pseudonymizer(NEW_KEY.encode(), "k2", [("k1", TEST_PII_KEY.encode())])
 ROTATED = PrivacyResource(pii_key=NEW_KEY, key_version="k2", previous_keys=f"k1:{TEST_PII_KEY}")
 PSEUDONYM = re.compile(r"\b([A-Za-z0-9_-]{1,16}):[0-9a-f]{32}\b")
 FINGERPRINT = re.compile(r'"pii_key": "[^"]*"')
-# The flattened tables' pseudonym columns.
-KEYED = {
-    "chats": ("agent_id", "end_user_id", "end_user_out_contact_id", "out_ticket_id"),
-    "chat_transfers": ("from_agent_id", "to_agent_id"),
-    "chat_queue_durations": ("agent_id",),
-    "chat_handle_durations": ("agent_id",),
-}
+# The flattened tables that hold pseudonyms.
+KEYED = {table.name for table in KEYED_COLUMNS}
 
 
 @pytest.fixture
@@ -223,9 +219,9 @@ def test_an_erasure_before_the_rotation_holds_after_it(
             materialize_day(settings, emulator, database_url, schema, day, privacy=ROTATED)
             for day in DAYS
         ]
-    assert (
-        evaluations(results, NO_ERASED_SUBJECT) == [("chats", True)] * 2 + [("raw_chats", True)] * 2
-    )
+    checked = evaluations(results, NO_ERASED_SUBJECT)
+    assert {"chats", "raw_chats"} <= {name for name, _ in checked}
+    assert all(passed for _, passed in checked)
     assert found_anywhere(engine, schema, erased_now) == {}
     assert {name: dump(engine, schema, name) for name in ("chats", *KEYED)} == before
     unlinked = sum(

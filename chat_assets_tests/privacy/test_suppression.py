@@ -16,7 +16,7 @@ from chat_assets.privacy.suppression import (
     held_pseudonyms,
     unlinked,
 )
-from chat_assets.tables import CHATS
+from chat_assets.tables import CHAT_PARTICIPANTS, CHATS
 
 ERASED_AT = datetime(2026, 3, 1, tzinfo=UTC)
 SUBJECT, CONTACT, TICKET, OTHER = (
@@ -55,8 +55,9 @@ def test_the_customer_pseudonyms_come_from_the_catalog():
         "out_ticket_id",
         "participants[].end_user_id",
     ]
-    assert LINKED_TABLES == (CHATS,)
+    assert LINKED_TABLES == (CHATS, CHAT_PARTICIPANTS)
     assert customer_columns(CHATS) == ["out_ticket_id", "end_user_id", "end_user_out_contact_id"]
+    assert customer_columns(CHAT_PARTICIPANTS) == ["end_user_id"]
 
 
 def test_unlinking_nulls_every_customer_pseudonym_and_nothing_else():

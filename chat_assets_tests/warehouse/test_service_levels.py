@@ -16,7 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chat_assets.checks import declared, reconciliation, uniqueness
-from chat_assets.tables import CHAT_QUEUE_DURATIONS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
+from chat_assets.tables import (
+    CHAT_QUEUE_DURATIONS,
+    CHATS,
+    DERIVED_TABLES,
+    QUEUE_SERVICE_LEVELS,
+    RAW_CHATS,
+)
 from chat_assets.warehouse import aggregates, bookkeeping, ddl, newest_wins, windows
 from chat_assets_tests.reference_flattening import newest_versions
 from chat_assets_tests.windows import day_window, landing_frame
@@ -45,8 +51,14 @@ def segment(n: int, started: datetime | None, queue: int | None, **fields: Any) 
     }
 
 
-def chat(chat_id: int, updated: datetime, segments: list[dict]) -> dict:
-    return {"id": chat_id, "updated_at": stamp(updated), "queue_durations": segments}
+def chat(chat_id: int, updated: datetime, segments: list[dict], **fields: Any) -> dict:
+    return {"id": chat_id, "updated_at": stamp(updated), "queue_durations": segments, **fields}
+
+
+def rated(created: datetime, rating: Any, materialized_path: str | None) -> dict[str, Any]:
+    """A chat's own fields that place its rating in a queue's CSAT."""
+    menu = None if materialized_path is None else {"materialized_path": materialized_path}
+    return {"created_at": stamp(created), "rating": rating, "menu_path": menu}
 
 
 def land_day(engine, schema: str, timezone: str, versions: list[dict], day: date) -> None:
@@ -70,38 +82,82 @@ def _value(value: Any) -> Any:
     return None if value is None or pd.isna(value) else value
 
 
-def reference(segments: pd.DataFrame, timezone: str) -> pd.DataFrame:
-    """The definitions, applied row by row to the stored segments."""
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _queue_of_chat(materialized_path: Any) -> int | None:
+    """The last id of the chat's menu path: the digits after the last non-digit."""
+    text = _value(materialized_path)
+    if text is None:
+        return None
+    digits = len(text) - len(text.rstrip("0123456789"))
+    return int(text[-digits:]) if 0 < digits <= 18 else None
+
+
+def _abandon(s: Any) -> str | None:
+    """'short' or 'long' for a segment the customer abandoned, else None."""
+    if _value(s.event) != "abandoned":
+        return None
+    queue, threshold = _value(s.queue_duration), _value(s.service_level_abandon_time_threshold)
+    return "short" if queue is not None and threshold is not None and queue < threshold else "long"
+
+
+def reference(segments: pd.DataFrame, chats: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """The definitions, applied row by row to the stored segments and chats."""
+    zone = ZoneInfo(timezone)
     groups: dict[tuple[date, int | None], list[Any]] = {}
+    ratings: dict[tuple[date, int | None], list[float]] = {}
     for s in segments.itertuples(index=False):
         if pd.isna(s.started_at):
             continue
-        day = s.started_at.astimezone(ZoneInfo(timezone)).date()
-        groups.setdefault((day, _value(s.menu_path_id)), []).append(s)
+        key = (s.started_at.astimezone(zone).date(), _value(s.menu_path_id))
+        groups.setdefault(key, []).append(s)
+    for c in chats.itertuples(index=False):
+        rating = _value(c.rating)
+        if pd.isna(c.created_at) or rating is None or not 1 <= rating <= 5:
+            continue
+        key = (c.created_at.astimezone(zone).date(), _queue_of_chat(c.menu_path_materialized_path))
+        ratings.setdefault(key, []).append(rating)
     rows = []
-    for (day, queue), group in groups.items():
-        latest = max(group, key=lambda s: (s.started_at, s.chat_id, s.position))
+    for day, queue in groups.keys() | ratings.keys():
+        group, rates = groups.get((day, queue), []), ratings.get((day, queue), [])
+        latest = max(group, key=lambda s: (s.started_at, s.chat_id, s.position), default=None)
         verdicts = [_value(s.service_level_event) for s in group]
         in_sla, not_in_sla = verdicts.count("in_sla"), verdicts.count("not_in_sla")
         durations = [int(s.queue_duration) for s in group if _value(s.queue_duration) is not None]
-        target = _value(latest.service_level_target_percent)
+        answered_waits = [
+            int(s.queue_duration)
+            for s in group
+            if _value(s.event) == "answered" and _value(s.queue_duration) is not None
+        ]
+        answered = sum(_value(s.event) == "answered" for s in group)
+        abandons = [_abandon(s) for s in group]
+        target = None if latest is None else _value(latest.service_level_target_percent)
         counted = in_sla + not_in_sla
+        satisfied = sum(r >= 4 for r in rates)
         rows.append(
             {
                 "service_day": day,
                 "menu_path_id": queue,
-                "menu_path": _value(latest.menu_path),
+                "menu_path": None if latest is None else _value(latest.menu_path),
                 "offered": len(group),
+                "answered": answered,
                 "in_sla": in_sla,
                 "not_in_sla": not_in_sla,
                 "excluded": verdicts.count("excluded"),
                 "unclassified": sum(
                     v not in ("in_sla", "not_in_sla", "excluded") for v in verdicts
                 ),
-                "abandoned": sum(_value(s.event) != "answered" for s in group),
+                "abandoned": abandons.count("long"),
+                "short_abandoned": abandons.count("short"),
+                "not_answered": len(group) - answered,
                 "avg_queue_seconds": sum(durations) / len(durations) if durations else None,
+                "asa_seconds": sum(answered_waits) / len(answered_waits)
+                if answered_waits
+                else None,
                 "max_queue_seconds": max(durations) if durations else None,
-                "target_time": _value(latest.service_level_target_time),
+                "target_time": None if latest is None else _value(latest.service_level_target_time),
                 "target_percent": target,
                 "target_settings": len(
                     {
@@ -112,10 +168,15 @@ def reference(segments: pd.DataFrame, timezone: str) -> pd.DataFrame:
                         for s in group
                     }
                 ),
-                "service_level": in_sla / counted if counted else None,
+                "rated_chats": len(rates),
+                "mean_rating": sum(rates) / len(rates) if rates else None,
+                "rated_4_or_5": satisfied,
+                "service_level": _share(in_sla, counted),
                 "met_target": None
                 if not counted or target is None
                 else in_sla * 100 >= target * counted,
+                "abandon_rate": _share(abandons.count("long"), answered + abandons.count("long")),
+                "rated_4_or_5_share": _share(satisfied, len(rates)),
             }
         )
     frame = pd.DataFrame(rows, columns=QUEUE_SERVICE_LEVELS.column_names)
@@ -126,7 +187,14 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows as plain Python values in key order, doubles rounded for comparison."""
     records = [{k: _value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
     for record in records:
-        for name in ("avg_queue_seconds", "service_level"):
+        for name in (
+            "avg_queue_seconds",
+            "asa_seconds",
+            "mean_rating",
+            "service_level",
+            "abandon_rate",
+            "rated_4_or_5_share",
+        ):
             if record[name] is not None:
                 record[name] = round(float(record[name]), 9)
         for name, value in record.items():
@@ -145,8 +213,9 @@ def everything(engine, schema: str, table) -> pd.DataFrame:
 
 def assert_mart_equals_facts(engine, schema: str, timezone: str) -> None:
     facts = everything(engine, schema, CHAT_QUEUE_DURATIONS)
+    chats = everything(engine, schema, CHATS)
     mart = _comparable(everything(engine, schema, QUEUE_SERVICE_LEVELS))
-    pd.testing.assert_frame_equal(mart, reference(facts, timezone), check_dtype=False)
+    pd.testing.assert_frame_equal(mart, reference(facts, chats, timezone), check_dtype=False)
     # Every write keeps its table's row counter exact.
     with engine.connect() as connection:
         for table in (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS):
@@ -188,7 +257,8 @@ def histories(draw) -> tuple[str, list[dict]]:
                         k + 1,
                         started,
                         draw(st.sampled_from([1, 2, None])),
-                        event=draw(st.sampled_from(["answered", "abandoned", None])),
+                        event=draw(st.sampled_from(["answered", "abandoned", "expired", None])),
+                        service_level_abandon_time_threshold=draw(st.sampled_from([10, 45, None])),
                         service_level_event=draw(
                             st.sampled_from(["in_sla", "not_in_sla", "excluded", None, "other"])
                         ),
@@ -197,7 +267,17 @@ def histories(draw) -> tuple[str, list[dict]]:
                         service_level_target_time=draw(st.sampled_from([20, 60])),
                     )
                 )
-            versions.append(chat(chat_id, updated, segments))
+            created = local(
+                FIRST + timedelta(days=offset - draw(st.integers(0, 1))),
+                draw(st.sampled_from([-0.5, 0.25, 23.5])),
+                timezone,
+            )
+            own = rated(
+                created,
+                draw(st.sampled_from([None, 0, 1, 3, 4, 5, "4"])),
+                draw(st.sampled_from([None, "9/1", "2", "x", "9/"])),
+            )
+            versions.append(chat(chat_id, updated, segments, **own))
     return timezone, versions
 
 
@@ -348,3 +428,98 @@ def test_a_table_older_than_its_row_counter_is_counted_once(engine, schema):
     apply_day(engine, schema, timezone, FIRST)
     assert bookkeeping.row_count(engine, schema, CHAT_QUEUE_DURATIONS) == 1
     assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 1
+
+
+def test_counts_follow_ujets_definitions_of_answers_abandons_and_csat(engine, schema):
+    """One queue's day with every outcome, and ratings of chats in two queues."""
+    timezone = "UTC"
+    day = FIRST
+
+    def at(hour: float) -> datetime:
+        return local(day, hour, timezone)
+
+    def waited(n: int, seconds: int | None, event: str | None, **fields: Any) -> dict:
+        return segment(
+            n,
+            at(9 + n / 10),
+            1,
+            **{
+                "queue_duration": seconds,
+                "event": event,
+                "service_level_abandon_time_threshold": 10,
+                **fields,
+            },
+        )
+
+    segments = [
+        waited(1, 30, "answered"),
+        waited(2, 90, "answered", service_level_event="not_in_sla"),
+        waited(3, 5, "abandoned", service_level_event="excluded"),  # short: under 10 s
+        waited(4, 10, "abandoned", service_level_event="not_in_sla"),  # at the threshold
+        waited(5, 50, "abandoned", service_level_abandon_time_threshold=None),
+        waited(6, 300, "expired", service_level_event="not_in_sla"),  # a timeout
+        waited(7, None, None, service_level_event=None),  # still waiting
+    ]
+    versions = [
+        chat(1, at(12), segments, **rated(at(9), 5, "9/1")),
+        chat(2, at(12), [], **rated(at(10), 3, "1")),
+        chat(3, at(12), [], **rated(at(10), 0, "1")),  # the model's placeholder: no rating
+        chat(4, at(12), [], **rated(at(11), None, "1")),
+        chat(5, at(12), [], **rated(at(11), 4, "9/2")),  # a queue with ratings only
+        chat(6, at(12), [], **rated(local(day, -1, timezone), 4, "1")),  # the day before
+    ]
+    land_day(engine, schema, timezone, versions, day)
+    apply_day(engine, schema, timezone, day)
+    rows = everything(engine, schema, QUEUE_SERVICE_LEVELS).set_index(
+        ["service_day", "menu_path_id"]
+    )
+    queue = rows.loc[(day, 1)]
+    assert (queue["offered"], queue["answered"], queue["not_answered"]) == (7, 2, 5)
+    assert (queue["abandoned"], queue["short_abandoned"]) == (2, 1)
+    assert queue["asa_seconds"] == 60.0  # answered only; avg_queue_seconds counts every wait
+    assert queue["avg_queue_seconds"] == (30 + 90 + 5 + 10 + 50 + 300) / 6
+    assert queue["abandon_rate"] == 2 / (2 + 2)
+    assert (queue["rated_chats"], queue["rated_4_or_5"]) == (2, 1)
+    assert (queue["mean_rating"], queue["rated_4_or_5_share"]) == (4.0, 0.5)
+    ratings_only = rows.loc[(day, 2)]
+    assert (ratings_only["offered"], ratings_only["answered"], ratings_only["rated_chats"]) == (
+        0,
+        0,
+        1,
+    )
+    assert pd.isna(ratings_only["asa_seconds"]) and pd.isna(ratings_only["abandon_rate"])
+    assert pd.isna(ratings_only["service_level"]) and ratings_only["rated_4_or_5_share"] == 1.0
+    assert rows.loc[(day - timedelta(days=1), 1), "rated_chats"] == 1
+    assert_mart_equals_facts(engine, schema, timezone)
+    start, end = day_window(day, timezone)
+    stored = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    assert declared.counts_add_up(QUEUE_SERVICE_LEVELS, stored).passed
+
+    tampered = stored.copy()
+    tampered.loc[tampered["menu_path_id"] == 1, "short_abandoned"] = 4
+    tampered.loc[tampered["menu_path_id"] == 2, "rated_4_or_5"] = 2
+    tampered.loc[tampered["menu_path_id"] == 2, "answered"] = 1
+    added = declared.counts_add_up(QUEUE_SERVICE_LEVELS, tampered).metadata
+    assert added["abandons_over_not_answered"].value == 1
+    assert added["abandons_over_not_answered_menu_path_ids"].value == [1]
+    assert added["rated_4_or_5_over_rated"].value == 1
+    assert added["outcomes_not_offered"].value == 1
+
+
+def test_a_verdict_either_way_at_exactly_the_target_is_consistent():
+    """UJET does not document whether a wait of exactly the target is in or out of SLA."""
+    rows = pd.DataFrame(
+        {
+            "chat_id": [1, 2, 3, 4, 5],
+            "event": ["answered", "answered", "answered", "answered", "abandoned"],
+            "queue_duration": [60, 60, 59, 61, 30],
+            "service_level_event": ["not_in_sla", "in_sla", "not_in_sla", "in_sla", "not_in_sla"],
+            "service_level_target_time": [60] * 5,
+            "service_level_target_percent": [80.0] * 5,
+        }
+    )
+    result = declared.sla_consistent(CHAT_QUEUE_DURATIONS, rows).metadata
+    assert result["not_in_sla_within_target"].value == 1
+    assert result["not_in_sla_within_target_chat_ids"].value == [3]
+    assert result["in_sla_over_target"].value == 1
+    assert result["in_sla_over_target_chat_ids"].value == [4]
