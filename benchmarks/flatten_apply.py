@@ -22,14 +22,13 @@ import argparse
 import multiprocessing
 import resource
 import statistics
-import tempfile
 import time
-from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 
 from psycopg import sql
 
+from benchmarks.database import database
 from chat_assets.tables import (
     CHAT_QUEUE_DURATIONS,
     DERIVED_TABLES,
@@ -39,7 +38,6 @@ from chat_assets.tables import (
 from chat_assets.warehouse import aggregates, ddl, newest_wins, staging, windows
 from chat_assets.warehouse.connection import cursor_for, engine_for
 from chat_assets_demo.demo_data import chats_updated_between
-from chat_assets_demo.embedded import embedded_database
 from chat_assets_tests.windows import day_window, landing_frame
 
 DAY = date(2026, 1, 15)
@@ -132,12 +130,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="chat_assets_bench_") as state,
-        nullcontext(args.database_url)
-        if args.database_url
-        else embedded_database(Path(state)) as url,
-    ):
+    with database(args.database_url, "bench") as url:
         engine = engine_for(url)
         landed = "bench_landed"
         with engine.begin() as connection:

@@ -20,21 +20,18 @@ Run: .venv/bin/python -m benchmarks.growth [--days 30] [--warm-up 5] [--chats 20
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import date, timedelta
 from functools import partial
-from pathlib import Path
 
+from benchmarks.database import database
 from chat_assets.checks import declared, landing, personal_text, reconciliation, uniqueness
 from chat_assets.grammar import parse_instant
 from chat_assets.tables import CHATS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
 from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
 from chat_assets.warehouse.connection import engine_for
 from chat_assets_demo.demo_data import LATE_SHARES, chats_updated_between
-from chat_assets_demo.embedded import embedded_database
 from chat_assets_tests.windows import day_window, landing_frame
 
 FIRST = date(2026, 1, 1)
@@ -124,12 +121,7 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=20_000, help="new chats per day")
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="chat_assets_growth_") as state,
-        nullcontext(args.database_url)
-        if args.database_url
-        else embedded_database(Path(state)) as url,
-    ):
+    with database(args.database_url, "growth") as url:
         engine = engine_for(url)
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")

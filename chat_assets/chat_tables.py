@@ -14,7 +14,8 @@ import dagster as dg
 
 from chat_assets.checks import declared, personal_text, specs, uniqueness
 from chat_assets.names import BARE, Names
-from chat_assets.privacy import suppression
+from chat_assets.privacy import rotation, suppression
+from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.tables import DERIVED_TABLES, RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
@@ -30,6 +31,7 @@ def build_chat_tables(
     checks = [
         *(spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)),
         *(suppression.erased_subject_spec(t, partitions) for t in suppression.LINKED_TABLES),
+        *(rotation.current_key_spec(t, partitions) for t in rotation.KEYED_COLUMNS),
     ]
 
     @dg.multi_asset(
@@ -48,16 +50,20 @@ def build_chat_tables(
         deps=[names.asset(RAW_CHATS.name)],
         partitions_def=partitions,
         check_specs=names.check_specs(checks),
-        required_resource_keys={names.ujet, names.warehouse},
+        required_resource_keys={names.ujet, names.warehouse, names.privacy},
         # No backfill policy, as raw_chats: one run per day, checks stored per day.
     )
     def chat_tables(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
         resources = context.resources
         ujet, warehouse = getattr(resources, names.ujet), getattr(resources, names.warehouse)
-        yield from names.check_results(flatten_day(context, ujet, warehouse))
+        privacy = getattr(resources, names.privacy)
+        yield from names.check_results(flatten_day(context, ujet, warehouse, privacy))
 
     def flatten_day(
-        context: dg.AssetExecutionContext, ujet: UjetResource, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        ujet: UjetResource,
+        warehouse: Warehouse,
+        privacy: PrivacyResource,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         # Dagster hands each output to the IO manager as it is yielded: the plan goes first.
         writer, *others = DERIVED_TABLES
@@ -84,5 +90,9 @@ def build_chat_tables(
             yield from declared.partition_checks(table, stored)
             if table in suppression.LINKED_TABLES:
                 yield suppression.erased_subject(engine, schema, table, window.start, window.end)
+            if table in rotation.KEYED_COLUMNS:
+                yield rotation.current_key_version(
+                    engine, schema, table, window.start, window.end, privacy.key_version
+                )
 
     return chat_tables

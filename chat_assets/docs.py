@@ -2,16 +2,23 @@
 personal data from the privacy catalog (docs/personal-data.md), so the documentation cannot
 drift from the code.
 
-    python -m chat_assets.docs          print the references
-    python -m chat_assets.docs --write  rewrite them in their pages between their markers
+    python -m chat_assets.docs                  print the references
+    python -m chat_assets.docs --write          rewrite them in their pages between their markers
+    python -m chat_assets.docs --record [FILE]  write the record of processing for the settings
+                                                in the environment (default
+                                                record-of-processing.md; - prints it; see
+                                                `chat_assets.privacy.record`)
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 from chat_assets.privacy.catalog import CATALOG, Treatment
+from chat_assets.privacy.record import record_of_processing
+from chat_assets.settings import Settings, SettingsError
 from chat_assets.tables import TABLES, TREATED, Column, Table
 
 
@@ -117,10 +124,37 @@ def with_reference(name: str, page: str) -> str:
     return f"{head}{begin}\n{render()}\n{end}{tail}"
 
 
-if __name__ == "__main__":
-    if "--write" in sys.argv:
+RECORD_FILE = "record-of-processing.md"
+
+
+def write_record(argv: list[str]) -> int:
+    """`--record [FILE]`: the record for the environment's settings, to FILE or stdout."""
+    target = argv[argv.index("--record") + 1 :][:1] or [RECORD_FILE]
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"chat_assets: {error}", file=sys.stderr)
+        return 2
+    record = record_of_processing(settings, date.today())
+    if target[0] == "-":
+        print(record, end="")
+    else:
+        Path(target[0]).write_text(record)
+        print(f"record of processing written to {target[0]}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if "--record" in argv:
+        return write_record(argv)
+    if "--write" in argv:
         for name, (path, _) in SECTIONS.items():
             page = ROOT / path
             page.write_text(with_reference(name, page.read_text()))
     else:
         print("\n\n".join(render() for _, render in SECTIONS.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -22,7 +22,13 @@ from chat_assets.privacy_retention import build_retention, build_retention_job_a
 from chat_assets.raw_chats import build_raw_chats
 from chat_assets.schedules import build_jobs_and_schedules
 from chat_assets.service_levels import build_catch_up, build_queue_service_levels
-from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
+from chat_assets.settings import (
+    DATABASE_URL_ENV,
+    PII_KEY_ENV,
+    PII_PREVIOUS_KEYS_ENV,
+    Settings,
+    SettingsError,
+)
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse.io_manager import warehouse_resources
 from chat_assets.warehouse.resource import Warehouse
@@ -84,6 +90,9 @@ def production_resources(settings: Settings) -> dict[str, Any]:
         "privacy": PrivacyResource(
             pii_key=dg.EnvVar(PII_KEY_ENV),
             key_version=settings.pii_key_version,
+            previous_keys=(
+                dg.EnvVar(PII_PREVIOUS_KEYS_ENV) if settings.pii_previous_versions else None
+            ),
         ),
     }
 

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_START_DATE = "2025-01-01"
 DATABASE_URL_ENV = "CHAT_ASSETS_DATABASE_URL"
 PII_KEY_ENV = "CHAT_ASSETS_PII_KEY"
+PII_KEY_VERSION_ENV = "CHAT_ASSETS_PII_KEY_VERSION"
+PII_PREVIOUS_KEYS_ENV = "CHAT_ASSETS_PII_PREVIOUS_KEYS"
 DEFAULT_REQUESTS_PER_SECOND = 5.0
 """Half of UJET's documented 10 requests/s per customer, which every integration of the tenant
 (WFM, other loaders) shares: the rest stays free for them."""
@@ -127,6 +129,31 @@ def pii_key_problem(key: str | None, name: str = PII_KEY_ENV) -> str | None:
     return None if key is None else key_refusal(key, name)
 
 
+def _pii_key_problem(key: str | None, version: str, previous: str | None) -> str | None:
+    """Why the pseudonym keys that are set would be refused by the first run: said before it
+    (the current key, the previous ones, and how they follow each other)."""
+    from chat_assets.privacy.pseudonyms import (  # it imports this module
+        PrivacyKeyError,
+        chain_problem,
+        load_previous_keys,
+    )
+
+    if (refusal := pii_key_problem(key)) is not None:
+        return refusal
+    try:
+        chain = load_previous_keys(previous)
+    except PrivacyKeyError as error:
+        return str(error)
+    return None if key is None else chain_problem(key.encode(), version, chain)
+
+
+def _previous_versions(previous: str | None) -> tuple[str, ...]:
+    """The versions CHAT_ASSETS_PII_PREVIOUS_KEYS names, oldest first (never its keys)."""
+    if previous is None:
+        return ()
+    return tuple(entry.strip().partition(":")[0] for entry in previous.split(","))
+
+
 @dataclass(frozen=True)
 class Settings:
     start_date: date
@@ -150,8 +177,12 @@ class Settings:
     retain_raw_days: int | None = None
     retain_customer_days: int | None = None
     retain_agent_days: int | None = None
-    # Why CHAT_ASSETS_PII_KEY is refused when it is set but weak (never the key itself).
+    # Why CHAT_ASSETS_PII_KEY (or a previous key) is refused when it is set but weak or does
+    # not follow the previous ones (never the key itself).
     pii_key_problem: str | None = None
+    # The versions of the keys used before the current one, oldest first (see
+    # CHAT_ASSETS_PII_PREVIOUS_KEYS); the keys themselves are read at run time.
+    pii_previous_versions: tuple[str, ...] = ()
 
     @property
     def ujet_configured(self) -> bool:
@@ -189,8 +220,11 @@ class Settings:
                 for name in ("UJET_COMPANY_KEY", "UJET_COMPANY_SECRET", PII_KEY_ENV)
                 if _env(name) is None
             ),
-            pii_key_version=_env("CHAT_ASSETS_PII_KEY_VERSION") or "k1",
-            pii_key_problem=pii_key_problem(_env(PII_KEY_ENV)),
+            pii_key_version=_env(PII_KEY_VERSION_ENV) or "k1",
+            pii_key_problem=_pii_key_problem(
+                _env(PII_KEY_ENV), _env(PII_KEY_VERSION_ENV) or "k1", _env(PII_PREVIOUS_KEYS_ENV)
+            ),
+            pii_previous_versions=_previous_versions(_env(PII_PREVIOUS_KEYS_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),

@@ -41,9 +41,11 @@ def materialize_day(
     raise_on_error: bool = True,
     downstream: tuple[dg.AssetsDefinition, ...] = (),
     policy: Policy | None = None,
+    privacy: PrivacyResource | None = None,
 ) -> dg.ExecuteInProcessResult:
     """raw_chats and the four flattened tables for one day, from the emulator (key k, secret s),
-    and any assets given downstream of them."""
+    and any assets given downstream of them; pseudonyms under `key`, or under the keys of
+    `privacy` when given."""
     partitions = daily_partitions(settings)
     warehouse = Warehouse(database_url=database_url, db_schema=schema)
     return dg.materialize(
@@ -62,7 +64,7 @@ def materialize_day(
                 company_secret="s",
                 requests_per_second=100,
             ),
-            "privacy": PrivacyResource(pii_key=key),
+            "privacy": privacy or PrivacyResource(pii_key=key),
             **warehouse_resources(warehouse, policy),
         },
     )

@@ -238,6 +238,22 @@ def test_the_locations_refuse_a_weak_pseudonym_key_as_they_load(monkeypatch, wea
     assert weak not in str(refused.value)
 
 
+def test_production_loads_previous_keys_and_refuses_a_chain_that_cannot_follow(monkeypatch):
+    old = "an-old-pseudonym-key-" + "7c6b5a4938271605" * 2
+    rotated = PRODUCTION_ENV | {
+        "CHAT_ASSETS_PII_PREVIOUS_KEYS": f"k1:{old}",
+        "CHAT_ASSETS_PII_KEY_VERSION": "k2",
+    }
+    for name, value in rotated.items():
+        monkeypatch.setenv(name, value)
+    privacy = production_definitions().resources["privacy"].process_config_and_initialize()
+    assert privacy.pseudonymizer()[0].versions == ("k1", "k2")
+    loaded = load_definitions(rotated | {"CHAT_ASSETS_PII_KEY_VERSION": "k1"})
+    assert loaded.returncode != 0
+    assert "also a version in CHAT_ASSETS_PII_PREVIOUS_KEYS" in loaded.stderr.splitlines()[-1]
+    assert old not in loaded.stderr
+
+
 def test_code_locations_load(monkeypatch, database_url):
     for name, value in PRODUCTION_ENV.items():
         monkeypatch.setenv(name, value)

@@ -149,8 +149,8 @@ def requested_day(request: Any) -> str:
 BACKFILL_DAYS = 30
 # raw_chats 5; each flattened table 3, but chat_offer_events 2 (no id to look up table-wide);
 # chat_queue_durations 2 more; chats and chat_participants no_erased_subject;
-# queue_service_levels 5.
-CHECKS_PER_DAY = 5 + 9 * 3 + 2 + 2 + 2 + 5
+# current_key_version on the 5 tables that hold pseudonyms; queue_service_levels 5.
+CHECKS_PER_DAY = 5 + 9 * 3 + 2 + 2 + 2 + 5 + 5
 
 
 def test_a_30_day_backfill_completes_with_checks_per_day_and_shared_fetches(deployment):

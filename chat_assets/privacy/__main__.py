@@ -6,9 +6,12 @@
 - `erase end_user|crm_contact ID --ref REF [--mode unlink|delete] [--also-future] [--dry-run]`:
   erases one data subject at once, in one transaction (see `chat_assets.privacy.erasure`), and
   prints rows per table and the ref: never the id, never a pseudonym.
+- `rotate [--ref REF] [--dry-run]`: re-keys every stored pseudonym under the current key, in
+  one transaction, without fetching anything (see `chat_assets.privacy.rotation`), and prints
+  rows per table.
 
-Both read the production settings: CHAT_ASSETS_PII_KEY (and _VERSION), CHAT_ASSETS_DATABASE_URL
-and CHAT_ASSETS_SCHEMA.
+All read the production settings: CHAT_ASSETS_PII_KEY (with _VERSION and _PREVIOUS_KEYS),
+CHAT_ASSETS_DATABASE_URL and CHAT_ASSETS_SCHEMA.
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from chat_assets.privacy import ledger
 from chat_assets.privacy.catalog import CATALOG
 from chat_assets.privacy.erasure import SUBJECT_NAMESPACES, Request, erase
 from chat_assets.privacy.ledger import LedgerRefError, checked_ref
-from chat_assets.privacy.pseudonyms import KEY_ENV, PrivacyKeyError, Pseudonymizer, load_key
+from chat_assets.privacy.pseudonyms import (
+    KEY_ENV,
+    PREVIOUS_KEYS_ENV,
+    PrivacyKeyError,
+    Pseudonymizer,
+    chain_problem,
+    load_key,
+    load_previous_keys,
+)
+from chat_assets.privacy.rotation import RotationRefused, rotate
 from chat_assets.privacy.suppression import Mode
 from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
 from chat_assets.warehouse import connection
@@ -54,15 +66,23 @@ def _parser() -> argparse.ArgumentParser:
         help="also unlink or drop chats the subject opens after the erasure",
     )
     erase_.add_argument("--dry-run", action="store_true", help="print what would change, only")
+    rotate_ = sub.add_parser(
+        "rotate", help="re-key every stored pseudonym under the current key (nothing fetched)"
+    )
+    rotate_.add_argument("--ref", help="the change ticket of the rotation, kept in the ledger")
+    rotate_.add_argument("--dry-run", action="store_true", help="print what would change, only")
     return parser
 
 
 def _pseudonymizer(settings: Settings) -> Pseudonymizer:
     try:
         key, _ = load_key(os.environ.get(KEY_ENV), key_file=None, allow_create=False)
+        previous = load_previous_keys(os.environ.get(PREVIOUS_KEYS_ENV))
     except PrivacyKeyError as error:
         raise _Refused(str(error)) from None
-    return Pseudonymizer(key, settings.pii_key_version)
+    if (problem := chain_problem(key, settings.pii_key_version, previous)) is not None:
+        raise _Refused(problem)
+    return Pseudonymizer(key, settings.pii_key_version, previous)
 
 
 def _pseudonym_of(pseudonymizer: Pseudonymizer, namespace: str, value: str) -> str:
@@ -81,16 +101,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"{DATABASE_URL_ENV} is not set: every use of this command is recorded in the "
                 f"warehouse's privacy ledger (and {PII_KEY_ENV} is the key to use)"
             )
-        ref = None if args.ref is None else checked_ref(args.ref, args.id)
+        ref = None if args.ref is None else checked_ref(args.ref, getattr(args, "id", None))
         pseudonymizer = _pseudonymizer(settings)
-        pseudonym = _pseudonym_of(pseudonymizer, args.namespace, args.id)
         engine = connection.engine_for(settings.database_url)
+        if args.command == "rotate":
+            connection.check_reachable(engine)
+            rotated = rotate(engine, settings.schema, pseudonymizer, ref=ref, dry=args.dry_run)
+            print(rotated.report())
+            return 0
+        pseudonym = _pseudonym_of(pseudonymizer, args.namespace, args.id)
         connection.check_reachable(engine)
         if args.command == "pseudonym":
             with connection.cursor_for(engine, transaction=True) as cursor:
                 ledger.ensure(cursor, settings.schema)
                 ledger.append(
-                    cursor, settings.schema, "pseudonym", ref=ref, namespace=args.namespace
+                    cursor,
+                    settings.schema,
+                    "pseudonym",
+                    ref=ref,
+                    namespace=args.namespace,
+                    key_version=pseudonymizer.version,
                 )
             print(pseudonym)
             return 0
@@ -99,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         outcome = erase(
             engine, settings.schema, request, timezone=settings.timezone, dry=args.dry_run
         )
-    except (_Refused, SettingsError, LedgerRefError, connection.WarehouseUnreachable) as error:
+    except (
+        _Refused,
+        SettingsError,
+        LedgerRefError,
+        RotationRefused,
+        connection.WarehouseUnreachable,
+    ) as error:
         print(f"chat_assets: {error}", file=sys.stderr)
         return 2
     except (psycopg.Error, sa.exc.DBAPIError) as error:

@@ -24,18 +24,17 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
-from chat_assets.privacy import bookkeeping, ledger, suppression
-from chat_assets.privacy.suppression import LINKED_TABLES, Mode, customer_columns
+from chat_assets.privacy import bookkeeping, ledger, lookup, suppression
+from chat_assets.privacy.lookup import customer_columns
+from chat_assets.privacy.suppression import LINKED_TABLES, Mode
 from chat_assets.tables import (
     AGGREGATE_TABLES,
     CHAT_ID_FIELD,
     DERIVED_TABLES,
     RAW_CHATS,
-    TABLES,
 )
-from chat_assets.warehouse import aggregates, ddl
+from chat_assets.warehouse import aggregates, newest_wins
 from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
-from chat_assets.warehouse.connection import cursor_for
 from chat_assets.warehouse.sql_parts import qualified
 
 # The kinds of id a subject is named by (a ticket names a request, not a person).
@@ -81,37 +80,15 @@ class Outcome:
         return "\n".join(lines)
 
 
-class _DryRun(Exception):
-    """Rolls a dry run's transaction back once its figures are known."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-
-
 def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dry: bool) -> Outcome:
     """Apply the request at once, in one transaction (rolled back when `dry`)."""
     if request.namespace not in SUBJECT_NAMESPACES:
         raise ValueError(f"a subject is named by one of {SUBJECT_NAMESPACES}")
-    if dry and not _landed(engine, schema):
+    if dry and not bookkeeping.landed(engine, schema):
         return Outcome(request.ref, request.mode, dry, 0, {RAW_CHATS.name: 0}, 0)
-    # The declared tables exist before the erasure's transaction begins: DDL on them in it
-    # would take locks that a landing waiting for this transaction may already hold.
-    for table in TABLES.values():
-        ddl.prepare(engine, schema, table)
-    try:
-        with cursor_for(engine, transaction=True) as cursor:
-            outcome = _erase(cursor, schema, request, timezone, dry)
-            if dry:
-                raise _DryRun(outcome)
-    except _DryRun as rolled_back:
-        return rolled_back.outcome
-    return outcome
-
-
-def _landed(engine: sa.Engine, schema: str) -> bool:
-    """Whether any day has landed (a dry run creates no table)."""
-    with cursor_for(engine) as cursor:
-        return bookkeeping.exists(cursor, schema, RAW_CHATS.name)
+    return bookkeeping.in_one_transaction(
+        engine, schema, lambda cursor: _erase(cursor, schema, request, timezone, dry), dry=dry
+    )
 
 
 def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool) -> Outcome:
@@ -151,21 +128,20 @@ def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool)
             mode=request.mode.value,
             also_future=request.also_future,
             counts={**rows, "chats": len(chats), "days_recomputed": days},
+            key_version=request.pseudonym.partition(":")[0],
         )
     return outcome
 
 
 def _chats_holding(cursor: Any, schema: str, pseudonyms: set[str]) -> set[int]:
-    """Ids of the chats with any of the pseudonyms, in a stored version or a flattened row."""
-    found = {
-        chat_id
-        for _, chat_id, _ in suppression.linked_raw(
-            cursor, schema, sorted(pseudonyms), sql.SQL("true"), {}
-        )
-    }
-    for table in LINKED_TABLES:
+    """Ids of the chats with any of the pseudonyms, in a stored version or a flattened row,
+    found through the lookup indexes (never by reading every chat)."""
+    found: set[int] = set()
+    for table in (RAW_CHATS, *LINKED_TABLES):
         query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
-            sql.Identifier(table.key[0]), qualified(schema, table), suppression.columns_hold(table)
+            sql.Identifier(table.key[0] if table is not RAW_CHATS else CHAT_ID_FIELD),
+            qualified(schema, table),
+            lookup.holds(schema, table),
         )
         found |= {row[0] for row in cursor.execute(query, {"pseudonyms": sorted(pseudonyms)})}
     return found
@@ -251,16 +227,17 @@ def _delete(
         )
         rows[table.name] = cursor.rowcount
         count_rows(cursor, schema, table, -cursor.rowcount)
+    # By the registry's whole key: by chat_id alone it would be read whole.
     cursor.execute(
-        sql.SQL("DELETE FROM {}.{} WHERE chat_id = ANY(%s)").format(
+        sql.SQL("DELETE FROM {}.{} WHERE table_name = %s AND chat_id = ANY(%s)").format(
             sql.Identifier(schema), sql.Identifier(REGISTRY)
         ),
-        (chats,),
+        (newest_wins.REGISTRY_KEY, chats),
     )
     rows[REGISTRY] = cursor.rowcount
     for aggregate in AGGREGATE_TABLES:
-        if days[aggregate.name]:
-            aggregates.recompute_days(
-                cursor, schema, aggregate, timezone, days[aggregate.name], mark=True
-            )
+        # A day at a time, in order: the planner reads one day's facts through the index on
+        # their instant, where for several days at once it may read the whole facts table.
+        for day in sorted(days[aggregate.name]):
+            aggregates.recompute_days(cursor, schema, aggregate, timezone, {day}, mark=True)
     return rows, sum(len(d) for d in days.values())

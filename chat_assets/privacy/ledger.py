@@ -2,8 +2,9 @@
 saying to whom.
 
 `<schema>._privacy_ledger` gets one row per erasure (request ref, mode, rows per table), one
-per retention run (rows per kind and table) and one per use of the `pseudonym` command (the
-namespace asked about), so an operator can show
+per retention run (rows per kind and table), one per key rotation (rows re-keyed per table) and
+one per use of the `pseudonym` command (the namespace asked about), each with the key version it
+used where it used one, so an operator can show
 what was processed and when (GDPR Art. 30, PIPA Art. 28-4). It never holds an id or a
 pseudonym: a request ref that looks like either is refused before anything runs. A trigger
 refuses UPDATE, DELETE and TRUNCATE.
@@ -48,9 +49,27 @@ def _table(schema: str) -> sql.Composed:
     return bookkeeping.qualified(schema, LEDGER_TABLE)
 
 
+def _has_key_version(cursor: Any, schema: str) -> bool:
+    return (
+        cursor.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = %s AND column_name = 'key_version'",
+            (schema, LEDGER_TABLE),
+        ).fetchone()
+        is not None
+    )
+
+
 def ensure(cursor: Any, schema: str) -> None:
-    """The ledger and its append-only trigger."""
+    """The ledger and its append-only trigger (and the key version column, added to a ledger
+    made before it)."""
     if bookkeeping.exists(cursor, schema, LEDGER_TABLE):
+        if not _has_key_version(cursor, schema):
+            cursor.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS key_version text").format(
+                    _table(schema)
+                )
+            )
         return
     bookkeeping.ensure_table(
         cursor,
@@ -58,7 +77,8 @@ def ensure(cursor: Any, schema: str) -> None:
         LEDGER_TABLE,
         "entry bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
         " at timestamptz NOT NULL DEFAULT now(), action text NOT NULL, request_ref text,"
-        " namespace text, mode text, also_future boolean, counts jsonb NOT NULL DEFAULT '{}'",
+        " namespace text, mode text, also_future boolean, counts jsonb NOT NULL DEFAULT '{}',"
+        " key_version text",
     )
     refuse = sql.Identifier(schema, "_privacy_ledger_append_only")
     cursor.execute(
@@ -88,12 +108,13 @@ def append(
     mode: str | None = None,
     also_future: bool | None = None,
     counts: dict[str, int] | None = None,
+    key_version: str | None = None,
 ) -> None:
     """One row, in the caller's transaction: it commits with what it records."""
     cursor.execute(
         sql.SQL(
-            "INSERT INTO {} (action, request_ref, namespace, mode, also_future, counts)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
+            "INSERT INTO {} (action, request_ref, namespace, mode, also_future, counts,"
+            " key_version) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         ).format(_table(schema)),
-        (action, ref, namespace, mode, also_future, Jsonb(counts or {})),
+        (action, ref, namespace, mode, also_future, Jsonb(counts or {}), key_version),
     )

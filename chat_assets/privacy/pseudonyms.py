@@ -10,6 +10,13 @@ keeps unrelated ids from colliding and keeps one kind of id from being joined to
 
 Why a version prefix (`k1:`): when the key is rotated, old and new pseudonyms must be told apart
 instead of silently failing to join.
+
+Why a chain of keys: a keyed pseudonym cannot be recomputed from the stored value, and the raw
+id is gone by design, so a rotation cannot start from the id again. A new key is added instead
+of swapped in: the pseudonym under keys k1, k2 is the k1 pseudonym put through HMAC under k2
+(`k2:` + HMAC(k2, "k1:...")). A stored `k1:` value is re-keyed to exactly what a fetch under
+both keys computes for the same id, so joins hold across the rotation, and someone holding
+only k1 can no longer compute anything the warehouse stores.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ import os
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chat_assets.settings import PII_KEY_ENV
+from chat_assets.settings import PII_KEY_ENV, PII_PREVIOUS_KEYS_ENV
 
 KEY_ENV = PII_KEY_ENV
+PREVIOUS_KEYS_ENV = PII_PREVIOUS_KEYS_ENV
 MIN_KEY_CHARS = 32
 
 # Values that mean "no value" in UJET payloads: the vendor's model fills every field with
@@ -35,6 +44,7 @@ MIN_KEY_CHARS = 32
 # UJET numbers its records from 1: an id of 0 never names a real record.
 PLACEHOLDERS = frozenset({"", "string", "null", "none", "nil", "undefined", "nan", "n/a"})
 
+_REKEY = b"rekey\x00"
 _VERSION = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 _ZEROS = re.compile(r"^0+$")
 
@@ -69,18 +79,44 @@ def normalize(value: Any) -> str | None:
     return text
 
 
+def _digest(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+class UnknownKeyVersion(ValueError):
+    """A stored pseudonym's version is not among the configured keys; names the version only."""
+
+
 class Pseudonymizer:
-    """HMAC-SHA256 pseudonyms under one secret key; the key never leaves this object."""
+    """HMAC-SHA256 pseudonyms under a chain of secret keys (usually one); the keys never leave
+    this object.
 
-    __slots__ = ("_key", "version")
+    `previous` are the keys used before the current one, oldest first, each with its version:
+    a pseudonym is made under the oldest and re-keyed under each later key in turn.
+    """
 
-    def __init__(self, key: bytes, version: str = "k1") -> None:
-        if not isinstance(key, bytes) or len(key) < MIN_KEY_CHARS:
-            raise ValueError(f"a pseudonym key must be at least {MIN_KEY_CHARS} bytes")
-        if not _VERSION.match(version):
-            raise ValueError("a key version is 1-16 letters, digits, '-' or '_'")
-        self._key = key
+    __slots__ = ("_chain", "version")
+
+    def __init__(
+        self, key: bytes, version: str = "k1", previous: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
+        chain = [*previous, (version, key)]
+        for chain_version, chain_key in chain:
+            if not isinstance(chain_key, bytes) or len(chain_key) < MIN_KEY_CHARS:
+                raise ValueError(f"a pseudonym key must be at least {MIN_KEY_CHARS} bytes")
+            if not _VERSION.match(chain_version):
+                raise ValueError("a key version is 1-16 letters, digits, '-' or '_'")
+        if len({v for v, _ in chain}) < len(chain):
+            raise ValueError("each key of the chain needs a version of its own")
+        if len({k for _, k in chain}) < len(chain):
+            raise ValueError("each key of the chain must differ from the others")
+        self._chain = tuple(chain)
         self.version = version
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """The versions of the chain, oldest first; the last is the current one."""
+        return tuple(v for v, _ in self._chain)
 
     def pseudonym(self, namespace: str, value: Any) -> str | None:
         """`version:32 hex` for a present identifier; None for null, empty or placeholder."""
@@ -89,21 +125,51 @@ class Pseudonymizer:
         text = normalize(value)
         if text is None:
             return None
-        message = f"{namespace}\x00{text}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).hexdigest()
-        return f"{self.version}:{digest[:32]}"
+        first_version, first_key = self._chain[0]
+        digest = _digest(first_key, f"{namespace}\x00{text}".encode())
+        return self._rekeyed_from(f"{first_version}:{digest}", 0)
+
+    def rekey(self, pseudonym: str) -> str:
+        """The stored pseudonym as the current key makes it: itself when it carries the current
+        version, else put through every later key of the chain. Its namespace is hashed in
+        already, so none is needed. A version not in the chain raises `UnknownKeyVersion`."""
+        version = pseudonym.partition(":")[0]
+        if version not in self.versions:
+            raise UnknownKeyVersion(
+                f"a pseudonym under key version {version!r}, which is not configured "
+                f"(configured: {', '.join(self.versions)})"
+            )
+        return self._rekeyed_from(pseudonym, self.versions.index(version))
+
+    def _rekeyed_from(self, pseudonym: str, position: int) -> str:
+        # _REKEY keeps a step's message apart from a first pseudonym's (namespace, NUL).
+        for version, key in self._chain[position + 1 :]:
+            digest = _digest(key, _REKEY + pseudonym.encode())
+            pseudonym = f"{version}:{digest}"
+        return pseudonym
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """The fingerprint of each key of the chain with those before it, oldest first: what
+        raw_chats records of the keys that made a payload. One key's is its fingerprint alone,
+        as before chains existed."""
+        found: list[str] = []
+        for version, key in self._chain:
+            message = b"fingerprint" + (b"\x00" + found[-1].encode() if found else b"")
+            found.append(f"{version}:{hmac.new(key, message, hashlib.sha256).hexdigest()[:16]}")
+        return tuple(found)
 
     @property
     def fingerprint(self) -> str:
         """Tells keys apart in metadata without revealing them.
 
-        Its message holds no NUL, so it never equals a pseudonym's input.
+        The first key's message holds no NUL, so it never equals a pseudonym's input; a later
+        key's starts "fingerprint", never "rekey", so it never equals a re-keying step's.
         """
-        digest = hmac.new(self._key, b"fingerprint", hashlib.sha256).hexdigest()
-        return f"{self.version}:{digest[:16]}"
+        return self.fingerprints[-1]
 
     def __repr__(self) -> str:
-        return f"Pseudonymizer(version={self.version!r}, fingerprint={self.fingerprint!r})"
+        return f"Pseudonymizer(versions={self.versions!r}, fingerprint={self.fingerprint!r})"
 
 
 MIN_DISTINCT_BYTES = 10
@@ -170,6 +236,40 @@ def load_key(
     key = _checked(text, f"key file {key_file}")
     note = "created local key file" if created else "key from local key file"
     return key, f"{note} {key_file}"
+
+
+def load_previous_keys(env_value: str | None) -> tuple[tuple[str, bytes], ...]:
+    """CHAT_ASSETS_PII_PREVIOUS_KEYS: the keys used before the current one, oldest first, as
+    `VERSION:KEY` entries separated by commas (`k1:...,k2:...`); unset or empty: none. Each key
+    is held to the current key's standard; messages name versions and positions, never keys."""
+    if env_value is None or not env_value.strip():
+        return ()
+    previous = []
+    for position, entry in enumerate(env_value.split(","), start=1):
+        version, found, text = entry.strip().partition(":")
+        if not found or not _VERSION.match(version):
+            raise PrivacyKeyError(
+                f"{PREVIOUS_KEYS_ENV}: entry {position} is not VERSION:KEY (a version of 1-16 "
+                "letters, digits, '-' or '_', e.g. k1:<the old key>), entries separated by commas"
+            )
+        where = f"{PREVIOUS_KEYS_ENV}: the key of version {version}"
+        previous.append((version, _checked(text.strip(), where)))
+    versions = [v for v, _ in previous]
+    if len(set(versions)) < len(versions):
+        raise PrivacyKeyError(f"{PREVIOUS_KEYS_ENV} names a key version twice")
+    return tuple(previous)
+
+
+def chain_problem(key: bytes, version: str, previous: Sequence[tuple[str, bytes]]) -> str | None:
+    """Why the current key cannot follow the previous ones (one line, no key); None if it can."""
+    if version in {v for v, _ in previous}:
+        return (
+            f"CHAT_ASSETS_PII_KEY_VERSION={version} is also a version in {PREVIOUS_KEYS_ENV}: "
+            "give the new key a new version (e.g. k2)"
+        )
+    if key in {k for _, k in previous}:
+        return f"{KEY_ENV} is also a key in {PREVIOUS_KEYS_ENV}: the new key must be new"
+    return None
 
 
 def _create_key_file(path: Path) -> bool:

@@ -5,7 +5,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from chat_assets.privacy.pseudonyms import PrivacyKeyError, Pseudonymizer, load_key
+from chat_assets.privacy.pseudonyms import (
+    PrivacyKeyError,
+    Pseudonymizer,
+    chain_problem,
+    load_key,
+    load_previous_keys,
+)
 
 
 class PrivacyResource(dg.ConfigurableResource):
@@ -16,6 +22,11 @@ class PrivacyResource(dg.ConfigurableResource):
     )
     key_version: str = Field(
         default="k1", description="CHAT_ASSETS_PII_KEY_VERSION: prefix of every pseudonym."
+    )
+    previous_keys: str | None = Field(
+        default=None,
+        description="CHAT_ASSETS_PII_PREVIOUS_KEYS: the keys before the current one, oldest "
+        "first, as VERSION:KEY separated by commas; kept secret.",
     )
     key_file: str = Field(
         default=".chat_assets/pii.key", description="Local key file of the embedded demo."
@@ -30,6 +41,11 @@ class PrivacyResource(dg.ConfigurableResource):
             key, note = load_key(
                 self.pii_key, key_file=Path(self.key_file), allow_create=self.allow_local_key
             )
+            previous = load_previous_keys(self.previous_keys)
         except PrivacyKeyError as error:
             raise dg.Failure(str(error)) from None
-        return Pseudonymizer(key, self.key_version), note
+        if (problem := chain_problem(key, self.key_version, previous)) is not None:
+            raise dg.Failure(problem)
+        if previous:
+            note += f", after the keys of versions {', '.join(v for v, _ in previous)}"
+        return Pseudonymizer(key, self.key_version, previous), note

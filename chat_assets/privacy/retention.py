@@ -38,7 +38,8 @@ from psycopg import sql
 
 from chat_assets.privacy import bookkeeping, ledger
 from chat_assets.privacy.catalog import CATALOG, Rule, Subject, Treatment
-from chat_assets.privacy.suppression import Mode, pseudonym_columns, rewrite_raw
+from chat_assets.privacy.lookup import pseudonym_columns
+from chat_assets.privacy.suppression import Mode, rewrite_raw
 from chat_assets.settings import Settings
 from chat_assets.tables import DERIVED_TABLES, RAW_CHATS, RAW_PARTITION, Table
 from chat_assets.warehouse import ddl

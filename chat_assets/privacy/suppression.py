@@ -30,7 +30,8 @@ from psycopg.types.json import Jsonb
 
 from chat_assets.grammar import parse_instant
 from chat_assets.privacy import bookkeeping
-from chat_assets.privacy.catalog import CATALOG, Rule, Subject, Treatment
+from chat_assets.privacy.catalog import Rule
+from chat_assets.privacy.lookup import CUSTOMER_PSEUDONYMS, customer_columns
 from chat_assets.tables import (
     CHAT_ID_FIELD,
     CHATS,
@@ -55,28 +56,6 @@ class Mode(StrEnum):
 
     UNLINK = "unlink"  # the chats and their facts stay, without any customer pseudonym
     DELETE = "delete"  # the chats leave every table
-
-
-# Every field the catalog turns into a customer's pseudonym: what links a chat to a person.
-CUSTOMER_PSEUDONYMS: tuple[Rule, ...] = tuple(
-    rule
-    for rule in CATALOG
-    if rule.subject is Subject.CUSTOMER and rule.treatment is Treatment.PSEUDONYM
-)
-
-
-def pseudonym_columns(table: Table, rules: tuple[Rule, ...]) -> list[str]:
-    """The columns of a flattened table that hold a pseudonym of these rules."""
-    return [
-        column.name
-        for column in table.columns
-        if (rule := table.rule(column)) is not None and rule in rules
-    ]
-
-
-def customer_columns(table: Table) -> list[str]:
-    """The columns of a flattened table that hold a customer's pseudonym."""
-    return pseudonym_columns(table, CUSTOMER_PSEUDONYMS)
 
 
 # The flattened tables that hold customer pseudonyms (`chats`).
@@ -245,8 +224,8 @@ def load(engine: sa.Engine, schema: str, key_version: str) -> Suppression:
     if others := sorted(suppression.versions() - {key_version}):
         raise dg.Failure(
             f"The suppression list holds erased subjects under key version(s) {others}, not the "
-            f"current {key_version}: their pseudonyms no longer match. Erase those requests "
-            "again under the new key (python -m chat_assets.privacy erase ...) before landing."
+            f"current {key_version}: their pseudonyms no longer match. Finish the key rotation "
+            "first (python -m chat_assets.privacy rotate), which re-keys the list with the rest."
         )
     return suppression
 

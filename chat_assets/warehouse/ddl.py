@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
+from chat_assets.privacy import lookup
 from chat_assets.tables import AGGREGATE_TABLES, RAW_CHATS, RAW_PII_KEY, Table, WriteMode
 from chat_assets.warehouse.bookkeeping import (
     REFRESH_TABLE,
@@ -72,6 +73,8 @@ def create_table_statements(schema: str, table: Table) -> list[sql.Composable]:
     return [
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(columns)),
         *indexes,
+        # What an erasure finds a data subject's chats by.
+        *lookup.index_statements(schema, table),
         sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table.description)),
         *(
             sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(

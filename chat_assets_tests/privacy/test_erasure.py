@@ -12,13 +12,11 @@ import dagster as dg
 import pytest
 
 from chat_assets.checks import reconciliation
-from chat_assets.privacy import erasure, suppression
-from chat_assets.privacy.__main__ import main
+from chat_assets.privacy import erasure, lookup, suppression
 from chat_assets.privacy.ledger import LEDGER_TABLE
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.suppression import NO_ERASED_SUBJECT, SUPPRESSION_TABLE, erased_subject
 from chat_assets.raw_chats import landing_rows
-from chat_assets.settings import Settings
 from chat_assets.tables import QUEUE_SERVICE_LEVELS, RAW_CHATS, TABLES
 from chat_assets.warehouse import windows
 from chat_assets.warehouse.staged_window import WindowStage
@@ -40,30 +38,6 @@ KEPT = {
     "chats": ("out_ticket_id", "end_user_id", "end_user_out_contact_id"),
     "chat_participants": ("end_user_id",),
 }
-
-
-@pytest.fixture
-def settings(monkeypatch) -> Settings:
-    monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
-    monkeypatch.delenv("CHAT_ASSETS_TIMEZONE", raising=False)
-    return Settings.from_env()
-
-
-@pytest.fixture
-def command(monkeypatch, database_url: str, schema: str, capsys):
-    """`python -m chat_assets.privacy ...` in this process, on the test's schema: (exit code,
-    everything it printed)."""
-    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", database_url)
-    monkeypatch.setenv("CHAT_ASSETS_SCHEMA", schema)
-    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", TEST_PII_KEY)
-    monkeypatch.delenv("CHAT_ASSETS_PII_KEY_VERSION", raising=False)
-
-    def run(*argv: str) -> tuple[int, str]:
-        code = main(list(argv))
-        printed = capsys.readouterr()
-        return code, printed.out + printed.err
-
-    return run
 
 
 def the_subjects(chat: dict, end_user_id: int = SUBJECT_ID) -> dict:
@@ -400,3 +374,31 @@ def test_a_dry_run_on_an_empty_warehouse_creates_nothing(engine, schema, command
             ).scalar()
             == 0
         )
+
+
+def test_the_lookups_list_every_customer_pseudonym_and_answer_through_their_indexes(
+    engine, schema, landed
+):
+    """What an erasure finds chats by: the indexed function gives exactly the pseudonyms the
+    suppression list reads from a payload, and the planner can answer both lookups from the
+    indexes (with sequential scans off, as on a table too large to read)."""
+    _, subject, pseudonyms = landed
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f'SELECT payload, "{schema}".{lookup.FUNCTION}(payload) FROM "{schema}".raw_chats'
+        ).all()
+        assert rows and all(
+            sorted(listed) == sorted(suppression.held_pseudonyms(p)) for p, listed in rows
+        )
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        for table in (RAW_CHATS, TABLES["chats"]):
+            where = lookup.holds(schema, table).as_string(connection.connection.dbapi_connection)
+            query = f'SELECT id FROM "{schema}"."{table.name}" WHERE {where}'
+            plan = "\n".join(
+                connection.exec_driver_sql(
+                    f"EXPLAIN {query}", {"pseudonyms": sorted(pseudonyms)}
+                ).scalars()
+            )
+            assert f"{table.name}_customers_" in plan, plan
+            found = connection.exec_driver_sql(query, {"pseudonyms": sorted(pseudonyms)})
+            assert set(found.scalars()) == subject

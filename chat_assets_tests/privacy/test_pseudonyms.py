@@ -10,9 +10,12 @@ from chat_assets.privacy.pseudonyms import (
     KEY_ENV,
     PrivacyKeyError,
     Pseudonymizer,
+    UnknownKeyVersion,
     load_key,
+    load_previous_keys,
     normalize,
 )
+from chat_assets.settings import Settings
 
 KEY = b"0123456789abcdef0123456789abcdef-test-key"
 OTHER_KEY = b"fedcba9876543210fedcba9876543210-other-key"
@@ -233,3 +236,79 @@ def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores(
     )
     assert unrecorded.returncode == 2 and "CHAT_ASSETS_DATABASE_URL is not set" in unrecorded.stderr
     assert unrecorded.stdout == ""
+
+
+def test_a_chain_rekeys_a_stored_value_to_what_it_computes_for_the_id(pz: Pseudonymizer) -> None:
+    chain = Pseudonymizer(OTHER_KEY, "k2", [("k1", KEY)])
+    stored = pz.pseudonym("end_user", 12345)
+    assert stored is not None
+    assert chain.pseudonym("end_user", 12345) == chain.rekey(stored)
+    assert chain.rekey(stored).startswith("k2:") and chain.rekey(stored) != stored
+    assert chain.rekey(chain.rekey(stored)) == chain.rekey(stored)  # current: as it is
+    # Neither key alone computes it, under any version.
+    assert chain.pseudonym("end_user", 12345) not in {
+        Pseudonymizer(KEY, "k2").pseudonym("end_user", 12345),
+        Pseudonymizer(OTHER_KEY, "k2").pseudonym("end_user", 12345),
+    }
+    three = Pseudonymizer(
+        b"a-third-key-for-the-chain-" + b"6f5e4d3c2b1a0918",
+        "k3",
+        [
+            ("k1", KEY),
+            ("k2", OTHER_KEY),
+        ],
+    )
+    assert (
+        three.rekey(stored)
+        == three.rekey(chain.rekey(stored))
+        == three.pseudonym("end_user", 12345)
+    )
+    with pytest.raises(UnknownKeyVersion, match="'k0'") as refused:
+        chain.rekey("k0:" + stored[3:])
+    assert stored[3:] not in str(refused.value)
+
+
+def test_fingerprints_name_the_chain_and_one_key_keeps_its_own(pz: Pseudonymizer) -> None:
+    chain = Pseudonymizer(OTHER_KEY, "k2", [("k1", KEY)])
+    assert chain.fingerprints[0] == pz.fingerprint
+    assert chain.fingerprint not in (pz.fingerprint, Pseudonymizer(OTHER_KEY, "k2").fingerprint)
+    assert re.fullmatch(r"k2:[0-9a-f]{16}", chain.fingerprint)
+    with pytest.raises(ValueError, match="version of its own"):
+        Pseudonymizer(OTHER_KEY, "k1", [("k1", KEY)])
+    with pytest.raises(ValueError, match="differ"):
+        Pseudonymizer(KEY, "k2", [("k1", KEY)])
+
+
+def test_previous_keys_are_read_oldest_first_and_refused_without_echo() -> None:
+    first, second = (
+        "first-old-key-" + "0f1e2d3c4b5a6978" * 2,
+        "second-old-key-" + "8796a5b4c3d2e1f0" * 2,
+    )
+    assert load_previous_keys(f" k1:{first} , k2:{second} ") == (
+        ("k1", first.encode()),
+        ("k2", second.encode()),
+    )
+    assert load_previous_keys(None) == load_previous_keys(" ") == ()
+    for bad, says in (
+        (first, "entry 1 is not VERSION:KEY"),
+        (f"k1:{first},k1:{second}", "twice"),
+        (f"k1:{first},k2:short-secret", "the key of version k2 holds 12 characters"),
+    ):
+        with pytest.raises(PrivacyKeyError, match=says) as refused:
+            load_previous_keys(bad)
+        assert first not in str(refused.value) and "short-secret" not in str(refused.value)
+
+
+def test_settings_name_a_chain_that_cannot_follow(monkeypatch) -> None:
+    old = "first-old-key-" + "0f1e2d3c4b5a6978" * 2
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", "the-new-key-" + "1a2b3c4d5e6f7089" * 2)
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY_VERSION", "k2")
+    monkeypatch.setenv("CHAT_ASSETS_PII_PREVIOUS_KEYS", f"k1:{old}")
+    settings = Settings.from_env()
+    assert settings.pii_key_problem is None and settings.pii_previous_versions == ("k1",)
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY_VERSION", "k1")
+    assert "also a version in CHAT_ASSETS_PII_PREVIOUS_KEYS" in Settings.from_env().pii_key_problem
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY_VERSION", "k2")
+    monkeypatch.setenv("CHAT_ASSETS_PII_PREVIOUS_KEYS", "k1:" + "b" * 40)
+    problem = Settings.from_env().pii_key_problem
+    assert "the key of version k1" in problem and "b" * 40 not in problem

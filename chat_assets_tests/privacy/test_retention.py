@@ -43,13 +43,6 @@ PSEUDONYM_COLUMNS = {
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 
 
-@pytest.fixture
-def settings(monkeypatch) -> Settings:
-    monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
-    monkeypatch.delenv("CHAT_ASSETS_TIMEZONE", raising=False)
-    return Settings.from_env()
-
-
 def land(settings, database_url, schema, days, policy: Policy | None = None) -> None:
     chats = chats_updated_between(START, START + timedelta(days=len(DAYS)), 40, seasonal=False)
     with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:

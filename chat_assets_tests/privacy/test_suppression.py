@@ -6,8 +6,8 @@ import copy
 import json
 from datetime import UTC, datetime
 
+from chat_assets.privacy.lookup import CUSTOMER_PSEUDONYMS
 from chat_assets.privacy.suppression import (
-    CUSTOMER_PSEUDONYMS,
     LINKED_TABLES,
     Erased,
     Mode,
