@@ -322,7 +322,7 @@ class UjetClient:
             per=self._per_page,
             ask=ask,
             deliver=deliver,
-            overdue=self._pacer.overdue,
+            idle_for=self._pacer.idle_for,
             max_lanes=self._max_in_flight,
             max_pages=self._max_pages,
             progress=lambda read: self._progress(read, counters),

@@ -13,14 +13,21 @@ each tailing a slice of its own, all paced by the account's one pacer:
 
 - The first lane's first request asks for the whole window: its `total` counts every chat of the
   window, the figure the read is checked against.
-- Once that answer is in, whenever the pacer could send and every lane is waiting for an answer,
-  one more lane starts, on the later half of the slice with the most left: lanes grow until the
-  budget, not the server's time to answer, is what limits the read. A server that answers at
-  once keeps one lane, and a window of one page is one request.
+- Whenever the pacer is about to be free and no lane waits for it (every lane is waiting for an
+  answer), one more lane starts, on the later half of the slice with the most left: lanes grow
+  until the budget, not the server's time to answer, is what limits the read. This does not
+  wait for the first answer: while it is on its way, lanes start on later halves of the window
+  by time, each slice's first answer counting its chats. A server that answers within an
+  interval keeps one lane, and a window of one page is one request; a slow one spends up to one
+  request per interval of its first answer's time on a window that turns out small.
 - Each answer's `total` counts what is left of its slice. A lane whose slice is done takes the
-  later half of the slice with the most left, so lanes finish together however the chats are
-  spread over the day. (The slice it halved may still receive chats of the taken half from the
-  request in flight: chats seen twice are de-duplicated by id.)
+  later half of the slice with the most left beyond the requests in flight, while more than a
+  page is left there: the taken half and the page in flight are then read side by side instead
+  of one after the other, for as many requests (split at the middle of a slice with one to two
+  pages left, each part fits a page). So lanes finish together, their last requests an interval
+  apart, however the chats are spread over the day. (The slice it halved may still receive
+  chats of the taken half from the request in flight: chats seen twice are de-duplicated by id,
+  and that answer's count of what is left is scaled down to the part its slice kept.)
 - Adjacent slices share their boundary second (the API's bounds are inclusive whole seconds), so
   no chat falls between two.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -136,6 +144,10 @@ class _Slice:
     left: int | None = None
     """Chats the server counted beyond the last answer's page, up to `hi` (None: no answer
     yet)."""
+    asked_to: datetime | None = None
+    """The upper bound of the request in flight (None: none is): `hi` when it was sent."""
+    read: bool = True
+    """Whether a lane reads it: a lane that gives up its slice leaves it for another."""
     done: bool = False
 
     def params(self, per: int) -> Params:
@@ -156,9 +168,17 @@ class _Slice:
 
     def advance(self, page: Page, per: int) -> None:
         """Where the next request of this slice starts, after `page` answered it."""
+        newest = max((updated for _, updated in page.chats), default=None)
+        asked_to, self.asked_to = self.asked_to, None
         if page.total is not None:
             self.left = max(0, page.total - (self.page - 1) * per - len(page.chats))
-        newest = max((updated for _, updated in page.chats), default=None)
+            if asked_to is not None and self.hi < asked_to and self.stepping is None:
+                # Halved while the request was in flight: the count covers the taken half too.
+                # Keep the share of it that falls in this slice, as if spread evenly.
+                since = self.cursor if newest is None else max(self.cursor, whole_second(newest))
+                asked = (asked_to - since).total_seconds()
+                kept = max(0.0, (self.hi - since).total_seconds())
+                self.left = round(self.left * min(1.0, kept / asked)) if asked > 0 else 0
         if not page.more:
             if self.stepping is None:
                 self.done = True
@@ -184,10 +204,17 @@ class _Slice:
             return self.left
         return per_second * (self.hi - self.cursor).total_seconds()
 
+    def pending(self, per: int, per_second: float) -> tuple[float, float]:
+        """How much is left beyond the request in flight: chats, then seconds (which rank
+        slices before any count is known)."""
+        chats = self.work(per_second) - (per if self.asked_to is not None else 0)
+        return chats, (self.hi - self.cursor).total_seconds()
+
     def halve(self, per: int, per_second: float) -> _Slice | None:
-        """The later half of what is left, taken from this slice; None when less than three
-        pages are (halving would only add part-filled pages), or less than two seconds."""
-        if self.done or self.stepping is not None or self.work(per_second) < 3 * per:
+        """The later half of what is left, taken from this slice; None when a page or less is
+        (the request in flight, or the next, reads it: halving would only add a part-filled
+        page), or less than two seconds."""
+        if self.done or self.stepping is not None or self.work(per_second) <= per:
             return None
         seconds = int((self.hi - self.cursor).total_seconds())
         if seconds < 2:
@@ -204,6 +231,12 @@ class _Slice:
 class WindowRead:
     """One read of [start, end) by tailing, in as many lanes as keep the pacer busy."""
 
+    LEAD = 0.05
+    """Of an interval: how soon before the pacer is free a lane starts, the time its thread
+    takes to start and prepare its request."""
+    LOOK_AGAIN = 0.1
+    """Of an interval: how often the pacer is looked at while it is free and no lane is due."""
+
     def __init__(
         self,
         start: datetime,
@@ -213,7 +246,7 @@ class WindowRead:
         per: int,
         ask: Ask,
         deliver: Delivery,
-        overdue: Callable[[], float],
+        idle_for: Callable[[], float],
         max_lanes: int,
         max_pages: int,
         progress: Callable[[Read], None],
@@ -224,7 +257,7 @@ class WindowRead:
         self._per = per
         self._ask = ask
         self._deliver = deliver
-        self._overdue = overdue
+        self._idle_for = idle_for
         self._max_lanes = max_lanes
         self._max_pages = max_pages
         self._progress = progress
@@ -236,26 +269,33 @@ class WindowRead:
         # no two running lanes share one. Numbers in use are 0 to running + len(free) - 1.
         self._free: list[int] = []
         self._asking = 0  # lanes waiting for the pacer or an answer
+        self._handing_over = threading.Lock()
+        self._interval: Callable[[], float] = lambda: math.inf
         self._answer_time: float | None = None  # seconds, a moving average of recent answers
+        self._began = 0.0  # when the first lane started (time.monotonic)
         self._errors: list[BaseException] = []
         self.read = Read()
         self.lanes = 0
         """The most lanes that ran at once."""
 
     def run(self, interval: Callable[[], float]) -> Read:
-        """Read the window, adding a lane whenever the pacer has been free for a quarter of its
-        `interval` (seconds between requests) while every lane waits for an answer."""
+        """Read the window, adding a lane whenever the pacer is about to be free (within
+        LEAD of its `interval`, seconds between requests, so that the new lane's request is
+        ready for it) while no lane waits for it, every lane waiting for an answer."""
+        self._began, self._interval = time.monotonic(), interval
         threads = [self._start(self._first)]
         with self._lock:
             while self._running:
                 every = interval()
-                slack, overdue = every / 4, self._overdue()
-                if overdue > slack and self._more_lanes_due(every):
+                lead, idle = every * self.LEAD, self._idle_for()
+                if idle >= -lead and self._more_lanes_due(every):
                     taken = self._take_half()
                     if taken is not None:
                         threads.append(self._start(taken))
                         continue
-                self._lane_ended.wait(max(slack - overdue, slack / 2))
+                # Until the pacer is next about to be free; while it is, look again soon.
+                soon = every * self.LOOK_AGAIN
+                self._lane_ended.wait(max(-idle - lead, soon) if idle < -lead else soon)
         for thread in threads:
             thread.join()
         if self._errors:
@@ -263,13 +303,15 @@ class WindowRead:
         return self.read
 
     def _more_lanes_due(self, interval: float) -> bool:
-        """The first answer is in, every lane is waiting for an answer, and fewer run than
-        answers of the usual time need to keep requests `interval` apart, one more for the time
-        to take each in (lock held)."""
-        usual = self._answer_time
-        if usual is None:  # the first answer, alone, tells how large the window is
-            return False
-        needed = 2 + math.ceil(usual / interval)
+        """Every lane is waiting for an answer (none for the sink or between requests), and
+        fewer run than answers of the usual time need to keep requests `interval` apart, one
+        more for the time to take each in (lock held). Before the first answer, one lane more
+        for each interval it has been awaited."""
+        if self._answer_time is None:
+            awaited = time.monotonic() - self._began + interval * self.LEAD
+            needed = 1 + math.floor(awaited / interval)
+        else:
+            needed = 2 + math.ceil(self._answer_time / interval)
         return (
             not self._errors
             and self._running < min(self._max_lanes, needed)
@@ -286,13 +328,19 @@ class WindowRead:
         return thread
 
     def _lane(self, piece: _Slice | None, lane: int) -> None:
-        """Tail a slice, then halves taken from others, until none is left."""
+        """Tail a slice, then slices left by other lanes or halves taken from others, until
+        none is left, or until pages wait for the sink: then a lane more than one ends, leaving
+        its slice to another, since the sink, not the answers, limits the read."""
         try:
             while piece is not None:
                 while not piece.done and not self._errors:
-                    self._request(piece, lane)
+                    if self._request(piece, lane) and not piece.done:
+                        with self._lock:
+                            if self._running > 1:
+                                piece.read, piece = False, None
+                                break
                 with self._lock:
-                    piece = None if self._errors else self._take_half()
+                    piece = None if self._errors or piece is None else self._take_half()
         except BaseException as error:  # raised in the calling thread once every lane ends
             with self._lock:
                 self._errors.append(error)
@@ -303,13 +351,18 @@ class WindowRead:
                 self._lane_ended.notify()
 
     def _take_half(self) -> _Slice | None:
-        """The later half of the slice with the most left, as a slice of its own (lock held)."""
+        """A slice no lane reads, or else the later half of the slice with the most left, as a
+        slice of its own (lock held)."""
+        for piece in self._slices:
+            if not piece.read and not piece.done:
+                piece.read = True
+                return piece
         total, first = self.read.total, self._first
         seconds = max(1.0, (first.hi - whole_second(self._window_start)).total_seconds())
         per_second = math.inf if total is None else total / seconds
         busiest = max(
             (s for s in self._slices if not s.done),
-            key=lambda s: s.work(per_second),
+            key=lambda s: s.pending(self._per, per_second),
             default=None,
         )
         taken = None if busiest is None else busiest.halve(self._per, per_second)
@@ -317,8 +370,10 @@ class WindowRead:
             self._slices.append(taken)
         return taken
 
-    def _request(self, piece: _Slice, lane: int) -> None:
-        """One page of `piece`: ask, take in its chats, move the slice on."""
+    def _request(self, piece: _Slice, lane: int) -> bool:
+        """One page of `piece`: ask, take in its chats, move the slice on, hand them to the
+        sink. Whether the page waited for the sink longer than an interval (behind another
+        lane's page, or for the sink itself)."""
         with self._lock:
             piece.requests += 1
             if piece.requests > self._max_pages:
@@ -328,6 +383,7 @@ class WindowRead:
                     "loop: the API's paging looks broken"
                 )
             params = piece.params(self._per)
+            piece.asked_to = piece.hi
             self._asking += 1
         try:
             page, seconds = self._ask(params, lane)
@@ -340,6 +396,9 @@ class WindowRead:
             if piece is self._first and piece.requests == 1:
                 self.read.total = page.total  # the first answer counts the whole window
             self.read.add(page)
-            self._deliver(page.chats)
             piece.advance(page, self._per)
             self._progress(self.read)
+        arrived = time.monotonic()
+        with self._handing_over:  # one page at a time: the sink is called from one thread
+            self._deliver(page.chats)
+        return time.monotonic() - arrived > self._interval()

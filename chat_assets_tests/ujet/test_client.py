@@ -348,6 +348,46 @@ def test_a_slow_server_is_read_with_requests_in_flight() -> None:
     assert gaps[len(gaps) // 2] < 0.2 < emu.personality.latency
 
 
+def test_a_slow_servers_budget_is_busy_from_the_first_request_to_the_last() -> None:
+    """While the first answer is on its way, lanes start on later slices of the window, and the
+    slices' last pages go out side by side: no request waits for an answer while the pacer is
+    free. (Waiting for the first answer alone, or reading a slice's last pages one after
+    another, leaves a gap of the server's time to answer between two requests.)"""
+    with server("slow_strict_10", chats(2000)) as emu, make_client(emu) as client:
+        result = client.fetch_window(START, END)
+        sent = sorted(chat_requests(emu), key=lambda r: r.time)
+
+    assert [r["id"] for r in result.records] == list(range(1, 2001))
+    assert (result.total, result.shortfall, result.throttled) == (2000, 0, 0)
+    assert sent[0].query["updated_at[from]"] == "2026-03-08T08:00:00Z"  # the whole window
+    assert sent[1].query["updated_at[from]"] == "2026-03-08T08:30:00Z"  # its later half
+    assert sent[1].time - sent[0].time < emu.personality.latency
+    gaps = [b.time - a.time for a, b in itertools.pairwise(sent)]
+    assert max(gaps) < emu.personality.latency
+    # Slices cost part-filled pages, a few: 20 pages would hold the window.
+    assert len(sent) <= 25
+
+
+def test_lanes_give_way_to_a_sink_slower_than_the_answers() -> None:
+    """Lanes are there to keep the API's budget busy, not to hold pages: when pages wait for
+    the sink longer than the pacer's interval, lanes end (their slices read on by the others),
+    so few pages are asked for ahead of what the sink has taken."""
+    ahead: list[int] = []
+    with server("slow_strict_10", chats(1500)) as emu, make_client(emu) as client:
+
+        def sink(records: list[dict[str, Any]]) -> None:
+            ahead.append(len(chat_requests(emu)) - len(ahead) - 1)
+            time.sleep(0.25)
+
+        result = client.fetch_window(START, END, sink=sink)
+
+    assert result.kept == 1500 and result.shortfall == 0
+    # Answers would allow six lanes; in the second half of the read, at most two pages were
+    # asked for beyond the one the sink was given.
+    assert result.lanes >= 3
+    assert max(ahead[len(ahead) // 2 :]) <= 2, ahead
+
+
 # Errors that say what to check -----------------------------------------------------------------
 
 
@@ -361,7 +401,10 @@ def test_401_fails_fast_without_leaking_the_secret(emulator: UjetEmulator) -> No
     assert "UJET_COMPANY_KEY" in message
     assert wrong not in message
     assert SECRET not in message
-    assert len(emulator.requests) == 1
+    # Not retried: lanes started while the first answer was on its way (at the tests' 500
+    # requests/s) asked once each, for slices of their own, and none after the 401.
+    queries = [tuple(sorted(r.query.items())) for r in emulator.requests]
+    assert len(queries) == len(set(queries)) and {r.status for r in emulator.requests} == {401}
     assert caught.value.__cause__ is None
 
 
