@@ -23,8 +23,8 @@ each tailing a slice of its own, all paced by the account's one pacer:
 - Each answer's `total` counts what is left of its slice. A lane whose slice is done takes the
   later half of the slice with the most left beyond the requests in flight, while more than a
   page is left there: the taken half and the page in flight are then read side by side instead
-  of one after the other, for as many requests (split at the middle of a slice with one to two
-  pages left, each part fits a page). So lanes finish together, their last requests an interval
+  of one after the other, for as many requests when the chats are spread evenly (split at the
+  middle of a slice with one to two pages left, each part fits a page). So lanes finish together, their last requests an interval
   apart, however the chats are spread over the day. (The slice it halved may still receive
   chats of the taken half from the request in flight: chats seen twice are de-duplicated by id,
   and that answer's count of what is left is scaled down to the part its slice kept.)
@@ -146,8 +146,6 @@ class _Slice:
     yet)."""
     asked_to: datetime | None = None
     """The upper bound of the request in flight (None: none is): `hi` when it was sent."""
-    read: bool = True
-    """Whether a lane reads it: a lane that gives up its slice leaves it for another."""
     done: bool = False
 
     def params(self, per: int) -> Params:
@@ -269,8 +267,6 @@ class WindowRead:
         # no two running lanes share one. Numbers in use are 0 to running + len(free) - 1.
         self._free: list[int] = []
         self._asking = 0  # lanes waiting for the pacer or an answer
-        self._handing_over = threading.Lock()
-        self._interval: Callable[[], float] = lambda: math.inf
         self._answer_time: float | None = None  # seconds, a moving average of recent answers
         self._began = 0.0  # when the first lane started (time.monotonic)
         self._errors: list[BaseException] = []
@@ -282,7 +278,7 @@ class WindowRead:
         """Read the window, adding a lane whenever the pacer is about to be free (within
         LEAD of its `interval`, seconds between requests, so that the new lane's request is
         ready for it) while no lane waits for it, every lane waiting for an answer."""
-        self._began, self._interval = time.monotonic(), interval
+        self._began = time.monotonic()
         threads = [self._start(self._first)]
         with self._lock:
             while self._running:
@@ -303,7 +299,7 @@ class WindowRead:
         return self.read
 
     def _more_lanes_due(self, interval: float) -> bool:
-        """Every lane is waiting for an answer (none for the sink or between requests), and
+        """Every lane is waiting for an answer (none for the pacer or between requests), and
         fewer run than answers of the usual time need to keep requests `interval` apart, one
         more for the time to take each in (lock held). Before the first answer, one lane more
         for each interval it has been awaited."""
@@ -328,19 +324,13 @@ class WindowRead:
         return thread
 
     def _lane(self, piece: _Slice | None, lane: int) -> None:
-        """Tail a slice, then slices left by other lanes or halves taken from others, until
-        none is left, or until pages wait for the sink: then a lane more than one ends, leaving
-        its slice to another, since the sink, not the answers, limits the read."""
+        """Tail a slice, then halves taken from others, until none is left."""
         try:
             while piece is not None:
                 while not piece.done and not self._errors:
-                    if self._request(piece, lane) and not piece.done:
-                        with self._lock:
-                            if self._running > 1:
-                                piece.read, piece = False, None
-                                break
+                    self._request(piece, lane)
                 with self._lock:
-                    piece = None if self._errors or piece is None else self._take_half()
+                    piece = None if self._errors else self._take_half()
         except BaseException as error:  # raised in the calling thread once every lane ends
             with self._lock:
                 self._errors.append(error)
@@ -351,12 +341,8 @@ class WindowRead:
                 self._lane_ended.notify()
 
     def _take_half(self) -> _Slice | None:
-        """A slice no lane reads, or else the later half of the slice with the most left, as a
+        """The later half of the slice with the most left beyond the requests in flight, as a
         slice of its own (lock held)."""
-        for piece in self._slices:
-            if not piece.read and not piece.done:
-                piece.read = True
-                return piece
         total, first = self.read.total, self._first
         seconds = max(1.0, (first.hi - whole_second(self._window_start)).total_seconds())
         per_second = math.inf if total is None else total / seconds
@@ -370,10 +356,8 @@ class WindowRead:
             self._slices.append(taken)
         return taken
 
-    def _request(self, piece: _Slice, lane: int) -> bool:
-        """One page of `piece`: ask, take in its chats, move the slice on, hand them to the
-        sink. Whether the page waited for the sink longer than an interval (behind another
-        lane's page, or for the sink itself)."""
+    def _request(self, piece: _Slice, lane: int) -> None:
+        """One page of `piece`: ask, take in its chats, move the slice on."""
         with self._lock:
             piece.requests += 1
             if piece.requests > self._max_pages:
@@ -396,9 +380,6 @@ class WindowRead:
             if piece is self._first and piece.requests == 1:
                 self.read.total = page.total  # the first answer counts the whole window
             self.read.add(page)
+            self._deliver(page.chats)
             piece.advance(page, self._per)
             self._progress(self.read)
-        arrived = time.monotonic()
-        with self._handing_over:  # one page at a time: the sink is called from one thread
-            self._deliver(page.chats)
-        return time.monotonic() - arrived > self._interval()
