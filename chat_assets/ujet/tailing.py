@@ -24,10 +24,11 @@ each tailing a slice of its own, all paced by the account's one pacer:
   later half of the slice with the most left beyond the requests in flight, while more than a
   page is left there: the taken half and the page in flight are then read side by side instead
   of one after the other, for as many requests when the chats are spread evenly (split at the
-  middle of a slice with one to two pages left, each part fits a page). So lanes finish together, their last requests an interval
-  apart, however the chats are spread over the day. (The slice it halved may still receive
-  chats of the taken half from the request in flight: chats seen twice are de-duplicated by id,
-  and that answer's count of what is left is scaled down to the part its slice kept.)
+  middle of a slice with one to two pages left, each part fits a page). So lanes finish
+  together, their last requests an interval apart, however the chats are spread over the day.
+  (The slice it halved may still receive chats of the taken half from the request in flight:
+  chats seen twice are de-duplicated by id, and that answer's count of what is left is scaled
+  down to the part its slice kept.)
 - Adjacent slices share their boundary second (the API's bounds are inclusive whole seconds), so
   no chat falls between two.
 """
