@@ -665,6 +665,30 @@ def test_no_second_request_starts_while_one_is_being_sent() -> None:
     pacer.sent()
 
 
+def test_the_pacer_is_idle_only_when_no_request_waits_for_it() -> None:
+    """What decides whether a window needs one more lane: how long the pacer could have let a
+    request go with none waiting for it, negative until it may and while one is waiting or
+    being sent."""
+    pacer = RequestPacer(10)
+    pacer.wait()
+    assert pacer.idle_for() < 0  # being sent
+    pacer.sent()
+    assert -pacer.interval <= pacer.idle_for() < 0  # not yet due
+    time.sleep(pacer.interval + 0.05)
+    assert pacer.idle_for() >= 0.05  # due, and no one asked
+    waiting = threading.Thread(target=pacer.wait)
+    waiting.start()
+    waiting.join()  # it was due: let go at once, and now being sent
+    assert pacer.idle_for() == -pacer.interval
+    pacer.sent()
+    waiting = threading.Thread(target=pacer.wait)
+    waiting.start()
+    time.sleep(0.02)  # waiting for its moment, an interval after the last
+    assert waiting.is_alive() and pacer.idle_for() == -pacer.interval
+    waiting.join()
+    pacer.sent()
+
+
 def test_429s_slow_the_pace_and_successes_recover_it() -> None:
     pacer = RequestPacer(10)
     pacer.throttled()
