@@ -386,7 +386,7 @@ class UjetClient:
         if read.left_out:
             self._log.warning(
                 f"UJET window {window}: {len(read.left_out)} chats left out, without a usable "
-                f"id or updated_at: {', '.join(list(read.left_out)[:10])}"
+                f"id or updated_at: {', '.join(list(read.left_out.values())[:10])}"
             )
         self._log.info(
             f"UJET window {window}: {counters.requests} requests, {read.received} chats received, "
@@ -404,7 +404,7 @@ class UjetClient:
             retries=counters.retries,
             throttled=counters.throttled,
             outside_window=outside,
-            left_out=tuple(read.left_out),
+            left_out=tuple(read.left_out.values()),
             repaired=len(read.repaired),
             reread=reread,
             shortfall=shortfall,

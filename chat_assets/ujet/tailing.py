@@ -77,7 +77,8 @@ class Read:
     newest: dict[int, datetime] = field(default_factory=dict)
     received: int = 0
     total: int | None = None
-    left_out: dict[str, None] = field(default_factory=dict)  # ordered set of labels
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Chats left out, by a key telling one from another: the label naming each."""
     repaired: set[int] = field(default_factory=set)
 
     def _keep(self, versions: Iterable[tuple[int, datetime]]) -> None:
@@ -90,7 +91,8 @@ class Read:
     def add(self, page: Page) -> None:
         self.received += len(page.chats)
         self._keep((record["id"], updated) for record, updated in page.chats)
-        self.left_out.update(dict.fromkeys(page.left_out))
+        for key, label in page.left_out.items():
+            self.left_out.setdefault(key, label)
         self.repaired.update(page.repaired)
 
     def merge(self, later: Read) -> Read:
