@@ -271,7 +271,10 @@ class WindowRead:
         self._free: list[int] = []
         self._asking = 0  # lanes waiting for the pacer or an answer
         self._answer_time: float | None = None  # seconds, a moving average of recent answers
-        self._began = 0.0  # when the first lane started (time.monotonic)
+        self._began = 0.0  # when the read started (time.monotonic)
+        # When its first request left, once the pacer has let it go: a wait for another
+        # process's turn is no answer time.
+        self._first_sent: float | None = None
         self._errors: list[BaseException] = []
         self.read = Read()
         self.lanes = 0
@@ -287,6 +290,10 @@ class WindowRead:
             while self._running:
                 every = interval()
                 lead, idle = every * self.LEAD, self._idle_for()
+                if self._first_sent is None and -every < idle < math.inf:
+                    last_start = time.monotonic() - idle - every
+                    if last_start >= self._began:  # the pacer's last start is this read's
+                        self._first_sent = last_start
                 if idle >= -lead and self._more_lanes_due(every):
                     taken = self._take_half()
                     if taken is not None:
@@ -305,9 +312,11 @@ class WindowRead:
         """Every lane is waiting for an answer (none for the pacer or between requests), and
         fewer run than answers of the usual time need to keep requests `interval` apart, one
         more for the time to take each in (lock held). Before the first answer, one lane more
-        for each interval it has been awaited."""
+        for each interval it has been awaited since it left."""
         if self._answer_time is None:
-            awaited = time.monotonic() - self._began + interval * self.LEAD
+            if self._first_sent is None:
+                return False
+            awaited = time.monotonic() - self._first_sent + interval * self.LEAD
             needed = 1 + math.floor(awaited / interval)
         else:
             needed = 2 + math.ceil(self._answer_time / interval)
