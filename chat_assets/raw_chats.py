@@ -23,8 +23,9 @@ from chat_assets.warehouse.request_turns import request_turns
 from chat_assets.warehouse.resource import Warehouse
 from chat_assets.warehouse.staged_window import WindowStage
 
-# Pages a fetch may be ahead of their sanitizing and landing: about a megabyte each.
-PAGES_AHEAD = 10
+# Pages a fetch may be ahead of their sanitizing and landing, about a megabyte each, besides the
+# page each lane of the fetch holds while it waits to hand it over.
+PAGES_AHEAD = 4
 
 
 def landing_rows(records: list[dict[str, Any]], timezone: str, pii_key: str) -> list[tuple]:

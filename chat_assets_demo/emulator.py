@@ -442,28 +442,36 @@ def _error(message: str) -> bytes:
 
 
 class _Generated:
-    """One span of generated chat versions, in (updated_at, id) order, and for the last upper
-    bound asked the newest version of each chat up to it.
+    """One span of generated chat versions, in (updated_at, id) order, each with when its chat's
+    next version is updated.
 
     UJET holds one record per chat: of a chat's versions in a window, the newest answers. That
     is the chat's newest version up to the upper bound, when it lies within the lower bound
-    (if it does not, no older one does), so one list serves every lower bound."""
+    (if it does not, no older one does): the versions in the window whose next version comes
+    after the upper bound. Any window within the span is answered from it, so lanes reading
+    slices of a day cost the server no more than one reader."""
 
     def __init__(self, span: tuple[int, int], rows: list[_Row]) -> None:
         self.span = span
         self.rows = rows
-        self._until: tuple[int, list[_Row], list[int]] | None = None
+        self.updated = [row.updated_us or 0 for row in rows]
+        self.next_us = [math.inf] * len(rows)
+        later: dict[tuple[int, Any], int] = {}
+        for at in range(len(rows) - 1, -1, -1):
+            key = rows[at].id_key
+            self.next_us[at] = later.get(key, math.inf)
+            later[key] = self.updated[at]
 
-    def newest_until(self, to_us: int) -> tuple[list[_Row], list[int]]:
-        """The newest version of each chat with updated_at up to to_us, in updated_at order,
-        and their updated_at values (to bisect)."""
-        until = self._until
-        if until is None or until[0] != to_us:
-            within = [row for row in self.rows if (row.updated_us or 0) <= to_us]
-            last = {row.id_key: row for row in within}
-            newest = [row for row in within if last[row.id_key] is row]
-            until = self._until = (to_us, newest, [row.updated_us or 0 for row in newest])
-        return until[1], until[2]
+    def covers(self, span: tuple[int, int]) -> bool:
+        return self.span[0] <= span[0] and span[1] <= self.span[1]
+
+    def newest_within(self, from_us: int, to_us: int) -> list[_Row]:
+        """The newest version up to to_us of each chat that has one in [from_us, to_us], in
+        updated_at order."""
+        low = bisect.bisect_left(self.updated, from_us)
+        high = bisect.bisect_right(self.updated, to_us)
+        rows, next_us = self.rows, self.next_us
+        return [rows[at] for at in range(low, high) if next_us[at] > to_us]
 
 
 class UjetEmulator:
@@ -520,6 +528,7 @@ class UjetEmulator:
         self._served: set[tuple[int, Any]] = set()
         self._horizon = -1  # the highest updated_at[to] asked for, as epoch microseconds
         self._generated: _Generated | None = None
+        self._generating = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -736,30 +745,35 @@ class UjetEmulator:
         return self._generated_rows(from_us, to_us)
 
     def _generated_rows(self, from_us: int, to_us: int) -> list[_Row]:
-        """Keys only (records are built when their page is served). The last window is kept,
-        since a client reads one window in many requests with narrowing lower bounds."""
+        """Keys only (records are built when their page is served). The last days generated
+        are kept, since a client reads one window in many requests, of slices of it."""
         day_us = 86_400_000_000
         span = (from_us // day_us * day_us, (to_us // day_us + 1) * day_us)
-        with self._lock:
-            cached = self._generated
-        if cached is None or cached.span != span:
-            epoch = datetime(1970, 1, 1, tzinfo=UTC)
-            keys = demo_data.chat_version_keys(
-                epoch + timedelta(microseconds=span[0]),
-                epoch + timedelta(microseconds=span[1] - 1),
-                self.chats_per_day,
-                timezone=self.timezone,
-                seasonal=self.seasonal,
-            )
-            rows = [
-                _Row((0, key.chat_id), key.updated_ms * 1000, key.created_ms * 1000, key)
-                for key in keys
-            ]
-            cached = _Generated(span, rows)
+        with self._generating:  # one thread generates; the others wait for its rows
             with self._lock:
-                self._generated = cached
-        newest, updated = cached.newest_until(to_us)
-        return newest[bisect.bisect_left(updated, from_us) :]
+                cached = self._generated
+            if cached is None or not cached.covers(span):
+                cached = self._generate(span)
+        return cached.newest_within(from_us, to_us)
+
+    def _generate(self, span: tuple[int, int]) -> _Generated:
+        """The chat versions of whole days [span), kept for the requests after this one."""
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        keys = demo_data.chat_version_keys(
+            epoch + timedelta(microseconds=span[0]),
+            epoch + timedelta(microseconds=span[1] - 1),
+            self.chats_per_day,
+            timezone=self.timezone,
+            seasonal=self.seasonal,
+        )
+        rows = [
+            _Row((0, key.chat_id), key.updated_ms * 1000, key.created_ms * 1000, key)
+            for key in keys
+        ]
+        generated = _Generated(span, rows)
+        with self._lock:
+            self._generated = generated
+        return generated
 
     def _chats(
         self, handler: _Handler, query: _Query, fault: _Fault | None

@@ -325,7 +325,7 @@ class UjetClient:
             per=self._per_page,
             ask=ask,
             deliver=deliver,
-            overdue=self._pacer.overdue,
+            idle_for=self._pacer.idle_for,
             max_lanes=self._max_in_flight,
             max_pages=self._max_pages,
             progress=lambda read: self._progress(read, counters),
@@ -389,7 +389,7 @@ class UjetClient:
         if read.left_out:
             self._log.warning(
                 f"UJET window {window}: {len(read.left_out)} chats left out, without a usable "
-                f"id or updated_at: {', '.join(list(read.left_out)[:10])}"
+                f"id or updated_at: {', '.join(list(read.left_out.values())[:10])}"
             )
         self._log.info(
             f"UJET window {window}: {counters.requests} requests, {read.received} chats received, "
@@ -407,7 +407,7 @@ class UjetClient:
             retries=counters.retries,
             throttled=counters.throttled,
             outside_window=outside,
-            left_out=tuple(read.left_out),
+            left_out=tuple(read.left_out.values()),
             repaired=len(read.repaired),
             reread=reread,
             shortfall=shortfall,

@@ -75,6 +75,7 @@ class RequestPacer:
         self._sleep = sleep
         self._last_start = -math.inf
         self._sending = False
+        self._waiting = 0  # callers inside `wait`, not yet let go
         self._ceiling = self._rate = self._throttled_at = 0.0
         self._turns: SharedTurns | None = None
         self._holding = threading.local()
@@ -96,11 +97,12 @@ class RequestPacer:
         """Seconds from one request start to the next at the pace in force, guard included."""
         return (1.0 + self.GUARD) / self._rate
 
-    def overdue(self) -> float:
-        """Seconds since the next request could have started; negative until it may, and
-        while a request is being sent."""
+    def idle_for(self) -> float:
+        """Seconds the next request could have started before now while no caller waited to
+        start one: negative until it may, while a request is being sent, and while a caller
+        waits for its turn (it takes the moment as soon as it comes)."""
         with self._lock:
-            if self._sending:
+            if self._sending or self._waiting:
                 return -self.interval
             return self._clock() - (self._last_start + self.interval)
 
@@ -122,16 +124,22 @@ class RequestPacer:
         the caller says the request is `sent`, no other may start: a thread held up between the
         two (by another holding the interpreter) would otherwise send its request late, closer
         to the next one than the interval."""
-        while True:
+        with self._lock:
+            self._waiting += 1
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    due = self._last_start + self.interval
+                    if not self._sending and now >= due:
+                        self._sending = True
+                        self._last_start = now
+                        turns = self._turns
+                        break
+                self._sleep(max(due - now, self.SENDING_POLL))
+        finally:
             with self._lock:
-                now = self._clock()
-                due = self._last_start + self.interval
-                if not self._sending and now >= due:
-                    self._sending = True
-                    self._last_start = now
-                    turns = self._turns
-                    break
-            self._sleep(max(due - now, self.SENDING_POLL))
+                self._waiting -= 1
         self._holding.turns = turns
         if turns is not None:
             turns.begin(self.interval)

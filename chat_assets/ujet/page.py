@@ -9,6 +9,7 @@ fails the request.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -36,7 +37,9 @@ class Page:
     total: int | None
     """Chats the server counts for the request's query, this page's and those after it."""
     more: bool
-    left_out: list[str]
+    left_out: dict[str, str]
+    """Chats left out: a key telling one from another (its id, or a digest of it when it has
+    none; never shown), and the label naming it (by id or by position in this answer)."""
     repaired: list[int]
 
 
@@ -124,9 +127,9 @@ def _repaired(value: Any) -> Any:
 
 def _chats(
     response: requests.Response, request: int, window: str
-) -> tuple[list[tuple[dict, datetime]], int, list[str], list[int]]:
-    """(usable chats with parsed updated_at, chats in the body, labels of those left out,
-    ids of those repaired). Raises, without quoting the body, only when the body as a whole
+) -> tuple[list[tuple[dict, datetime]], int, dict[str, str], list[int]]:
+    """(usable chats with parsed updated_at, chats in the body, those left out by key and
+    label, ids of those repaired). Raises, without quoting the body, only when the body as a whole
     is not a JSON array."""
     if response.status_code == 204 or not response.content:
         if response.status_code == 204:
@@ -141,17 +144,17 @@ def _chats(
         )
     suspicious = _NEEDS_REPAIR.search(response.content) is not None
     chats: list[tuple[dict, datetime]] = []
-    left_out: list[str] = []
+    left_out: dict[str, str] = {}
     repaired: list[int] = []
     for position, record in enumerate(body, start=1):
         record_id = chat_id(record.get("id")) if isinstance(record, dict) else None
         updated = parse_instant(record.get("updated_at")) if isinstance(record, dict) else None
         if record_id is None or updated is None:
-            left_out.append(
-                f"id {record_id}"
-                if record_id is not None
-                else f"request {request} position {position}"
-            )
+            if record_id is not None:
+                left_out[f"id {record_id}"] = f"id {record_id}"
+            else:
+                # Lanes' answers may overlap: the same chat, met twice, is one chat.
+                left_out[_digest(record)] = f"request {request} position {position}"
             continue
         if suspicious:
             clean = _repaired(record)
@@ -163,6 +166,13 @@ def _chats(
         record["updated_at"] = updated.isoformat().replace("+00:00", "Z")
         chats.append((record, updated))
     return chats, len(body), left_out, repaired
+
+
+def _digest(record: object) -> str:
+    """A key for a chat without a usable id, the same wherever it is met; never shown, since
+    it is made of the chat's values."""
+    text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    return "digest " + hashlib.blake2b(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _no_constant(name: str) -> None:

@@ -13,14 +13,22 @@ each tailing a slice of its own, all paced by the account's one pacer:
 
 - The first lane's first request asks for the whole window: its `total` counts every chat of the
   window, the figure the read is checked against.
-- Once that answer is in, whenever the pacer could send and every lane is waiting for an answer,
-  one more lane starts, on the later half of the slice with the most left: lanes grow until the
-  budget, not the server's time to answer, is what limits the read. A server that answers at
-  once keeps one lane, and a window of one page is one request.
+- Whenever the pacer is about to be free and no lane waits for it (every lane is waiting for an
+  answer), one more lane starts, on the later half of the slice with the most left: lanes grow
+  until the budget, not the server's time to answer, is what limits the read. This does not
+  wait for the first answer: while it is on its way, lanes start on later halves of the window
+  by time, each slice's first answer counting its chats. A server that answers within an
+  interval keeps one lane, and a window of one page is one request; a slow one spends up to one
+  request per interval of its first answer's time on a window that turns out small.
 - Each answer's `total` counts what is left of its slice. A lane whose slice is done takes the
-  later half of the slice with the most left, so lanes finish together however the chats are
-  spread over the day. (The slice it halved may still receive chats of the taken half from the
-  request in flight: chats seen twice are de-duplicated by id.)
+  later half of the slice with the most left beyond the requests in flight, while more than a
+  page is left there: the taken half and the page in flight are then read side by side instead
+  of one after the other, for as many requests when the chats are spread evenly (split at the
+  middle of a slice with one to two pages left, each part fits a page). So lanes finish
+  together, their last requests an interval apart, however the chats are spread over the day.
+  (The slice it halved may still receive chats of the taken half from the request in flight:
+  chats seen twice are de-duplicated by id, and that answer's count of what is left is scaled
+  down to the part its slice kept.)
 - Adjacent slices share their boundary second (the API's bounds are inclusive whole seconds), so
   no chat falls between two.
 """
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,7 +77,8 @@ class Read:
     newest: dict[int, datetime] = field(default_factory=dict)
     received: int = 0
     total: int | None = None
-    left_out: dict[str, None] = field(default_factory=dict)  # ordered set of labels
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Chats left out, by a key telling one from another: the label naming each."""
     repaired: set[int] = field(default_factory=set)
 
     def _keep(self, versions: Iterable[tuple[int, datetime]]) -> None:
@@ -81,7 +91,8 @@ class Read:
     def add(self, page: Page) -> None:
         self.received += len(page.chats)
         self._keep((record["id"], updated) for record, updated in page.chats)
-        self.left_out.update(dict.fromkeys(page.left_out))
+        for key, label in page.left_out.items():
+            self.left_out.setdefault(key, label)
         self.repaired.update(page.repaired)
 
     def merge(self, later: Read) -> Read:
@@ -136,6 +147,8 @@ class _Slice:
     left: int | None = None
     """Chats the server counted beyond the last answer's page, up to `hi` (None: no answer
     yet)."""
+    asked_to: datetime | None = None
+    """The upper bound of the request in flight (None: none is): `hi` when it was sent."""
     done: bool = False
 
     def params(self, per: int) -> Params:
@@ -156,9 +169,17 @@ class _Slice:
 
     def advance(self, page: Page, per: int) -> None:
         """Where the next request of this slice starts, after `page` answered it."""
+        newest = max((updated for _, updated in page.chats), default=None)
+        asked_to, self.asked_to = self.asked_to, None
         if page.total is not None:
             self.left = max(0, page.total - (self.page - 1) * per - len(page.chats))
-        newest = max((updated for _, updated in page.chats), default=None)
+            if asked_to is not None and self.hi < asked_to and self.stepping is None:
+                # Halved while the request was in flight: the count covers the taken half too.
+                # Keep the share of it that falls in this slice, as if spread evenly.
+                since = self.cursor if newest is None else max(self.cursor, whole_second(newest))
+                asked = (asked_to - since).total_seconds()
+                kept = max(0.0, (self.hi - since).total_seconds())
+                self.left = round(self.left * min(1.0, kept / asked)) if asked > 0 else 0
         if not page.more:
             if self.stepping is None:
                 self.done = True
@@ -184,10 +205,17 @@ class _Slice:
             return self.left
         return per_second * (self.hi - self.cursor).total_seconds()
 
+    def pending(self, per: int, per_second: float) -> tuple[float, float]:
+        """How much is left beyond the request in flight: chats, then seconds (which rank
+        slices before any count is known)."""
+        chats = self.work(per_second) - (per if self.asked_to is not None else 0)
+        return chats, (self.hi - self.cursor).total_seconds()
+
     def halve(self, per: int, per_second: float) -> _Slice | None:
-        """The later half of what is left, taken from this slice; None when less than three
-        pages are (halving would only add part-filled pages), or less than two seconds."""
-        if self.done or self.stepping is not None or self.work(per_second) < 3 * per:
+        """The later half of what is left, taken from this slice; None when a page or less is
+        (the request in flight, or the next, reads it: halving would only add a part-filled
+        page), or less than two seconds."""
+        if self.done or self.stepping is not None or self.work(per_second) <= per:
             return None
         seconds = int((self.hi - self.cursor).total_seconds())
         if seconds < 2:
@@ -204,6 +232,12 @@ class _Slice:
 class WindowRead:
     """One read of [start, end) by tailing, in as many lanes as keep the pacer busy."""
 
+    LEAD = 0.05
+    """Of an interval: how soon before the pacer is free a lane starts, the time its thread
+    takes to start and prepare its request."""
+    LOOK_AGAIN = 0.1
+    """Of an interval: how often the pacer is looked at while it is free and no lane is due."""
+
     def __init__(
         self,
         start: datetime,
@@ -213,7 +247,7 @@ class WindowRead:
         per: int,
         ask: Ask,
         deliver: Delivery,
-        overdue: Callable[[], float],
+        idle_for: Callable[[], float],
         max_lanes: int,
         max_pages: int,
         progress: Callable[[Read], None],
@@ -224,7 +258,7 @@ class WindowRead:
         self._per = per
         self._ask = ask
         self._deliver = deliver
-        self._overdue = overdue
+        self._idle_for = idle_for
         self._max_lanes = max_lanes
         self._max_pages = max_pages
         self._progress = progress
@@ -237,25 +271,37 @@ class WindowRead:
         self._free: list[int] = []
         self._asking = 0  # lanes waiting for the pacer or an answer
         self._answer_time: float | None = None  # seconds, a moving average of recent answers
+        self._began = 0.0  # when the read started (time.monotonic)
+        # When its first request left, once the pacer has let it go: a wait for another
+        # process's turn is no answer time.
+        self._first_sent: float | None = None
         self._errors: list[BaseException] = []
         self.read = Read()
         self.lanes = 0
         """The most lanes that ran at once."""
 
     def run(self, interval: Callable[[], float]) -> Read:
-        """Read the window, adding a lane whenever the pacer has been free for a quarter of its
-        `interval` (seconds between requests) while every lane waits for an answer."""
+        """Read the window, adding a lane whenever the pacer is about to be free (within
+        LEAD of its `interval`, seconds between requests, so that the new lane's request is
+        ready for it) while no lane waits for it, every lane waiting for an answer."""
+        self._began = time.monotonic()
         threads = [self._start(self._first)]
         with self._lock:
             while self._running:
                 every = interval()
-                slack, overdue = every / 4, self._overdue()
-                if overdue > slack and self._more_lanes_due(every):
+                lead, idle = every * self.LEAD, self._idle_for()
+                if self._first_sent is None and -every < idle < math.inf:
+                    last_start = time.monotonic() - idle - every
+                    if last_start >= self._began:  # the pacer's last start is this read's
+                        self._first_sent = last_start
+                if idle >= -lead and self._more_lanes_due(every):
                     taken = self._take_half()
                     if taken is not None:
                         threads.append(self._start(taken))
                         continue
-                self._lane_ended.wait(max(slack - overdue, slack / 2))
+                # Until the pacer is next about to be free; while it is, look again soon.
+                soon = every * self.LOOK_AGAIN
+                self._lane_ended.wait(max(-idle - lead, soon) if idle < -lead else soon)
         for thread in threads:
             thread.join()
         if self._errors:
@@ -263,13 +309,17 @@ class WindowRead:
         return self.read
 
     def _more_lanes_due(self, interval: float) -> bool:
-        """The first answer is in, every lane is waiting for an answer, and fewer run than
-        answers of the usual time need to keep requests `interval` apart, one more for the time
-        to take each in (lock held)."""
-        usual = self._answer_time
-        if usual is None:  # the first answer, alone, tells how large the window is
-            return False
-        needed = 2 + math.ceil(usual / interval)
+        """Every lane is waiting for an answer (none for the pacer or between requests), and
+        fewer run than answers of the usual time need to keep requests `interval` apart, one
+        more for the time to take each in (lock held). Before the first answer, one lane more
+        for each interval it has been awaited since it left."""
+        if self._answer_time is None:
+            if self._first_sent is None:
+                return False
+            awaited = time.monotonic() - self._first_sent + interval * self.LEAD
+            needed = 1 + math.floor(awaited / interval)
+        else:
+            needed = 2 + math.ceil(self._answer_time / interval)
         return (
             not self._errors
             and self._running < min(self._max_lanes, needed)
@@ -303,13 +353,14 @@ class WindowRead:
                 self._lane_ended.notify()
 
     def _take_half(self) -> _Slice | None:
-        """The later half of the slice with the most left, as a slice of its own (lock held)."""
+        """The later half of the slice with the most left beyond the requests in flight, as a
+        slice of its own (lock held)."""
         total, first = self.read.total, self._first
         seconds = max(1.0, (first.hi - whole_second(self._window_start)).total_seconds())
         per_second = math.inf if total is None else total / seconds
         busiest = max(
             (s for s in self._slices if not s.done),
-            key=lambda s: s.work(per_second),
+            key=lambda s: s.pending(self._per, per_second),
             default=None,
         )
         taken = None if busiest is None else busiest.halve(self._per, per_second)
@@ -328,6 +379,7 @@ class WindowRead:
                     "loop: the API's paging looks broken"
                 )
             params = piece.params(self._per)
+            piece.asked_to = piece.hi
             self._asking += 1
         try:
             page, seconds = self._ask(params, lane)
