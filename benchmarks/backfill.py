@@ -147,6 +147,21 @@ def main() -> None:
         print(f"  step {key:<27} {statistics.mean(times):.1f} s mean")
     idle = sum(max(0.0, b - a - 1 / RATE) for a, b in itertools.pairwise(arrivals))
     print(f"API idle                {idle:.1f} s beyond the spacing, first request to last")
+    # Where the idle time fell: by how many days' fetch steps were running at its start.
+    # Step times are wall-clock; the emulator stamps arrivals on the monotonic clock.
+    offset = time.time() - time.monotonic()
+    spans = [
+        (step["startTime"] - offset, step["endTime"] - offset)
+        for run in runs
+        for step in run["stepStats"]
+        if step["stepKey"] == "raw_chats"
+    ]
+    by_fetching: dict[int, float] = {}
+    for a, b in itertools.pairwise(arrivals):
+        fetching = sum(start <= a < end for start, end in spans)
+        by_fetching[fetching] = by_fetching.get(fetching, 0.0) + max(0.0, b - a - 1 / RATE)
+    for fetching, seconds in sorted(by_fetching.items()):
+        print(f"  with {fetching} days fetching       {seconds:.1f} s")
     print(f"answers of 429          {throttled}, {handover} of them at a handover between days")
     if early:
         gaps = ", ".join(f"{gap * 1000:.0f}" for gap in sorted(early))

@@ -95,6 +95,7 @@ class _Counters:
     pages: int = 0
     asked: int = 0  # pages asked for: each request's number in messages
     reported: float = 0.0  # when progress was last logged
+    began: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, **added: int) -> None:
@@ -359,7 +360,12 @@ class UjetClient:
         if read.total is not None:
             of = f" of {read.total}"
             pages = math.ceil(max(0, read.total - have) / self._per_page)
-            left = f", about {pages / self._pacer.pace:.0f} s to go"
+            # The slower of the pace and the rate pages have come at so far: a slow server or
+            # a busy machine keeps a fetch below its pace.
+            rate = self._pacer.pace
+            if counters.pages:
+                rate = min(rate, counters.pages / max(now - counters.began, 1e-3))
+            left = f", about {pages / rate:.0f} s to go"
         self._log.info(
             f"UJET: {counters.pages} pages, {have}{of} chats so far, "
             f"pace {self._pacer.pace:.1f} requests/s{left}"

@@ -172,6 +172,26 @@ def test_every_chat_of_the_window(personality: str) -> None:
     assert progress and "pages" in progress[0] and "s to go" in progress[0]
 
 
+def test_the_time_to_go_follows_the_pages_rate_not_only_the_pace() -> None:
+    """A server taking 0.3 s a page, read one request at a time under a pace of 500/s: the
+    first progress line counts the 9 pages left at the rate pages came, not 500 a second."""
+    with (
+        UjetEmulator(
+            company_key=KEY,
+            company_secret=SECRET,
+            personality="rfc8288",
+            records=chats(1000),
+            latency=0.3,
+        ) as emu,
+        make_client(emu, log := ListLog(), max_in_flight=1) as client,
+    ):
+        client.fetch_window(START, END)
+
+    progress = [line for line in log.at("info") if "chats so far" in line]
+    seconds = int(re.search(r"about (\d+) s to go", progress[0]).group(1))
+    assert seconds >= 2, progress[0]
+
+
 def test_a_sink_gets_every_chat_page_by_page_and_each_version_once(personality: str) -> None:
     pages: list[list[dict[str, Any]]] = []
     with server(personality) as emu, make_client(emu) as client:
