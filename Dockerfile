@@ -6,4 +6,7 @@ COPY chat_assets ./chat_assets
 # `dev` extras), which the lock pins too.
 RUN pip install --no-cache-dir -c requirements.lock .
 ENV DAGSTER_HOME=/opt/dagster_home
+# glibc gives each thread that allocates its own heap arena: a day's fetch lanes would hold tens
+# of megabytes of freed page buffers in them. Two arenas keep the run's memory to its data.
+ENV MALLOC_ARENA_MAX=2
 COPY dagster.yaml workspace.yaml /opt/dagster_home/

@@ -7,6 +7,8 @@ and the database live outside that process, so its peak RSS is the run's own.
 
 Prints the chats landed, the time of each step, and the run process's peak RSS: after its
 imports, after raw_chats, and after the rest of the job (run on its own, raw_chats then landed).
+The run process has MALLOC_ARENA_MAX=2, as the Dockerfile and bin/demo give run processes, unless
+this process's environment sets another value.
 
 Run: .venv/bin/python -m benchmarks.memory [--chats 100000] [--database-url URL]
 """
@@ -102,6 +104,7 @@ def main() -> None:
         seasonal=False,
         personality="rfc8288",
     )
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     with emulator:
         results: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
         child = multiprocessing.get_context("spawn").Process(
@@ -114,6 +117,7 @@ def main() -> None:
         f"day                     {DAY}, {args.chats:,} new chats a day, run succeeded: {success}"
     )
     print(f"landed                  {landed:,} chats in raw_chats")
+    print(f"MALLOC_ARENA_MAX        {os.environ['MALLOC_ARENA_MAX']}")
     for step, seconds in steps.items():
         print(f"step {step:<27}  {seconds:.1f} s")
     for when, megabytes in peaks:

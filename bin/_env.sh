@@ -25,3 +25,5 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp_file" 2>/dev/null)" != "$want
   echo "$wanted" > "$stamp_file"
 fi
 export PATH="$VENV/bin:$PATH"
+# As the Dockerfile does: two heap arenas, not one per fetching thread (see docs/deployment.md).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
