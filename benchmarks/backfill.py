@@ -160,8 +160,31 @@ def main() -> None:
     for a, b in itertools.pairwise(arrivals):
         fetching = sum(start <= a < end for start, end in spans)
         by_fetching[fetching] = by_fetching.get(fetching, 0.0) + max(0.0, b - a - 1 / RATE)
+    # The time spent with so many days fetching, first request to last, in 10 ms steps.
+    spent: dict[int, float] = {}
+    moment = arrivals[0]
+    while moment < arrivals[-1]:
+        fetching = sum(start <= moment < end for start, end in spans)
+        spent[fetching] = spent.get(fetching, 0.0) + 0.01
+        moment += 0.01
     for fetching, seconds in sorted(by_fetching.items()):
-        print(f"  with {fetching} days fetching       {seconds:.1f} s")
+        print(
+            f"  with {fetching} days fetching       {seconds:.1f} s idle"
+            f" of {spent.get(fetching, 0.0):.1f} s"
+        )
+    # Between two requests of one day, or at a turn passing from one day's run to another's.
+    gaps: dict[bool, list[float]] = {True: [], False: []}
+    for a, b in itertools.pairwise(log):
+        day = a.query.get("updated_at[from]", "")[:10] == b.query.get("updated_at[from]", "")[:10]
+        gaps[day].append(b.time - a.time)
+    for same, label in ((True, "within a day"), (False, "between days")):
+        if gaps[same]:
+            spacing = statistics.median(gaps[same]) * 1000
+            beyond = sum(max(0.0, gap - 1 / RATE) for gap in gaps[same])
+            print(
+                f"  {label:<23} {len(gaps[same])} gaps, median {spacing:.0f} ms,"
+                f" {beyond:.1f} s beyond the spacing"
+            )
     print(f"answers of 429          {throttled}, {handover} of them at a handover between days")
     if early:
         gaps = ", ".join(f"{gap * 1000:.0f}" for gap in sorted(early))
