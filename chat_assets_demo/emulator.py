@@ -71,6 +71,9 @@ FAULTS = (
 _SO_TIMESTAMPNS = 35
 # Generated windows are capped so a careless query cannot make the emulator build millions of keys.
 MAX_GENERATED_VERSIONS = 3_000_000
+# Generated spans kept for the requests after theirs (each two days), up to a million versions.
+KEPT_SPANS = 8
+KEPT_VERSIONS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -527,7 +530,9 @@ class UjetEmulator:
         self._rows: list[_Row] | None = None
         self._served: set[tuple[int, Any]] = set()
         self._horizon = -1  # the highest updated_at[to] asked for, as epoch microseconds
-        self._generated: _Generated | None = None
+        # The spans generated last, newest first: the days of a backfill are read at once.
+        self._generated: list[_Generated] = []
+        self.generations = 0  # spans generated so far
         self._generating = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -745,14 +750,15 @@ class UjetEmulator:
         return self._generated_rows(from_us, to_us)
 
     def _generated_rows(self, from_us: int, to_us: int) -> list[_Row]:
-        """Keys only (records are built when their page is served). The last days generated
-        are kept, since a client reads one window in many requests, of slices of it."""
+        """Keys only (records are built when their page is served). The spans generated last
+        are kept, since a client reads one window in many requests, of slices of it, and a
+        backfill reads several days' windows at once."""
         day_us = 86_400_000_000
         span = (from_us // day_us * day_us, (to_us // day_us + 1) * day_us)
         with self._generating:  # one thread generates; the others wait for its rows
             with self._lock:
-                cached = self._generated
-            if cached is None or not cached.covers(span):
+                cached = next((g for g in self._generated if g.covers(span)), None)
+            if cached is None:
                 cached = self._generate(span)
         return cached.newest_within(from_us, to_us)
 
@@ -772,7 +778,14 @@ class UjetEmulator:
         ]
         generated = _Generated(span, rows)
         with self._lock:
-            self._generated = generated
+            self.generations += 1
+            kept, size = [generated], len(rows)
+            for older in self._generated:
+                if len(kept) == KEPT_SPANS or size + len(older.rows) > KEPT_VERSIONS:
+                    break
+                kept.append(older)
+                size += len(older.rows)
+            self._generated = kept
         return generated
 
     def _chats(

@@ -384,6 +384,17 @@ def test_huge_generated_window_is_refused(http: requests.Session) -> None:
     assert "window" in response.json()["error"]
 
 
+def test_days_read_at_once_are_generated_once_each(http: requests.Session) -> None:
+    """A backfill's days are read side by side: their requests take turns, and each day is
+    generated once, not again whenever another day's request came between two of its own."""
+    days = [_bounds(f"2024-03-0{n}T00:00:00Z", f"2024-03-0{n + 1}T00:00:00Z") for n in (1, 3)]
+    with UjetEmulator(chats_per_day=48) as emu:
+        answers = [_chats(emu, http, **days[n % 2]).json() for n in range(6)]
+    assert answers[0] == answers[2] == answers[4] and answers[1] == answers[3] == answers[5]
+    assert answers[0] and answers[1] and answers[0] != answers[1]
+    assert emu.generations == 2
+
+
 def test_concurrent_clients_get_consistent_pages(emu: UjetEmulator) -> None:
     expected = sorted(_expected(), key=lambda r: (r["id"], r["updated_at"]))
     results: dict[int, list[dict[str, Any]]] = {}
