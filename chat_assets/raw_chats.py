@@ -12,6 +12,7 @@ from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
 from chat_assets.names import BARE, Names
 from chat_assets.partitions import local_day
+from chat_assets.plural import counted
 from chat_assets.privacy import suppression
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import SanitizeReport, WindowSanitizer
@@ -167,9 +168,10 @@ def build_raw_chats(
             if leaks := sanitizer.leaks():
                 raise canary_failure(leaks)
             context.log.info(
-                f"source: {ujet.source}: {result.kept} chats from {result.pages} pages "
-                f"(API total {result.total}, {result.duplicates_dropped} duplicates dropped, "
-                f"{result.lanes} requests in flight)"
+                f"source: {ujet.source}: {counted(result.kept, 'chat')} from "
+                f"{counted(result.pages, 'page')} (API total {result.total}, "
+                f"{counted(result.duplicates_dropped, 'duplicate')} dropped, "
+                f"{counted(result.lanes, 'request')} in flight)"
             )
             metadata = landed_metadata(
                 result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window

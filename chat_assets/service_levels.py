@@ -175,15 +175,21 @@ def build_catch_up(
             yield dg.SkipReason(str(exc))
             return
         marked = aggregates.days_to_refresh(engine, warehouse.db_schema, QUEUE_SERVICE_LEVELS)
-        outside = 0
-        for day, changed_by in marked:
-            key = day.isoformat()
-            if not partitions.has_partition_key(key):
-                outside += 1
-                continue
-            # The same run key until the day changes again: one run per change.
+        keys = [(day.isoformat(), changed_by) for day, changed_by in marked]
+        inside = [(key, by) for key, by in keys if partitions.has_partition_key(key)]
+        # The same run key until the day changes again: one run per change.
+        for key, changed_by in inside:
             yield dg.RunRequest(partition_key=key, run_key=f"{key}:{changed_by}")
-        if outside:
-            context.log.info(f"{outside} marked days lie outside the partitions; not requested")
+        outside = ""
+        if len(inside) < len(marked):
+            outside = (
+                "marked service days outside the partitions, not requested: "
+                f"{len(marked) - len(inside)}"
+            )
+        # A tick with nothing to request says why on the sensor's page, and nothing else.
+        if not inside:
+            yield dg.SkipReason(outside or "no service day changed since it was materialized")
+        elif outside:
+            context.log.info(outside)
 
     return job, catch_up

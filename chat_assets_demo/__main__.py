@@ -287,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3000, help="port of Dagster's UI")
     parser.add_argument("--host", default="127.0.0.1", help="address the UI binds to")
-    verbose_help = "print every event of Dagster's runs on the console, DEBUG included"
+    verbose_help = (
+        "print every event of Dagster's runs on the console, DEBUG included, and the INFO lines "
+        "of its webserver and daemon"
+    )
     parser.add_argument("--verbose", action="store_true", help=verbose_help)
     parser.add_argument(
         "--production",
@@ -339,7 +342,19 @@ def main(argv: list[str] | None = None) -> int:
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]
     else:
         print(f"chat_assets: Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops)")
-        command = [dagster, "dev", *module, "--host", args.host, "--port", str(args.port)]
+        # Dagster's services (webserver, daemon) say only warnings and errors: without this the
+        # daemon logs two lines a minute for each sensor tick, however little it does.
+        services = ["--log-level", "info" if args.verbose else "warning"]
+        command = [
+            dagster,
+            "dev",
+            *module,
+            *services,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+        ]
     # Run from the state folder: Dagster reads a dagster.yaml it finds in its working folder,
     # and the repository's is the production instance's, not the demo's.
     code = run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -48,11 +49,13 @@ def materialize_raw(
     schema: str,
     *,
     raise_on_error: bool = True,
+    instance: dg.DagsterInstance | None = None,
 ):
     warehouse = Warehouse(database_url=database_url, db_schema=schema)
     return dg.materialize(
         [build_raw_chats(daily_partitions(settings), warehouse)],
         partition_key=DAY,
+        instance=instance,
         resources={
             "ujet": ujet,
             "privacy": PrivacyResource(pii_key=TEST_PII_KEY),
@@ -136,6 +139,27 @@ def test_demo_source_says_so(settings, database_url, engine, schema):
     metadata = result.asset_materializations_for_node("raw_chats")[0].metadata
     assert metadata["source"].value == "demo"
     assert metadata["records"].value == len(stored(engine, schema)) > 0
+
+
+def test_a_one_page_day_is_counted_in_the_singular(settings, database_url, schema):
+    """The run's line on what was fetched: 1 page and 1 request, not "1 pages"."""
+    with (
+        UjetEmulator(company_key="k", company_secret="s", chats_per_day=20) as emulator,
+        dg.instance_for_test() as instance,
+    ):
+        # At one request every 2 s, no second request starts while the first is answered.
+        ujet = UjetResource(
+            base_url=emulator.base_url, company_key="k", company_secret="s", requests_per_second=0.5
+        )
+        result = materialize_raw(settings, ujet, database_url, schema, instance=instance)
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    said = [m for m in messages if m.startswith("source: ujet: ")]
+    assert len(said) == 1, messages
+    assert re.fullmatch(
+        r"source: ujet: \d+ chats from 1 page \(API total \d+, 0 duplicates dropped, "
+        r"1 request in flight\)",
+        said[0],
+    ), said[0]
 
 
 def test_bad_credentials_fail_the_run_with_a_clear_message(settings, database_url, schema):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -100,8 +103,29 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
             repository_def=location.get_repository_def(),
         )
         requests = list(sensor.evaluate_tick(context).run_requests or [])
+        # Partitions from the 7th: every marked day lies before them. Then a warehouse where
+        # nothing is marked. Each tick says why it requested nothing, on the sensor's page.
+        later = daily_partitions(replace(settings, start_date=date(2026, 1, 7)))
+        _, late_sensor = build_catch_up(later, running=True)
+        late = late_sensor.evaluate_tick(context)
+        empty = Warehouse(database_url=database_url, db_schema=f"{schema}_unmarked")
+        idle = sensor.evaluate_tick(
+            dg.build_sensor_context(
+                instance=instance,
+                resources={"warehouse": empty},
+                repository_def=location.get_repository_def(),
+            )
+        )
     assert [r.partition_key for r in requests] == marked
     assert all(r.run_key and r.run_key.startswith(r.partition_key) for r in requests)
+    assert (late.run_requests, late.skip_message) == (
+        [],
+        f"marked service days outside the partitions, not requested: {len(marked)}",
+    )
+    assert (idle.run_requests, idle.skip_message) == (
+        [],
+        "no service day changed since it was materialized",
+    )
     start, end = partitions.time_window_for_partition_key("2026-01-06")
     assert reconciliation.reconciled(
         engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end

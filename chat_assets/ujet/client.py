@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import NameResolutionError
 
+from chat_assets.plural import counted
 from chat_assets.ujet.errors import (
     UjetAuthError,
     UjetError,
@@ -367,7 +368,7 @@ class UjetClient:
                 rate = min(rate, counters.pages / max(now - counters.began, 1e-3))
             left = f", about {pages / rate:.0f} s to go"
         self._log.info(
-            f"UJET: {counters.pages} pages, {have}{of} chats so far, "
+            f"UJET: {counted(counters.pages, 'page')}, {have}{of} chats so far, "
             f"pace {self._pacer.pace:.1f} requests/s{left}"
         )
 
@@ -398,9 +399,10 @@ class UjetClient:
                 f"id or updated_at: {', '.join(list(read.left_out.values())[:10])}"
             )
         self._log.info(
-            f"UJET window {window}: {counters.requests} requests, {read.received} chats received, "
-            f"{duplicates} duplicates dropped, {outside} outside the window, {len(inside)} kept, "
-            f"{lanes} in flight, pace {self._pacer.pace:.1f}/s"
+            f"UJET window {window}: {counted(counters.requests, 'request')}, "
+            f"{counted(read.received, 'chat')} received, "
+            f"{counted(duplicates, 'duplicate')} dropped, {outside} outside the window, "
+            f"{len(inside)} kept, {lanes} in flight, pace {self._pacer.pace:.1f}/s"
         )
         return FetchResult(
             records=[collected[i] for i in inside] if collected else [],

@@ -169,7 +169,22 @@ def test_every_chat_of_the_window(personality: str) -> None:
     assert (result.shortfall, result.left_out, result.reread) == (0, (), False)
     assert result.duplicates_dropped > 0  # the seams of tailing repeat chats
     progress = [line for line in log.at("info") if "chats so far" in line]
-    assert progress and "pages" in progress[0] and "s to go" in progress[0]
+    assert progress and "s to go" in progress[0]
+    pages = re.match(r"UJET: (\d+) (pages?), ", progress[0])
+    assert pages and (pages[2] == "page") == (pages[1] == "1"), progress[0]
+
+
+def test_a_one_page_window_is_counted_in_the_singular() -> None:
+    log = ListLog()
+    with server(records=chats(5)) as emu, make_client(emu, log, max_in_flight=1) as client:
+        result = client.fetch_window(START, END)
+
+    assert len(result.records) == 5
+    progress, done = log.at("info")
+    assert progress.startswith("UJET: 1 page, 5 of 5 chats so far, ")
+    assert done.startswith("UJET window ")
+    assert ": 1 request, 5 chats received, 0 duplicates dropped, " in done
+    assert ", 1 in flight, " in done
 
 
 def test_the_time_to_go_follows_the_pages_rate_not_only_the_pace() -> None:
