@@ -80,6 +80,17 @@ def parse_schema(raw: str, name: str = "CHAT_ASSETS_SCHEMA") -> str:
     return schema
 
 
+def parse_database_url(raw: str | None, name: str = DATABASE_URL_ENV) -> str | None:
+    """A PostgreSQL URL, or None when unset; never repeated, since it holds a password."""
+    if raw and not raw.startswith(("postgresql", "postgres://")):
+        raise SettingsError(
+            f"{name} must be a PostgreSQL URL such as "
+            "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
+            "percent-encoded: %40, %3A, %2F)"
+        )
+    return raw
+
+
 def parse_start_date(raw: str, name: str = "CHAT_ASSETS_START_DATE") -> date:
     try:
         return date.fromisoformat(raw)
@@ -122,6 +133,36 @@ def _retention_days(name: str) -> int | None:
     return parse_retention_days(_env(name), name)
 
 
+@dataclass(frozen=True)
+class KeyNames:
+    """Where a chain of pseudonym keys is configured, as messages name it (never its values):
+    the single-tenant location's variables, or a tenant's own (`tenant` set)."""
+
+    key: str = PII_KEY_ENV
+    version: str = PII_KEY_VERSION_ENV
+    # None: a tenant that names no variable of previous keys (pii_previous_keys_env unset).
+    previous: str | None = PII_PREVIOUS_KEYS_ENV
+    tenant: str | None = None
+
+    def label(self, name: str) -> str:
+        return name if self.tenant is None else f"{name} (tenant {self.tenant})"
+
+    @property
+    def key_label(self) -> str:
+        return self.label(self.key)
+
+    @property
+    def version_label(self) -> str:
+        return self.label(self.version)
+
+    @property
+    def previous_label(self) -> str:
+        """The variable of previous keys, or for a tenant without one the attribute naming it."""
+        if self.previous is None:
+            return self.label("the variable pii_previous_keys_env names")
+        return self.label(self.previous)
+
+
 def pii_key_problem(key: str | None, name: str = PII_KEY_ENV) -> str | None:
     """Why a pseudonym key that is set would be refused by the first run: said before it."""
     from chat_assets.privacy.pseudonyms import key_refusal  # it imports this module
@@ -129,7 +170,9 @@ def pii_key_problem(key: str | None, name: str = PII_KEY_ENV) -> str | None:
     return None if key is None else key_refusal(key, name)
 
 
-def _pii_key_problem(key: str | None, version: str, previous: str | None) -> str | None:
+def key_chain_problem(
+    key: str | None, version: str, previous: str | None, names: KeyNames | None = None
+) -> str | None:
     """Why the pseudonym keys that are set would be refused by the first run: said before it
     (the current key, the previous ones, and how they follow each other)."""
     from chat_assets.privacy.pseudonyms import (  # it imports this module
@@ -138,17 +181,19 @@ def _pii_key_problem(key: str | None, version: str, previous: str | None) -> str
         load_previous_keys,
     )
 
-    if (refusal := pii_key_problem(key)) is not None:
+    names = names or KeyNames()
+    if (refusal := pii_key_problem(key, names.key_label)) is not None:
         return refusal
     try:
-        chain = load_previous_keys(previous)
+        chain = load_previous_keys(previous, names)
     except PrivacyKeyError as error:
         return str(error)
-    return None if key is None else chain_problem(key.encode(), version, chain)
+    return None if key is None else chain_problem(key.encode(), version, chain, names)
 
 
-def _previous_versions(previous: str | None) -> tuple[str, ...]:
-    """The versions CHAT_ASSETS_PII_PREVIOUS_KEYS names, oldest first (never its keys)."""
+def previous_versions(previous: str | None) -> tuple[str, ...]:
+    """The versions a variable of previous keys (CHAT_ASSETS_PII_PREVIOUS_KEYS) names, oldest
+    first (never its keys)."""
     if previous is None:
         return ()
     return tuple(entry.strip().partition(":")[0] for entry in previous.split(","))
@@ -194,13 +239,7 @@ class Settings:
         start = parse_start_date(_env("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE)
         tz = parse_timezone(_env("CHAT_ASSETS_TIMEZONE") or "UTC")
         schema = parse_schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
-        database_url = _env(DATABASE_URL_ENV)
-        if database_url and not database_url.startswith(("postgresql", "postgres://")):
-            raise SettingsError(
-                "CHAT_ASSETS_DATABASE_URL must be a PostgreSQL URL such as "
-                "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
-                "percent-encoded: %40, %3A, %2F)"
-            )
+        database_url = parse_database_url(_env(DATABASE_URL_ENV))
         return cls(
             start_date=start,
             timezone=tz,
@@ -221,10 +260,10 @@ class Settings:
                 if _env(name) is None
             ),
             pii_key_version=_env(PII_KEY_VERSION_ENV) or "k1",
-            pii_key_problem=_pii_key_problem(
+            pii_key_problem=key_chain_problem(
                 _env(PII_KEY_ENV), _env(PII_KEY_VERSION_ENV) or "k1", _env(PII_PREVIOUS_KEYS_ENV)
             ),
-            pii_previous_versions=_previous_versions(_env(PII_PREVIOUS_KEYS_ENV)),
+            pii_previous_versions=previous_versions(_env(PII_PREVIOUS_KEYS_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),
