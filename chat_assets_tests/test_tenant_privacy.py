@@ -26,6 +26,7 @@ from chat_assets.tenants import tenants_location
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.privacy.test_erasure import DAYS, REF, SUBJECT_ID, every_table, served_chats
 from chat_assets_tests.support import TEST_PII_KEY
+from chat_assets_tests.test_component import TENANTS_YAML
 
 DAY = DAYS[0]
 TENANTS = ("acme", "globex")
@@ -36,21 +37,6 @@ PREVIOUS_ACME_KEYS = f"k1:{TEST_PII_KEY}"
 # command that ignored --tenant acme would work on globex.
 TRAP_KEY = KEYS["globex"]
 
-TENANT = """
-type: chat_assets.UjetChatsComponent
-attributes:
-  tenant: {name}
-  ujet:
-    base_url: {base_url}
-    company_key_env: {upper}_UJET_KEY
-    company_secret_env: {upper}_UJET_SECRET
-    requests_per_second: 50
-  pii_key_env: {upper}_PII_KEY
-  database_url_env: TENANTS_DATABASE_URL
-  db_schema: {schema}
-  start_date: "2026-01-01"
-  timezone: UTC
-"""
 # Acme after its key is rotated: a new version, and the variable of the keys before it.
 ROTATED = """  pii_key_version: k2
   pii_previous_keys_env: ACME_PII_PREVIOUS_KEYS
@@ -70,7 +56,7 @@ class Tenants:
     def write(self, rotated: bool = False) -> None:
         documents = []
         for name, api in self.apis.items():
-            document = TENANT.format(
+            document = TENANTS_YAML.format(
                 name=name, upper=name.upper(), base_url=api.base_url, schema=self.schemas[name]
             )
             documents.append(document + (ROTATED if rotated and name == "acme" else ""))
