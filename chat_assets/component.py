@@ -17,7 +17,6 @@ tenant and the attribute: `dg check defs` finds them before a deployment does.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from chat_assets.settings import (
     KeyNames,
     Settings,
     SettingsError,
+    env_value,
     key_chain_problem,
     parse_lookback_days,
     parse_rate,
@@ -247,7 +247,7 @@ class Tenant:
             self.component.pii_previous_keys_env,
             self.component.database_url_env,
         )
-        return [name for name in named if name and not _env(name)]
+        return [name for name in named if name and not env_value(name)]
 
     @property
     def key_names(self) -> KeyNames:
@@ -263,9 +263,9 @@ class Tenant:
         """Why the tenant's keys that are set would be refused by its first run (never a key)."""
         component = self.component
         return key_chain_problem(
-            _env(component.pii_key_env),
+            env_value(component.pii_key_env),
             component.pii_key_version,
-            _env(component.pii_previous_keys_env),
+            env_value(component.pii_previous_keys_env),
             self.key_names,
         )
 
@@ -274,9 +274,11 @@ class Tenant:
         warehouse's URL and the versions of its previous keys (never a key)."""
         return replace(
             self.settings,
-            database_url=_env(self.component.database_url_env),
-            pii_key_set=_env(self.component.pii_key_env) is not None,
-            pii_previous_versions=previous_versions(_env(self.component.pii_previous_keys_env)),
+            database_url=env_value(self.component.database_url_env),
+            pii_key_set=env_value(self.component.pii_key_env) is not None,
+            pii_previous_versions=previous_versions(
+                env_value(self.component.pii_previous_keys_env)
+            ),
         )
 
     def freshness_policy(self) -> dg.FreshnessPolicy | None:
@@ -332,11 +334,6 @@ class Tenant:
             func=lambda spec: spec.replace_attributes(freshness_policy=policy),
             selection=dg.AssetSelection.groups(names.group),
         )
-
-
-def _env(name: str | None) -> str | None:
-    value = os.environ.get(name, "").strip() if name else ""
-    return value or None
 
 
 def _days(value: int | None, name: str) -> int | None:

@@ -27,14 +27,15 @@ class SettingsError(ValueError):
     """A setting has a value chat_assets cannot use; the message names the variable."""
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
+def env_value(name: str | None) -> str | None:
+    """The variable's value, stripped; None when it is unset or empty, or no variable is named."""
+    value = os.environ.get(name, "").strip() if name else ""
     return value or None
 
 
 def _switch(name: str, default: bool) -> bool:
     """An on/off setting; anything else is refused rather than guessed."""
-    raw = _env(name)
+    raw = env_value(name)
     if raw is None:
         return default
     if raw.lower() not in ("on", "off"):
@@ -130,7 +131,7 @@ RETAIN_AGENT_DAYS_ENV = "CHAT_ASSETS_RETAIN_AGENT_DAYS"
 
 
 def _retention_days(name: str) -> int | None:
-    return parse_retention_days(_env(name), name)
+    return parse_retention_days(env_value(name), name)
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,6 @@ class KeyNames:
     @property
     def key_label(self) -> str:
         return self.label(self.key)
-
-    @property
-    def version_label(self) -> str:
-        return self.label(self.version)
 
     @property
     def previous_label(self) -> str:
@@ -236,34 +233,36 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        start = parse_start_date(_env("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE)
-        tz = parse_timezone(_env("CHAT_ASSETS_TIMEZONE") or "UTC")
-        schema = parse_schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
-        database_url = parse_database_url(_env(DATABASE_URL_ENV))
+        start = parse_start_date(env_value("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE)
+        tz = parse_timezone(env_value("CHAT_ASSETS_TIMEZONE") or "UTC")
+        schema = parse_schema(env_value("CHAT_ASSETS_SCHEMA") or "ujet")
+        database_url = parse_database_url(env_value(DATABASE_URL_ENV))
         return cls(
             start_date=start,
             timezone=tz,
             schema=schema,
             database_url=database_url,
-            state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
-            lookback_days=parse_lookback_days(_env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"),
-            ujet_base_url=_env("UJET_BASE_URL"),
-            ujet_subdomain=_env("UJET_SUBDOMAIN"),
-            ujet_domain=_env("UJET_DOMAIN") or "ujet.co",
+            state_dir=Path(env_value("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
+            lookback_days=parse_lookback_days(env_value("CHAT_ASSETS_LOOKBACK_DAYS") or "3"),
+            ujet_base_url=env_value("UJET_BASE_URL"),
+            ujet_subdomain=env_value("UJET_SUBDOMAIN"),
+            ujet_domain=env_value("UJET_DOMAIN") or "ujet.co",
             requests_per_second=parse_rate(
-                _env("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
+                env_value("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
             ),
-            pii_key_set=_env(PII_KEY_ENV) is not None,
+            pii_key_set=env_value(PII_KEY_ENV) is not None,
             missing_secrets=tuple(
                 name
                 for name in ("UJET_COMPANY_KEY", "UJET_COMPANY_SECRET", PII_KEY_ENV)
-                if _env(name) is None
+                if env_value(name) is None
             ),
-            pii_key_version=_env(PII_KEY_VERSION_ENV) or "k1",
+            pii_key_version=env_value(PII_KEY_VERSION_ENV) or "k1",
             pii_key_problem=key_chain_problem(
-                _env(PII_KEY_ENV), _env(PII_KEY_VERSION_ENV) or "k1", _env(PII_PREVIOUS_KEYS_ENV)
+                env_value(PII_KEY_ENV),
+                env_value(PII_KEY_VERSION_ENV) or "k1",
+                env_value(PII_PREVIOUS_KEYS_ENV),
             ),
-            pii_previous_versions=previous_versions(_env(PII_PREVIOUS_KEYS_ENV)),
+            pii_previous_versions=previous_versions(env_value(PII_PREVIOUS_KEYS_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),

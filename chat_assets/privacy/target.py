@@ -4,7 +4,6 @@ document in the tenants file names (`CHAT_ASSETS_TENANTS_FILE`, or `--tenants-fi
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from chat_assets.settings import (
     KeyNames,
     Settings,
     SettingsError,
+    env_value,
     parse_database_url,
 )
 from chat_assets.tenants import TENANTS_FILE_ENV, read_tenants
@@ -40,17 +40,12 @@ class Target:
     def pseudonymizer(self) -> Pseudonymizer:
         """The chain of keys the target's variables hold; a refusal names them, never a key."""
         keys = self.keys
-        key, _ = load_key(_env(keys.key), key_file=None, allow_create=False, names=keys)
-        previous = load_previous_keys(_env(keys.previous), keys)
+        key, _ = load_key(env_value(keys.key), key_file=None, allow_create=False, names=keys)
+        previous = load_previous_keys(env_value(keys.previous), keys)
         version = self.settings.pii_key_version
         if (problem := chain_problem(key, version, previous, keys)) is not None:
             raise PrivacyKeyError(problem)
         return Pseudonymizer(key, version, previous)
-
-
-def _env(name: str | None) -> str | None:
-    value = os.environ.get(name, "").strip() if name else ""
-    return value or None
 
 
 def target_for(tenant: str | None, tenants_file: str | None = None) -> Target:
@@ -60,7 +55,7 @@ def target_for(tenant: str | None, tenants_file: str | None = None) -> Target:
         if tenants_file is not None:
             raise SettingsError("--tenants-file is read for --tenant NAME only: name the tenant")
         return Target(Settings.from_env(), KeyNames())
-    path = tenants_file or _env(TENANTS_FILE_ENV)
+    path = tenants_file or env_value(TENANTS_FILE_ENV)
     if path is None:
         raise SettingsError(
             f"--tenant {tenant} needs the tenants file: set {TENANTS_FILE_ENV} or give "
@@ -76,6 +71,6 @@ def target_for(tenant: str | None, tenants_file: str | None = None) -> Target:
     component = found[0]
     validated = component.validated()
     parse_database_url(
-        _env(component.database_url_env), validated.key_names.label(component.database_url_env)
+        env_value(component.database_url_env), validated.key_names.label(component.database_url_env)
     )
     return Target(validated.environment_settings(), validated.key_names, component.database_url_env)
