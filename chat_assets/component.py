@@ -17,10 +17,9 @@ tenant and the attribute: `dg check defs` finds them before a deployment does.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import time, timedelta
 from pathlib import Path
 
@@ -34,15 +33,18 @@ from chat_assets.settings import (
     DATABASE_URL_ENV,
     DEFAULT_REQUESTS_PER_SECOND,
     DEFAULT_START_DATE,
+    KeyNames,
     Settings,
     SettingsError,
+    env_value,
+    key_chain_problem,
     parse_lookback_days,
     parse_rate,
     parse_retention_days,
     parse_schema,
     parse_start_date,
     parse_timezone,
-    pii_key_problem,
+    previous_versions,
 )
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse.resource import Warehouse
@@ -113,6 +115,12 @@ class UjetChatsComponent(dg.Component, dg.Resolvable, dg.Model):
         "least 32 characters): a key per tenant, so one customer never links across tenants."
     )
     pii_key_version: str = Field(default="k1", description="Prefix of every pseudonym.")
+    pii_previous_keys_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the tenant's keys used before "
+        "pii_key_env's, oldest first, as VERSION:KEY separated by commas (k1:...,k2:...), as "
+        "CHAT_ASSETS_PII_PREVIOUS_KEYS; set it when the tenant's key is rotated.",
+    )
     database_url_env: str = Field(
         default=DATABASE_URL_ENV,
         description="Name of the environment variable holding the warehouse's URL "
@@ -144,7 +152,8 @@ class UjetChatsComponent(dg.Component, dg.Resolvable, dg.Model):
                 "until they are (the other tenants are not affected)"
             )
         if problem := tenant.pii_key_problem():
-            log.warning(f"chat_assets tenant {self.tenant}: {problem}")
+            # The problem names the tenant with its variable.
+            log.warning(f"chat_assets: {problem}; its runs fail until it is mended")
         return tenant.definitions()
 
     def validated(self) -> Tenant:
@@ -189,9 +198,10 @@ class Tenant:
             ("ujet.company_key_env", account.company_key_env),
             ("ujet.company_secret_env", account.company_secret_env),
             ("pii_key_env", component.pii_key_env),
+            ("pii_previous_keys_env", component.pii_previous_keys_env),
             ("database_url_env", component.database_url_env),
         ):
-            if not ENV_NAME.fullmatch(value):
+            if value is not None and not ENV_NAME.fullmatch(value):
                 # Never the value: a secret put here by mistake must not reach a log.
                 raise SettingsError(
                     f"{where} {attribute} must name an environment variable (capitals, digits, "
@@ -234,13 +244,42 @@ class Tenant:
             account.company_key_env,
             account.company_secret_env,
             self.component.pii_key_env,
+            self.component.pii_previous_keys_env,
             self.component.database_url_env,
         )
-        return [name for name in named if not os.environ.get(name, "").strip()]
+        return [name for name in named if name and not env_value(name)]
+
+    @property
+    def key_names(self) -> KeyNames:
+        """The tenant's key settings, as messages name them."""
+        return KeyNames(
+            key=self.component.pii_key_env,
+            version="pii_key_version",
+            previous=self.component.pii_previous_keys_env,
+            tenant=self.names.tenant,
+        )
 
     def pii_key_problem(self) -> str | None:
-        name = self.component.pii_key_env
-        return pii_key_problem(os.environ.get(name, "").strip() or None, name)
+        """Why the tenant's keys that are set would be refused by its first run (never a key)."""
+        component = self.component
+        return key_chain_problem(
+            env_value(component.pii_key_env),
+            component.pii_key_version,
+            env_value(component.pii_previous_keys_env),
+            self.key_names,
+        )
+
+    def environment_settings(self) -> Settings:
+        """The settings with what this process's environment holds for the tenant: its
+        warehouse's URL and the versions of its previous keys (never a key)."""
+        return replace(
+            self.settings,
+            database_url=env_value(self.component.database_url_env),
+            pii_key_set=env_value(self.component.pii_key_env) is not None,
+            pii_previous_versions=previous_versions(
+                env_value(self.component.pii_previous_keys_env)
+            ),
+        )
 
     def freshness_policy(self) -> dg.FreshnessPolicy | None:
         """Each day's assets are due between local midnight and `fresh_by`; a day that has not
@@ -274,7 +313,17 @@ class Tenant:
                 f"(tenant {names.tenant})",
             ),
             "privacy": PrivacyResource(
-                pii_key=dg.EnvVar(component.pii_key_env), key_version=settings.pii_key_version
+                pii_key=dg.EnvVar(component.pii_key_env),
+                key_version=settings.pii_key_version,
+                previous_keys=(
+                    dg.EnvVar(component.pii_previous_keys_env)
+                    if component.pii_previous_keys_env
+                    else None
+                ),
+                key_env=component.pii_key_env,
+                version_setting="pii_key_version",
+                previous_keys_env=component.pii_previous_keys_env,
+                tenant=names.tenant,
             ),
         }
         defs = build_definitions(settings, warehouse, resources, names, standalone=False)

@@ -8,6 +8,8 @@ drift from the code.
                                                 in the environment (default
                                                 record-of-processing.md; - prints it; see
                                                 `chat_assets.privacy.record`)
+        [--tenant NAME [--tenants-file PATH]]   ... for that tenant of the tenants file
+                                                (default CHAT_ASSETS_TENANTS_FILE)
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from chat_assets.privacy.catalog import CATALOG, Treatment
 from chat_assets.privacy.record import record_of_processing
-from chat_assets.settings import Settings, SettingsError
+from chat_assets.privacy.target import target_for
+from chat_assets.settings import SettingsError
 from chat_assets.tables import TABLES, TREATED, Column, Table
 
 
@@ -127,20 +130,32 @@ def with_reference(name: str, page: str) -> str:
 RECORD_FILE = "record-of-processing.md"
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The value after `name` in argv, or None when it is not given."""
+    if name not in argv:
+        return None
+    value = argv[argv.index(name) + 1 :][:1]
+    if not value or value[0].startswith("--"):
+        raise SettingsError(f"{name} needs a value")
+    return value[0]
+
+
 def write_record(argv: list[str]) -> int:
-    """`--record [FILE]`: the record for the environment's settings, to FILE or stdout."""
-    target = argv[argv.index("--record") + 1 :][:1] or [RECORD_FILE]
+    """`--record [FILE] [--tenant NAME [--tenants-file PATH]]`: the record for the
+    environment's settings, or a tenant's, to FILE or stdout."""
+    given = argv[argv.index("--record") + 1 :][:1]
+    path = given[0] if given and not given[0].startswith("--") else RECORD_FILE
     try:
-        settings = Settings.from_env()
+        target = target_for(_option(argv, "--tenant"), _option(argv, "--tenants-file"))
     except SettingsError as error:
         print(f"chat_assets: {error}", file=sys.stderr)
         return 2
-    record = record_of_processing(settings, date.today())
-    if target[0] == "-":
+    record = record_of_processing(target.settings, date.today(), target.keys)
+    if path == "-":
         print(record, end="")
     else:
-        Path(target[0]).write_text(record)
-        print(f"record of processing written to {target[0]}")
+        Path(path).write_text(record)
+        print(f"record of processing written to {path}")
     return 0
 
 

@@ -27,14 +27,15 @@ class SettingsError(ValueError):
     """A setting has a value chat_assets cannot use; the message names the variable."""
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
+def env_value(name: str | None) -> str | None:
+    """The variable's value, stripped; None when it is unset or empty, or no variable is named."""
+    value = os.environ.get(name, "").strip() if name else ""
     return value or None
 
 
 def _switch(name: str, default: bool) -> bool:
     """An on/off setting; anything else is refused rather than guessed."""
-    raw = _env(name)
+    raw = env_value(name)
     if raw is None:
         return default
     if raw.lower() not in ("on", "off"):
@@ -80,6 +81,17 @@ def parse_schema(raw: str, name: str = "CHAT_ASSETS_SCHEMA") -> str:
     return schema
 
 
+def parse_database_url(raw: str | None, name: str = DATABASE_URL_ENV) -> str | None:
+    """A PostgreSQL URL, or None when unset; never repeated, since it holds a password."""
+    if raw and not raw.startswith(("postgresql", "postgres://")):
+        raise SettingsError(
+            f"{name} must be a PostgreSQL URL such as "
+            "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
+            "percent-encoded: %40, %3A, %2F)"
+        )
+    return raw
+
+
 def parse_start_date(raw: str, name: str = "CHAT_ASSETS_START_DATE") -> date:
     try:
         return date.fromisoformat(raw)
@@ -119,7 +131,33 @@ RETAIN_AGENT_DAYS_ENV = "CHAT_ASSETS_RETAIN_AGENT_DAYS"
 
 
 def _retention_days(name: str) -> int | None:
-    return parse_retention_days(_env(name), name)
+    return parse_retention_days(env_value(name), name)
+
+
+@dataclass(frozen=True)
+class KeyNames:
+    """Where a chain of pseudonym keys is configured, as messages name it (never its values):
+    the single-tenant location's variables, or a tenant's own (`tenant` set)."""
+
+    key: str = PII_KEY_ENV
+    version: str = PII_KEY_VERSION_ENV
+    # None: a tenant that names no variable of previous keys (pii_previous_keys_env unset).
+    previous: str | None = PII_PREVIOUS_KEYS_ENV
+    tenant: str | None = None
+
+    def label(self, name: str) -> str:
+        return name if self.tenant is None else f"{name} (tenant {self.tenant})"
+
+    @property
+    def key_label(self) -> str:
+        return self.label(self.key)
+
+    @property
+    def previous_label(self) -> str:
+        """The variable of previous keys, or for a tenant without one the attribute naming it."""
+        if self.previous is None:
+            return self.label("the variable pii_previous_keys_env names")
+        return self.label(self.previous)
 
 
 def pii_key_problem(key: str | None, name: str = PII_KEY_ENV) -> str | None:
@@ -129,7 +167,9 @@ def pii_key_problem(key: str | None, name: str = PII_KEY_ENV) -> str | None:
     return None if key is None else key_refusal(key, name)
 
 
-def _pii_key_problem(key: str | None, version: str, previous: str | None) -> str | None:
+def key_chain_problem(
+    key: str | None, version: str, previous: str | None, names: KeyNames | None = None
+) -> str | None:
     """Why the pseudonym keys that are set would be refused by the first run: said before it
     (the current key, the previous ones, and how they follow each other)."""
     from chat_assets.privacy.pseudonyms import (  # it imports this module
@@ -138,17 +178,19 @@ def _pii_key_problem(key: str | None, version: str, previous: str | None) -> str
         load_previous_keys,
     )
 
-    if (refusal := pii_key_problem(key)) is not None:
+    names = names or KeyNames()
+    if (refusal := pii_key_problem(key, names.key_label)) is not None:
         return refusal
     try:
-        chain = load_previous_keys(previous)
+        chain = load_previous_keys(previous, names)
     except PrivacyKeyError as error:
         return str(error)
-    return None if key is None else chain_problem(key.encode(), version, chain)
+    return None if key is None else chain_problem(key.encode(), version, chain, names)
 
 
-def _previous_versions(previous: str | None) -> tuple[str, ...]:
-    """The versions CHAT_ASSETS_PII_PREVIOUS_KEYS names, oldest first (never its keys)."""
+def previous_versions(previous: str | None) -> tuple[str, ...]:
+    """The versions a variable of previous keys (CHAT_ASSETS_PII_PREVIOUS_KEYS) names, oldest
+    first (never its keys)."""
     if previous is None:
         return ()
     return tuple(entry.strip().partition(":")[0] for entry in previous.split(","))
@@ -191,40 +233,36 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        start = parse_start_date(_env("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE)
-        tz = parse_timezone(_env("CHAT_ASSETS_TIMEZONE") or "UTC")
-        schema = parse_schema(_env("CHAT_ASSETS_SCHEMA") or "ujet")
-        database_url = _env(DATABASE_URL_ENV)
-        if database_url and not database_url.startswith(("postgresql", "postgres://")):
-            raise SettingsError(
-                "CHAT_ASSETS_DATABASE_URL must be a PostgreSQL URL such as "
-                "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
-                "percent-encoded: %40, %3A, %2F)"
-            )
+        start = parse_start_date(env_value("CHAT_ASSETS_START_DATE") or DEFAULT_START_DATE)
+        tz = parse_timezone(env_value("CHAT_ASSETS_TIMEZONE") or "UTC")
+        schema = parse_schema(env_value("CHAT_ASSETS_SCHEMA") or "ujet")
+        database_url = parse_database_url(env_value(DATABASE_URL_ENV))
         return cls(
             start_date=start,
             timezone=tz,
             schema=schema,
             database_url=database_url,
-            state_dir=Path(_env("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
-            lookback_days=parse_lookback_days(_env("CHAT_ASSETS_LOOKBACK_DAYS") or "3"),
-            ujet_base_url=_env("UJET_BASE_URL"),
-            ujet_subdomain=_env("UJET_SUBDOMAIN"),
-            ujet_domain=_env("UJET_DOMAIN") or "ujet.co",
+            state_dir=Path(env_value("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
+            lookback_days=parse_lookback_days(env_value("CHAT_ASSETS_LOOKBACK_DAYS") or "3"),
+            ujet_base_url=env_value("UJET_BASE_URL"),
+            ujet_subdomain=env_value("UJET_SUBDOMAIN"),
+            ujet_domain=env_value("UJET_DOMAIN") or "ujet.co",
             requests_per_second=parse_rate(
-                _env("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
+                env_value("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
             ),
-            pii_key_set=_env(PII_KEY_ENV) is not None,
+            pii_key_set=env_value(PII_KEY_ENV) is not None,
             missing_secrets=tuple(
                 name
                 for name in ("UJET_COMPANY_KEY", "UJET_COMPANY_SECRET", PII_KEY_ENV)
-                if _env(name) is None
+                if env_value(name) is None
             ),
-            pii_key_version=_env(PII_KEY_VERSION_ENV) or "k1",
-            pii_key_problem=_pii_key_problem(
-                _env(PII_KEY_ENV), _env(PII_KEY_VERSION_ENV) or "k1", _env(PII_PREVIOUS_KEYS_ENV)
+            pii_key_version=env_value(PII_KEY_VERSION_ENV) or "k1",
+            pii_key_problem=key_chain_problem(
+                env_value(PII_KEY_ENV),
+                env_value(PII_KEY_VERSION_ENV) or "k1",
+                env_value(PII_PREVIOUS_KEYS_ENV),
             ),
-            pii_previous_versions=_previous_versions(_env(PII_PREVIOUS_KEYS_ENV)),
+            pii_previous_versions=previous_versions(env_value(PII_PREVIOUS_KEYS_ENV)),
             daily_schedule=_switch("CHAT_ASSETS_DAILY_SCHEDULE", default=True),
             lookback_schedule=_switch("CHAT_ASSETS_LOOKBACK_SCHEDULE", default=False),
             catch_up_sensor=_switch("CHAT_ASSETS_CATCH_UP_SENSOR", default=True),

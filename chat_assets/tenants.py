@@ -27,7 +27,7 @@ def read_tenants(path: Path) -> list[UjetChatsComponent]:
     try:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     except OSError as error:
-        raise SettingsError(f"{TENANTS_FILE_ENV}: cannot read {path} ({error.strerror})") from None
+        raise SettingsError(f"cannot read the tenants file {path} ({error.strerror})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

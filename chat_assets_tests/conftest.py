@@ -17,6 +17,7 @@ from chat_assets_demo.embedded import embedded_database
 from chat_assets_tests.support import TEST_PII_KEY
 
 _schemas = itertools.count()
+_tenant_schemas = itertools.count()
 
 
 @pytest.fixture
@@ -50,3 +51,14 @@ def schema(engine: sa.Engine) -> Iterator[str]:
     yield name
     with engine.begin() as connection:
         connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def schemas(engine: sa.Engine) -> Iterator[dict[str, str]]:
+    """A schema of the test's own per tenant (acme, globex), dropped afterwards."""
+    n = next(_tenant_schemas)
+    names = {tenant: f"t_component_{n}_{tenant}" for tenant in ("acme", "globex")}
+    yield names
+    with engine.begin() as connection:
+        for name in names.values():
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

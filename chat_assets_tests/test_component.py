@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -29,19 +28,6 @@ DAY = "2026-03-02"
 OTHER_KEY = "chat-assets-tests-globex-" + "fedcba9876543210" * 2
 # Every asset of a day: the landing, the flattened tables and the service levels.
 DAILY_ASSETS = {RAW_CHATS.name, *(t.name for t in DERIVED_TABLES), QUEUE_SERVICE_LEVELS.name}
-
-_tenant_schemas = itertools.count()
-
-
-@pytest.fixture
-def schemas(engine: sa.Engine) -> Iterator[dict[str, str]]:
-    """A schema of the test's own per tenant, dropped afterwards."""
-    n = next(_tenant_schemas)
-    names = {tenant: f"t_component_{n}_{tenant}" for tenant in ("acme", "globex")}
-    yield names
-    with engine.begin() as connection:
-        for name in names.values():
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @pytest.fixture
@@ -362,6 +348,7 @@ def attributes(**changes) -> dict:
         ({"retention": {"raw_days": 0}}, "retention.raw_days='0' must be a whole number of days"),
         ({"fresh_by": "6am"}, "fresh_by='6am' must be a local time HH:MM"),
         ({"fresh_by": "00:15"}, "fresh_by='00:15' must come after the daily run at 00:30"),
+        ({"pii_previous_keys_env": "k1:x"}, "pii_previous_keys_env must name an environment"),
     ],
 )
 def test_attributes_are_refused_with_one_line_naming_tenant_and_attribute(changes, message):

@@ -11,13 +11,14 @@
   rows per table.
 
 All read the production settings: CHAT_ASSETS_PII_KEY (with _VERSION and _PREVIOUS_KEYS),
-CHAT_ASSETS_DATABASE_URL and CHAT_ASSETS_SCHEMA.
+CHAT_ASSETS_DATABASE_URL and CHAT_ASSETS_SCHEMA. With `--tenant NAME` they work on that tenant
+of the tenants file (CHAT_ASSETS_TENANTS_FILE, or `--tenants-file PATH`) instead: its schema,
+and the variables its document names for its key, previous keys and warehouse.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import psycopg
@@ -27,18 +28,11 @@ from chat_assets.privacy import ledger
 from chat_assets.privacy.catalog import CATALOG
 from chat_assets.privacy.erasure import SUBJECT_NAMESPACES, Request, erase
 from chat_assets.privacy.ledger import LedgerRefError, checked_ref
-from chat_assets.privacy.pseudonyms import (
-    KEY_ENV,
-    PREVIOUS_KEYS_ENV,
-    PrivacyKeyError,
-    Pseudonymizer,
-    chain_problem,
-    load_key,
-    load_previous_keys,
-)
+from chat_assets.privacy.pseudonyms import PrivacyKeyError, Pseudonymizer
 from chat_assets.privacy.rotation import RotationRefused, rotate
 from chat_assets.privacy.suppression import Mode
-from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
+from chat_assets.privacy.target import Target, target_for
+from chat_assets.settings import SettingsError
 from chat_assets.warehouse import connection
 
 NAMESPACES = sorted({rule.namespace for rule in CATALOG if rule.namespace})
@@ -50,12 +44,28 @@ class _Refused(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chat_assets.privacy")
+    # After the command, as each of its own options: `erase ... --tenant acme`.
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="work on this tenant of the tenants file: its schema, key and warehouse",
+    )
+    where.add_argument(
+        "--tenants-file",
+        metavar="PATH",
+        help="the tenants file (default: CHAT_ASSETS_TENANTS_FILE)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    pseudonym = sub.add_parser("pseudonym", help="print the pseudonym of an id in a namespace")
+    pseudonym = sub.add_parser(
+        "pseudonym", parents=[where], help="print the pseudonym of an id in a namespace"
+    )
     pseudonym.add_argument("namespace", choices=NAMESPACES)
     pseudonym.add_argument("id", help="the id as UJET sends it, e.g. 317")
     pseudonym.add_argument("--ref", help="why: the ticket of the task, kept in the ledger")
-    erase_ = sub.add_parser("erase", help="erase one data subject from the warehouse")
+    erase_ = sub.add_parser(
+        "erase", parents=[where], help="erase one data subject from the warehouse"
+    )
     erase_.add_argument("namespace", choices=SUBJECT_NAMESPACES)
     erase_.add_argument("id", help="the subject's id as UJET sends it (never printed or stored)")
     erase_.add_argument("--ref", required=True, help="the request's ticket, e.g. DSR-2026-0012")
@@ -67,22 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     erase_.add_argument("--dry-run", action="store_true", help="print what would change, only")
     rotate_ = sub.add_parser(
-        "rotate", help="re-key every stored pseudonym under the current key (nothing fetched)"
+        "rotate",
+        parents=[where],
+        help="re-key every stored pseudonym under the current key (nothing fetched)",
     )
     rotate_.add_argument("--ref", help="the change ticket of the rotation, kept in the ledger")
     rotate_.add_argument("--dry-run", action="store_true", help="print what would change, only")
     return parser
 
 
-def _pseudonymizer(settings: Settings) -> Pseudonymizer:
+def _pseudonymizer(target: Target) -> Pseudonymizer:
     try:
-        key, _ = load_key(os.environ.get(KEY_ENV), key_file=None, allow_create=False)
-        previous = load_previous_keys(os.environ.get(PREVIOUS_KEYS_ENV))
+        return target.pseudonymizer()
     except PrivacyKeyError as error:
         raise _Refused(str(error)) from None
-    if (problem := chain_problem(key, settings.pii_key_version, previous)) is not None:
-        raise _Refused(problem)
-    return Pseudonymizer(key, settings.pii_key_version, previous)
 
 
 def _pseudonym_of(pseudonymizer: Pseudonymizer, namespace: str, value: str) -> str:
@@ -95,18 +103,24 @@ def _pseudonym_of(pseudonymizer: Pseudonymizer, namespace: str, value: str) -> s
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        target = target_for(args.tenant, args.tenants_file)
+        settings, keys = target.settings, target.keys
         if not settings.database_url:
             raise _Refused(
-                f"{DATABASE_URL_ENV} is not set: every use of this command is recorded in the "
-                f"warehouse's privacy ledger (and {PII_KEY_ENV} is the key to use)"
+                f"{keys.label(target.database_url_env)} is not set: every use of this command "
+                f"is recorded in the warehouse's privacy ledger (and {keys.key} is the key to use)"
             )
         ref = None if args.ref is None else checked_ref(args.ref, getattr(args, "id", None))
-        pseudonymizer = _pseudonymizer(settings)
+        pseudonymizer = _pseudonymizer(target)
         engine = connection.engine_for(settings.database_url)
+        if target.tenant is not None:
+            # On stderr: the pseudonym command's output stays the pseudonym alone.
+            print(f"chat_assets: tenant {target.tenant}, schema {settings.schema}", file=sys.stderr)
         if args.command == "rotate":
             connection.check_reachable(engine)
-            rotated = rotate(engine, settings.schema, pseudonymizer, ref=ref, dry=args.dry_run)
+            rotated = rotate(
+                engine, settings.schema, pseudonymizer, ref=ref, dry=args.dry_run, names=keys
+            )
             print(rotated.report())
             return 0
         pseudonym = _pseudonym_of(pseudonymizer, args.namespace, args.id)

@@ -32,10 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chat_assets.settings import PII_KEY_ENV, PII_PREVIOUS_KEYS_ENV
+from chat_assets.settings import PII_KEY_ENV, KeyNames
 
 KEY_ENV = PII_KEY_ENV
-PREVIOUS_KEYS_ENV = PII_PREVIOUS_KEYS_ENV
 MIN_KEY_CHARS = 32
 
 # Values that mean "no value" in UJET payloads: the vendor's model fills every field with
@@ -213,24 +212,30 @@ def _checked(text: str, where: str) -> bytes:
 
 
 def load_key(
-    env_value: str | None, *, key_file: Path | None, allow_create: bool
+    env_value: str | None,
+    *,
+    key_file: Path | None,
+    allow_create: bool,
+    names: KeyNames | None = None,
 ) -> tuple[bytes, str]:
     """The pseudonym key and a note saying where it came from (never the key itself).
 
-    `env_value` is CHAT_ASSETS_PII_KEY: at least 32 characters of hex or any text, used as its
+    `env_value` is the key's variable (CHAT_ASSETS_PII_KEY, or the one a tenant's pii_key_env
+    names, as `names` says in messages): at least 32 characters of hex or any text, used as its
     UTF-8 bytes. Without it, only the embedded demo (`allow_create`) may fall back to a local
     key file, created with 64 random hex characters and mode 0600 on first use; a real UJET
     source must be given a key, because pseudonyms made with a throwaway key never join again.
     """
+    where = (names or KeyNames()).key_label
     if env_value is not None and env_value.strip():
-        return _checked(env_value.strip(), KEY_ENV), f"key from {KEY_ENV}"
+        return _checked(env_value.strip(), where), f"key from {where}"
     if not allow_create:
         raise PrivacyKeyError(
-            f"{KEY_ENV} is not set: a real UJET source needs a secret key for pseudonyms "
+            f"{where} is not set: a real UJET source needs a secret key for pseudonyms "
             "(see docs/personal-data.md)"
         )
     if key_file is None:
-        raise PrivacyKeyError(f"{KEY_ENV} is not set and no local key file was given")
+        raise PrivacyKeyError(f"{where} is not set and no local key file was given")
     created = _create_key_file(key_file)
     text = key_file.read_text(encoding="utf-8").strip()
     key = _checked(text, f"key file {key_file}")
@@ -238,37 +243,46 @@ def load_key(
     return key, f"{note} {key_file}"
 
 
-def load_previous_keys(env_value: str | None) -> tuple[tuple[str, bytes], ...]:
-    """CHAT_ASSETS_PII_PREVIOUS_KEYS: the keys used before the current one, oldest first, as
-    `VERSION:KEY` entries separated by commas (`k1:...,k2:...`); unset or empty: none. Each key
-    is held to the current key's standard; messages name versions and positions, never keys."""
+def load_previous_keys(
+    env_value: str | None, names: KeyNames | None = None
+) -> tuple[tuple[str, bytes], ...]:
+    """The previous keys' variable (CHAT_ASSETS_PII_PREVIOUS_KEYS, or a tenant's, as `names`
+    says in messages): the keys used before the current one, oldest first, as `VERSION:KEY`
+    entries separated by commas (`k1:...,k2:...`); unset or empty: none. Each key is held to
+    the current key's standard; messages name versions and positions, never keys."""
     if env_value is None or not env_value.strip():
         return ()
+    where = (names or KeyNames()).previous_label
     previous = []
     for position, entry in enumerate(env_value.split(","), start=1):
         version, found, text = entry.strip().partition(":")
         if not found or not _VERSION.match(version):
             raise PrivacyKeyError(
-                f"{PREVIOUS_KEYS_ENV}: entry {position} is not VERSION:KEY (a version of 1-16 "
+                f"{where}: entry {position} is not VERSION:KEY (a version of 1-16 "
                 "letters, digits, '-' or '_', e.g. k1:<the old key>), entries separated by commas"
             )
-        where = f"{PREVIOUS_KEYS_ENV}: the key of version {version}"
-        previous.append((version, _checked(text.strip(), where)))
+        previous.append((version, _checked(text.strip(), f"{where}: the key of version {version}")))
     versions = [v for v, _ in previous]
     if len(set(versions)) < len(versions):
-        raise PrivacyKeyError(f"{PREVIOUS_KEYS_ENV} names a key version twice")
+        raise PrivacyKeyError(f"{where} names a key version twice")
     return tuple(previous)
 
 
-def chain_problem(key: bytes, version: str, previous: Sequence[tuple[str, bytes]]) -> str | None:
+def chain_problem(
+    key: bytes,
+    version: str,
+    previous: Sequence[tuple[str, bytes]],
+    names: KeyNames | None = None,
+) -> str | None:
     """Why the current key cannot follow the previous ones (one line, no key); None if it can."""
+    names = names or KeyNames()
     if version in {v for v, _ in previous}:
         return (
-            f"CHAT_ASSETS_PII_KEY_VERSION={version} is also a version in {PREVIOUS_KEYS_ENV}: "
-            "give the new key a new version (e.g. k2)"
+            f"{names.label(f'{names.version}={version}')} is also a version in "
+            f"{names.previous_label}: give the new key a new version (e.g. k2)"
         )
     if key in {k for _, k in previous}:
-        return f"{KEY_ENV} is also a key in {PREVIOUS_KEYS_ENV}: the new key must be new"
+        return f"{names.key_label} is also a key in {names.previous_label}: the new key must be new"
     return None
 
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
+from chat_assets.names import Names
 from chat_assets.privacy.catalog import CATALOG, Category, Subject, Treatment
 from chat_assets.privacy_retention import RETENTION_CRON, RETENTION_JOB
 from chat_assets.settings import (
-    PII_KEY_ENV,
-    PII_KEY_VERSION_ENV,
-    PII_PREVIOUS_KEYS_ENV,
     RETAIN_AGENT_DAYS_ENV,
     RETAIN_CUSTOMER_DAYS_ENV,
     RETAIN_RAW_DAYS_ENV,
+    KeyNames,
     Settings,
 )
 from chat_assets.tables import TREATED
@@ -70,10 +69,29 @@ def _categories() -> list[str]:
     return lines
 
 
-def record_of_processing(settings: Settings, today: date) -> str:
-    """The record as Markdown, for these settings, written on `today`."""
+def _retention_settings(tenant: str | None) -> tuple[str, str, str]:
+    """Where the raw, customer and agent limits are set: variables, or a tenant's attributes."""
+    if tenant is None:
+        return RETAIN_RAW_DAYS_ENV, RETAIN_CUSTOMER_DAYS_ENV, RETAIN_AGENT_DAYS_ENV
+    return "retention.raw_days", "retention.customer_days", "retention.agent_days"
+
+
+def _key_settings(names: KeyNames, version: str, previous: str) -> str:
+    """The settings holding the keys, by name (and the versions), never their values."""
+    where = f"`{names.key}` (version `{version}`, `{names.version}`) and "
+    if names.previous is None:
+        return where + "no previous keys (`pii_previous_keys_env` unset)"
+    return where + f"`{names.previous}` (previous versions: {previous})"
+
+
+def record_of_processing(settings: Settings, today: date, names: KeyNames | None = None) -> str:
+    """The record as Markdown, for these settings, written on `today`; `names` are the key
+    settings of a tenant (its `tenant` set), by default the single-tenant location's."""
+    names = names or KeyNames()
     keys = [*settings.pii_previous_versions, settings.pii_key_version]
     previous = ", ".join(settings.pii_previous_versions) or "none"
+    raw_days, customer_days, agent_days = _retention_settings(names.tenant)
+    tenant = [] if names.tenant is None else [f"- **Tenant:** `{names.tenant}` (tenants file)"]
     kept = sum(r.treatment is Treatment.KEEP and r.subject is Subject.NONE for r in CATALOG)
     lines = [
         "# Record of processing: UJET chats in the warehouse",
@@ -90,6 +108,7 @@ def record_of_processing(settings: Settings, today: date) -> str:
         "figures: chats, transfers, queue and handle times, service levels per queue and day)",
         f"- **Recipients of the warehouse tables:** {OPERATOR}",
         f"- **Transfers to third countries and their safeguards:** {OPERATOR}",
+        *tenant,
         f"- **Source:** {_source(settings)} (chats by the day they were last updated)",
         f"- **Stored in:** PostgreSQL, schema `{settings.schema}` (tables `raw_chats`, `chats`, "
         "`chat_transfers`, `chat_queue_durations`, `chat_handle_durations`, "
@@ -112,10 +131,9 @@ def record_of_processing(settings: Settings, today: date) -> str:
         "",
         "| data | limit |",
         "|---|---|",
-        f"| raw payloads (`raw_chats`) | {_limit(settings.retain_raw_days, RETAIN_RAW_DAYS_ENV)} |",
-        f"| customer pseudonyms | "
-        f"{_limit(settings.retain_customer_days, RETAIN_CUSTOMER_DAYS_ENV)} |",
-        f"| agent pseudonyms | {_limit(settings.retain_agent_days, RETAIN_AGENT_DAYS_ENV)} |",
+        f"| raw payloads (`raw_chats`) | {_limit(settings.retain_raw_days, raw_days)} |",
+        f"| customer pseudonyms | {_limit(settings.retain_customer_days, customer_days)} |",
+        f"| agent pseudonyms | {_limit(settings.retain_agent_days, agent_days)} |",
         "| chats' facts (durations, statuses, service levels) | kept: no personal data once "
         "their pseudonyms are unlinked |",
         "| erasure requests (`_erased_subjects`: pseudonyms, ref, time) | kept, so an erasure "
@@ -123,9 +141,10 @@ def record_of_processing(settings: Settings, today: date) -> str:
         "| the privacy ledger (`_privacy_ledger`: counts, refs, times; no id, no pseudonym) | "
         "kept, append-only (PIPA Art. 28-4 asks for at least 3 years after destruction) |",
         "",
-        f"The job `{RETENTION_JOB}` applies the limits daily (cron `{RETENTION_CRON}`, "
-        f"{settings.timezone}); a day landed from beyond a limit lands within it. A data "
-        "subject is erased on request with `python -m chat_assets.privacy erase`.",
+        f"The job `{Names(names.tenant)(RETENTION_JOB)}` applies the limits daily (cron "
+        f"`{RETENTION_CRON}`, {settings.timezone}); a day landed from beyond a limit lands "
+        "within it. A data subject is erased on request with `python -m chat_assets.privacy "
+        f"erase{'' if names.tenant is None else f' ... --tenant {names.tenant}'}`.",
         "",
         "## Safeguards",
         "",
@@ -144,11 +163,10 @@ def record_of_processing(settings: Settings, today: date) -> str:
         "",
         "## Pseudonymised information (PIPA Art. 28-4)",
         "",
-        f"- **Additional information:** the pseudonym keys, `{PII_KEY_ENV}` (version "
-        f"`{settings.pii_key_version}`, `{PII_KEY_VERSION_ENV}`) and `{PII_PREVIOUS_KEYS_ENV}` "
-        f"(previous versions: {previous}), held outside the warehouse where the operator keeps "
-        "secrets; the warehouse holds only their fingerprints. Pseudonyms are made under the "
-        f"chain {' > '.join(keys)}.",
+        f"- **Additional information:** the pseudonym keys, "
+        f"{_key_settings(names, settings.pii_key_version, previous)}, held outside the "
+        "warehouse where the operator keeps secrets; the warehouse holds only their "
+        f"fingerprints. Pseudonyms are made under the chain {' > '.join(keys)}.",
         "- **Re-identification** is possible only for a holder of every key of the chain who "
         "already knows an id (`python -m chat_assets.privacy pseudonym`, each use recorded in "
         "the ledger with its ref). Processing pseudonymised information to identify a person "

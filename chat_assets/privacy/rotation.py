@@ -30,6 +30,7 @@ from chat_assets.privacy.catalog import CATALOG, Rule, Treatment
 from chat_assets.privacy.lookup import pseudonym_columns
 from chat_assets.privacy.pseudonyms import Pseudonymizer, UnknownKeyVersion
 from chat_assets.privacy.suppression import SUPPRESSION_TABLE
+from chat_assets.settings import KeyNames
 from chat_assets.tables import (
     CHAT_ID_FIELD,
     DERIVED_TABLES,
@@ -84,19 +85,34 @@ class Outcome:
 
 
 def rotate(
-    engine: sa.Engine, schema: str, pseudonymizer: Pseudonymizer, *, ref: str | None, dry: bool
+    engine: sa.Engine,
+    schema: str,
+    pseudonymizer: Pseudonymizer,
+    *,
+    ref: str | None,
+    dry: bool,
+    names: KeyNames | None = None,
 ) -> Outcome:
     """Re-key everything stored under an older key of the chain, in one transaction (rolled
-    back when `dry`), and record the rotation in the ledger (counts only)."""
+    back when `dry`), and record the rotation in the ledger (counts only). `names`: where the
+    keys are configured, for a refusal to name."""
     if dry and not bookkeeping.landed(engine, schema):
         return Outcome(pseudonymizer.version, dry, {})
     return bookkeeping.in_one_transaction(
-        engine, schema, lambda cursor: _rotate(cursor, schema, pseudonymizer, ref, dry), dry=dry
+        engine,
+        schema,
+        lambda cursor: _rotate(cursor, schema, pseudonymizer, ref, dry, names or KeyNames()),
+        dry=dry,
     )
 
 
 def _rotate(
-    cursor: Any, schema: str, pseudonymizer: Pseudonymizer, ref: str | None, dry: bool
+    cursor: Any,
+    schema: str,
+    pseudonymizer: Pseudonymizer,
+    ref: str | None,
+    dry: bool,
+    names: KeyNames,
 ) -> Outcome:
     # Landings, applies, erasures and retention runs wait until this commits (each takes
     # raw_chats first), and this waits for them: nothing lands under a half-rotated warehouse.
@@ -105,7 +121,7 @@ def _rotate(
     )
     suppression.ensure(cursor, schema)
     ledger.ensure(cursor, schema)
-    _refuse_unknown_fingerprints(cursor, schema, pseudonymizer)
+    _refuse_unknown_fingerprints(cursor, schema, pseudonymizer, names)
     rows = {RAW_CHATS.name: _rekey_raw(cursor, schema, pseudonymizer)}
     _map_stored(cursor, schema, pseudonymizer)
     for table, columns in KEYED_COLUMNS.items():
@@ -128,7 +144,9 @@ def _other_fingerprint(fingerprint: str) -> sql.Composed:
     return sql.SQL("({0} < {1} OR {0} > {1})").format(column, sql.Literal(fingerprint))
 
 
-def _refuse_unknown_fingerprints(cursor: Any, schema: str, pseudonymizer: Pseudonymizer) -> None:
+def _refuse_unknown_fingerprints(
+    cursor: Any, schema: str, pseudonymizer: Pseudonymizer, names: KeyNames
+) -> None:
     """Every stored version was made under a prefix of the configured chain; this is also what
     proves the previous keys are the ones that made them."""
     found = dict(
@@ -144,7 +162,7 @@ def _refuse_unknown_fingerprints(cursor: Any, schema: str, pseudonymizer: Pseudo
         raise RotationRefused(
             f"raw_chats holds rows made under keys that are not configured (fingerprint: rows "
             f"{unknown}; configured: {', '.join(pseudonymizer.fingerprints)}): list the keys "
-            "that made them in CHAT_ASSETS_PII_PREVIOUS_KEYS, oldest first; nothing changed"
+            f"that made them in {names.previous_label}, oldest first; nothing changed"
         )
 
 
@@ -358,7 +376,8 @@ def current_key_spec(table: Table, partitions: dg.PartitionsDefinition) -> dg.As
         asset=table.name,
         partitions_def=partitions,
         description="Every pseudonym of the partition's rows carries the current key version "
-        "(CHAT_ASSETS_PII_KEY_VERSION): none is left under an older key after a rotation.",
+        "(CHAT_ASSETS_PII_KEY_VERSION, or the tenant's pii_key_version): none is left under an "
+        "older key after a rotation.",
     )
 
 
