@@ -128,7 +128,7 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
     )
     start, end = partitions.time_window_for_partition_key("2026-01-06")
     assert reconciliation.reconciled(
-        engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end
+        engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end, interval_minutes=30
     ).passed
 
 
