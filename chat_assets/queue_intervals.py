@@ -23,7 +23,8 @@ from chat_assets.tables import QUEUE_INTERVALS
 from chat_assets.warehouse.resource import Warehouse
 
 # An interval competes for the day's worst only with this many segments judged in or out of
-# the SLA over all queues: a quiet night interval's service level swings on one chat.
+# the SLA over all queues (on a quieter day, as many as its busiest interval): a quiet night
+# interval's service level swings on one chat.
 MIN_JUDGED = 5
 _COUNTS = ["offered", "answered", "abandoned", "in_sla", "not_in_sla"]
 
@@ -38,11 +39,13 @@ def by_interval(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def worst_interval(intervals: pd.DataFrame) -> pd.Series | None:
-    """The interval with the lowest service level among those with MIN_JUDGED judged segments
-    (the busier first on a tie, then the earlier); None without any."""
-    busy = intervals[intervals["judged"] >= MIN_JUDGED]
-    if busy.empty:
+    """The interval with the lowest service level among those with MIN_JUDGED judged segments,
+    or as many as the busiest interval when none has that many (the busier first on a tie, then
+    the earlier); None when no segment was judged."""
+    most = int(intervals["judged"].max()) if len(intervals) else 0
+    if most == 0:
         return None
+    busy = intervals[intervals["judged"] >= min(MIN_JUDGED, most)]
     ordered = busy.sort_values(
         ["service_level", "judged", "interval_start"], ascending=[True, False, True]
     )

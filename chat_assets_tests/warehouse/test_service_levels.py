@@ -25,6 +25,7 @@ from chat_assets.tables import (
     QUEUE_SERVICE_LEVELS,
     RAW_CHATS,
     Table,
+    rolled_up,
 )
 from chat_assets.warehouse import aggregates, bookkeeping, ddl, newest_wins, windows
 from chat_assets_tests.reference_flattening import newest_versions
@@ -586,3 +587,124 @@ def test_a_verdict_either_way_at_exactly_the_target_is_consistent():
     assert result["not_in_sla_within_target_chat_ids"].value == [3]
     assert result["in_sla_over_target"].value == 1
     assert result["in_sla_over_target_chat_ids"].value == [4]
+
+
+def partition_window(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """A day's partition window as Dagster gives it: local midnights in the partitions' zone."""
+    zone = ZoneInfo(timezone)
+    return tuple(instant.astimezone(zone) for instant in day_window(day, timezone))
+
+
+def test_a_days_intervals_add_up_to_its_row_and_a_tampered_interval_fails_the_checks(
+    engine, schema
+):
+    timezone = "Asia/Seoul"
+    day = FIRST
+
+    def at(hour: float) -> datetime:
+        return local(day, hour, timezone)
+
+    outcomes = [
+        {"event": "answered"},
+        {"event": "answered", "service_level_event": "not_in_sla", "queue_duration": 400},
+        {"event": "abandoned", "queue_duration": 5, "service_level_abandon_time_threshold": 10},
+        {"event": "abandoned", "queue_duration": 90, "service_level_event": "not_in_sla"},
+        {"event": None, "service_level_event": None, "queue_duration": None},
+    ]
+    # 60 segments over the day, at odd minutes, in three queues and none; ratings too.
+    versions = [
+        chat(
+            n,
+            at(23.9),
+            [segment(1, at(n * 0.39), [1, 2, 3, None][n % 4], **outcomes[n % 5])],
+            **rated(at(n * 0.37), [None, 2, 4, 5][n % 4], f"9/{n % 3 + 1}"),
+        )
+        for n in range(1, 61)
+    ]
+    land_day(engine, schema, timezone, versions, day)
+    apply_day(engine, schema, timezone, day, interval_minutes=15)
+    start, end = partition_window(day, timezone)
+    daily = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    intervals = windows.load_window(engine, schema, QUEUE_INTERVALS, start, end)
+    assert len(intervals) > 3 * len(daily)
+    assert set(intervals["interval_minutes"]) == {15}
+    local_starts = intervals["interval_start"].dt.tz_convert(timezone)
+    assert (local_starts.dt.date == day).all() and (local_starts.dt.minute % 15 == 0).all()
+    # Every count of a queue's day is the sum over its intervals, the longest wait their longest.
+    summed = intervals.groupby("menu_path_id", dropna=False).agg(
+        {name: how for name, how in rolled_up(QUEUE_INTERVALS).items()}
+    )
+    expected = daily.set_index("menu_path_id")[list(summed.columns)]
+    pd.testing.assert_frame_equal(
+        summed.sort_index().astype("Int64"), expected.sort_index().astype("Int64")
+    )
+    assert {"offered", "rated_chats", "max_queue_seconds"} <= set(summed.columns)
+    assert reconciliation.adds_up_to_day(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end
+    ).passed
+    assert reconciliation.reconciled(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end, interval_minutes=15
+    ).passed
+    assert all(r.passed for r in declared.partition_checks(QUEUE_INTERVALS, intervals))
+    assert_mart_equals_facts(engine, schema, timezone, interval_minutes=15)
+    # Recounted in other intervals than the stored ones, the day no longer reconciles.
+    assert not reconciliation.reconciled(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end, interval_minutes=30
+    ).passed
+
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f'UPDATE "{schema}".queue_intervals SET answered = answered + 1,'
+            " in_sla = in_sla + 1, offered = offered + 1 WHERE interval_start ="
+            f' (SELECT min(interval_start) FROM "{schema}".queue_intervals'
+            " WHERE menu_path_id = 2) AND menu_path_id = 2"
+        )
+    added = reconciliation.adds_up_to_day(engine, schema, QUEUE_INTERVALS, timezone, start, end)
+    assert not added.passed
+    assert added.metadata["menu_path_ids"].value == [2]
+    assert (added.metadata["rows_missing"].value, added.metadata["rows_unexpected"].value) == (1, 1)
+    fresh = reconciliation.reconciled(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end, interval_minutes=15
+    )
+    assert not fresh.passed and fresh.metadata["menu_path_ids"].value == [2]
+    # The other days are not concerned.
+    other = partition_window(day + timedelta(days=1), timezone)
+    assert reconciliation.adds_up_to_day(engine, schema, QUEUE_INTERVALS, timezone, *other).passed
+
+
+def test_a_daylight_saving_day_has_46_or_50_half_hours(engine, schema):
+    timezone = "America/New_York"
+    spring, fall = date(2026, 3, 8), date(2026, 11, 1)  # 23 and 25 hours long
+    versions = []
+    for n, day in enumerate((spring, fall)):
+        start, end = day_window(day, timezone)
+        minutes = int((end - start).total_seconds() // 60)
+        # A segment every 10 minutes of the day's real time, the first at local midnight.
+        segments = [
+            segment(k + 1, start + timedelta(minutes=m), 1)
+            for k, m in enumerate(range(0, minutes, 10))
+        ]
+        versions.append(chat(n + 1, end - timedelta(minutes=1), segments))
+    for day in (spring, fall):
+        land_day(engine, schema, timezone, versions, day)
+    for minutes, spring_count, fall_count in ((30, 46, 50), (15, 92, 100), (60, 23, 25)):
+        for day in (spring, fall):
+            apply_day(engine, schema, timezone, day, interval_minutes=minutes)
+        for day, count in ((spring, spring_count), (fall, fall_count)):
+            rows = windows.load_window(
+                engine, schema, QUEUE_INTERVALS, *partition_window(day, timezone)
+            )
+            assert len(rows) == count, (minutes, day)
+            assert rows["offered"].sum() == (23 if day == spring else 25) * 6
+            assert rows["interval_start"].is_monotonic_increasing
+            steps = rows["interval_start"].diff().dropna().unique()
+            assert list(steps) == [pd.Timedelta(minutes=minutes)]
+        assert_mart_equals_facts(engine, schema, timezone, interval_minutes=minutes)
+    # Fall: 01:30 happens twice, in two intervals of their own (EDT, then EST).
+    rows = windows.load_window(engine, schema, QUEUE_INTERVALS, *partition_window(fall, timezone))
+    starts = set(rows["interval_start"])
+    assert {pd.Timestamp("2026-11-01 05:00Z"), pd.Timestamp("2026-11-01 06:00Z")} <= starts
+    # Spring: no interval starts between 02:00 and 03:00 local time, which do not exist.
+    rows = windows.load_window(engine, schema, QUEUE_INTERVALS, *partition_window(spring, timezone))
+    local_hours = rows["interval_start"].dt.tz_convert(timezone).dt.hour
+    assert 2 not in set(local_hours) and {1, 3} <= set(local_hours)
