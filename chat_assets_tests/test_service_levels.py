@@ -14,7 +14,7 @@ import pytest
 
 from chat_assets.checks import reconciliation, specs
 from chat_assets.partitions import daily_partitions
-from chat_assets.queue_intervals import build_queue_intervals
+from chat_assets.queue_intervals import build_queue_intervals, intervals_metadata
 from chat_assets.service_levels import build_catch_up, build_queue_service_levels, day_metadata
 from chat_assets.settings import Settings
 from chat_assets.tables import AGGREGATE_TABLES, QUEUE_INTERVALS, QUEUE_SERVICE_LEVELS
@@ -268,3 +268,45 @@ def test_the_catch_up_sensor_with_the_warehouse_down_says_one_line(tmp_path):
     assert "skipping: PostgreSQL at 127.0.0.1:1 (database warehouse) could not be reached" in said
     assert "check CHAT_ASSETS_DATABASE_URL" in said
     assert "Traceback" not in said and "pw@" not in said
+
+
+def test_the_worst_interval_is_a_busy_one_and_a_clock_change_shows_its_offsets():
+    def rows(starts: list[str], in_sla: list[int], not_in_sla: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "interval_start": pd.to_datetime(starts, utc=True),
+                "interval_minutes": 30,
+                "menu_path_id": pd.array([1] * len(starts), dtype="Int64"),
+                "offered": [a + b + 1 for a, b in zip(in_sla, not_in_sla, strict=True)],
+                "answered": [a + b for a, b in zip(in_sla, not_in_sla, strict=True)],
+                "abandoned": [1] * len(starts),
+                "in_sla": in_sla,
+                "not_in_sla": not_in_sla,
+            }
+        )
+
+    # 01:30 EDT and 01:30 EST on 2026-11-01 in New York: one clock time, two intervals.
+    day = rows(
+        ["2026-11-01 04:00Z", "2026-11-01 05:30Z", "2026-11-01 06:30Z", "2026-11-01 06:30Z"],
+        [0, 4, 9, 1],
+        [1, 4, 1, 0],
+    )
+    metadata = intervals_metadata(day, "America/New_York")
+    # 00:00 judged one segment only: the worst is 01:30 EDT at 50%, not 00:00 at 0%.
+    assert metadata["worst_interval_local"] == "01:30"
+    assert metadata["worst_interval_start"].value == pd.Timestamp("2026-11-01 05:30Z").timestamp()
+    assert metadata["worst_interval_service_level"].value == 0.5
+    assert metadata["intervals"] == 3 and metadata["busiest_interval_offered"] == 13
+    table = metadata["intervals_table"].value
+    assert "| 01:30 -0400 | 9 | 8 | 1 | 50.0% |" in table
+    assert "| 01:30 -0500 | 13 | 11 | 2 | 90.9% |" in table  # both queues' rows summed
+    assert metadata["service_level"].value == round(14 / 20, 4)
+    # A quiet day: the busiest interval judged one segment, so that one is the worst.
+    quiet = intervals_metadata(day.iloc[:1], "America/New_York")
+    assert (
+        quiet["worst_interval_local"] == "00:00" and "-0400" not in quiet["intervals_table"].value
+    )
+    # Nothing judged: no worst interval, and no figures to plot.
+    none = intervals_metadata(rows(["2026-11-02 05:00Z"], [0], [0]), "America/New_York")
+    assert "worst_interval_start" not in none and "service_level" not in none
+    assert "No queue segment" in intervals_metadata(day.iloc[:0], "UTC")["intervals_table"].value
