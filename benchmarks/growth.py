@@ -76,7 +76,14 @@ def one_day(engine, day: date, frame) -> dict[str, float]:
     steps: dict[str, Callable[[], object]] = {
         "landing": partial(windows.replace_window, engine, SCHEMA, RAW_CHATS, frame, start, end),
         "apply": partial(
-            newest_wins.apply_newest, engine, SCHEMA, DERIVED_TABLES, start, end, timezone="UTC"
+            newest_wins.apply_newest,
+            engine,
+            SCHEMA,
+            DERIVED_TABLES,
+            start,
+            end,
+            timezone="UTC",
+            interval_minutes=30,
         ),
         "checks": partial(check_queries, engine, day),
         "metadata": partial(metadata_queries, engine, day),

@@ -159,7 +159,7 @@ def test_a_landing_in_progress_is_waited_for_so_every_table_sees_one_version(eng
         applying = threading.Thread(
             target=newest_wins.apply_newest,
             args=(engine, schema, DERIVED_TABLES, start, end),
-            kwargs={"timezone": "UTC"},
+            kwargs={"timezone": "UTC", "interval_minutes": 30},
         )
         applying.start()
         applying.join(timeout=1.0)
