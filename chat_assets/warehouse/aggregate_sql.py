@@ -94,12 +94,15 @@ def _part(
     instant = sql.SQL("f.{}").format(sql.Identifier(day_of))
     placed = [sql.SQL("d.{}").format(_DAY)]
     if aggregation.interval is not None:
-        # The day's first instant is its local midnight (or, when a clock change skips
-        # midnight, the instant the day begins at), from which its intervals are counted.
+        # Counted from the day's local midnight (when a clock change skips it, the instant the
+        # day begins at; when it repeats, the later one), taken a day earlier: no fact of the
+        # day precedes the origin then (date_bin rounds an instant before its origin wrongly
+        # when it lies a whole number of intervals before it), and a whole day keeps the
+        # intervals where they are.
         placed.append(
             sql.SQL(
                 "date_bin(make_interval(mins => %(interval_minutes)s::integer), {}, "
-                "d.{}::timestamp AT TIME ZONE %(timezone)s)"
+                "(d.{}::timestamp AT TIME ZONE %(timezone)s) - interval '1 day')"
             ).format(instant, _DAY)
         )
     values = [_typed(c.formula or "", c) if c in mine else _typed("NULL", c) for c in measures]
