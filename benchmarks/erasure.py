@@ -7,7 +7,7 @@
    out of the originals' range, every timestamp column moved by the shift, and each copy's
    pseudonyms given a version prefix of their own (`c1:`, ...), so no copy links a person of
    another. Generating and sanitizing every day in Python would take this machine hours; the
-   stored rows have the same shape either way. Then every day of `queue_service_levels` is
+   stored rows have the same shape either way. Then every day of both marts is
    recomputed and the tables are vacuumed and analyzed, as autovacuum would have done.
 2. Erasure: the end user of a chat of the middle day, unlinked with `erasure.erase` (as
    `python -m chat_assets.privacy erase` does, in this process), then another end user deleted;
@@ -48,10 +48,10 @@ from chat_assets.privacy.rotation import PSEUDONYM_RULES
 from chat_assets.privacy.sanitize import WindowSanitizer
 from chat_assets.privacy.suppression import Mode
 from chat_assets.tables import (
+    AGGREGATE_TABLES,
     CHAT_ID_FIELD,
     CHATS,
     DERIVED_TABLES,
-    QUEUE_SERVICE_LEVELS,
     RAW_CHATS,
     RAW_PARTITION,
     RAW_PAYLOAD,
@@ -87,7 +87,9 @@ def land_and_apply(
     began = time.perf_counter()
     windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
     landed = time.perf_counter()
-    newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
+    newest_wins.apply_newest(
+        engine, schema, DERIVED_TABLES, start, end, timezone="UTC", interval_minutes=30
+    )
     return landed - began, time.perf_counter() - landed
 
 
@@ -144,7 +146,10 @@ def copy_days(engine: sa.Engine, days: int, copies: int) -> None:
             )
     for offset in range(days * copies):
         start, end = day_window(FIRST + timedelta(days=offset), "UTC")
-        aggregates.recompute_window(engine, SCHEMA, QUEUE_SERVICE_LEVELS, "UTC", start, end)
+        for mart in AGGREGATE_TABLES:
+            aggregates.recompute_window(
+                engine, SCHEMA, mart, "UTC", start, end, interval_minutes=30
+            )
 
 
 def seq_rows_read(engine: sa.Engine) -> int:
@@ -170,7 +175,7 @@ def erase_in_process(engine: sa.Engine, end_user: int, mode: Mode) -> None:
     )
     before = seq_rows_read(engine)
     began = time.perf_counter()
-    outcome = erasure.erase(engine, SCHEMA, request, timezone="UTC", dry=False)
+    outcome = erasure.erase(engine, SCHEMA, request, timezone="UTC", interval_minutes=30, dry=False)
     seconds = time.perf_counter() - began
     scanned = seq_rows_read(engine) - before
     print(

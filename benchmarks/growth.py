@@ -28,7 +28,7 @@ from functools import partial
 from benchmarks.database import database
 from chat_assets.checks import declared, landing, personal_text, reconciliation, uniqueness
 from chat_assets.grammar import parse_instant
-from chat_assets.tables import CHATS, DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
+from chat_assets.tables import AGGREGATE_TABLES, CHATS, DERIVED_TABLES, QUEUE_INTERVALS, RAW_CHATS
 from chat_assets.warehouse import aggregates, bookkeeping, newest_wins, windows
 from chat_assets.warehouse.connection import engine_for
 from chat_assets_demo.demo_data import LATE_SHARES, chats_updated_between
@@ -40,7 +40,7 @@ SCHEMA = "growth"
 
 
 def check_queries(engine, day: date) -> None:
-    """Every query of the checks of raw_chats, chat_tables and queue_service_levels."""
+    """Every query of the checks of raw_chats, chat_tables and both queue marts."""
     start, end = day_window(day, "UTC")
     landing.pii_key_unchanged(engine, SCHEMA, FINGERPRINT)
     personal_text.no_personal_text(engine, SCHEMA, RAW_CHATS, start, end)
@@ -52,19 +52,22 @@ def check_queries(engine, day: date) -> None:
         uniqueness.unique_in_partition(table, stored)
         uniqueness.unique_table_wide(engine, SCHEMA, table, start, end)
         list(declared.partition_checks(table, stored))
-    mart = QUEUE_SERVICE_LEVELS
-    stored = windows.load_window(engine, SCHEMA, mart, start, end)
-    personal_text.no_personal_text(engine, SCHEMA, mart, start, end)
-    reconciliation.reconciled(engine, SCHEMA, mart, "UTC", start, end)
-    list(declared.partition_checks(mart, stored))
+    for mart in AGGREGATE_TABLES:
+        stored = windows.load_window(engine, SCHEMA, mart, start, end)
+        personal_text.no_personal_text(engine, SCHEMA, mart, start, end)
+        reconciliation.reconciled(engine, SCHEMA, mart, "UTC", start, end, interval_minutes=30)
+        if mart is QUEUE_INTERVALS:
+            reconciliation.adds_up_to_day(engine, SCHEMA, mart, "UTC", start, end)
+        list(declared.partition_checks(mart, stored))
 
 
 def metadata_queries(engine, day: date) -> None:
     """What the IO manager reads for metadata: each table's row count, the mart's day."""
     start, end = day_window(day, "UTC")
-    for table in (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS):
+    for table in (RAW_CHATS, *DERIVED_TABLES, *AGGREGATE_TABLES):
         bookkeeping.row_count(engine, SCHEMA, table)
-    aggregates.recompute_window(engine, SCHEMA, QUEUE_SERVICE_LEVELS, "UTC", start, end)
+    for mart in AGGREGATE_TABLES:
+        aggregates.recompute_window(engine, SCHEMA, mart, "UTC", start, end, interval_minutes=30)
 
 
 def one_day(engine, day: date, frame) -> dict[str, float]:
@@ -73,7 +76,14 @@ def one_day(engine, day: date, frame) -> dict[str, float]:
     steps: dict[str, Callable[[], object]] = {
         "landing": partial(windows.replace_window, engine, SCHEMA, RAW_CHATS, frame, start, end),
         "apply": partial(
-            newest_wins.apply_newest, engine, SCHEMA, DERIVED_TABLES, start, end, timezone="UTC"
+            newest_wins.apply_newest,
+            engine,
+            SCHEMA,
+            DERIVED_TABLES,
+            start,
+            end,
+            timezone="UTC",
+            interval_minutes=30,
         ),
         "checks": partial(check_queries, engine, day),
         "metadata": partial(metadata_queries, engine, day),

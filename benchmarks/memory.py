@@ -1,6 +1,6 @@
 """Peak memory of one day's run, whatever the day's size.
 
-The daily job (raw_chats, the flattened tables, queue_service_levels) runs in process, in a
+The daily job (raw_chats, the flattened tables, both queue marts) runs in process, in a
 child process of its own, for one day of the demo emulator over real HTTP (100,000 new chats
 by default, no seasonality, the client unthrottled) into an embedded PostgreSQL. The emulator
 and the database live outside that process, so its peak RSS is the run's own.
@@ -39,7 +39,7 @@ def run_day(url: str, base_url: str, results: multiprocessing.Queue) -> None:
     from chat_assets.privacy.resource import PrivacyResource
     from chat_assets.schedules import JOB_NAME
     from chat_assets.settings import Settings
-    from chat_assets.tables import DERIVED_TABLES, QUEUE_SERVICE_LEVELS
+    from chat_assets.tables import AGGREGATE_TABLES, DERIVED_TABLES
     from chat_assets.ujet.resource import UjetResource
     from chat_assets.warehouse.resource import Warehouse
 
@@ -63,7 +63,7 @@ def run_day(url: str, base_url: str, results: multiprocessing.Queue) -> None:
     steps: dict[str, float] = {}
     landed, success = 0, True
     # The landing first, then the rest of the day: the peak of each, since the peak only grows.
-    rest = [table.name for table in (*DERIVED_TABLES, QUEUE_SERVICE_LEVELS)]
+    rest = [table.name for table in (*DERIVED_TABLES, *AGGREGATE_TABLES)]
     for selection, after in ((["raw_chats"], "raw_chats"), (rest, "the rest of the job")):
         result = job.execute_in_process(
             partition_key=DAY.isoformat(),

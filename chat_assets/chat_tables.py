@@ -16,6 +16,7 @@ from chat_assets.checks import declared, personal_text, specs, uniqueness
 from chat_assets.names import BARE, Names
 from chat_assets.privacy import rotation, suppression
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.settings import DEFAULT_INTERVAL_MINUTES
 from chat_assets.tables import DERIVED_TABLES, RAW_CHATS
 from chat_assets.ujet.resource import UjetResource
 from chat_assets.warehouse import windows
@@ -24,10 +25,14 @@ from chat_assets.warehouse.resource import Warehouse
 
 
 def build_chat_tables(
-    partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse, names: Names = BARE
+    partitions: dg.TimeWindowPartitionsDefinition,
+    warehouse: Warehouse,
+    names: Names = BARE,
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
 ):
     """The chat_tables step for these partitions; `warehouse` gives the schema the assets'
-    metadata names (a run writes through the warehouse resource of `names`)."""
+    metadata names (a run writes through the warehouse resource of `names`), and
+    `interval_minutes` the length of queue_intervals' intervals, which the apply recomputes."""
     checks = [
         *(spec for t in DERIVED_TABLES for spec in specs.check_specs(t, partitions)),
         *(suppression.erased_subject_spec(t, partitions) for t in suppression.LINKED_TABLES),
@@ -67,7 +72,7 @@ def build_chat_tables(
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         # Dagster hands each output to the IO manager as it is yielded: the plan goes first.
         writer, *others = DERIVED_TABLES
-        plan = NewestWins(DERIVED_TABLES, partitions.timezone)
+        plan = NewestWins(DERIVED_TABLES, partitions.timezone, interval_minutes)
         yield dg.Output(plan, output_name=writer.name, metadata={"source": ujet.source})
         for table in others:
             value = WrittenWith(writer.name)

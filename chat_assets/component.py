@@ -1,9 +1,10 @@
 """`UjetChatsComponent`: one UJET tenant's chat_assets, declared in YAML or built in Python.
 
 Each tenant gets the whole graph of the single-tenant location (raw_chats, the flattened tables,
-queue_service_levels, retention, their checks, jobs, schedules and sensor), every name prefixed by
-its tenant (`chat_assets.names`): asset keys `acme/raw_chats`, resource keys `acme_ujet`, ... So
-any number of tenants, and a project's own definitions, merge into one code location.
+queue_service_levels, queue_intervals, retention, their checks, jobs, schedules and sensor),
+every name prefixed by its tenant (`chat_assets.names`): asset keys `acme/raw_chats`, resource
+keys `acme_ujet`, ... So any number of tenants, and a project's own definitions, merge into one
+code location.
 
 Secrets are taken as the *names* of environment variables and bound with `dg.EnvVar`, which Dagster
 reads when a run starts: they never appear as resource configuration in the UI. A variable a tenant
@@ -31,6 +32,7 @@ from chat_assets.names import TENANT_PATTERN, Names
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.settings import (
     DATABASE_URL_ENV,
+    DEFAULT_INTERVAL_MINUTES,
     DEFAULT_REQUESTS_PER_SECOND,
     DEFAULT_START_DATE,
     KeyNames,
@@ -38,6 +40,7 @@ from chat_assets.settings import (
     SettingsError,
     env_value,
     key_chain_problem,
+    parse_interval_minutes,
     parse_lookback_days,
     parse_rate,
     parse_retention_days,
@@ -132,6 +135,10 @@ class UjetChatsComponent(dg.Component, dg.Resolvable, dg.Model):
     start_date: str = Field(default=DEFAULT_START_DATE, description="First daily partition.")
     timezone: str = Field(default="UTC", description="IANA zone of the daily partitions.")
     lookback_days: int = Field(default=3, description="Days the lookback schedule re-runs.")
+    interval_minutes: int = Field(
+        default=DEFAULT_INTERVAL_MINUTES,
+        description="Length of queue_intervals' intervals, minutes: 15, 30 or 60.",
+    )
     schedules: TenantSchedules = Field(default_factory=TenantSchedules)
     retention: TenantRetention = Field(default_factory=TenantRetention)
     fresh_by: str | None = Field(
@@ -219,6 +226,9 @@ class Tenant:
             state_dir=Path(".chat_assets").resolve(),
             lookback_days=parse_lookback_days(
                 str(component.lookback_days), f"{where} lookback_days"
+            ),
+            interval_minutes=parse_interval_minutes(
+                str(component.interval_minutes), f"{where} interval_minutes"
             ),
             daily_schedule=component.schedules.daily,
             lookback_schedule=component.schedules.lookback,

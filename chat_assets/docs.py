@@ -29,10 +29,14 @@ def _computed(table: Table, column: Column) -> str:
     """How an aggregate's column is computed from its facts."""
     aggregation = table.aggregation
     assert aggregation is not None
+    instants = ", ".join(f"`{facts.name}.{day_of}`" for facts, day_of, _ in aggregation.days_of())
+    interval = aggregation.interval
+    if interval is not None and column.name == interval.start:
+        return f"interval, counted from local midnight, of {instants}"
+    if interval is not None and column.name == interval.minutes:
+        return "`CHAT_ASSETS_INTERVAL_MINUTES`"
     if column.name == table.time_column:
-        return "local date of " + ", ".join(
-            f"`{facts.name}.{day_of}`" for facts, day_of, _ in aggregation.days_of()
-        )
+        return f"local date of {instants}"
     if column.name in aggregation.group_by:
         index = aggregation.group_by.index(column.name)
         more = "".join(f", `{m.groups[index]}` of `{m.table.name}`" for m in aggregation.also)

@@ -19,6 +19,7 @@ from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.retention import Policy
 from chat_assets.privacy_retention import build_retention, build_retention_job_and_schedule
+from chat_assets.queue_intervals import build_queue_intervals
 from chat_assets.raw_chats import build_raw_chats
 from chat_assets.schedules import build_jobs_and_schedules
 from chat_assets.service_levels import build_catch_up, build_queue_service_levels
@@ -124,8 +125,9 @@ def build_definitions(
     return dg.Definitions(
         assets=[
             build_raw_chats(partitions, warehouse, names),
-            build_chat_tables(partitions, warehouse, names),
-            build_queue_service_levels(partitions, warehouse, names),
+            build_chat_tables(partitions, warehouse, names, settings.interval_minutes),
+            build_queue_service_levels(partitions, warehouse, names, settings.interval_minutes),
+            build_queue_intervals(partitions, warehouse, names, settings.interval_minutes),
             retention,
         ],
         asset_checks=[within_retention],

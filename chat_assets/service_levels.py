@@ -1,14 +1,17 @@
-"""queue_service_levels: service level per queue and service day, always equal to its facts.
+"""queue_service_levels: service level per queue and service day, always equal to its facts;
+the asset of a queue mart (this one, and queue_intervals); the marts' refresh job and catch-up
+sensor.
 
 A row aggregates the `chat_queue_durations` segments that started on a local day in one queue.
 The facts' apply recomputes, in its own transaction, every service day its chats' segments fall
 on, before and after (a later version of a chat can move its segments between days), and marks
 those days. A materialization of a day recomputes that day and clears its mark; the catch-up
-sensor asks for a run of each day still marked, so the UI's metadata and checks follow the
-warehouse.
+sensor asks for a run of each day still marked in either mart, so the UI's metadata and checks
+follow the warehouse.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -17,7 +20,8 @@ import pandas as pd
 from chat_assets.checks import declared, personal_text, reconciliation, specs, uniqueness
 from chat_assets.names import BARE, Names
 from chat_assets.privacy.detect import redact
-from chat_assets.tables import QUEUE_SERVICE_LEVELS
+from chat_assets.settings import DEFAULT_INTERVAL_MINUTES
+from chat_assets.tables import AGGREGATE_TABLES, QUEUE_SERVICE_LEVELS, Table
 from chat_assets.warehouse import aggregates, windows
 from chat_assets.warehouse.aggregates import Recompute
 from chat_assets.warehouse.connection import WarehouseUnreachable, check_reachable
@@ -28,7 +32,7 @@ CATCH_UP_SENSOR_NAME = "queue_service_levels_catch_up"
 WORST_QUEUES = 5
 
 
-def _share(numerator: int, denominator: int) -> float | None:
+def share(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
@@ -78,10 +82,10 @@ def day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
     }
     waited = (rows["asa_seconds"] * rows["answered"]).sum()
     shares = {
-        "service_level": _share(in_sla, in_sla + not_in_sla),
-        "abandon_rate": _share(abandoned, answered + abandoned),
+        "service_level": share(in_sla, in_sla + not_in_sla),
+        "abandon_rate": share(abandoned, answered + abandoned),
         "asa_seconds": float(waited) / answered if answered else None,
-        "rated_4_or_5_share": _share(int(rows["rated_4_or_5"].sum()), rated),
+        "rated_4_or_5_share": share(int(rows["rated_4_or_5"].sum()), rated),
     }
     for name, value in shares.items():
         if value is not None:
@@ -89,13 +93,19 @@ def day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
     return metadata
 
 
-def build_queue_service_levels(
-    partitions: dg.TimeWindowPartitionsDefinition, warehouse: Warehouse, names: Names = BARE
+def build_mart(
+    table: Table,
+    describe: Callable[[pd.DataFrame], dict[str, Any]],
+    partitions: dg.TimeWindowPartitionsDefinition,
+    warehouse: Warehouse,
+    names: Names,
+    interval_minutes: int,
 ):
-    """queue_service_levels for these partitions; `warehouse` gives the schema the asset's
-    metadata names (a run reads and writes through the warehouse resource of `names`)."""
-    table = QUEUE_SERVICE_LEVELS
+    """The asset of a queue mart (an aggregate table) for these partitions, its metadata from
+    `describe`; `warehouse` gives the schema the asset's metadata names (a run reads and writes
+    through the warehouse resource of `names`)."""
     assert table.aggregation is not None
+    interval = table.aggregation.interval
     timezone = partitions.timezone
 
     @dg.asset(
@@ -110,9 +120,7 @@ def build_queue_service_levels(
         check_specs=names.check_specs(specs.check_specs(table, partitions)),
         required_resource_keys={names.warehouse},
     )
-    def queue_service_levels(
-        context: dg.AssetExecutionContext,
-    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    def mart(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
         yield from names.check_results(
             recompute_day(context, getattr(context.resources, names.warehouse))
         )
@@ -120,16 +128,32 @@ def build_queue_service_levels(
     def recompute_day(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        yield dg.Output(Recompute(timezone, day_metadata))
+        yield dg.Output(Recompute(timezone, interval_minutes, describe))
         engine, schema = warehouse.engine(), warehouse.db_schema
-        window = context.partition_time_window
-        stored = windows.load_window(engine, schema, table, window.start, window.end)
-        yield personal_text.no_personal_text(engine, schema, table, window.start, window.end)
+        start, end = context.partition_time_window
+        stored = windows.load_window(engine, schema, table, start, end)
+        yield personal_text.no_personal_text(engine, schema, table, start, end)
         yield uniqueness.unique_in_partition(table, stored)
-        yield reconciliation.reconciled(engine, schema, table, timezone, window.start, window.end)
+        yield reconciliation.reconciled(
+            engine, schema, table, timezone, start, end, interval_minutes=interval_minutes
+        )
+        if interval is not None:
+            yield reconciliation.adds_up_to_day(engine, schema, table, timezone, start, end)
         yield from declared.partition_checks(table, stored)
 
-    return queue_service_levels
+    return mart
+
+
+def build_queue_service_levels(
+    partitions: dg.TimeWindowPartitionsDefinition,
+    warehouse: Warehouse,
+    names: Names = BARE,
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
+):
+    """queue_service_levels for these partitions (see `build_mart`)."""
+    return build_mart(
+        QUEUE_SERVICE_LEVELS, day_metadata, partitions, warehouse, names, interval_minutes
+    )
 
 
 def build_catch_up(
@@ -138,14 +162,18 @@ def build_catch_up(
     names: Names = BARE,
     executor: dg.ExecutorDefinition | None = None,
 ) -> tuple[Any, dg.SensorDefinition]:
-    """The job that materializes queue_service_levels alone, and the sensor that runs it for
-    every day the facts' applies changed since that day was last materialized.
+    """The job that materializes the queue marts (queue_service_levels and queue_intervals)
+    alone, and the sensor that runs it for every day the facts' applies changed in either since
+    that day was last materialized there.
 
     The job takes its partitions from the asset it selects (passing them is deprecated)."""
     job = dg.define_asset_job(
         names(REFRESH_JOB_NAME),
-        selection=[names.asset(QUEUE_SERVICE_LEVELS.name)],
-        description="queue_service_levels for one service day (the catch-up sensor's runs).",
+        selection=[names.asset(table.name) for table in AGGREGATE_TABLES],
+        description=(
+            "queue_service_levels and queue_intervals for one service day (the catch-up "
+            "sensor's runs)."
+        ),
         executor_def=executor,
         tags=names.run_tags,
     )
@@ -159,10 +187,11 @@ def build_catch_up(
             dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
         ),
         description=(
-            "Re-materializes each service day of queue_service_levels whose facts changed "
-            "since its last materialization, e.g. when a late chat update moved a queue segment "
-            "into an older day (CHAT_ASSETS_CATCH_UP_SENSOR=on|off). The warehouse rows are "
-            "already current; the runs bring the UI's metadata and checks up to date."
+            "Re-materializes each service day of queue_service_levels and queue_intervals "
+            "whose facts changed since its last materialization, e.g. when a late chat update "
+            "moved a queue segment into an older day (CHAT_ASSETS_CATCH_UP_SENSOR=on|off). "
+            "The warehouse rows are already current; the runs bring the UI's metadata and "
+            "checks up to date."
         ),
     )
     def catch_up(context: dg.SensorEvaluationContext):
@@ -174,8 +203,12 @@ def build_catch_up(
             # One line on the tick, naming what to check, for every minute the server is down.
             yield dg.SkipReason(str(exc))
             return
-        marked = aggregates.days_to_refresh(engine, warehouse.db_schema, QUEUE_SERVICE_LEVELS)
-        keys = [(day.isoformat(), changed_by) for day, changed_by in marked]
+        # A day marked in either mart, by the last transaction that changed it in either.
+        marked: dict[date, int] = {}
+        for table in AGGREGATE_TABLES:
+            for day, changed_by in aggregates.days_to_refresh(engine, warehouse.db_schema, table):
+                marked[day] = max(changed_by, marked.get(day, changed_by))
+        keys = [(day.isoformat(), changed_by) for day, changed_by in sorted(marked.items())]
         inside = [(key, by) for key, by in keys if partitions.has_partition_key(key)]
         # The same run key until the day changes again: one run per change.
         for key, changed_by in inside:

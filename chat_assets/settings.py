@@ -18,6 +18,11 @@ DATABASE_URL_ENV = "CHAT_ASSETS_DATABASE_URL"
 PII_KEY_ENV = "CHAT_ASSETS_PII_KEY"
 PII_KEY_VERSION_ENV = "CHAT_ASSETS_PII_KEY_VERSION"
 PII_PREVIOUS_KEYS_ENV = "CHAT_ASSETS_PII_PREVIOUS_KEYS"
+INTERVAL_MINUTES_ENV = "CHAT_ASSETS_INTERVAL_MINUTES"
+# The lengths queue_intervals may count in: contact centers staff by 15 or 30 minutes, some by
+# the hour, and each divides an hour, so every local day starts an interval at midnight.
+INTERVAL_CHOICES = (15, 30, 60)
+DEFAULT_INTERVAL_MINUTES = 30
 DEFAULT_REQUESTS_PER_SECOND = 5.0
 """Half of UJET's documented 10 requests/s per customer, which every integration of the tenant
 (WFM, other loaders) shares: the rest stays free for them."""
@@ -105,6 +110,13 @@ def parse_timezone(raw: str, name: str = "CHAT_ASSETS_TIMEZONE") -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"{name}={raw!r} is not an IANA time zone such as Asia/Seoul") from None
     return raw
+
+
+def parse_interval_minutes(raw: str, name: str = INTERVAL_MINUTES_ENV) -> int:
+    if raw not in {str(n) for n in INTERVAL_CHOICES}:
+        choices = ", ".join(map(str, INTERVAL_CHOICES[:-1])) + f" or {INTERVAL_CHOICES[-1]}"
+        raise SettingsError(f"{name}={raw!r} must be {choices} (minutes), such as 30")
+    return int(raw)
 
 
 def parse_lookback_days(raw: str, name: str = "CHAT_ASSETS_LOOKBACK_DAYS") -> int:
@@ -204,6 +216,8 @@ class Settings:
     database_url: str | None
     state_dir: Path
     lookback_days: int
+    # The length of queue_intervals' intervals, minutes (one of INTERVAL_CHOICES).
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES
     daily_schedule: bool = True
     lookback_schedule: bool = False
     catch_up_sensor: bool = True
@@ -244,6 +258,9 @@ class Settings:
             database_url=database_url,
             state_dir=Path(env_value("CHAT_ASSETS_HOME") or ".chat_assets").resolve(),
             lookback_days=parse_lookback_days(env_value("CHAT_ASSETS_LOOKBACK_DAYS") or "3"),
+            interval_minutes=parse_interval_minutes(
+                env_value(INTERVAL_MINUTES_ENV) or str(DEFAULT_INTERVAL_MINUTES)
+            ),
             ujet_base_url=env_value("UJET_BASE_URL"),
             ujet_subdomain=env_value("UJET_SUBDOMAIN"),
             ujet_domain=env_value("UJET_DOMAIN") or "ujet.co",

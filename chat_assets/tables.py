@@ -7,7 +7,7 @@ table reference (docs/tables.md), so a column is named exactly once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -150,9 +150,25 @@ class MoreFacts:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """An aggregate counted per interval of the local day instead of per day: a fact's interval
+    is the one of `CHAT_ASSETS_INTERVAL_MINUTES` minutes, counted from the local midnight of its
+    local day, that its instant falls in. The intervals of a day and group add up to the day's
+    row of `day_table`."""
+
+    # The timestamptz column holding the interval's start instant (the aggregate's time column).
+    start: str
+    # The integer column holding the interval's length in minutes.
+    minutes: str
+    # The same aggregation per local day.
+    day_table: Table
+
+
+@dataclass(frozen=True)
 class Aggregation:
     """How an aggregate table is computed from a fact table (and perhaps others, `also`): one
-    row per local day and group that any of them has facts on."""
+    row per local day (or, with an `interval`, per interval of it) and group that any of them
+    has facts on."""
 
     facts: Table
     # The facts' timestamptz column whose local date (in the partitions' time zone) is the row's
@@ -165,6 +181,7 @@ class Aggregation:
     # The order in which a group's facts are taken when a column keeps the latest value.
     latest_by: tuple[str, ...]
     also: tuple[MoreFacts, ...] = ()
+    interval: Interval | None = None
 
     @property
     def fact_tables(self) -> tuple[Table, ...]:
@@ -219,6 +236,9 @@ class Table:
         for check, name in self.valid_values:
             if not self.column(name).values:
                 raise ValueError(f"table {self.name}: {check} needs declared values of {name}")
+        interval = self.aggregation.interval if self.aggregation else None
+        if interval is not None and self.time_column != interval.start:
+            raise ValueError(f"table {self.name}: time column must be its interval's start")
         more = {m.table.name for m in self.aggregation.also} if self.aggregation else set()
         for c in self.columns:
             if c.over is not None and c.over not in more:
@@ -745,6 +765,16 @@ def _count_measure(
     return Column(name, PgType.INTEGER, description, formula=formula, nullable=False, over=over)
 
 
+def rolled_up(table: Table) -> dict[str, str]:
+    """The aggregate's columns whose value over a day follows from its intervals' values, with
+    the SQL aggregate that gives it: a count is the sum of the counts, a maximum their maximum."""
+    return {
+        c.name: "sum" if c.formula.startswith("count(*)") else "max"
+        for c in table.columns
+        if c.formula is not None and c.formula.startswith(("count(*)", "max("))
+    }
+
+
 def _share(name: str, part: str, whole: str, description: str) -> Column:
     """A derived share of counts, NULL when the whole is 0."""
     return Column(
@@ -759,34 +789,26 @@ def _event_is(value: str) -> str:
     return f"service_level_event = '{value}'"
 
 
-QUEUE_SERVICE_LEVELS = Table(
-    name="queue_service_levels",
-    description=(
-        "Service level per queue and service day (the local day a queue segment started), "
-        "aggregated from chat_queue_durations, with the CSAT of the queue's rated chats from "
-        "chats, and kept equal to them."
-    ),
-    columns=(
-        Column(
-            "service_day",
-            PgType.DATE,
-            "Local day (CHAT_ASSETS_TIMEZONE) on which the queue segments started.",
-            key=True,
-            nullable=False,
-        ),
-        Column(
-            "menu_path_id",
-            PgType.BIGINT,
-            "The queue (menu); NULL gathers segments UJET sent without one.",
-            key=True,
-        ),
+# The group of both queue marts.
+_QUEUE_KEY = Column(
+    "menu_path_id",
+    PgType.BIGINT,
+    "The queue (menu); NULL gathers segments UJET sent without one.",
+    key=True,
+)
+
+
+def _queue_measures(period: str) -> tuple[Column, ...]:
+    """The queue marts' columns after their key: what is counted of a queue's facts in a
+    `period` (day or interval), then the figures derived from the counts."""
+    return (
         Column(
             "menu_path",
             PgType.TEXT,
-            "Queue path as text, from the day's last segment.",
+            f"Queue path as text, from the {period}'s last segment.",
             formula=_QUEUES.latest("menu_path"),
         ),
-        _count_measure("offered", "Queue segments that started that day."),
+        _count_measure("offered", f"Queue segments that started that {period}."),
         _count_measure(
             "answered", "Segments an agent accepted (event answered).", f"event = '{ANSWERED}'"
         ),
@@ -843,26 +865,26 @@ QUEUE_SERVICE_LEVELS = Table(
         Column(
             "target_time",
             PgType.INTEGER,
-            "SLA target answer time, seconds, as set on the day's last segment.",
+            f"SLA target answer time, seconds, as set on the {period}'s last segment.",
             formula=_QUEUES.latest("service_level_target_time"),
         ),
         Column(
             "target_percent",
             PgType.DOUBLE,
-            "SLA target share, percent, as set on the day's last segment.",
+            f"SLA target share, percent, as set on the {period}'s last segment.",
             formula=_QUEUES.latest("service_level_target_percent"),
         ),
         Column(
             "target_settings",
             PgType.INTEGER,
-            "Distinct (target_time, target_percent) settings seen that day; above 1 when the "
-            "queue's SLA changed during the day.",
+            f"Distinct (target_time, target_percent) settings seen that {period}; above 1 when "
+            f"the queue's SLA changed during the {period}.",
             formula="count(DISTINCT (service_level_target_time, service_level_target_percent))",
             nullable=False,
         ),
         _count_measure(
             "rated_chats",
-            "Chats of the queue (their own menu_path) created that day and rated 1 to 5.",
+            f"Chats of the queue (their own menu_path) created that {period} and rated 1 to 5.",
             over=CHATS.name,
         ),
         Column(
@@ -900,6 +922,26 @@ QUEUE_SERVICE_LEVELS = Table(
             "rated_chats",
             "rated_4_or_5 / rated_chats, the share of satisfied customers; NULL without ratings.",
         ),
+    )
+
+
+QUEUE_SERVICE_LEVELS = Table(
+    name="queue_service_levels",
+    description=(
+        "Service level per queue and service day (the local day a queue segment started), "
+        "aggregated from chat_queue_durations, with the CSAT of the queue's rated chats from "
+        "chats, and kept equal to them."
+    ),
+    columns=(
+        Column(
+            "service_day",
+            PgType.DATE,
+            "Local day (CHAT_ASSETS_TIMEZONE) on which the queue segments started.",
+            key=True,
+            nullable=False,
+        ),
+        _QUEUE_KEY,
+        *_queue_measures("day"),
     ),
     time_column="service_day",
     write=WriteMode.AGGREGATE,
@@ -908,7 +950,43 @@ QUEUE_SERVICE_LEVELS = Table(
     aggregation=_QUEUES,
 )
 
-AGGREGATE_TABLES: tuple[Table, ...] = (QUEUE_SERVICE_LEVELS,)
+QUEUE_INTERVALS = Table(
+    name="queue_intervals",
+    description=(
+        "Service level per queue and interval of the service day (CHAT_ASSETS_INTERVAL_MINUTES, "
+        "counted from local midnight), the same counts as queue_service_levels: a day's "
+        "intervals add up to its row there."
+    ),
+    columns=(
+        Column(
+            "interval_start",
+            PgType.TIMESTAMPTZ,
+            "Start of the interval: local midnight (CHAT_ASSETS_TIMEZONE) plus a whole number "
+            "of intervals; the queue segments started in [interval_start, interval_start + "
+            "interval_minutes).",
+            key=True,
+            nullable=False,
+        ),
+        Column(
+            "interval_minutes",
+            PgType.INTEGER,
+            "Length of the interval, minutes (CHAT_ASSETS_INTERVAL_MINUTES: 15, 30 or 60).",
+            nullable=False,
+        ),
+        _QUEUE_KEY,
+        *_queue_measures("interval"),
+    ),
+    time_column="interval_start",
+    write=WriteMode.AGGREGATE,
+    unique_by=("interval_start", "menu_path_id"),
+    consistency=(COUNTS_ADD_UP, SERVICE_LEVEL_IN_RANGE),
+    aggregation=replace(
+        _QUEUES,
+        interval=Interval("interval_start", "interval_minutes", day_table=QUEUE_SERVICE_LEVELS),
+    ),
+)
+
+AGGREGATE_TABLES: tuple[Table, ...] = (QUEUE_SERVICE_LEVELS, QUEUE_INTERVALS)
 
 TABLES: dict[str, Table] = {t.name: t for t in (RAW_CHATS, *DERIVED_TABLES, *AGGREGATE_TABLES)}
 

@@ -51,7 +51,7 @@ def materialize_day(
     return dg.materialize(
         [
             build_raw_chats(partitions, warehouse),
-            build_chat_tables(partitions, warehouse),
+            build_chat_tables(partitions, warehouse, interval_minutes=settings.interval_minutes),
             *downstream,
         ],
         partition_key=day,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from chat_assets import UjetAccount, UjetChatsComponent, tenants_definitions
 from chat_assets.settings import SettingsError
-from chat_assets.tables import DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
+from chat_assets.tables import AGGREGATE_TABLES, DERIVED_TABLES, RAW_CHATS
 from chat_assets.tenants import read_tenants, tenants_location
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import TEST_PII_KEY
@@ -27,7 +27,11 @@ from chat_assets_tests.support import TEST_PII_KEY
 DAY = "2026-03-02"
 OTHER_KEY = "chat-assets-tests-globex-" + "fedcba9876543210" * 2
 # Every asset of a day: the landing, the flattened tables and the service levels.
-DAILY_ASSETS = {RAW_CHATS.name, *(t.name for t in DERIVED_TABLES), QUEUE_SERVICE_LEVELS.name}
+DAILY_ASSETS = {
+    RAW_CHATS.name,
+    *(t.name for t in DERIVED_TABLES),
+    *(t.name for t in AGGREGATE_TABLES),
+}
 
 
 @pytest.fixture
@@ -345,6 +349,7 @@ def attributes(**changes) -> dict:
         ({"start_date": "2025-13-01"}, "start_date='2025-13-01' is not a date"),
         ({"db_schema": "pg_acme"}, "db_schema='pg_acme' is reserved by PostgreSQL"),
         ({"lookback_days": 90}, "lookback_days='90' must be a whole number from 1 to 60"),
+        ({"interval_minutes": 20}, "interval_minutes='20' must be 15, 30 or 60 (minutes)"),
         ({"retention": {"raw_days": 0}}, "retention.raw_days='0' must be a whole number of days"),
         ({"fresh_by": "6am"}, "fresh_by='6am' must be a local time HH:MM"),
         ({"fresh_by": "00:15"}, "fresh_by='00:15' must come after the daily run at 00:30"),

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from chat_assets.tables import DERIVED_TABLES, QUEUE_SERVICE_LEVELS, RAW_CHATS
+from chat_assets.tables import AGGREGATE_TABLES, DERIVED_TABLES, RAW_CHATS
 from chat_assets_tests.support import TEST_PII_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
 DG = str(VENV / "bin" / "dg")
-DAILY = {RAW_CHATS.name, *(t.name for t in DERIVED_TABLES), QUEUE_SERVICE_LEVELS.name}
+DAILY = {RAW_CHATS.name, *(t.name for t in DERIVED_TABLES), *(t.name for t in AGGREGATE_TABLES)}
 
 TENANTS = """\
 type: chat_assets.UjetChatsComponent

@@ -268,7 +268,9 @@ def test_the_stored_tables_are_scanned_normalized(database_url, engine, schema, 
         chats[1]["selected_menu"] = {"id": 3, "name": "Billing", "output_msg": output_msg}
         frame = landing_frame(chats, "UTC", "k1:test")
         windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
-        newest_wins.apply_newest(engine, schema, [CHATS], start, end, timezone="UTC")
+        newest_wins.apply_newest(
+            engine, schema, [CHATS], start, end, timezone="UTC", interval_minutes=30
+        )
         return tuple(
             personal_text.no_personal_text(engine, schema, table, start, end)
             .metadata["cells_found"]

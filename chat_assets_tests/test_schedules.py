@@ -38,6 +38,7 @@ def configure(monkeypatch, instance):
             "CHAT_ASSETS_DAILY_SCHEDULE",
             "CHAT_ASSETS_LOOKBACK_SCHEDULE",
             "CHAT_ASSETS_LOOKBACK_DAYS",
+            "CHAT_ASSETS_INTERVAL_MINUTES",
             "CHAT_ASSETS_CATCH_UP_SENSOR",
             "CHAT_ASSETS_RETAIN_RAW_DAYS",
             "CHAT_ASSETS_RETAIN_CUSTOMER_DAYS",
@@ -95,15 +96,17 @@ def test_job_covers_the_whole_graph_by_day(configure):
         "chat_virtual_agent_handle_durations",
         "chat_virtual_agent_deflected_escalations",
         "queue_service_levels",
+        "queue_intervals",
     }
     assert job.partitions_def == defs.get_assets_def("raw_chats").partitions_def
 
 
-def test_the_catch_up_sensor_runs_the_mart_alone_and_can_be_switched_off(configure):
+def test_the_catch_up_sensor_runs_the_marts_alone_and_can_be_switched_off(configure):
     defs = configure()
     refresh = defs.resolve_job_def(REFRESH_JOB_NAME)
     assert {k.to_user_string() for k in refresh.asset_layer.executable_asset_keys} == {
-        "queue_service_levels"
+        "queue_service_levels",
+        "queue_intervals",
     }
     sensor = defs.resolve_sensor_def(CATCH_UP_SENSOR_NAME)
     assert sensor.job_name == REFRESH_JOB_NAME
@@ -208,3 +211,20 @@ def test_switches_from_the_environment(configure):
 def test_a_switch_is_on_or_off_nothing_else(configure, name):
     with pytest.raises(SettingsError, match=f"{name}='yes' must be on or off"):
         configure(**{name: "yes"})
+
+
+@pytest.mark.parametrize("raw", ["20", "30m", "0", "45"])
+def test_the_interval_length_is_15_30_or_60_minutes_nothing_else(configure, raw):
+    with pytest.raises(SettingsError) as refused:
+        configure(CHAT_ASSETS_INTERVAL_MINUTES=raw)
+    assert str(refused.value) == (
+        f"CHAT_ASSETS_INTERVAL_MINUTES={raw!r} must be 15, 30 or 60 (minutes), such as 30"
+    )
+
+
+def test_the_interval_length_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("CHAT_ASSETS_INTERVAL_MINUTES", raising=False)
+    assert Settings.from_env().interval_minutes == 30
+    for minutes in (15, 30, 60):
+        monkeypatch.setenv("CHAT_ASSETS_INTERVAL_MINUTES", str(minutes))
+        assert Settings.from_env().interval_minutes == minutes

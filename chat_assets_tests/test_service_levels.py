@@ -1,9 +1,12 @@
-"""queue_service_levels through real Dagster runs: checks, metadata, loads, the catch-up sensor."""
+"""queue_service_levels and queue_intervals through real Dagster runs: checks, metadata, loads,
+the catch-up sensor."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -11,10 +14,11 @@ import pytest
 
 from chat_assets.checks import reconciliation, specs
 from chat_assets.partitions import daily_partitions
+from chat_assets.queue_intervals import build_queue_intervals, intervals_metadata
 from chat_assets.service_levels import build_catch_up, build_queue_service_levels, day_metadata
 from chat_assets.settings import Settings
-from chat_assets.tables import QUEUE_SERVICE_LEVELS
-from chat_assets.warehouse import aggregates
+from chat_assets.tables import AGGREGATE_TABLES, QUEUE_INTERVALS, QUEUE_SERVICE_LEVELS
+from chat_assets.warehouse import aggregates, windows
 from chat_assets.warehouse.io_manager import warehouse_resources
 from chat_assets.warehouse.resource import IO_MANAGER_KEY, Warehouse
 from chat_assets_demo.emulator import UjetEmulator
@@ -25,6 +29,7 @@ from chat_assets_tests.support import materialize_day
 def settings(monkeypatch) -> Settings:
     monkeypatch.setenv("CHAT_ASSETS_START_DATE", "2026-01-01")
     monkeypatch.setenv("CHAT_ASSETS_TIMEZONE", "Asia/Seoul")
+    monkeypatch.setenv("CHAT_ASSETS_INTERVAL_MINUTES", "15")
     return Settings.from_env()
 
 
@@ -34,6 +39,9 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
     partitions = daily_partitions(settings)
     warehouse = Warehouse(database_url=database_url, db_schema=schema)
     mart = build_queue_service_levels(partitions, warehouse)
+    intervals = build_queue_intervals(
+        partitions, warehouse, interval_minutes=settings.interval_minutes
+    )
 
     @dg.asset(
         partitions_def=partitions,
@@ -46,7 +54,7 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
 
     with UjetEmulator(company_key="k", company_secret="s", chats_per_day=80) as emulator:
         first = materialize_day(
-            settings, emulator, database_url, schema, "2026-01-06", downstream=(mart,)
+            settings, emulator, database_url, schema, "2026-01-06", downstream=(mart, intervals)
         )
         # The next day's chats update some of the 6th's: the 6th changes after its run.
         second = materialize_day(
@@ -55,19 +63,18 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
             database_url,
             schema,
             "2026-01-07",
-            downstream=(mart, worst_queue),
+            downstream=(mart, intervals, worst_queue),
         )
-    for result in (first, second):
+    for result, table in itertools.product((first, second), AGGREGATE_TABLES):
         evaluations = [
-            e
-            for e in result.get_asset_check_evaluations()
-            if e.asset_key.path[-1] == mart.key.path[-1]
+            e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == table.name
         ]
         assert {e.check_name for e in evaluations} == {
             specs.NO_PERSONAL_TEXT,
             specs.UNIQUE_IN_PARTITION,
             specs.RECONCILED,
-            *QUEUE_SERVICE_LEVELS.consistency,
+            *table.consistency,
+            *([specs.ADDS_UP_TO_DAY] if table is QUEUE_INTERVALS else []),
         }
         assert all(e.passed for e in evaluations), [
             e.check_name for e in evaluations if not e.passed
@@ -85,24 +92,69 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
     assert metadata["queues"].value >= 2
     assert "| queue |" in metadata["worst_queues"].value
     assert metadata["dagster/partition_row_count"].value == metadata["queues"].value
+    # The day's intervals: the worst and busiest, and a table of them, in local time.
+    by_interval = next(
+        m for m in first.get_asset_materialization_events() if m.asset_key == intervals.key
+    ).materialization.metadata
+    assert by_interval["interval_minutes"].value == 15
+    assert 0 <= by_interval["worst_interval_service_level"].value <= metadata["service_level"].value
+    assert by_interval["service_level"].value == metadata["service_level"].value
+    worst = datetime.fromtimestamp(
+        by_interval["worst_interval_start"].value, ZoneInfo("Asia/Seoul")
+    )
+    assert worst.date().isoformat() == "2026-01-06" and worst.minute % 15 == 0
+    assert by_interval["worst_interval_local"].value == worst.strftime("%H:%M")
+    table = by_interval["intervals_table"].value
+    assert table.startswith("| interval (Asia/Seoul) | offered |")
+    assert f"| {worst:%H:%M} |" in table
+    assert len(table.splitlines()) == 2 + by_interval["intervals"].value
+    stored = windows.load_window(
+        engine, schema, QUEUE_INTERVALS, *partitions.time_window_for_partition_key("2026-01-06")
+    )
+    assert set(stored["interval_minutes"]) == {15}
+    assert by_interval["busiest_interval_offered"].value == max(
+        stored.groupby("interval_start")["offered"].sum()
+    )
 
-    # The 7th's apply recomputed the 6th in the warehouse and marked it; the sensor asks for it.
+    # The 7th's apply recomputed the 6th in the warehouse, in both marts, and marked it there;
+    # the sensor asks for it.
     marked = [
         d.isoformat() for d, _ in aggregates.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)
     ]
     assert "2026-01-06" in marked and "2026-01-07" not in marked
+    assert [
+        d.isoformat() for d, _ in aggregates.days_to_refresh(engine, schema, QUEUE_INTERVALS)
+    ] == marked
     job, sensor = build_catch_up(partitions, running=True)
     # Evaluated as the daemon does, which hands the sensor its resources through the context.
     location = dg.Definitions(
-        assets=[mart], jobs=[job], sensors=[sensor], resources=warehouse_resources(warehouse)
+        assets=[mart, intervals],
+        jobs=[job],
+        sensors=[sensor],
+        resources=warehouse_resources(warehouse),
     )
+
+    def requested() -> list[str]:
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(
+                instance=instance,
+                resources={"warehouse": warehouse},
+                repository_def=location.get_repository_def(),
+            )
+            requests = list(sensor.evaluate_tick(context).run_requests or [])
+        assert all(r.run_key and r.run_key.startswith(r.partition_key) for r in requests)
+        return [r.partition_key for r in requests]
+
+    assert requested() == marked
+    assert {k.path[-1] for k in job.selection.resolve(location.resolve_asset_graph())} == {
+        t.name for t in AGGREGATE_TABLES
+    }
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(
             instance=instance,
             resources={"warehouse": warehouse},
             repository_def=location.get_repository_def(),
         )
-        requests = list(sensor.evaluate_tick(context).run_requests or [])
         # Partitions from the 7th: every marked day lies before them. Then a warehouse where
         # nothing is marked. Each tick says why it requested nothing, on the sensor's page.
         later = daily_partitions(replace(settings, start_date=date(2026, 1, 7)))
@@ -116,8 +168,6 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
                 repository_def=location.get_repository_def(),
             )
         )
-    assert [r.partition_key for r in requests] == marked
-    assert all(r.run_key and r.run_key.startswith(r.partition_key) for r in requests)
     assert (late.run_requests, late.skip_message) == (
         [],
         f"marked service days outside the partitions, not requested: {len(marked)}",
@@ -127,9 +177,22 @@ def test_demo_days_give_green_checks_plotted_figures_and_a_catch_up_for_moved_da
         "no service day changed since it was materialized",
     )
     start, end = partitions.time_window_for_partition_key("2026-01-06")
-    assert reconciliation.reconciled(
-        engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end
+    for table in AGGREGATE_TABLES:
+        assert reconciliation.reconciled(
+            engine, schema, table, "Asia/Seoul", start, end, interval_minutes=15
+        ).passed
+    assert reconciliation.adds_up_to_day(
+        engine, schema, QUEUE_INTERVALS, "Asia/Seoul", start, end
     ).passed
+    # The daily mart materialized alone: the day is still due for its intervals.
+    aggregates.recompute_window(
+        engine, schema, QUEUE_SERVICE_LEVELS, "Asia/Seoul", start, end, interval_minutes=15
+    )
+    assert "2026-01-06" in requested()
+    aggregates.recompute_window(
+        engine, schema, QUEUE_INTERVALS, "Asia/Seoul", start, end, interval_minutes=15
+    )
+    assert "2026-01-06" not in requested()
 
 
 def test_the_worst_queues_table_guards_names_and_handles_a_quiet_day():
@@ -205,3 +268,45 @@ def test_the_catch_up_sensor_with_the_warehouse_down_says_one_line(tmp_path):
     assert "skipping: PostgreSQL at 127.0.0.1:1 (database warehouse) could not be reached" in said
     assert "check CHAT_ASSETS_DATABASE_URL" in said
     assert "Traceback" not in said and "pw@" not in said
+
+
+def test_the_worst_interval_is_a_busy_one_and_a_clock_change_shows_its_offsets():
+    def rows(starts: list[str], in_sla: list[int], not_in_sla: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "interval_start": pd.to_datetime(starts, utc=True),
+                "interval_minutes": 30,
+                "menu_path_id": pd.array([1] * len(starts), dtype="Int64"),
+                "offered": [a + b + 1 for a, b in zip(in_sla, not_in_sla, strict=True)],
+                "answered": [a + b for a, b in zip(in_sla, not_in_sla, strict=True)],
+                "abandoned": [1] * len(starts),
+                "in_sla": in_sla,
+                "not_in_sla": not_in_sla,
+            }
+        )
+
+    # 01:30 EDT and 01:30 EST on 2026-11-01 in New York: one clock time, two intervals.
+    day = rows(
+        ["2026-11-01 04:00Z", "2026-11-01 05:30Z", "2026-11-01 06:30Z", "2026-11-01 06:30Z"],
+        [0, 4, 9, 1],
+        [1, 4, 1, 0],
+    )
+    metadata = intervals_metadata(day, "America/New_York")
+    # 00:00 judged one segment only: the worst is 01:30 EDT at 50%, not 00:00 at 0%.
+    assert metadata["worst_interval_local"] == "01:30"
+    assert metadata["worst_interval_start"].value == pd.Timestamp("2026-11-01 05:30Z").timestamp()
+    assert metadata["worst_interval_service_level"].value == 0.5
+    assert metadata["intervals"] == 3 and metadata["busiest_interval_offered"] == 13
+    table = metadata["intervals_table"].value
+    assert "| 01:30 -0400 | 9 | 8 | 1 | 50.0% |" in table
+    assert "| 01:30 -0500 | 13 | 11 | 2 | 90.9% |" in table  # both queues' rows summed
+    assert metadata["service_level"].value == round(14 / 20, 4)
+    # A quiet day: the busiest interval judged one segment, so that one is the worst.
+    quiet = intervals_metadata(day.iloc[:1], "America/New_York")
+    assert (
+        quiet["worst_interval_local"] == "00:00" and "-0400" not in quiet["intervals_table"].value
+    )
+    # Nothing judged: no worst interval, and no figures to plot.
+    none = intervals_metadata(rows(["2026-11-02 05:00Z"], [0], [0]), "America/New_York")
+    assert "worst_interval_start" not in none and "service_level" not in none
+    assert "No queue segment" in intervals_metadata(day.iloc[:0], "UTC")["intervals_table"].value

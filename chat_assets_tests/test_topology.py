@@ -133,6 +133,7 @@ def test_run_launched_through_graphql_lands_rows(deployment):
         "raw_chats",
         "chat_tables",
         "queue_service_levels",
+        "queue_intervals",
     }
     raw, flattened = landed(deployment, day)
     assert raw > 0
@@ -149,8 +150,9 @@ def requested_day(request: Any) -> str:
 BACKFILL_DAYS = 30
 # raw_chats 5; each flattened table 3, but chat_offer_events 2 (no id to look up table-wide);
 # chat_queue_durations 2 more; chats and chat_participants no_erased_subject;
-# current_key_version on the 5 tables that hold pseudonyms; queue_service_levels 5.
-CHECKS_PER_DAY = 5 + 9 * 3 + 2 + 2 + 2 + 5 + 5
+# current_key_version on the 5 tables that hold pseudonyms; queue_service_levels 5;
+# queue_intervals 6 (adds_up_to_day too).
+CHECKS_PER_DAY = 5 + 9 * 3 + 2 + 2 + 2 + 5 + 5 + 6
 
 
 def test_a_30_day_backfill_completes_with_checks_per_day_and_shared_fetches(deployment):
@@ -289,6 +291,7 @@ ASSET_KEYS = [
     "chat_virtual_agent_handle_durations",
     "chat_virtual_agent_deflected_escalations",
     "queue_service_levels",
+    "queue_intervals",
 ]
 
 

@@ -23,6 +23,7 @@ NO_UNKNOWN_FIELDS = "no_unknown_fields"
 PII_KEY_UNCHANGED = "pii_key_unchanged"
 NO_PERSONAL_TEXT = "no_personal_text"
 RECONCILED = "reconciled_with_facts"
+ADDS_UP_TO_DAY = "adds_up_to_day"
 
 # What each consistency check a table may declare holds true.
 CONSISTENCY_DESCRIPTIONS: dict[str, str] = {
@@ -71,6 +72,17 @@ def check_specs(table: Table, partitions: dg.PartitionsDefinition) -> list[dg.As
                 description="The partition's rows equal a fresh aggregation of "
                 + " and ".join(facts.name for facts in table.aggregation.fact_tables)
                 + ", in one SQL query.",
+            )
+        )
+    if table.aggregation is not None and table.aggregation.interval is not None:
+        day_table = table.aggregation.interval.day_table.name
+        specs.append(
+            dg.AssetCheckSpec(
+                ADDS_UP_TO_DAY,
+                asset=key,
+                partitions_def=partitions,
+                description=f"Per queue, the day's intervals add up to its row of {day_table}: "
+                "each count is their sum, max_queue_seconds their maximum, in one SQL query.",
             )
         )
     specs.append(

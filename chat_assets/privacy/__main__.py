@@ -141,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         assert ref is not None
         request = Request(args.namespace, pseudonym, ref, Mode(args.mode), args.also_future)
         outcome = erase(
-            engine, settings.schema, request, timezone=settings.timezone, dry=args.dry_run
+            engine,
+            settings.schema,
+            request,
+            timezone=settings.timezone,
+            interval_minutes=settings.interval_minutes,
+            dry=args.dry_run,
         )
     except (
         _Refused,

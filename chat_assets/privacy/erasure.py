@@ -80,18 +80,31 @@ class Outcome:
         return "\n".join(lines)
 
 
-def erase(engine: sa.Engine, schema: str, request: Request, *, timezone: str, dry: bool) -> Outcome:
+def erase(
+    engine: sa.Engine,
+    schema: str,
+    request: Request,
+    *,
+    timezone: str,
+    interval_minutes: int,
+    dry: bool,
+) -> Outcome:
     """Apply the request at once, in one transaction (rolled back when `dry`)."""
     if request.namespace not in SUBJECT_NAMESPACES:
         raise ValueError(f"a subject is named by one of {SUBJECT_NAMESPACES}")
     if dry and not bookkeeping.landed(engine, schema):
         return Outcome(request.ref, request.mode, dry, 0, {RAW_CHATS.name: 0}, 0)
     return bookkeeping.in_one_transaction(
-        engine, schema, lambda cursor: _erase(cursor, schema, request, timezone, dry), dry=dry
+        engine,
+        schema,
+        lambda cursor: _erase(cursor, schema, request, timezone, interval_minutes, dry),
+        dry=dry,
     )
 
 
-def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool) -> Outcome:
+def _erase(
+    cursor: Any, schema: str, request: Request, timezone: str, interval_minutes: int, dry: bool
+) -> Outcome:
     cursor.execute("SET LOCAL TimeZone = 'UTC'")
     # Landings (ROW EXCLUSIVE) and applies (SHARE, their first lock) wait until this commits,
     # and this waits for them: the subject's chats cannot change under it, and no other writer
@@ -116,7 +129,7 @@ def _erase(cursor: Any, schema: str, request: Request, timezone: str, dry: bool)
     if request.mode is Mode.UNLINK:
         rows, days = _unlink(cursor, schema, chats), 0
     else:
-        rows, days = _delete(cursor, schema, chats, timezone)
+        rows, days = _delete(cursor, schema, chats, timezone, interval_minutes)
     outcome = Outcome(request.ref, request.mode, dry, len(chats), rows, days)
     if not dry:
         ledger.append(
@@ -201,7 +214,7 @@ def _unlink(cursor: Any, schema: str, chats: list[int]) -> dict[str, int]:
 
 
 def _delete(
-    cursor: Any, schema: str, chats: list[int], timezone: str
+    cursor: Any, schema: str, chats: list[int], timezone: str, interval_minutes: int
 ) -> tuple[dict[str, int], int]:
     """Remove the chats from every table and recompute the marts' days they touched."""
     days = {
@@ -239,5 +252,13 @@ def _delete(
         # A day at a time, in order: the planner reads one day's facts through the index on
         # their instant, where for several days at once it may read the whole facts table.
         for day in sorted(days[aggregate.name]):
-            aggregates.recompute_days(cursor, schema, aggregate, timezone, {day}, mark=True)
-    return rows, sum(len(d) for d in days.values())
+            aggregates.recompute_days(
+                cursor,
+                schema,
+                aggregate,
+                timezone,
+                {day},
+                mark=True,
+                interval_minutes=interval_minutes,
+            )
+    return rows, len(set().union(*days.values()))

@@ -105,14 +105,15 @@ def record_of_processing(settings: Settings, today: date, names: KeyNames | None
         "",
         f"- **Controller, representative, data protection officer:** {OPERATOR}",
         f"- **Purposes and legal basis:** {OPERATOR} (chat_assets computes contact-center "
-        "figures: chats, transfers, queue and handle times, service levels per queue and day)",
+        "figures: chats, transfers, queue and handle times, service levels per queue and day, "
+        "and per interval)",
         f"- **Recipients of the warehouse tables:** {OPERATOR}",
         f"- **Transfers to third countries and their safeguards:** {OPERATOR}",
         *tenant,
         f"- **Source:** {_source(settings)} (chats by the day they were last updated)",
         f"- **Stored in:** PostgreSQL, schema `{settings.schema}` (tables `raw_chats`, `chats`, "
         "`chat_transfers`, `chat_queue_durations`, `chat_handle_durations`, "
-        "`queue_service_levels`; bookkeeping tables beginning with `_`)",
+        "`queue_service_levels`, `queue_intervals`; bookkeeping tables beginning with `_`)",
         f"- **Days:** from {settings.start_date.isoformat()}, in {settings.timezone}",
         "",
         "## Data subjects",

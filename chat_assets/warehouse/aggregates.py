@@ -28,6 +28,8 @@ class Recompute:
     the stored rows with `describe` (the metadata the UI shows and plots)."""
 
     timezone: str
+    # The length of an interval aggregate's intervals, minutes (CHAT_ASSETS_INTERVAL_MINUTES).
+    interval_minutes: int
     describe: Callable[[pd.DataFrame], dict[str, Any]]
 
 
@@ -65,11 +67,19 @@ def fact_days(
 
 
 def recompute_days(
-    cursor: Any, schema: str, table: Table, timezone: str, days: set[date], *, mark: bool
+    cursor: Any,
+    schema: str,
+    table: Table,
+    timezone: str,
+    days: set[date],
+    *,
+    mark: bool,
+    interval_minutes: int,
 ) -> int:
-    """Make the aggregate's rows of `days` equal to a fresh aggregation of its facts; returns
-    the rows written. `mark` records the days as changed since their materialization; without
-    it (the materialization itself) their marks are cleared.
+    """Make the aggregate's rows of `days` equal to a fresh aggregation of its facts (an
+    interval aggregate's in intervals of `interval_minutes`); returns the rows written. `mark`
+    records the days as changed since their materialization; without it (the materialization
+    itself) their marks are cleared.
 
     One day is recomputed by one transaction at a time (an advisory lock per day, taken in day
     order): a later one waits, then reads every fact committed before it, its own included.
@@ -80,19 +90,18 @@ def recompute_days(
             "SELECT pg_advisory_xact_lock(%s::int, %s::int)", (_DAY_LOCK, day.toordinal())
         )
     target = qualified(schema, table)
-    time_column = sql.Identifier(table.time_column)
+    params = aggregate_sql.params(ordered, timezone, interval_minutes)
     cursor.execute(
-        sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, time_column), (ordered,)
+        sql.SQL("DELETE FROM {} WHERE {}").format(target, aggregate_sql.in_days(table)), params
     )
     deleted = cursor.rowcount
-    assert table.aggregation is not None
     cursor.execute(
         sql.SQL("INSERT INTO {} ({}) {}").format(
             target,
             sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
             aggregate_sql.aggregated_rows(table, schema),
         ),
-        {"days": ordered, "timezone": timezone},
+        params,
     )
     written = cursor.rowcount
     marks = qualified_name(schema, REFRESH_TABLE)
@@ -115,16 +124,25 @@ def recompute_days(
 
 
 def recompute_window(
-    engine: sa.Engine, schema: str, table: Table, timezone: str, start: datetime, end: datetime
+    engine: sa.Engine,
+    schema: str,
+    table: Table,
+    timezone: str,
+    start: datetime,
+    end: datetime,
+    *,
+    interval_minutes: int,
 ) -> int:
     """Recompute the aggregate's local days of a partition window and clear their marks."""
-    days = set(window_days(table, start, end))
+    days = set(window_days(start, end))
     assert table.aggregation is not None
     for facts in table.aggregation.fact_tables:
         prepare(engine, schema, facts)
     prepare(engine, schema, table)
     with refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
-        return recompute_days(cursor, schema, table, timezone, days, mark=False)
+        return recompute_days(
+            cursor, schema, table, timezone, days, mark=False, interval_minutes=interval_minutes
+        )
 
 
 def days_to_refresh(engine: sa.Engine, schema: str, table: Table) -> list[tuple[date, int]]:

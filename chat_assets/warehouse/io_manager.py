@@ -77,7 +77,13 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             if table not in obj.tables:
                 raise dg.Failure(f"{table.name}'s output carries a plan that does not write it")
             results = newest_wins.apply_newest(
-                engine, schema, obj.tables, start, end, timezone=obj.timezone
+                engine,
+                schema,
+                obj.tables,
+                start,
+                end,
+                timezone=obj.timezone,
+                interval_minutes=obj.interval_minutes,
             )
             today = datetime.now(start.tzinfo).date()
             if retention.RAW in self.policy.expired_on(start.date(), today):
@@ -94,7 +100,15 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 **rows_metadata(table, stored, summary),
             }
         elif table.write is WriteMode.AGGREGATE and isinstance(obj, Recompute):
-            written = aggregates.recompute_window(engine, schema, table, obj.timezone, start, end)
+            written = aggregates.recompute_window(
+                engine,
+                schema,
+                table,
+                obj.timezone,
+                start,
+                end,
+                interval_minutes=obj.interval_minutes,
+            )
             metadata = obj.describe(windows.load_window(engine, schema, table, start, end))
         else:
             raise dg.Failure(

@@ -39,10 +39,12 @@ from chat_assets.warehouse.sql_parts import any_of, qualified, qualified_name
 class NewestWins:
     """An asset's output for newest-wins tables: flatten raw_chats' window into these tables,
     inside the warehouse, keeping per chat the newest version, all in one transaction. Their
-    aggregates' local days are those of the partitions' `timezone`."""
+    aggregates' local days are those of the partitions' `timezone`, and an interval aggregate's
+    intervals last `interval_minutes`."""
 
     tables: tuple[Table, ...]
     timezone: str
+    interval_minutes: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def apply_newest(
     end: datetime,
     *,
     timezone: str,
+    interval_minutes: int,
 ) -> list[Applied]:
     """Flatten the chats of raw_chats in [start, end) into each table, inside PostgreSQL,
     keeping per chat the newest version's rows; all tables in one transaction.
@@ -97,9 +100,10 @@ def apply_newest(
     their new rows inserted. The registry's row lock serialises concurrent writers of the same
     chat until commit, and rows are locked in chat_id order so writers never deadlock.
 
-    An aggregate of one of the tables is recomputed, in the same transaction, for every local
-    day (in `timezone`) that the accepted chats' rows fell on before or fall on now, and those
-    days are marked for re-materialization (`days_to_refresh`).
+    Each aggregate of one of the tables is recomputed, in the same transaction, for every local
+    day (in `timezone`) that the accepted chats' rows fell on before or fall on now (an interval
+    aggregate in intervals of `interval_minutes`), and those days are marked for
+    re-materialization (`days_to_refresh`).
     """
     prepare(engine, schema, RAW_CHATS)
     aggregates = aggregates_of(tables)
@@ -149,7 +153,15 @@ def apply_newest(
             assert aggregate.aggregation is not None
             touched = days[aggregate.name] | _batch_days(cursor, schema, aggregate, timezone)
             with refusals_without_values(aggregate.name):
-                recompute_days(cursor, schema, aggregate, timezone, touched, mark=True)
+                recompute_days(
+                    cursor,
+                    schema,
+                    aggregate,
+                    timezone,
+                    touched,
+                    mark=True,
+                    interval_minutes=interval_minutes,
+                )
             if aggregate.aggregation.facts in tables:
                 own = tables.index(aggregate.aggregation.facts)
                 results[own] = replace(results[own], days_recomputed=tuple(sorted(touched)))

@@ -40,9 +40,9 @@ def window_bounds(table: Table, start: datetime, end: datetime) -> tuple[Any, An
     return start, end
 
 
-def window_days(table: Table, start: datetime, end: datetime) -> list[date]:
-    """The local days of a partition window, for a table whose time column is a date."""
-    first, last = window_bounds(table, start, end)
+def window_days(start: datetime, end: datetime) -> list[date]:
+    """The local days of a partition window (given in the partitions' time zone)."""
+    first, last = start.date(), end.date()
     return [first + timedelta(days=n) for n in range((last - first).days)]
 
 

@@ -87,8 +87,8 @@ def linked_days(engine, schema: str) -> dict[str, set[str]]:
 
 
 def facts(engine, schema: str) -> dict[str, list[str]]:
-    """Every flattened table and the mart, pseudonym columns left out."""
-    names = (*PSEUDONYM_COLUMNS, "queue_service_levels")
+    """Every flattened table and the marts, pseudonym columns left out."""
+    names = (*PSEUDONYM_COLUMNS, "queue_service_levels", "queue_intervals")
     return {n: dump(engine, schema, n, PSEUDONYM_COLUMNS.get(n, ())) for n in names}
 
 

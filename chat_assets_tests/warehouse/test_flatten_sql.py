@@ -47,7 +47,9 @@ def land_and_apply(engine, schema: str, chats: list[dict], start=START, end=END)
     windows.replace_window(
         engine, schema, RAW_CHATS, landing_frame(chats, "UTC", "k1:test"), start, end
     )
-    applied = newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
+    applied = newest_wins.apply_newest(
+        engine, schema, DERIVED_TABLES, start, end, timezone="UTC", interval_minutes=30
+    )
     return {t.name: a for t, a in zip(DERIVED_TABLES, applied, strict=True)}
 
 
@@ -95,7 +97,9 @@ def test_a_window_holding_a_chat_twice_keeps_its_newest_version(engine, schema):
         engine, schema, RAW_CHATS, landing_frame([new], "UTC", "k1:test"), *day_two
     )
     # both days at once, as a range
-    newest_wins.apply_newest(engine, schema, DERIVED_TABLES, START, day_two[1], timezone="UTC")
+    newest_wins.apply_newest(
+        engine, schema, DERIVED_TABLES, START, day_two[1], timezone="UTC", interval_minutes=30
+    )
     chats = windows.load_window(engine, schema, CHATS, START, day_two[1])
     assert chats["updated_at"].tolist() == [pd.Timestamp(new["updated_at"])]
     assert windows.load_window(engine, schema, CHAT_HANDLE_DURATIONS, START, day_two[1]).empty

@@ -48,7 +48,9 @@ def apply_partition(engine, schema: str, records: list[dict], day: int) -> None:
     start, end = window(day)
     frame = landing_frame(newest_versions(records), "UTC", "k1:test")
     windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
-    newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone="UTC")
+    newest_wins.apply_newest(
+        engine, schema, DERIVED_TABLES, start, end, timezone="UTC", interval_minutes=30
+    )
 
 
 def stored(engine, schema: str, table: Table) -> pd.DataFrame:
@@ -157,7 +159,7 @@ def test_a_landing_in_progress_is_waited_for_so_every_table_sees_one_version(eng
         applying = threading.Thread(
             target=newest_wins.apply_newest,
             args=(engine, schema, DERIVED_TABLES, start, end),
-            kwargs={"timezone": "UTC"},
+            kwargs={"timezone": "UTC", "interval_minutes": 30},
         )
         applying.start()
         applying.join(timeout=1.0)

@@ -1,17 +1,19 @@
-"""queue_service_levels against a real PostgreSQL: always equal to a recomputation of its facts.
+"""queue_service_levels and queue_intervals against a real PostgreSQL: always equal to a
+recomputation of their facts, and the intervals of a day adding up to the day.
 
 The reference aggregation here is written in Python from the definitions (README, issue terms),
-independently of the SQL the declaration compiles to.
+independently of the SQL the declarations compile to.
 """
 
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +22,11 @@ from chat_assets.tables import (
     CHAT_QUEUE_DURATIONS,
     CHATS,
     DERIVED_TABLES,
+    QUEUE_INTERVALS,
     QUEUE_SERVICE_LEVELS,
     RAW_CHATS,
+    Table,
+    rolled_up,
 )
 from chat_assets.warehouse import aggregates, bookkeeping, ddl, newest_wins, windows
 from chat_assets_tests.reference_flattening import newest_versions
@@ -73,9 +78,19 @@ def land_day(engine, schema: str, timezone: str, versions: list[dict], day: date
     windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
 
 
-def apply_day(engine, schema: str, timezone: str, day: date) -> list[newest_wins.Applied]:
+def apply_day(
+    engine, schema: str, timezone: str, day: date, interval_minutes: int = 30
+) -> list[newest_wins.Applied]:
     start, end = day_window(day, timezone)
-    return newest_wins.apply_newest(engine, schema, DERIVED_TABLES, start, end, timezone=timezone)
+    return newest_wins.apply_newest(
+        engine,
+        schema,
+        DERIVED_TABLES,
+        start,
+        end,
+        timezone=timezone,
+        interval_minutes=interval_minutes,
+    )
 
 
 def _value(value: Any) -> Any:
@@ -103,25 +118,42 @@ def _abandon(s: Any) -> str | None:
     return "short" if queue is not None and threshold is not None and queue < threshold else "long"
 
 
-def reference(segments: pd.DataFrame, chats: pd.DataFrame, timezone: str) -> pd.DataFrame:
-    """The definitions, applied row by row to the stored segments and chats."""
+def interval_of(moment: datetime, zone: ZoneInfo, minutes: int) -> datetime:
+    """The start of the interval an instant falls in: whole intervals of `minutes` counted from
+    the local midnight of its local day."""
+    midnight = datetime.combine(moment.astimezone(zone).date(), time(), zone).astimezone(UTC)
+    return midnight + (moment - midnight) // timedelta(minutes=minutes) * timedelta(minutes=minutes)
+
+
+def reference(
+    segments: pd.DataFrame, chats: pd.DataFrame, timezone: str, interval_minutes: int | None = None
+) -> pd.DataFrame:
+    """The definitions, applied row by row to the stored segments and chats: per queue and
+    local day, or with `interval_minutes`, per queue and interval."""
     zone = ZoneInfo(timezone)
-    groups: dict[tuple[date, int | None], list[Any]] = {}
-    ratings: dict[tuple[date, int | None], list[float]] = {}
+
+    def period(moment: datetime) -> date | datetime:
+        if interval_minutes is None:
+            return moment.astimezone(zone).date()
+        return interval_of(moment, zone, interval_minutes)
+
+    groups: dict[tuple[Any, int | None], list[Any]] = {}
+    ratings: dict[tuple[Any, int | None], list[float]] = {}
     for s in segments.itertuples(index=False):
         if pd.isna(s.started_at):
             continue
-        key = (s.started_at.astimezone(zone).date(), _value(s.menu_path_id))
+        key = (period(s.started_at), _value(s.menu_path_id))
         groups.setdefault(key, []).append(s)
     for c in chats.itertuples(index=False):
         rating = _value(c.rating)
         if pd.isna(c.created_at) or rating is None or not 1 <= rating <= 5:
             continue
-        key = (c.created_at.astimezone(zone).date(), _queue_of_chat(c.menu_path_materialized_path))
+        key = (period(c.created_at), _queue_of_chat(c.menu_path_materialized_path))
         ratings.setdefault(key, []).append(rating)
     rows = []
-    for day, queue in groups.keys() | ratings.keys():
-        group, rates = groups.get((day, queue), []), ratings.get((day, queue), [])
+    for when, queue in groups.keys() | ratings.keys():
+        day = when if interval_minutes is None else None
+        group, rates = groups.get((when, queue), []), ratings.get((when, queue), [])
         latest = max(group, key=lambda s: (s.started_at, s.chat_id, s.position), default=None)
         verdicts = [_value(s.service_level_event) for s in group]
         in_sla, not_in_sla = verdicts.count("in_sla"), verdicts.count("not_in_sla")
@@ -136,9 +168,14 @@ def reference(segments: pd.DataFrame, chats: pd.DataFrame, timezone: str) -> pd.
         target = None if latest is None else _value(latest.service_level_target_percent)
         counted = in_sla + not_in_sla
         satisfied = sum(r >= 4 for r in rates)
+        key = (
+            {"service_day": day}
+            if interval_minutes is None
+            else {"interval_start": when, "interval_minutes": interval_minutes}
+        )
         rows.append(
             {
-                "service_day": day,
+                **key,
                 "menu_path_id": queue,
                 "menu_path": None if latest is None else _value(latest.menu_path),
                 "offered": len(group),
@@ -179,11 +216,11 @@ def reference(segments: pd.DataFrame, chats: pd.DataFrame, timezone: str) -> pd.
                 "rated_4_or_5_share": _share(satisfied, len(rates)),
             }
         )
-    frame = pd.DataFrame(rows, columns=QUEUE_SERVICE_LEVELS.column_names)
-    return _comparable(frame)
+    table = QUEUE_SERVICE_LEVELS if interval_minutes is None else QUEUE_INTERVALS
+    return _comparable(pd.DataFrame(rows, columns=table.column_names), table)
 
 
-def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+def _comparable(frame: pd.DataFrame, table: Table = QUEUE_SERVICE_LEVELS) -> pd.DataFrame:
     """Rows as plain Python values in key order, doubles rounded for comparison."""
     records = [{k: _value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
     for record in records:
@@ -200,10 +237,16 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
         for name, value in record.items():
             if hasattr(value, "item"):
                 record[name] = value.item()
+        if isinstance(record.get("interval_start"), datetime):
+            record["interval_start"] = record["interval_start"].astimezone(UTC)
     records.sort(
-        key=lambda r: (r["service_day"], r["menu_path_id"] is not None, r["menu_path_id"] or 0)
+        key=lambda r: (
+            r[table.time_column],
+            r["menu_path_id"] is not None,
+            r["menu_path_id"] or 0,
+        )
     )
-    return pd.DataFrame(records, columns=QUEUE_SERVICE_LEVELS.column_names)
+    return pd.DataFrame(records, columns=table.column_names)
 
 
 def everything(engine, schema: str, table) -> pd.DataFrame:
@@ -211,14 +254,21 @@ def everything(engine, schema: str, table) -> pd.DataFrame:
     return windows.load_window(engine, schema, table, start, start + timedelta(days=20_000))
 
 
-def assert_mart_equals_facts(engine, schema: str, timezone: str) -> None:
+def assert_mart_equals_facts(
+    engine, schema: str, timezone: str, interval_minutes: int = 30
+) -> None:
+    """Both marts equal the reference from the facts, and every row counter is exact."""
     facts = everything(engine, schema, CHAT_QUEUE_DURATIONS)
     chats = everything(engine, schema, CHATS)
     mart = _comparable(everything(engine, schema, QUEUE_SERVICE_LEVELS))
     pd.testing.assert_frame_equal(mart, reference(facts, chats, timezone), check_dtype=False)
+    intervals = _comparable(everything(engine, schema, QUEUE_INTERVALS), QUEUE_INTERVALS)
+    pd.testing.assert_frame_equal(
+        intervals, reference(facts, chats, timezone, interval_minutes), check_dtype=False
+    )
     # Every write keeps its table's row counter exact.
     with engine.connect() as connection:
-        for table in (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS):
+        for table in (RAW_CHATS, *DERIVED_TABLES, QUEUE_SERVICE_LEVELS, QUEUE_INTERVALS):
             counted = connection.exec_driver_sql(
                 f'SELECT count(*) FROM "{schema}"."{table.name}"'
             ).scalar()
@@ -231,10 +281,12 @@ def local(day: date, hour: float, timezone: str) -> datetime:
 
 
 @st.composite
-def histories(draw) -> tuple[str, list[dict]]:
+def histories(draw) -> tuple[str, int, list[dict]]:
     """A few chats, each with versions updated on increasing days; segments start on the
-    update's day or the one before, near local midnight, in two queues or none."""
+    update's day or the one before, near local midnight or at odd minutes of the day, in two
+    queues or none; the marts count intervals of 15, 30 or 60 minutes."""
     timezone = draw(st.sampled_from(["UTC", "America/New_York", "Asia/Seoul"]))
+    interval_minutes = draw(st.sampled_from([15, 30, 60]))
     versions = []
     for chat_id in range(1, draw(st.integers(1, 5)) + 1):
         # All but the first chat have later versions, which may move segments between days.
@@ -244,7 +296,8 @@ def histories(draw) -> tuple[str, list[dict]]:
             updated = local(FIRST + timedelta(days=offset), 20 + n * 0.01, timezone)
             segments = []
             for k in range(draw(st.integers(0, 3) if n else st.integers(1, 3))):
-                back = draw(st.sampled_from([-0.5, 0.25, 1, 23.5]))  # hours after midnight
+                # Hours after midnight: near it, on an interval's edge, and between edges.
+                back = draw(st.sampled_from([-0.5, 0.25, 1, 23.5, 2.4, 13.999, 14.25]))
                 started = (
                     None
                     if draw(st.integers(0, 9)) == 0
@@ -269,7 +322,7 @@ def histories(draw) -> tuple[str, list[dict]]:
                 )
             created = local(
                 FIRST + timedelta(days=offset - draw(st.integers(0, 1))),
-                draw(st.sampled_from([-0.5, 0.25, 23.5])),
+                draw(st.sampled_from([-0.5, 0.25, 23.5, 9.7])),
                 timezone,
             )
             own = rated(
@@ -278,7 +331,7 @@ def histories(draw) -> tuple[str, list[dict]]:
                 draw(st.sampled_from([None, "9/1", "2", "x", "9/"])),
             )
             versions.append(chat(chat_id, updated, segments, **own))
-    return timezone, versions
+    return timezone, interval_minutes, versions
 
 
 @settings(
@@ -287,32 +340,38 @@ def histories(draw) -> tuple[str, list[dict]]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(history=histories(), order=st.lists(st.integers(0, DAYS - 1), min_size=1, max_size=7))
-def test_in_any_order_of_applies_the_mart_equals_its_recomputation(engine, schema, history, order):
-    timezone, versions = history
+def test_in_any_order_of_applies_both_marts_equal_their_recomputation(
+    engine, schema, history, order
+):
+    timezone, minutes, versions = history
     example = f"{schema}_{next(_schemas)}"
+    marts = {QUEUE_SERVICE_LEVELS: lambda d: d, QUEUE_INTERVALS: _local_day(timezone)}
     try:
         for offset in range(DAYS):
             land_day(engine, example, timezone, versions, FIRST + timedelta(days=offset))
         for offset in order:
-            before = _comparable(everything(engine, example, QUEUE_SERVICE_LEVELS))
-            apply_day(engine, example, timezone, FIRST + timedelta(days=offset))
-            assert_mart_equals_facts(engine, example, timezone)
-            after = _comparable(everything(engine, example, QUEUE_SERVICE_LEVELS))
-            changed = _days_changed(before, after)
-            marked = {
-                day for day, _ in aggregates.days_to_refresh(engine, example, QUEUE_SERVICE_LEVELS)
-            }
-            assert changed <= marked
+            before = {m: _comparable(everything(engine, example, m), m) for m in marts}
+            apply_day(engine, example, timezone, FIRST + timedelta(days=offset), minutes)
+            assert_mart_equals_facts(engine, example, timezone, minutes)
+            for mart, day_of in marts.items():
+                after = _comparable(everything(engine, example, mart), mart)
+                changed = _days_changed(before[mart], after, mart.time_column, day_of)
+                marked = {day for day, _ in aggregates.days_to_refresh(engine, example, mart)}
+                assert changed <= marked, mart.name
     finally:
         with engine.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{example}" CASCADE')
 
 
-def _days_changed(before: pd.DataFrame, after: pd.DataFrame) -> set[date]:
+def _local_day(timezone: str):
+    return lambda instant: instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def _days_changed(before: pd.DataFrame, after: pd.DataFrame, time_column: str, day_of) -> set[date]:
     def by_day(frame: pd.DataFrame) -> dict[date, list]:
         days: dict[date, list] = {}
         for row in frame.to_dict(orient="records"):
-            days.setdefault(row["service_day"], []).append(row)
+            days.setdefault(day_of(row[time_column]), []).append(row)
         return days
 
     old, new = by_day(before), by_day(after)
@@ -339,7 +398,9 @@ def test_an_update_that_moves_a_segment_changes_both_service_days(engine, schema
     assert marked == [day1, day3]
     # Materializing a day clears its mark; the other stays for the catch-up sensor.
     start, end = day_window(day1, timezone)
-    aggregates.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    aggregates.recompute_window(
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end, interval_minutes=30
+    )
     marked = [day for day, _ in aggregates.days_to_refresh(engine, schema, QUEUE_SERVICE_LEVELS)]
     assert marked == [day3]
 
@@ -384,7 +445,7 @@ def test_checks_fail_on_crafted_rows_and_pass_on_the_stored_ones(engine, schema)
     stored = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
     assert stored.set_index("menu_path_id").loc[1, "service_level"] == 0.5
     assert reconciliation.reconciled(
-        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end, interval_minutes=30
     ).passed
     assert declared.counts_add_up(QUEUE_SERVICE_LEVELS, stored).passed
     assert declared.service_level_in_range(QUEUE_SERVICE_LEVELS, stored).passed
@@ -396,7 +457,9 @@ def test_checks_fail_on_crafted_rows_and_pass_on_the_stored_ones(engine, schema)
             " service_level = 1.5 WHERE menu_path_id = 1"
         )
     tampered = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
-    result = reconciliation.reconciled(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    result = reconciliation.reconciled(
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end, interval_minutes=30
+    )
     assert not result.passed
     assert result.metadata["menu_path_ids"].value == [1]
     added = declared.counts_add_up(QUEUE_SERVICE_LEVELS, tampered)
@@ -406,14 +469,16 @@ def test_checks_fail_on_crafted_rows_and_pass_on_the_stored_ones(engine, schema)
     doubled = pd.concat([tampered, tampered.head(1)])
     assert not uniqueness.unique_in_partition(QUEUE_SERVICE_LEVELS, doubled).passed
     # A fact changed behind the mart's back (no apply) is caught too.
-    aggregates.recompute_window(engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end)
+    aggregates.recompute_window(
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end, interval_minutes=30
+    )
     with engine.begin() as connection:
         connection.exec_driver_sql(
             f"UPDATE \"{schema}\".chat_queue_durations SET service_level_event = 'in_sla'"
             " WHERE position = 1"
         )
     assert not reconciliation.reconciled(
-        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end
+        engine, schema, QUEUE_SERVICE_LEVELS, timezone, start, end, interval_minutes=30
     ).passed
 
 
@@ -523,3 +588,133 @@ def test_a_verdict_either_way_at_exactly_the_target_is_consistent():
     assert result["not_in_sla_within_target_chat_ids"].value == [3]
     assert result["in_sla_over_target"].value == 1
     assert result["in_sla_over_target_chat_ids"].value == [4]
+
+
+def partition_window(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """A day's partition window as Dagster gives it: local midnights in the partitions' zone."""
+    zone = ZoneInfo(timezone)
+    return tuple(instant.astimezone(zone) for instant in day_window(day, timezone))
+
+
+def test_a_days_intervals_add_up_to_its_row_and_a_tampered_interval_fails_the_checks(
+    engine, schema
+):
+    timezone = "Asia/Seoul"
+    day = FIRST
+
+    def at(hour: float) -> datetime:
+        return local(day, hour, timezone)
+
+    outcomes = [
+        {"event": "answered"},
+        {"event": "answered", "service_level_event": "not_in_sla", "queue_duration": 400},
+        {"event": "abandoned", "queue_duration": 5, "service_level_abandon_time_threshold": 10},
+        {"event": "abandoned", "queue_duration": 90, "service_level_event": "not_in_sla"},
+        {"event": None, "service_level_event": None, "queue_duration": None},
+    ]
+    # 60 segments over the day, at odd minutes, in three queues and none; ratings too.
+    versions = [
+        chat(
+            n,
+            at(23.9),
+            [segment(1, at(n * 0.39), [1, 2, 3, None][n % 4], **outcomes[n % 5])],
+            **rated(at(n * 0.37), [None, 2, 4, 5][n % 4], f"9/{n % 3 + 1}"),
+        )
+        for n in range(1, 61)
+    ]
+    land_day(engine, schema, timezone, versions, day)
+    apply_day(engine, schema, timezone, day, interval_minutes=15)
+    start, end = partition_window(day, timezone)
+    daily = windows.load_window(engine, schema, QUEUE_SERVICE_LEVELS, start, end)
+    intervals = windows.load_window(engine, schema, QUEUE_INTERVALS, start, end)
+    assert len(intervals) > 3 * len(daily)
+    assert set(intervals["interval_minutes"]) == {15}
+    local_starts = intervals["interval_start"].dt.tz_convert(timezone)
+    assert (local_starts.dt.date == day).all() and (local_starts.dt.minute % 15 == 0).all()
+    # Every count of a queue's day is the sum over its intervals, the longest wait their longest.
+    summed = intervals.groupby("menu_path_id", dropna=False).agg(
+        {name: how for name, how in rolled_up(QUEUE_INTERVALS).items()}
+    )
+    expected = daily.set_index("menu_path_id")[list(summed.columns)]
+    pd.testing.assert_frame_equal(
+        summed.sort_index().astype("Int64"), expected.sort_index().astype("Int64")
+    )
+    assert {"offered", "rated_chats", "max_queue_seconds"} <= set(summed.columns)
+    assert reconciliation.adds_up_to_day(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end
+    ).passed
+    assert reconciliation.reconciled(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end, interval_minutes=15
+    ).passed
+    assert all(r.passed for r in declared.partition_checks(QUEUE_INTERVALS, intervals))
+    assert_mart_equals_facts(engine, schema, timezone, interval_minutes=15)
+    # Recounted in other intervals than the stored ones, the day no longer reconciles.
+    assert not reconciliation.reconciled(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end, interval_minutes=30
+    ).passed
+
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f'UPDATE "{schema}".queue_intervals SET answered = answered + 1,'
+            " in_sla = in_sla + 1, offered = offered + 1 WHERE interval_start ="
+            f' (SELECT min(interval_start) FROM "{schema}".queue_intervals'
+            " WHERE menu_path_id = 2) AND menu_path_id = 2"
+        )
+    added = reconciliation.adds_up_to_day(engine, schema, QUEUE_INTERVALS, timezone, start, end)
+    assert not added.passed
+    assert added.metadata["menu_path_ids"].value == [2]
+    assert (added.metadata["rows_missing"].value, added.metadata["rows_unexpected"].value) == (1, 1)
+    fresh = reconciliation.reconciled(
+        engine, schema, QUEUE_INTERVALS, timezone, start, end, interval_minutes=15
+    )
+    assert not fresh.passed and fresh.metadata["menu_path_ids"].value == [2]
+    # The other days are not concerned.
+    other = partition_window(day + timedelta(days=1), timezone)
+    assert reconciliation.adds_up_to_day(engine, schema, QUEUE_INTERVALS, timezone, *other).passed
+
+
+@pytest.mark.parametrize(
+    ("timezone", "spring", "fall"),
+    [
+        ("America/New_York", date(2026, 3, 8), date(2026, 11, 1)),  # at 02:00 and 02:00
+        # Midnight itself skipped (the day begins at 01:00), and repeated the day before.
+        ("America/Santiago", date(2026, 9, 6), date(2026, 4, 4)),
+        # Midnight skipped, and the hour after midnight repeated.
+        ("America/Havana", date(2026, 3, 8), date(2026, 11, 1)),
+    ],
+)
+def test_a_daylight_saving_day_has_46_or_50_half_hours(engine, schema, timezone, spring, fall):
+    """A day of 23 hours and one of 25: their intervals start at the day's first instant and
+    follow each other without gap or overlap, a repeated hour's twice."""
+    versions = []
+    for n, day in enumerate((spring, fall)):
+        start, end = day_window(day, timezone)
+        minutes = int((end - start).total_seconds() // 60)
+        assert minutes == (23 if day == spring else 25) * 60
+        # A segment every 10 minutes of the day's real time, the first at its first instant.
+        segments = [
+            segment(k + 1, start + timedelta(minutes=m), 1)
+            for k, m in enumerate(range(0, minutes, 10))
+        ]
+        versions.append(chat(n + 1, end - timedelta(minutes=1), segments))
+    for day in (spring, fall):
+        land_day(engine, schema, timezone, versions, day)
+    for minutes, spring_count, fall_count in ((30, 46, 50), (15, 92, 100), (60, 23, 25)):
+        for day in (spring, fall):
+            apply_day(engine, schema, timezone, day, interval_minutes=minutes)
+        for day, count in ((spring, spring_count), (fall, fall_count)):
+            first, _ = day_window(day, timezone)
+            rows = windows.load_window(
+                engine, schema, QUEUE_INTERVALS, *partition_window(day, timezone)
+            )
+            assert len(rows) == count, (minutes, day)
+            assert rows["offered"].sum() == (23 if day == spring else 25) * 6
+            assert rows["interval_start"].iloc[0] == pd.Timestamp(first)
+            steps = rows["interval_start"].diff().dropna().unique()
+            assert list(steps) == [pd.Timedelta(minutes=minutes)]
+            local = rows["interval_start"].dt.tz_convert(timezone)
+            assert (local.dt.date == day).all() and (local.dt.minute % minutes == 0).all()
+            # The repeated hour's clock times start two intervals each.
+            clocks = local.dt.strftime("%H:%M")
+            assert clocks.nunique() == (count if day == spring else count - 60 // minutes)
+        assert_mart_equals_facts(engine, schema, timezone, interval_minutes=minutes)
