@@ -8,6 +8,7 @@ the processes that exited inside the tree counted once, through the parent that 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -80,15 +81,16 @@ def machine_times() -> tuple[float, float, float]:
 @dataclass
 class Sampler:
     """Samples, every `every` seconds in a thread of its own: the machine's busy share, the
-    code server's worker processes started since `since`, and the CPU of the PostgreSQL backends
-    by database (a backend's title names its database; one that lives less than a sample is
-    missed, and one's last fraction of a sample too)."""
+    CPU of each of the code server's worker processes started since `since`, and the CPU of the
+    PostgreSQL backends by database (a backend's title names its database; one that lives less
+    than a sample is missed, and one's last fraction of a sample too)."""
 
     postmaster: int
     code_server: int
     since: TreeTimes
-    every: float = 0.5
-    workers: set[Key] = field(default_factory=set)
+    every: float = 0.25
+    # Per worker process: (time, its CPU seconds so far) at each sample.
+    workers: dict[Key, list[tuple[float, float]]] = field(default_factory=dict)
     busy_shares: list[float] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
     backends: dict[Key, tuple[str, float, float]] = field(default_factory=dict)
@@ -117,7 +119,7 @@ class Sampler:
             busy, idle, steal = now
             self.loads.append(psutil.getloadavg()[0])
             self._sample_backends()
-            self.workers |= workers_since(self.code_server, self.since)
+            self._sample_workers()
 
     def _sample_backends(self, first: bool = False) -> None:
         try:
@@ -137,6 +139,38 @@ class Sampler:
             cpu = times.user + times.system
             start = self.backends[key][1] if key in self.backends else (cpu if first else 0.0)
             self.backends[key] = (database, start, cpu)
+
+    def _sample_workers(self) -> None:
+        for process in _tree(self.code_server):
+            key = _key(process)
+            if key is None or key in self.since.own:
+                continue
+            if key not in self.workers:
+                if not _is_worker(process):
+                    continue
+                self.workers[key] = []
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            cpu = times.user + times.system + times.children_user + times.children_system
+            self.workers[key].append((time.time(), cpu))
+
+    def cpu_at(self, pid: int, moment: float) -> float | None:
+        """The CPU seconds the worker `pid` had spent at `moment`, between the samples around
+        it (None if it was not sampled then)."""
+        for (worker, _), series in self.workers.items():
+            if worker != pid or not series or not series[0][0] <= moment <= series[-1][0]:
+                continue
+            for (t0, c0), (t1, c1) in itertools.pairwise(series):
+                if t0 <= moment <= t1:
+                    return c0 + (c1 - c0) * (moment - t0) / (t1 - t0) if t1 > t0 else c0
+        return None
+
+    def workers_cpu(self) -> float:
+        """The workers' CPU seconds at their last samples: a check on what the kernel counted
+        for them, short by what each spent after its last sample."""
+        return sum(series[-1][1] for series in self.workers.values() if series)
 
     def backend_cpu(self) -> dict[str, float]:
         """CPU seconds of the backends seen, by database, since the sampler started."""

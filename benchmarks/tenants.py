@@ -18,14 +18,16 @@ seconds from the backfills' launch to the last run's end, from the kernel's acco
 - runs: every process the code server started meanwhile, i.e. the run workers (each a Python
   process that imports Dagster and loads the location, then fetches, pseudonymises, writes and
   flattens its day and runs the checks), so from HTTP bytes to committed rows, with each run's
-  start-up; divided by the chats landed (rows of the tenants' raw_chats for those days);
+  start-up; divided by the chats landed (rows of the tenants' raw_chats for those days); and
+  split into each run process's CPU until its first step started (sampled; the process is
+  found by the pid its run's engine event records) and its steps' (the rest);
 - PostgreSQL: the server's processes, all of them exactly, and split by database from samples
   of its backends (the warehouse's against Dagster's storage; a lower bound each);
 - the daemon, the webserver, the code server itself, this process (the emulators and the
   watching), and the rest of the machine's busy time (other processes: on a shared machine,
   others' work);
-- the machine's busy share of all its cores over the span (mean of 0.5 s samples, and the share
-  of samples at 95 % or more: where it saturates), and the 1-minute load average.
+- the machine's busy share of all its cores over the span (and the share of 0.25 s samples at
+  95 % or more: where it saturates), and the 1-minute load average.
 The emulators' threads run at a higher priority than the deployment where the benchmark may (as
 root), as in benchmarks/backfill.py, and Python's garbage collector is off in this process.
 
@@ -42,8 +44,10 @@ import statistics
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import psutil
+from dagster import DagsterEventType
 
 from benchmarks.backfill_runs import serve_first, wait_for_backfills
 from benchmarks.process_cpu import (
@@ -54,6 +58,7 @@ from benchmarks.process_cpu import (
     wait_until_exited,
 )
 from chat_assets.schedules import JOB_NAME
+from chat_assets_demo.emulator import RequestLog
 from chat_assets_tests.topology import Deployment, launch_job_backfill, running_deployment
 
 RATE = 10.0
@@ -61,21 +66,76 @@ DEFAULT_LATENCY = 0.4
 
 
 @dataclass
-class Outcome:
-    """What one tenant count measured."""
+class Measured:
+    """What one tenant count measured: runs by tenant, requests by tenant, chats landed by
+    tenant, CPU seconds by part, the machine's times, the samples."""
 
-    tenants: int
-    wall: float
-    floor: float
-    chats: int
+    count: int
+    prioritized: bool
+    launched: float
+    finished: float
+    runs: dict[str, list[dict[str, Any]]]
+    requests: dict[str, list[RequestLog]]
+    chats: dict[str, int]
+    services: dict[str, float]
     run_cpu: float
     postgres_cpu: float
-    busy_share: float
+    self_cpu: float
+    machine: tuple[float, float, float]
+    startups: list[float | None]
+    left: int
+    sampler: Sampler
+
+    @property
+    def every(self) -> list[dict[str, Any]]:
+        return [run for runs in self.runs.values() for run in runs]
+
+    @property
+    def wall(self) -> float:
+        return max(r["endTime"] for r in self.every) - min(r["startTime"] for r in self.every)
+
+    @property
+    def floor(self) -> float:
+        """The slowest tenant's requests at the rate: tenants do not share a budget."""
+        return max(len(requests) / RATE for requests in self.requests.values())
+
+    @property
+    def landed(self) -> int:
+        return sum(self.chats.values())
+
+    def per_thousand(self, seconds: float) -> float:
+        return seconds / self.landed * 1000 if self.landed else float("nan")
+
+    @property
+    def steps_cpu(self) -> float | None:
+        """The runs' CPU beyond their processes' start-up, if every start-up was sampled."""
+        if not self.startups or any(startup is None for startup in self.startups):
+            return None
+        return self.run_cpu - sum(s for s in self.startups if s is not None)
+
+    @property
+    def busy_share(self) -> float:
+        busy, idle, steal = self.machine
+        return busy / (busy + idle + steal)
 
 
 def process_cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system + times.children_user + times.children_system
+
+
+def run_pids(deployment: Deployment, run_ids: list[str]) -> dict[str, int]:
+    """The process of each run, as its engine event "Started process for run" records it."""
+    pids = {}
+    with deployment.instance() as instance:
+        for run_id in run_ids:
+            for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+                event = record.dagster_event
+                pid = event.engine_event_data.metadata.get("pid") if event else None
+                if pid is not None:
+                    pids[run_id] = int(pid.value)
+                    break
+    return pids
 
 
 def landed(deployment: Deployment, tenant: str, days: list[str]) -> int:
@@ -91,7 +151,7 @@ def landed(deployment: Deployment, tenant: str, days: list[str]) -> int:
         engine.dispose()
 
 
-def measure(count: int, args: argparse.Namespace) -> Outcome:
+def measure(count: int, args: argparse.Namespace) -> Measured:
     names = [f"tenant{n}" for n in range(1, count + 1)]
     emulator = {
         "chats_per_day": args.chats,
@@ -120,87 +180,112 @@ def measure(count: int, args: argparse.Namespace) -> Outcome:
             backfills = [
                 launch_job_backfill(deployment, days, job=f"{name}_{JOB_NAME}") for name in names
             ]
-            runs = dict(
-                zip(names, wait_for_backfills(deployment, backfills, len(days)), strict=True)
-            )
+            ended = wait_for_backfills(deployment, backfills, len(days))
             left = wait_until_exited(code_server, start_trees["code_server"])
             finished = time.time()
         end_trees = {name: TreeTimes.read(pid) for name, pid in services.items()}
         end_postgres = TreeTimes.read(postmaster)
         end_self, end_machine = process_cpu(this), machine_times()
-        requests = {name: api.requests[before[name] :] for name, api in deployment.ujets.items()}
-        chats = {name: landed(deployment, name, days) for name in names}
+        runs = dict(zip(names, ended, strict=True))
+        every = [run for tenant in ended for run in tenant]
+        pids = run_pids(deployment, [run["runId"] for run in every])
+        measured = Measured(
+            count=count,
+            prioritized=prioritized,
+            launched=launched,
+            finished=finished,
+            runs=runs,
+            requests={name: api.requests[before[name] :] for name, api in deployment.ujets.items()},
+            chats={name: landed(deployment, name, days) for name in names},
+            services={
+                name: end_trees[name].total() - start_trees[name].total() for name in services
+            },
+            run_cpu=end_trees["code_server"].started_since(start_trees["code_server"]),
+            postgres_cpu=end_postgres.total() - start_postgres.total(),
+            self_cpu=end_self - start_self,
+            machine=tuple(b - a for a, b in zip(start_machine, end_machine, strict=True)),
+            # Each run process's CPU until its first step started: imports, loading the
+            # location, the run's start; the rest is its steps'.
+            startups=[
+                sampler.cpu_at(
+                    pids[run["runId"]], min(step["startTime"] for step in run["stepStats"])
+                )
+                if run["runId"] in pids and run["stepStats"]
+                else None
+                for run in every
+            ],
+            left=left,
+            sampler=sampler,
+        )
+    return measured
 
-    every = [run for tenant in runs.values() for run in tenant]
-    failed = sum(run["status"] != "SUCCESS" for run in every)
-    first = min(run["startTime"] for run in every)
-    wall = max(run["endTime"] for run in every) - first
-    floors = {name: len(requests[name]) / RATE for name in names}
-    floor = max(floors.values())
-    span = finished - launched
-    cpu = {name: end_trees[name].total() - start_trees[name].total() for name in services}
-    run_cpu = end_trees["code_server"].started_since(start_trees["code_server"])
-    postgres_cpu = end_postgres.total() - start_postgres.total()
-    self_cpu = end_self - start_self
-    busy, idle, steal = (b - a for a, b in zip(start_machine, end_machine, strict=True))
-    cores = psutil.cpu_count() or 1
-    landed_chats = sum(chats.values())
-    per_thousand = run_cpu / landed_chats * 1000 if landed_chats else float("nan")
 
+def report(m: Measured, args: argparse.Namespace) -> None:
+    failed = sum(run["status"] != "SUCCESS" for run in m.every)
     print(
-        f"\n== {count} tenant{'s' if count > 1 else ''}: {args.days} days each, "
-        f"{args.chats:,} chats/day, answers after {args.latency:g} s; {len(every)} runs, "
-        f"{failed} failed; emulators' priority {'raised' if prioritized else 'as the deployment'}"
+        f"\n== {m.count} tenant{'s' if m.count > 1 else ''}: {args.days} days each, "
+        f"{args.chats:,} chats/day, answers after {args.latency:g} s; {len(m.every)} runs, "
+        f"{failed} failed; emulators' priority {'raised' if m.prioritized else 'as the deployment'}"
     )
     print(f"{'tenant':<10} {'wall s':>8} {'requests':>9} {'floor s':>8} {'429s':>5} {'chats':>8}")
-    for name in names:
-        own = runs[name]
-        own_wall = max(r["endTime"] for r in own) - min(r["startTime"] for r in own)
-        throttled = sum(request.status == 429 for request in requests[name])
+    for name, runs in m.runs.items():
+        wall = max(r["endTime"] for r in runs) - min(r["startTime"] for r in runs)
+        requests = m.requests[name]
+        throttled = sum(request.status == 429 for request in requests)
         print(
-            f"{name:<10} {own_wall:>8.1f} {len(requests[name]):>9} {floors[name]:>8.1f}"
-            f" {throttled:>5} {chats[name]:>8,}"
+            f"{name:<10} {wall:>8.1f} {len(requests):>9} {len(requests) / RATE:>8.1f}"
+            f" {throttled:>5} {m.chats[name]:>8,}"
         )
-    print(
-        f"daemon's delay          {first - launched:.1f} s from the first launch to the first run"
-    )
-    print(f"wall                    {wall:.1f} s, first run start to last run end")
-    print(f"single-tenant floor     {floor:.1f} s, the slowest tenant's requests at {RATE:g}/s")
-    print(f"ratio                   {wall / floor:.2f}")
+    first = min(run["startTime"] for run in m.every)
+    print(f"daemon's delay          {first - m.launched:.1f} s from the first launch to a run")
+    print(f"wall                    {m.wall:.1f} s, first run start to last run end")
+    print(f"single-tenant floor     {m.floor:.1f} s, the slowest tenant's requests at {RATE:g}/s")
+    print(f"ratio                   {m.wall / m.floor:.2f}")
+    span, cores = m.finished - m.launched, psutil.cpu_count() or 1
     print(
         f"CPU seconds over the {span:.1f} s from the first launch to the last run's end "
-        f"({cores} cores, {span * cores:.0f} core-seconds)"
+        f"({cores} cores, {span * cores:.0f} core-seconds):"
     )
-    workers = len(sampler.workers)
+    per_run = m.run_cpu / max(len(m.every), 1)
     print(
-        f"  runs                  {run_cpu:8.1f}  {per_thousand:.2f} s per 1,000 chats "
-        f"({per_thousand * 1000:.0f} µs a chat), {run_cpu / max(len(every), 1):.1f} s a run; "
-        f"{workers} run processes seen" + (f", {left} not yet exited" if left else "")
+        f"  runs                  {m.run_cpu:8.1f}  {m.per_thousand(m.run_cpu):.2f} s per 1,000 "
+        f"chats, {per_run:.1f} s a run; {len(m.sampler.workers)} run processes seen, "
+        f"{m.sampler.workers_cpu():.1f} s at their last samples"
+        + (f", {m.left} not yet exited" if m.left else "")
     )
-    backends = sampler.backend_cpu()
-    split = ", ".join(f"{db} {seconds:.1f}" for db, seconds in sorted(backends.items()))
-    postgres_per_thousand = postgres_cpu / landed_chats * 1000 if landed_chats else float("nan")
+    steps = m.steps_cpu
+    if steps is None:
+        missing = sum(startup is None for startup in m.startups)
+        print(f"    until a first step  {missing} of {len(m.startups)} runs not sampled in time")
+    else:
+        startup = m.run_cpu - steps
+        print(f"    until a first step  {startup:8.1f}  {startup / len(m.startups):.1f} s a run")
+        print(
+            f"    steps               {steps:8.1f}  {m.per_thousand(steps):.2f} s per 1,000 chats"
+            f" ({m.per_thousand(steps) * 1000:.0f} µs a chat)"
+        )
+    split = ", ".join(
+        f"{database} {seconds:.1f}" for database, seconds in sorted(m.sampler.backend_cpu().items())
+    )
     print(
-        f"  PostgreSQL            {postgres_cpu:8.1f}  {postgres_per_thousand:.2f} s per 1,000 "
-        f"chats; sampled backends by database: {split}"
+        f"  PostgreSQL            {m.postgres_cpu:8.1f}  {m.per_thousand(m.postgres_cpu):.2f} s "
+        f"per 1,000 chats; its backends sampled, by database: {split}"
     )
-    print(f"  daemon                {cpu['daemon']:8.1f}")
-    print(f"  webserver             {cpu['webserver']:8.1f}")
-    print(f"  code server itself    {cpu['code_server'] - run_cpu:8.1f}")
-    print(f"  this process          {self_cpu:8.1f}  (emulators, watching)")
+    print(f"  daemon                {m.services['daemon']:8.1f}")
+    print(f"  webserver             {m.services['webserver']:8.1f}")
+    print(f"  code server itself    {m.services['code_server'] - m.run_cpu:8.1f}")
+    print(f"  this process          {m.self_cpu:8.1f}  (emulators, watching)")
+    busy, idle, steal = m.machine
     # The code server's tree holds the runs.
-    accounted = postgres_cpu + sum(cpu.values()) + self_cpu
+    accounted = m.postgres_cpu + sum(m.services.values()) + m.self_cpu
     print(f"  rest of the machine   {busy - accounted:8.1f}  (other processes, kernel)")
     print(f"  machine busy          {busy:8.1f}  idle {idle:.1f}, stolen {steal:.1f}")
-    shares = sampler.busy_shares
+    shares = m.sampler.busy_shares
     saturated = sum(share >= 0.95 for share in shares) / len(shares) if shares else 0.0
+    load = statistics.mean(m.sampler.loads) if m.sampler.loads else 0.0
     print(
-        f"busy share              {busy / (busy + idle + steal):.0%} of {cores} cores, "
-        f"{saturated:.0%} of 0.5 s samples at 95 % or more; load average "
-        f"{statistics.mean(sampler.loads) if sampler.loads else 0:.1f} (1 min, mean)"
-    )
-    return Outcome(
-        count, wall, floor, landed_chats, run_cpu, postgres_cpu, busy / (busy + idle + steal)
+        f"busy share              {m.busy_share:.0%} of {cores} cores; {saturated:.0%} of "
+        f"{m.sampler.every:g} s samples at 95 % or more; load average {load:.1f} (1 min, mean)"
     )
 
 
@@ -225,17 +310,22 @@ def main() -> None:
         help=f"seconds the API takes to answer each page ({DEFAULT_LATENCY:g} if no figure)",
     )
     args = parser.parse_args()
-    outcomes = [measure(count, args) for count in args.tenants]
-    single = next((o for o in outcomes if o.tenants == 1), None)
+    outcomes = []
+    for count in args.tenants:
+        outcomes.append(measure(count, args))
+        report(outcomes[-1], args)
+    single = next((o for o in outcomes if o.count == 1), None)
     print(
         f"\n{'tenants':>7} {'wall s':>8} {'floor s':>8} {'/floor':>7} {'/1 tenant':>10}"
-        f" {'run CPU s/1k chats':>19} {'PG CPU s/1k':>12} {'busy':>5}"
+        f" {'runs s/1k chats':>16} {'steps':>6} {'PG s/1k':>8} {'busy':>5}"
     )
     for o in outcomes:
         versus = f"{o.wall / single.wall:.2f}" if single else "-"
+        steps = "-" if o.steps_cpu is None else f"{o.per_thousand(o.steps_cpu):.2f}"
         print(
-            f"{o.tenants:>7} {o.wall:>8.1f} {o.floor:>8.1f} {o.wall / o.floor:>7.2f} {versus:>10}"
-            f" {o.run_cpu / o.chats * 1000:>19.2f} {o.postgres_cpu / o.chats * 1000:>12.2f}"
+            f"{o.count:>7} {o.wall:>8.1f} {o.floor:>8.1f} {o.wall / o.floor:>7.2f} {versus:>10}"
+            f" {o.per_thousand(o.run_cpu):>16.2f} {steps:>6}"
+            f" {o.per_thousand(o.postgres_cpu):>8.2f}"
             f" {o.busy_share:>5.0%}"
         )
     if single:
