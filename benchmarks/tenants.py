@@ -114,6 +114,17 @@ class Measured:
         return self.run_cpu - sum(s for s in self.startups if s is not None)
 
     @property
+    def accounted(self) -> float:
+        """CPU seconds of the deployment, PostgreSQL and this process (the code server's tree
+        holds the runs)."""
+        return self.postgres_cpu + sum(self.services.values()) + self.self_cpu
+
+    @property
+    def cores_used(self) -> float:
+        """The accounted CPU over the span, in cores kept busy on average."""
+        return self.accounted / (self.finished - self.launched)
+
+    @property
     def busy_share(self) -> float:
         busy, idle, steal = self.machine
         return busy / (busy + idle + steal)
@@ -276,9 +287,8 @@ def report(m: Measured, args: argparse.Namespace) -> None:
     print(f"  code server itself    {m.services['code_server'] - m.run_cpu:8.1f}")
     print(f"  this process          {m.self_cpu:8.1f}  (emulators, watching)")
     busy, idle, steal = m.machine
-    # The code server's tree holds the runs.
-    accounted = m.postgres_cpu + sum(m.services.values()) + m.self_cpu
-    print(f"  rest of the machine   {busy - accounted:8.1f}  (other processes, kernel)")
+    print(f"  all of the above      {m.accounted:8.1f}  {m.cores_used:.2f} cores on average")
+    print(f"  rest of the machine   {busy - m.accounted:8.1f}  (other processes, kernel)")
     print(f"  machine busy          {busy:8.1f}  idle {idle:.1f}, stolen {steal:.1f}")
     shares = m.sampler.busy_shares
     saturated = sum(share >= 0.95 for share in shares) / len(shares) if shares else 0.0
@@ -317,7 +327,7 @@ def main() -> None:
     single = next((o for o in outcomes if o.count == 1), None)
     print(
         f"\n{'tenants':>7} {'wall s':>8} {'floor s':>8} {'/floor':>7} {'/1 tenant':>10}"
-        f" {'runs s/1k chats':>16} {'steps':>6} {'PG s/1k':>8} {'busy':>5}"
+        f" {'runs s/1k chats':>16} {'steps':>6} {'PG s/1k':>8} {'cores used':>11} {'busy':>5}"
     )
     for o in outcomes:
         versus = f"{o.wall / single.wall:.2f}" if single else "-"
@@ -325,12 +335,15 @@ def main() -> None:
         print(
             f"{o.count:>7} {o.wall:>8.1f} {o.floor:>8.1f} {o.wall / o.floor:>7.2f} {versus:>10}"
             f" {o.per_thousand(o.run_cpu):>16.2f} {steps:>6}"
-            f" {o.per_thousand(o.postgres_cpu):>8.2f}"
+            f" {o.per_thousand(o.postgres_cpu):>8.2f} {o.cores_used:>11.2f}"
             f" {o.busy_share:>5.0%}"
         )
     if single:
         print("target: 2 tenants within 1.25 times one tenant's wall time")
-    print(f"machine: {os.cpu_count()} cores; figures on a shared machine include others' load")
+    print(
+        f"cores used: by the deployment, PostgreSQL and the emulators; busy: the machine's "
+        f"{os.cpu_count()} cores, others' work included"
+    )
 
 
 if __name__ == "__main__":
