@@ -28,39 +28,14 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import os
 import statistics
 import time
 from datetime import timedelta
 
-from chat_assets_tests.topology import (
-    launch_job_backfill,
-    running_deployment,
-    wait_for,
-)
+from benchmarks.backfill_runs import serve_first, wait_for_backfills
+from chat_assets_tests.topology import launch_job_backfill, running_deployment
 
 RATE = 10.0
-# One query a poll for all of the backfill's runs, so that watching costs the webserver little.
-RUNS = """
-query Runs($backfill: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $backfill}]}) {
-    ... on Runs {
-      results { runId status startTime endTime stepStats { stepKey startTime endTime } }
-    }
-  }
-}
-"""
-
-
-def serve_first() -> bool:
-    """Raise this process's threads, the emulator's among them (and those they start), above
-    the deployment's processes; False where this user may not."""
-    try:
-        for thread in os.listdir("/proc/self/task"):
-            os.setpriority(os.PRIO_PROCESS, int(thread), -10)
-    except OSError:
-        return False
-    return True
 
 
 def main() -> None:
@@ -90,16 +65,7 @@ def main() -> None:
         before = len(ujet.requests)
         launched = time.time()
         backfill = launch_job_backfill(deployment, days)
-
-        def finished() -> list[dict] | None:
-            runs = deployment.graphql(RUNS, backfill=backfill)["runsOrError"]["results"]
-            if len(runs) < len(days):
-                return None
-            if any(run["status"] not in ("SUCCESS", "FAILURE", "CANCELED") for run in runs):
-                return None
-            return runs
-
-        runs = wait_for(finished, 3600, "the backfill to finish", every=5)
+        (runs,) = wait_for_backfills(deployment, [backfill], len(days))
         requests = len(ujet.requests) - before
         log = sorted(ujet.requests[before:], key=lambda request: request.time)
         arrivals = [request.time for request in log]

@@ -5,11 +5,14 @@ PostgreSQL over TCP (Dagster's storage and the warehouse in separate databases),
 location as a gRPC server, dagster-webserver and dagster-daemon on the repository's production
 dagster.yaml and workspace.yaml, with the UJET emulator as the account. Work goes in through the
 webserver's GraphQL API and is carried out by the daemon, as in production; Dagster's event log
-and the warehouse can then be read.
+and the warehouse can then be read. With tenants named, the code location is the tenants'
+(`chat_assets.tenants_definitions` on a tenants file, as deploy/tenants/docker-compose.yml runs
+it), each tenant with an emulator of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -20,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -36,6 +39,7 @@ import yaml
 from dagster._serdes import deserialize_value
 
 from chat_assets.schedules import DAILY_SCHEDULE_NAME, JOB_NAME
+from chat_assets.tenants import COMPONENT_TYPE, TENANTS_FILE_ENV
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import TEST_PII_KEY
 
@@ -226,6 +230,8 @@ class Deployment:
     missed_tick: datetime | None = None
     # The UJET the code location fetches from (its request log counts the API's work).
     ujet: UjetEmulator | None = None
+    # With tenants: each tenant's UJET, by tenant name.
+    ujets: dict[str, UjetEmulator] = field(default_factory=dict)
 
     def day(self, offset: int) -> str:
         """A partition key `offset` days after the start date."""
@@ -386,14 +392,14 @@ def seed_missed_daily_tick(deployment: Deployment) -> datetime:
     return tick
 
 
-def code_server_command(port: int) -> list[str]:
+def code_server_command(port: int, module: str = "chat_assets.definitions") -> list[str]:
     """The code location's gRPC server, as docker-compose's user_code service starts it."""
     return [
         str(VENV_BIN / "dagster"),
         "code-server",
         "start",
         "-m",
-        "chat_assets.definitions",
+        module,
         "--location-name",
         LOCATION,
         "-h",
@@ -426,12 +432,55 @@ def wait_until_serving(code_server: Process, port: int) -> None:
     wait_for(serving, 90, "the code server's gRPC health check", every=1)
 
 
+def tenant_variables(tenant: str) -> dict[str, str]:
+    """The environment variables a tenant's document names, with their values: its own UJET
+    credentials and its own pseudonym key."""
+    upper = tenant.upper()
+    return {
+        f"{upper}_UJET_KEY": f"{tenant}-key",
+        f"{upper}_UJET_SECRET": f"{tenant}-secret",
+        f"{upper}_PII_KEY": hashlib.sha256(f"{tenant}:{TEST_PII_KEY}".encode()).hexdigest(),
+    }
+
+
+def tenant_document(
+    tenant: str, base_url: str, start_date: date, requests_per_second: float
+) -> dict[str, Any]:
+    """A tenant of the tenants file, on its emulator, with its schedules and sensor off: work
+    goes in through GraphQL only."""
+    upper = tenant.upper()
+    return {
+        "type": COMPONENT_TYPE,
+        "attributes": {
+            "tenant": tenant,
+            "ujet": {
+                "base_url": base_url,
+                "company_key_env": f"{upper}_UJET_KEY",
+                "company_secret_env": f"{upper}_UJET_SECRET",
+                "requests_per_second": requests_per_second,
+            },
+            "pii_key_env": f"{upper}_PII_KEY",
+            "start_date": start_date.isoformat(),
+            "timezone": TIMEZONE,
+            "schedules": {"daily": False, "lookback": False, "catch_up": False},
+        },
+    }
+
+
 @contextmanager
 def running_deployment(
-    emulator: dict[str, Any] | None = None, settings: dict[str, str] | None = None
+    emulator: dict[str, Any] | None = None,
+    settings: dict[str, str] | None = None,
+    tenants: Sequence[str] = (),
+    requests_per_second: float = 5.0,
 ) -> Iterator[Deployment]:
     """Start the topology in dependency order, as docker-compose's depends_on does; the UJET
-    emulator and the code location's settings may be given more options."""
+    emulator and the code location's settings may be given more options.
+
+    With `tenants` named, the code location serves them from a tenants file instead, each
+    tenant paced at `requests_per_second` against an emulator of its own (with the options of
+    `emulator`), its variables set as `tenant_variables` gives them.
+    """
     base = Path(tempfile.mkdtemp(prefix="chat_assets_topology_"))
     base.chmod(0o755)  # traversable by the PostgreSQL user
     logs = base / "logs"
@@ -462,29 +511,56 @@ def running_deployment(
             "DAGSTER_COMPUTE_LOGS_DIR": str(home / "compute_logs"),
         }
         start_date = today - timedelta(days=60)
-        # The production code location on a UJET account: the emulator, over real HTTP.
-        ujet = stack.enter_context(
-            UjetEmulator(
-                company_key="topology-key", company_secret="topology-secret", **(emulator or {})
+        warehouse_url = f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{pg_port}/warehouse"
+        ujet: UjetEmulator | None = None
+        ujets: dict[str, UjetEmulator] = {}
+        if tenants:
+            module = "chat_assets.tenants_definitions"
+            ujets = {
+                tenant: stack.enter_context(
+                    UjetEmulator(
+                        company_key=f"{tenant}-key",
+                        company_secret=f"{tenant}-secret",
+                        **(emulator or {}),
+                    )
+                )
+                for tenant in tenants
+            }
+            tenants_file = base / "tenants.yaml"
+            tenants_file.write_text(
+                yaml.safe_dump_all(
+                    tenant_document(tenant, api.base_url, start_date, requests_per_second)
+                    for tenant, api in ujets.items()
+                )
             )
-        )
-        code_env = (
-            inherited
-            | dagster_env
-            | {
+            location_env = {
+                TENANTS_FILE_ENV: str(tenants_file),
+                "CHAT_ASSETS_DATABASE_URL": warehouse_url,
+                "CHAT_ASSETS_HOME": str(base / "state"),
+            }
+            for tenant in tenants:
+                location_env |= tenant_variables(tenant)
+        else:
+            module = "chat_assets.definitions"
+            # The production code location on a UJET account: the emulator, over real HTTP.
+            ujet = stack.enter_context(
+                UjetEmulator(
+                    company_key="topology-key",
+                    company_secret="topology-secret",
+                    **(emulator or {}),
+                )
+            )
+            location_env = {
                 "UJET_BASE_URL": ujet.base_url,
                 "UJET_COMPANY_KEY": "topology-key",
                 "UJET_COMPANY_SECRET": "topology-secret",
                 "CHAT_ASSETS_PII_KEY": TEST_PII_KEY,
-                "CHAT_ASSETS_DATABASE_URL": (
-                    f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{pg_port}/warehouse"
-                ),
+                "CHAT_ASSETS_DATABASE_URL": warehouse_url,
                 "CHAT_ASSETS_START_DATE": start_date.isoformat(),
                 "CHAT_ASSETS_TIMEZONE": TIMEZONE,
                 "CHAT_ASSETS_HOME": str(base / "state"),
             }
-            | (settings or {})
-        )
+        code_env = inherited | dagster_env | location_env | (settings or {})
         deployment = Deployment(
             base=base,
             url=f"http://127.0.0.1:{web_port}",
@@ -495,6 +571,7 @@ def running_deployment(
             dagster_env=dagster_env,
             start_date=start_date,
             ujet=ujet,
+            ujets=ujets,
         )
         # Dagster's tables, created once before any service races to create them.
         with deployment.instance():
@@ -506,11 +583,7 @@ def running_deployment(
             stack.callback(process.stop)
             return process
 
-        code_server = launch(
-            "code_server",
-            code_server_command(grpc_port),
-            code_env,
-        )
+        code_server = launch("code_server", code_server_command(grpc_port, module), code_env)
         wait_until_serving(code_server, grpc_port)
         services_env = inherited | dagster_env
         webserver = launch(
@@ -528,7 +601,8 @@ def running_deployment(
             return bool(loaded) and loaded["__typename"] == "RepositoryLocation"
 
         wait_for(location_loaded, 90, "the webserver to load the code location", every=1)
-        deployment.missed_tick = seed_missed_daily_tick(deployment)
+        if not tenants:
+            deployment.missed_tick = seed_missed_daily_tick(deployment)
         launch(
             "daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], services_env
         )
@@ -579,13 +653,14 @@ def launch_run(deployment: Deployment, day: str) -> str:
     return result["run"]["runId"]
 
 
-def launch_job_backfill(deployment: Deployment, days: list[str]) -> str:
-    """Backfill the whole-graph job over days, as the UI's Jobs > Partitions does; its id."""
+def launch_job_backfill(deployment: Deployment, days: list[str], job: str = JOB_NAME) -> str:
+    """Backfill the whole-graph job (or a tenant's, `job`) over days, as the UI's Jobs >
+    Partitions does; its id."""
     result = deployment.graphql(
         LAUNCH_BACKFILL,
         backfillParams={
             "selector": {
-                "partitionSetName": f"{JOB_NAME}_partition_set",
+                "partitionSetName": f"{job}_partition_set",
                 "repositorySelector": {
                     "repositoryLocationName": LOCATION,
                     "repositoryName": REPOSITORY,
