@@ -4,7 +4,7 @@
    timed, and its memory is not this process's).
 2. Then, five times over (each time into tables of a fresh schema, raw_chats copied there
    untimed, the previous round's dropped):
-   - timed: flatten the four tables from raw_chats and apply each newest-wins, with the
+   - timed: flatten the ten chat tables from raw_chats and apply each newest-wins, with the
      recompute of queue_service_levels and queue_intervals for the days touched;
    - timed floor: a bare binary COPY of the same final rows (read back untimed) into empty
      tables with primary keys.
