@@ -33,12 +33,15 @@ def test_keys_are_declared_and_only_an_aggregate_group_may_be_null(table: Table)
 
 
 @pytest.mark.parametrize("table", AGGREGATE_TABLES, ids=lambda t: t.name)
-def test_an_aggregate_column_is_its_day_a_group_or_a_formula(table: Table):
+def test_an_aggregate_column_is_its_time_a_group_its_interval_or_a_formula(table: Table):
     aggregation = table.aggregation
     assert aggregation is not None
     assert table.key == [table.time_column, *aggregation.group_by]
+    interval = aggregation.interval
     for column in table.columns:
-        made = column.name in table.key
+        made = column.name in table.key or (
+            interval is not None and column.name == interval.minutes
+        )
         assert (column.formula is None) == made, column.name
         assert column.source is None, column.name
     assert set(aggregation.derived) <= set(table.column_names)
