@@ -27,7 +27,7 @@ from chat_assets.settings import (
     KeyNames,
     Settings,
 )
-from chat_assets.tables import TREATED
+from chat_assets.tables import TABLES, TREATED
 
 OPERATOR = "_(operator: fill in)_"
 
@@ -111,9 +111,8 @@ def record_of_processing(settings: Settings, today: date, names: KeyNames | None
         f"- **Transfers to third countries and their safeguards:** {OPERATOR}",
         *tenant,
         f"- **Source:** {_source(settings)} (chats by the day they were last updated)",
-        f"- **Stored in:** PostgreSQL, schema `{settings.schema}` (tables `raw_chats`, `chats`, "
-        "`chat_transfers`, `chat_queue_durations`, `chat_handle_durations`, "
-        "`queue_service_levels`, `queue_intervals`; bookkeeping tables beginning with `_`)",
+        f"- **Stored in:** PostgreSQL, schema `{settings.schema}` (tables "
+        f"{', '.join(f'`{name}`' for name in TABLES)}; bookkeeping tables beginning with `_`)",
         f"- **Days:** from {settings.start_date.isoformat()}, in {settings.timezone}",
         "",
         "## Data subjects",

@@ -11,6 +11,7 @@ from chat_assets.docs import main
 from chat_assets.privacy.catalog import CATALOG, Subject, Treatment
 from chat_assets.privacy.record import record_of_processing
 from chat_assets.settings import Settings
+from chat_assets.tables import TABLES
 
 PASSWORD = "s3cret-warehouse-pw"
 OLD_KEY = "an-old-pseudonym-key-" + "7c6b5a4938271605" * 2
@@ -48,6 +49,9 @@ def test_the_record_states_subjects_treatments_limits_and_keys(deployment):
             assert f"`{rule.path}`" in record, rule.path
     for subject in ("customer", "agent"):
         assert f"- **{subject}**:" in record
+    (stored,) = [line for line in record.splitlines() if line.startswith("- **Stored in:**")]
+    for name in TABLES:  # chat_participants among them: customer and agent pseudonyms
+        assert f"`{name}`" in stored, name
     for law in ("GDPR Art. 30(1)", "PIPA Art. 28-4", "PIPA Art. 28-5"):
         assert law in record
     for secret in (PASSWORD, OLD_KEY, NEW_KEY, "loader"):
