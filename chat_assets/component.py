@@ -41,6 +41,7 @@ from chat_assets.settings import (
     env_value,
     key_chain_problem,
     parse_interval_minutes,
+    parse_key_version,
     parse_lookback_days,
     parse_rate,
     parse_retention_days,
@@ -239,7 +240,9 @@ class Tenant:
             requests_per_second=parse_rate(
                 str(account.requests_per_second), f"{where} ujet.requests_per_second"
             ),
-            pii_key_version=component.pii_key_version,
+            pii_key_version=parse_key_version(
+                component.pii_key_version, f"{where} pii_key_version"
+            ),
             retain_raw_days=_days(retention.raw_days, f"{where} retention.raw_days"),
             retain_customer_days=_days(retention.customer_days, f"{where} retention.customer_days"),
             retain_agent_days=_days(retention.agent_days, f"{where} retention.agent_days"),

@@ -8,6 +8,7 @@ its password) are only checked for presence here: Dagster reads them at run time
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -117,6 +118,16 @@ def parse_interval_minutes(raw: str, name: str = INTERVAL_MINUTES_ENV) -> int:
         choices = ", ".join(map(str, INTERVAL_CHOICES[:-1])) + f" or {INTERVAL_CHOICES[-1]}"
         raise SettingsError(f"{name}={raw!r} must be {choices} (minutes), such as 30")
     return int(raw)
+
+
+# A pseudonym key's version: the prefix of every pseudonym made under it.
+KEY_VERSION = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+
+def parse_key_version(raw: str, name: str) -> str:
+    if not KEY_VERSION.fullmatch(raw):
+        raise SettingsError(f"{name}={raw!r} must be 1-16 letters, digits, - or _, such as k2")
+    return raw
 
 
 def parse_lookback_days(raw: str, name: str = "CHAT_ASSETS_LOOKBACK_DAYS") -> int:
@@ -273,7 +284,9 @@ class Settings:
                 for name in ("UJET_COMPANY_KEY", "UJET_COMPANY_SECRET", PII_KEY_ENV)
                 if env_value(name) is None
             ),
-            pii_key_version=env_value(PII_KEY_VERSION_ENV) or "k1",
+            pii_key_version=parse_key_version(
+                env_value(PII_KEY_VERSION_ENV) or "k1", PII_KEY_VERSION_ENV
+            ),
             pii_key_problem=key_chain_problem(
                 env_value(PII_KEY_ENV),
                 env_value(PII_KEY_VERSION_ENV) or "k1",

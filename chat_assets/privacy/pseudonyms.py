@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chat_assets.settings import PII_KEY_ENV, KeyNames
+from chat_assets.settings import KEY_VERSION, PII_KEY_ENV, KeyNames
 
 KEY_ENV = PII_KEY_ENV
 MIN_KEY_CHARS = 32
@@ -44,7 +44,6 @@ MIN_KEY_CHARS = 32
 PLACEHOLDERS = frozenset({"", "string", "null", "none", "nil", "undefined", "nan", "n/a"})
 
 _REKEY = b"rekey\x00"
-_VERSION = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 _ZEROS = re.compile(r"^0+$")
 
 
@@ -103,7 +102,7 @@ class Pseudonymizer:
         for chain_version, chain_key in chain:
             if not isinstance(chain_key, bytes) or len(chain_key) < MIN_KEY_CHARS:
                 raise ValueError(f"a pseudonym key must be at least {MIN_KEY_CHARS} bytes")
-            if not _VERSION.match(chain_version):
+            if not KEY_VERSION.fullmatch(chain_version):
                 raise ValueError("a key version is 1-16 letters, digits, '-' or '_'")
         if len({v for v, _ in chain}) < len(chain):
             raise ValueError("each key of the chain needs a version of its own")
@@ -256,7 +255,7 @@ def load_previous_keys(
     previous = []
     for position, entry in enumerate(env_value.split(","), start=1):
         version, found, text = entry.strip().partition(":")
-        if not found or not _VERSION.match(version):
+        if not found or not KEY_VERSION.fullmatch(version):
             raise PrivacyKeyError(
                 f"{where}: entry {position} is not VERSION:KEY (a version of 1-16 "
                 "letters, digits, '-' or '_', e.g. k1:<the old key>), entries separated by commas"

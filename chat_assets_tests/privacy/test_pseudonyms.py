@@ -236,6 +236,18 @@ def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores(
     )
     assert unrecorded.returncode == 2 and "CHAT_ASSETS_DATABASE_URL is not set" in unrecorded.stderr
     assert unrecorded.stdout == ""
+    misversioned = subprocess.run(
+        [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
+        env={**env, "CHAT_ASSETS_PII_KEY_VERSION": "k 7"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert misversioned.returncode == 2 and misversioned.stdout == ""
+    assert misversioned.stderr.strip() == (
+        "chat_assets: CHAT_ASSETS_PII_KEY_VERSION='k 7' must be 1-16 letters, digits, - or _, "
+        "such as k2"
+    )
 
 
 def test_a_chain_rekeys_a_stored_value_to_what_it_computes_for_the_id(pz: Pseudonymizer) -> None:
