@@ -407,3 +407,14 @@ def test_the_lookups_list_every_customer_pseudonym_and_answer_through_their_inde
             assert f"{table.name}_customers_" in plan, plan
             found = connection.exec_driver_sql(query, {"pseudonyms": sorted(pseudonyms)})
             assert set(found.scalars()) == subject
+
+
+def test_the_report_counts_one_chat_row_and_day_in_the_singular():
+    outcome = erasure.Outcome(
+        "DSR-1", suppression.Mode.UNLINK, True, 1, {"chats": 1, "chat_participants": 2}, 1
+    )
+    lines = outcome.report().splitlines()
+    assert lines[0].endswith(", 1 chat of the subject")
+    assert lines[1].split() == ["chats", "1", "row", "would", "change"]
+    assert lines[2].split() == ["chat_participants", "2", "rows", "would", "change"]
+    assert lines[3].split()[1:] == ["1", "day", "would", "be", "recomputed"]
