@@ -517,8 +517,8 @@ class UjetClient:
             )
         if status == 404:
             raise UjetNotFoundError(
-                f"UJET answered 404 Not Found at {self._host}: check UJET_SUBDOMAIN / "
-                "UJET_DOMAIN / UJET_BASE_URL (the base must end at /manager/api/v1)"
+                f"UJET answered 404 Not Found at {self._host}: check {self._address_from} "
+                "(the base must end at /manager/api/v1)"
             )
         if 300 <= status < 400:
             raise UjetError(

@@ -467,6 +467,12 @@ def test_404_names_the_host_to_check(emulator: UjetEmulator) -> None:
     assert "UJET_BASE_URL" in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
     assert len(emulator.requests) == 1
+    # A tenant's client names the tenant's own attributes, never the single-tenant settings.
+    tenant = make_client(wrong_base, max_in_flight=1, address_from="tenant acme's ujet.base_url")
+    with tenant as client, pytest.raises(UjetNotFoundError) as caught:
+        client.fetch_window(START, END)
+    assert "check tenant acme's ujet.base_url" in str(caught.value)
+    assert "UJET_" not in str(caught.value)
 
 
 def test_unreachable_ujet_names_the_host() -> None:
