@@ -163,7 +163,17 @@ def write_record(argv: list[str]) -> int:
     return 0
 
 
+USAGE = __doc__.split("\n\n", 1)[1].split('"""')[0].rstrip()
+OPTIONS = ("--record", "--write", "--tenant", "--tenants-file")
+
+
 def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(USAGE)
+        return 0
+    if unknown := [a for a in argv if a.startswith("-") and a != "-" and a not in OPTIONS]:
+        print(f"chat_assets.docs: unknown option {unknown[0]}\n{USAGE}", file=sys.stderr)
+        return 2
     if "--record" in argv:
         return write_record(argv)
     if "--write" in argv:

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from chat_assets.docs import ROOT, SECTIONS, with_reference
+from chat_assets.docs import ROOT, SECTIONS, main, with_reference
 
 
 @pytest.mark.parametrize("name", SECTIONS)
@@ -24,3 +24,12 @@ def test_every_page_the_readme_links_to_exists():
     assert sorted(p for p in linked if not (ROOT / p).exists()) == []
     pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
     assert sorted(pages - linked) == []  # and no page that nothing links to
+
+
+def test_help_says_how_to_use_the_command_and_an_unknown_option_is_refused(capsys):
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--record [FILE]" in shown and "## " not in shown  # the usage, not the references
+    assert main(["--recrod"]) == 2
+    refused = capsys.readouterr()
+    assert refused.out == "" and "unknown option --recrod" in refused.err
