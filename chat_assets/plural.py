@@ -1,7 +1,12 @@
 """Counts in console and log lines, in English: `1 page`, `2 pages`."""
 
 
-def counted(number: int, noun: str, plural: str | None = None) -> str:
-    """`number` and `noun`, the noun plural unless the number is 1 (`plural` when the noun does
+def noun(number: int, singular: str, plural: str | None = None) -> str:
+    """The noun for `number` of it: plural unless the number is 1 (`plural` when the noun does
     not take a plain s)."""
-    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+    return singular if number == 1 else plural or singular + "s"
+
+
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """`number` and its noun."""
+    return f"{number} {noun(number, singular, plural)}"

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
-from chat_assets.plural import counted
+from chat_assets.plural import counted, noun
 from chat_assets.privacy import bookkeeping, ledger, lookup, suppression
 from chat_assets.privacy.lookup import customer_columns
 from chat_assets.privacy.suppression import LINKED_TABLES, Mode
@@ -76,12 +76,11 @@ class Outcome:
         marts = "+".join(a.name for a in AGGREGATE_TABLES)
         width = max(map(len, [*self.rows, marts]))
         lines = [head] + [
-            f"  {name:<{width}}  {n:>7} {'row' if n == 1 else 'rows'} {verb}"
-            for name, n in self.rows.items()
+            f"  {name:<{width}}  {n:>7} {noun(n, 'row')} {verb}" for name, n in self.rows.items()
         ]
         recomputed = "would be recomputed" if self.dry_run else "recomputed"
-        days = "day" if self.days_recomputed == 1 else "days"
-        lines.append(f"  {marts:<{width}}  {self.days_recomputed:>7} {days} {recomputed}")
+        days = self.days_recomputed
+        lines.append(f"  {marts:<{width}}  {days:>7} {noun(days, 'day')} {recomputed}")
         return "\n".join(lines)
 
 
