@@ -11,7 +11,7 @@ from chat_assets.raw_chats import landing_rows
 from chat_assets.tables import RAW_CHATS
 from chat_assets.warehouse import bookkeeping, windows
 from chat_assets.warehouse.connection import WarehouseError, cursor_for
-from chat_assets.warehouse.staged_window import WindowStage
+from chat_assets.warehouse.staged_window import WindowStage, copy_text
 from chat_assets_tests.windows import landing_frame
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
@@ -152,6 +152,22 @@ def test_a_staged_landing_keeps_each_chats_newest_version_within_the_window(engi
     ]
     assert rows[2][3]["sub_status"] == "tab\there\nline \\ back"
     assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("plain", "plain"),
+        ("a\\b\tc\nd\re", "a\\\\b\\tc\\nd\\re"),
+        ("\\n is not a newline", "\\\\n is not a newline"),
+        ({"text": "tab\there \\ back"}, '{"text":"tab\\\\there \\\\\\\\ back"}'),
+        (None, "\\N"),
+        (True, "t"),
+        (12, "12"),
+    ],
+)
+def test_a_copy_field_escapes_what_copys_text_format_reads_as_special(value, field):
+    assert copy_text(value) == field
 
 
 def test_a_landing_that_fails_writes_nothing(engine, schema):
