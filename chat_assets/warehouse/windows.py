@@ -96,6 +96,15 @@ _COPY_CHUNK = 1 << 20
 Finally = Callable[[Any], tuple[int, dict[str, Any]]]
 
 
+# Large values (a chat's payload) are compressed as they are written: with lz4 in about half the
+# time PostgreSQL's default method takes, where the server is built with it. Rows copied on from
+# the staging table keep their compressed values.
+_FAST_COMPRESSION = (
+    "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings"
+    " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
 def land_staged(
     engine: sa.Engine,
     schema: str,
@@ -111,6 +120,7 @@ def land_staged(
     of `finally_`, run last before commit)."""
     prepare(engine, schema, table)
     with refusals_without_values(table.name), cursor_for(engine, transaction=True) as cursor:
+        cursor.execute(_FAST_COMPRESSION)
         staging = staging_table(cursor, table)
         columns = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)

@@ -154,6 +154,24 @@ def test_a_staged_landing_keeps_each_chats_newest_version_within_the_window(engi
     assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 3
 
 
+def test_a_staged_payload_is_compressed_with_lz4_where_the_server_has_it(engine, schema):
+    with engine.connect() as connection:
+        methods = connection.exec_driver_sql(
+            "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+        ).scalar_one()
+    if "lz4" not in methods:
+        pytest.skip("this PostgreSQL is built without lz4")
+    large = " ".join(f"word{n}" for n in range(2_000))  # far past the size TOAST compresses
+    with WindowStage(RAW_CHATS, one_row_per=("id",)) as stage:
+        stage.write(landing_rows([chat(1, DAY, sub_status=large)], "UTC", "k1:test"))
+        windows.land_staged(engine, schema, RAW_CHATS, stage.staged(), DAY, NEXT)
+    with engine.connect() as connection:
+        method = connection.exec_driver_sql(
+            f'SELECT pg_column_compression(payload) FROM "{schema}".raw_chats'
+        ).scalar_one()
+    assert method == "lz4"
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [
