@@ -233,7 +233,9 @@ def test_instance_config_passes_dagsters_schema(tmp_path, instance_yaml):
     assert postgres["scheme"] == "postgresql+psycopg2"
     assert postgres["port"] == {"env": "DAGSTER_PG_PORT"}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert "config" not in instance_yaml["run_coordinator"]  # its limits live in `concurrency`
+    # Its limits live in `concurrency` (Dagster refuses them in both places).
+    coordinator = instance_yaml["run_coordinator"].get("config", {})
+    assert not {"max_concurrent_runs", "tag_concurrency_limits"} & set(coordinator)
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 2
     assert config["run_monitoring"]["enabled"] is True
     assert config["telemetry"]["enabled"] is False

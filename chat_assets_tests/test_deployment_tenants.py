@@ -72,6 +72,14 @@ def test_one_tenants_runs_leave_run_slots_to_the_others(tmp_path, helm):
     assert 0 < helm_limit["limit"] < queue["maxConcurrentRuns"]
 
 
+def test_a_freed_run_slot_is_taken_within_a_second(tmp_path, helm):
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_coordinator"]["config"]["dequeue_interval_seconds"] == 1
+    queue = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue["dequeueIntervalSeconds"] == 1
+
+
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_compute_logs_are_written_and_read_on_one_volume(compose_file):
     instance = load(ROOT / "dagster.yaml")["compute_logs"]
