@@ -42,10 +42,11 @@ def materialize_day(
     downstream: tuple[dg.AssetsDefinition, ...] = (),
     policy: Policy | None = None,
     privacy: PrivacyResource | None = None,
+    selection: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """raw_chats and the four flattened tables for one day, from the emulator (key k, secret s),
     and any assets given downstream of them; pseudonyms under `key`, or under the keys of
-    `privacy` when given."""
+    `privacy` when given; only the assets `selection` names, when given."""
     partitions = daily_partitions(settings)
     warehouse = Warehouse(database_url=database_url, db_schema=schema)
     return dg.materialize(
@@ -55,6 +56,7 @@ def materialize_day(
             *downstream,
         ],
         partition_key=day,
+        selection=selection,
         instance=instance,
         raise_on_error=raise_on_error,
         resources={

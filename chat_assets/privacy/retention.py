@@ -6,9 +6,11 @@ column (`updated_at`, `chat_updated_at`). With a limit of N days, on day T every
 T - N has expired (N = 1 keeps yesterday and today).
 
 - **Raw payloads** (`CHAT_ASSETS_RETAIN_RAW_DAYS`): the rows of raw_chats of expired days are
-  deleted. The flattened tables and the marts keep their rows: a flattening only rewrites the
-  chats present in its window of raw_chats, so nothing flattened changes, and service levels
-  stay as they were. A day can no longer be re-flattened without fetching it again.
+  deleted once flattened (a row landed and not flattened yet stays until the flattening of its
+  day, which drops it, however the steps and runs interleave). The flattened tables and the
+  marts keep their rows: a flattening only rewrites the chats present in its window of
+  raw_chats, so nothing flattened changes, and service levels stay as they were. A day can no
+  longer be re-flattened without fetching it again.
 - **Customer / agent pseudonyms** (`CHAT_ASSETS_RETAIN_CUSTOMER_DAYS`, `..._AGENT_DAYS`): every
   pseudonym the catalog gives that subject becomes null in every stored raw version and every
   flattened row of an expired day (unlink, keep the facts, as `erasure` does); the marts hold
@@ -41,11 +43,19 @@ from chat_assets.privacy.catalog import CATALOG, Rule, Subject, Treatment
 from chat_assets.privacy.lookup import pseudonym_columns
 from chat_assets.privacy.suppression import Mode, rewrite_raw
 from chat_assets.settings import Settings
-from chat_assets.tables import DERIVED_TABLES, RAW_CHATS, RAW_PARTITION, Table
+from chat_assets.tables import (
+    CHAT_ID_FIELD,
+    DERIVED_TABLES,
+    RAW_CHATS,
+    RAW_PARTITION,
+    VERSION_FIELD,
+    Table,
+)
 from chat_assets.warehouse import ddl
-from chat_assets.warehouse.bookkeeping import count_rows
+from chat_assets.warehouse.bookkeeping import VERSIONS_TABLE, count_rows
 from chat_assets.warehouse.connection import cursor_for
-from chat_assets.warehouse.sql_parts import qualified
+from chat_assets.warehouse.newest_wins import REGISTRY_KEY
+from chat_assets.warehouse.sql_parts import qualified, qualified_name
 
 THROUGH_TABLE = "_retention_through"
 RAW = "raw"
@@ -171,12 +181,27 @@ def _unlink_flat(
     return rows
 
 
-def _drop_raw(cursor: Any, schema: str, first_kept: date) -> int:
-    """Delete raw_chats' rows of the days before `first_kept`; the rows deleted. The row
-    counter is the caller's to update, last."""
-    where, params = _raw_between(None, first_kept)
+def _drop_raw(cursor: Any, schema: str, first_kept: date, since: date | None = None) -> int:
+    """Delete raw_chats' rows of the days [since, first_kept) that have been flattened (the
+    version registry holds their version or a newer one); the rows deleted. A row landed and
+    not flattened yet stays for the flattening that follows, which drops it: no chat is let
+    go before its facts land. The row counter is the caller's to update, last."""
+    if not bookkeeping.exists(cursor, schema, VERSIONS_TABLE):
+        return 0  # nothing was ever flattened
+    where, params = _raw_between(since, first_kept)
     cursor.execute(
-        sql.SQL("DELETE FROM {} WHERE {}").format(qualified(schema, RAW_CHATS), where), params
+        sql.SQL(
+            "DELETE FROM {raw} AS r WHERE {where} AND EXISTS (SELECT FROM {registry} AS v"
+            " WHERE v.table_name = %(registry_key)s AND v.chat_id = r.{id}"
+            " AND v.updated_at >= r.{updated_at})"
+        ).format(
+            raw=qualified(schema, RAW_CHATS),
+            where=where,
+            registry=qualified_name(schema, VERSIONS_TABLE),
+            id=sql.Identifier(CHAT_ID_FIELD),
+            updated_at=sql.Identifier(VERSION_FIELD),
+        ),
+        {**params, "registry_key": REGISTRY_KEY},
     )
     return cursor.rowcount
 
@@ -258,14 +283,17 @@ def at_landing(
     return 0, {"retention_at_landing": {"unlinked": unlinked}} if unlinked else {}
 
 
-def drop_expired_raw(engine: sa.Engine, schema: str, policy: Policy, today: date) -> int:
-    """After a flattening of a window past the raw limit: raw_chats' expired rows deleted, in
-    a transaction of their own (the flattening's holds raw_chats in SHARE mode)."""
+def drop_expired_raw(
+    engine: sa.Engine, schema: str, policy: Policy, today: date, start: date, end: date
+) -> int:
+    """After a flattening of the days [start, end) past the raw limit: their raw_chats rows
+    deleted, in a transaction of their own (the flattening's holds raw_chats in SHARE mode).
+    Other days' rows stay: one landed and not flattened yet waits for its own flattening."""
     first = policy.first_kept(today).get(RAW)
     if first is None:
         return 0
     with cursor_for(engine, transaction=True) as cursor:
-        dropped = _drop_raw(cursor, schema, first)
+        dropped = _drop_raw(cursor, schema, min(first, end), start)
         if dropped:
             count_rows(cursor, schema, RAW_CHATS, -dropped)
     return dropped

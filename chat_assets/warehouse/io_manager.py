@@ -87,7 +87,9 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             )
             today = datetime.now(start.tzinfo).date()
             if retention.RAW in self.policy.expired_on(start.date(), today):
-                retention.drop_expired_raw(engine, schema, self.policy, today)
+                retention.drop_expired_raw(
+                    engine, schema, self.policy, today, start.date(), end.date()
+                )
             written = results[obj.tables.index(table)].rows_written
             metadata = applied_metadata(obj.tables, results, table)
         elif table.write is WriteMode.NEWEST_WINS and isinstance(obj, WrittenWith):

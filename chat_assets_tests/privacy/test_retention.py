@@ -217,3 +217,43 @@ def test_a_backfill_from_beyond_the_limits_lands_within_them(
             (datetime(2026, 1, 6, tzinfo=UTC),),
         ).scalar()
     assert old > 0
+
+
+def test_a_day_past_the_raw_limit_keeps_its_raw_rows_until_it_is_flattened(
+    settings, database_url, engine, schema
+):
+    # 01-05 and 01-06 are past the raw limit (landings take "today" from the clock).
+    today = datetime.now(UTC).date()
+    policy = Policy(raw_days=(today - date(2026, 1, 7)).days)
+    chats = chats_updated_between(START, START + timedelta(days=2), 40, seasonal=False)
+
+    def rows(table: str, day: str) -> int:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql(
+                f'SELECT count(*) FROM "{schema}".{table} WHERE updated_at >= %s'
+                " AND updated_at < %s::date + 1",
+                (day, day),
+            ).scalar_one()
+
+    def raw_and_flat(day: str) -> tuple[int, int]:
+        return rows("raw_chats", day), rows("chats", day)
+
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        # 01-05 lands, and its flattening is still to come when ...
+        materialize_day(
+            settings, emulator, database_url, schema, DAYS[0], policy=policy, selection="raw_chats"
+        )
+        landed = rows("raw_chats", DAYS[0])
+        assert landed > 0
+        # ... another day past the limit is flattened, and the retention job runs.
+        materialize_day(settings, emulator, database_url, schema, DAYS[1], policy=policy)
+        retention.apply(engine, schema, policy, today, "UTC")
+        # Only the versions that 01-06's newer ones replaced are let go.
+        later = {c["id"] for c in chats if c["updated_at"].startswith(DAYS[1])}
+        replaced = len({c["id"] for c in chats if c["updated_at"].startswith(DAYS[0])} & later)
+        assert replaced > 0
+        assert raw_and_flat(DAYS[0]) == (landed - replaced, 0)
+        assert raw_and_flat(DAYS[1])[0] == 0
+        # Its own flattening lands every chat, and then lets the payloads go.
+        materialize_day(settings, emulator, database_url, schema, DAYS[0], policy=policy)
+    assert raw_and_flat(DAYS[0]) == (0, landed - replaced)
