@@ -6,6 +6,13 @@ they all reach: one row per account holds when its last request started, read an
 an advisory lock that is held only while one request is being sent. The connection is in
 autocommit mode and the lock is its session's, so no transaction stays open, and a process that
 dies lets go of the lock with its connection.
+
+Older fetches go first. Taking turns evenly would keep the days of a backfill in step: they
+would end their fetches together and flatten together while the budget sat idle. So each fetch
+holds a second advisory lock while it runs, keyed by the second it began, and a fetch given the
+turn while an older one waits for it hands the turn over and queues again. A younger fetch
+still takes every turn the older ones leave (when all their requests are on their way), so the
+budget stays in use, and the older fetch ends first, to flatten while the next ones fetch.
 """
 
 from __future__ import annotations
@@ -27,16 +34,44 @@ from chat_assets.warehouse.sql_parts import qualified_name
 
 # First key of the advisory locks that hand out one account's turns.
 _TURN_LOCK = 7_317_004
+# Fetches are keyed by the second they began, counted from here (an int4 lasts beyond 2090).
+_FETCH_EPOCH = "2024-01-01T00:00:00Z"
+
+
+def _lock_key(*parts: str) -> int:
+    """An int4 advisory lock key for these parts."""
+    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# Whether a fetch of the account older than this connection's waits for the turn: an ungranted
+# turn lock of a session that holds an older fetch lock (older by the second it began, then by
+# its server process id).
+_OLDER_WAITING = """
+SELECT EXISTS (
+    SELECT FROM pg_locks AS turn JOIN pg_locks AS began ON began.pid = turn.pid
+    WHERE turn.locktype = 'advisory' AND NOT turn.granted AND turn.objsubid = 2
+      AND turn.classid = %(turn_class)s::int4::oid AND turn.objid = %(turn_object)s::int4::oid
+      AND began.locktype = 'advisory' AND began.granted AND began.objsubid = 2
+      AND began.classid = %(fetch_class)s::int4::oid
+      AND (began.objid, began.pid) < (%(began)s::int4::oid, pg_backend_pid())
+)
+"""
 
 
 class WarehouseTurns:
     """`chat_assets.ujet.pacer.SharedTurns` for one account, kept in the warehouse."""
 
-    def __init__(self, cursor: Any, schema: str, account: str) -> None:
+    def __init__(self, cursor: Any, schema: str, account: str, began: int) -> None:
         self._cursor = cursor  # a psycopg cursor of a connection in autocommit mode
         self._account = account
-        digest = hashlib.blake2b(account.encode(), digest_size=4).digest()
-        self._key = (_TURN_LOCK, int.from_bytes(digest, "big", signed=True))
+        self._key = (_TURN_LOCK, _lock_key(account))
+        self._older = {
+            "turn_class": self._key[0],
+            "turn_object": self._key[1],
+            "fetch_class": _lock_key("fetch", account),
+            "began": began,
+        }
         self._table = qualified_name(schema, REQUEST_STARTS_TABLE)
         self._held = threading.Lock()  # one thread of the process at a time holds the turn
 
@@ -46,8 +81,17 @@ class WarehouseTurns:
 
     def begin(self, interval: float) -> None:
         self._held.acquire()
+        locked = False
         try:
             self._run("SELECT pg_advisory_lock(%s, %s)", *self._key)
+            locked = True
+            while self._cursor.execute(_OLDER_WAITING, self._older).fetchone()[0]:
+                # Let the older fetch have this turn (it is granted the lock at once), and
+                # wait for the next.
+                self._run("SELECT pg_advisory_unlock(%s, %s)", *self._key)
+                locked = False
+                self._run("SELECT pg_advisory_lock(%s, %s)", *self._key)
+                locked = True
             row = self._run(
                 "SELECT extract(epoch FROM clock_timestamp() - last_start) FROM {table}"
                 " WHERE account = %s",
@@ -56,7 +100,11 @@ class WarehouseTurns:
             if row is not None and row[0] < interval:
                 time.sleep(interval - float(row[0]))
         except BaseException:
-            self._held.release()
+            try:
+                if locked:  # the turn is not kept by a caller that will never end it
+                    self._run("SELECT pg_advisory_unlock(%s, %s)", *self._key)
+            finally:
+                self._held.release()
             raise
 
     def end(self) -> None:
@@ -80,7 +128,17 @@ def request_turns(engine: sa.Engine, schema: str, account: str) -> Iterator[Ware
         ensure_bookkeeping(cursor, schema, REQUEST_STARTS_TABLE)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         cursor = connection.connection.dbapi_connection.cursor()
+        fetch_lock = (_lock_key("fetch", account), 0)
         try:
-            yield WarehouseTurns(cursor, schema, account)
+            began = cursor.execute(
+                "SELECT extract(epoch FROM clock_timestamp() - %s::timestamptz)::int4",
+                (_FETCH_EPOCH,),
+            ).fetchone()[0]
+            fetch_lock = (fetch_lock[0], began)
+            # Shared: fetches that began in the same second hold it side by side.
+            cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", fetch_lock)
+            yield WarehouseTurns(cursor, schema, account, began)
         finally:
+            # The connection goes back to the engine's pool, still holding its session's locks.
+            cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", fetch_lock)
             cursor.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from chat_assets.ujet.client import UjetClient
@@ -47,3 +48,47 @@ def test_two_runs_take_turns_request_by_request(engine, schema) -> None:
     assert [len(results[day].records) for day in days] == [600, 600]
     assert all(results[day].throttled == 0 for day in days)
     assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.1
+
+
+def _waiting_for_turns(engine) -> int:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).scalar_one()
+
+
+def _until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come about"
+        time.sleep(0.01)
+
+
+def test_an_older_fetch_waiting_for_the_turn_takes_it_before_a_younger_one(engine, schema):
+    account = "http://ujet.example:80"
+    order: list[str] = []
+
+    def take(turns, name: str) -> None:
+        turns.begin(0)
+        order.append(name)
+        turns.end()
+
+    with request_turns(engine, schema, account) as older:
+        time.sleep(1.1)  # fetches are told apart by the second they began
+        with (
+            request_turns(engine, schema, account) as holder,
+            request_turns(engine, schema, account) as younger,
+        ):
+            holder.begin(0)
+            # The younger fetch queues for the turn first, the older one after it.
+            threads = [
+                threading.Thread(target=take, args=(younger, "younger")),
+                threading.Thread(target=take, args=(older, "older")),
+            ]
+            for waiting, thread in enumerate(threads, start=1):
+                thread.start()
+                _until(lambda waiting=waiting: _waiting_for_turns(engine) == waiting)
+            holder.end()
+            for thread in threads:
+                thread.join(10)
+    assert order == ["older", "younger"]
