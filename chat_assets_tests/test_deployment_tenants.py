@@ -170,3 +170,13 @@ def test_helm_values_agree_with_the_compose_file_and_the_instance(helm, services
         for name in (account.company_key_env, account.company_secret_env):
             assert name in header
         assert tenant.component.pii_key_env in header
+
+
+def test_the_helm_command_installs_the_chart_of_the_dagster_the_image_holds():
+    """The chart's version is Dagster's: its webserver and daemon run the Dagster that
+    pyproject.toml pins for the code location's image."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (pinned,) = re.findall(r'"dagster==([0-9.]+)"', pyproject)
+    header = (ROOT / "deploy" / "helm" / "values.yaml").read_text()
+    (command,) = [line for line in header.splitlines() if "helm upgrade --install" in line]
+    assert option(command.split(), "--version") == pinned
