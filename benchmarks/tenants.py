@@ -2,7 +2,7 @@
 
 For each tenant count, the production topology of the tests (chat_assets_tests.topology: code
 server, webserver, daemon, the production dagster.yaml, PostgreSQL) serves the tenants' code
-location (`chat_assets.tenants_definitions` on a tenants file), each tenant paced at 10
+location (`chat_assets.tenants_location` on a tenants file), each tenant paced at 10
 requests/s against a UJET emulator of its own with a strict limiter of 10 requests/s and 5,000
 chats a day (with `--latency`, the emulator takes that long to answer each admitted request, 0.4 s
 if no figure is given). Each tenant's job is backfilled over the same days, one backfill per

@@ -2,7 +2,7 @@
 
 `CHAT_ASSETS_TENANTS_FILE` names the file: one YAML document per tenant, each as a `defs.yaml` of
 a dg project declares the component (`type: chat_assets.UjetChatsComponent` and `attributes:`).
-`dagster code-server start -m chat_assets.tenants_definitions` serves it (as
+`dagster code-server start -m chat_assets.tenants_location` serves it (as
 deploy/tenants/docker-compose.yml does). A project managed by `dg` declares the same documents in
 its own `defs/` folder instead.
 """

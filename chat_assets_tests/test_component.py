@@ -3,6 +3,7 @@ pseudonym key and request budget, through real Dagster runs and a real PostgreSQ
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import logging
@@ -191,7 +192,7 @@ def test_tenants_run_at_once_each_paced_to_its_own_budget(tenant_env, tmp_path, 
             subprocess.Popen(
                 [
                     str(Path(sys.executable).parent / "dagster"),
-                    *("job", "execute", "-m", "chat_assets.tenants_definitions"),
+                    *("job", "execute", "-m", "chat_assets.tenants_location"),
                     *("-j", f"{name}_chat_assets_daily"),
                     *("--tags", json.dumps({"dagster/partition": DAY})),
                 ],
@@ -456,9 +457,7 @@ def test_a_day_not_landed_by_its_deadline_shows_stale(tenant_env, tmp_path, monk
         landed_at = datetime.now(UTC)
         target = InProcessWorkspaceLoadTarget(
             InProcessCodeLocationOrigin(
-                LoadableTargetOrigin(
-                    module_name="chat_assets.tenants_definitions", attribute="defs"
-                )
+                LoadableTargetOrigin(module_name="chat_assets.tenants_location", attribute="defs")
             )
         )
 
@@ -473,3 +472,19 @@ def test_a_day_not_landed_by_its_deadline_shows_stale(tenant_env, tmp_path, monk
         assert state_at(landed_at + timedelta(minutes=1)) == FreshnessState.PASS
         next_deadline = datetime.combine(landed_at.date() + timedelta(days=1), time(6, 1), UTC)
         assert state_at(next_deadline) == FreshnessState.FAIL
+
+
+def test_the_python_api_stays_a_function_beside_the_tenants_code_location(tmp_path, monkeypatch):
+    # Importing a submodule binds its name on the package: the location must not be named as
+    # the function is, or `from chat_assets import tenants_definitions` returns the module.
+    tenants_file = tmp_path / "tenants.yaml"
+    tenants_file.write_text(
+        TENANTS_YAML.format(
+            name="acme", upper="ACME", base_url="http://127.0.0.1:9/api", schema="ujet_acme"
+        )
+    )
+    monkeypatch.setenv("CHAT_ASSETS_TENANTS_FILE", str(tenants_file))
+    importlib.import_module("chat_assets.tenants_location")
+    from chat_assets import tenants_definitions as api
+
+    assert callable(api) and api.__module__ == "chat_assets.component"

@@ -105,7 +105,7 @@ def _secrets() -> dict[str, str]:
 def test_the_tenants_compose_serves_the_tenants_file(services):
     user_code = interpolate(services, ENV)["user_code"]
     command = user_code["command"]
-    assert option(command, "-m") == "chat_assets.tenants_definitions"
+    assert option(command, "-m") == "chat_assets.tenants_location"
     single = load(ROOT / "docker-compose.yml")["services"]["user_code"]["command"]
     assert option(command, "--location-name") == option(single, "--location-name")
     assert option(command, "-p") == option(single, "-p")

@@ -6,7 +6,7 @@ location as a gRPC server, dagster-webserver and dagster-daemon on the repositor
 dagster.yaml and workspace.yaml, with the UJET emulator as the account. Work goes in through the
 webserver's GraphQL API and is carried out by the daemon, as in production; Dagster's event log
 and the warehouse can then be read. With tenants named, the code location is the tenants'
-(`chat_assets.tenants_definitions` on a tenants file, as deploy/tenants/docker-compose.yml runs
+(`chat_assets.tenants_location` on a tenants file, as deploy/tenants/docker-compose.yml runs
 it), each tenant with an emulator of its own.
 """
 
@@ -515,7 +515,7 @@ def running_deployment(
         ujet: UjetEmulator | None = None
         ujets: dict[str, UjetEmulator] = {}
         if tenants:
-            module = "chat_assets.tenants_definitions"
+            module = "chat_assets.tenants_location"
             ujets = {
                 tenant: stack.enter_context(
                     UjetEmulator(
