@@ -1,4 +1,6 @@
-# Sourced by bin/demo and bin/test: makes .venv hold exactly the locked dependencies.
+# Sourced by bin/demo and bin/test: makes .venv hold chat_assets with the extra the caller names
+# in CHAT_ASSETS_EXTRA (demo: the embedded PostgreSQL; dev, the default: the tests' tools too), at
+# the versions requirements.lock pins.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -16,13 +18,17 @@ pick_python() {
 
 VENV="$ROOT/.venv"
 stamp_file="$VENV/.installed"
-wanted=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp_file" 2>/dev/null)" != "$wanted" ]; then
-  echo "Installing chat_assets and its locked dependencies into .venv ..." >&2
+extra="${CHAT_ASSETS_EXTRA:-dev}"
+locked=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+installed=$(cat "$stamp_file" 2>/dev/null || true)
+# A .venv made for the tests (dev) holds everything the demo needs as well.
+if [ ! -x "$VENV/bin/python" ] ||
+   { [ "$installed" != "$extra $locked" ] && [ "$installed" != "dev $locked" ]; }; then
+  echo "Installing chat_assets[$extra] and its locked dependencies into .venv ..." >&2
   [ -x "$VENV/bin/python" ] || "$(pick_python)" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
-  echo "$wanted" > "$stamp_file"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -c requirements.lock -e ".[$extra]"
+  echo "$extra $locked" > "$stamp_file"
 fi
 export PATH="$VENV/bin:$PATH"
 # As the Dockerfile does: two heap arenas, not one per fetching thread (see docs/deployment.md).
