@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
+from chat_assets.plural import noun
 from chat_assets.privacy import lookup
 from chat_assets.tables import AGGREGATE_TABLES, RAW_CHATS, RAW_PII_KEY, Table, WriteMode
 from chat_assets.warehouse.bookkeeping import (
@@ -17,7 +18,7 @@ from chat_assets.warehouse.bookkeeping import (
     ensure_bookkeeping,
     ensure_row_counter,
 )
-from chat_assets.warehouse.connection import cursor_for, refusals_without_values
+from chat_assets.warehouse.connection import WarehouseError, cursor_for, refusals_without_values
 from chat_assets.warehouse.sql_parts import qualified
 
 # One lock id for DDL, so that concurrent runs creating the same schema never race.
@@ -93,12 +94,54 @@ def ensure_schema(cursor: Any, schema: str) -> None:
         cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
+def _redo(schema: str, table: Table) -> str:
+    """How a table of an earlier shape is made anew."""
+    name = f'"{schema}"."{table.name}"'
+    if table.write is WriteMode.AGGREGATE:
+        return (
+            f"its rows are computed from the chat tables: DROP TABLE {name}, then materialize "
+            f"{table.name} again for the days it should hold"
+        )
+    if table is RAW_CHATS:
+        return (
+            f"set it aside (ALTER TABLE {name} RENAME TO {table.name}_old), then materialize "
+            "raw_chats again for the days it should hold"
+        )
+    return (
+        f"DROP TABLE {name}, then materialize chat_tables again for the days it should hold "
+        "(flattened from raw_chats, which must still hold them)"
+    )
+
+
+def refuse_earlier_shape(cursor: Any, schema: str, table: Table) -> None:
+    """A table that an earlier chat_assets created without some of today's columns is named,
+    with the columns it lacks and how to make it anew, before anything writes to it."""
+    present = {
+        row[0]
+        for row in cursor.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s",
+            (schema, table.name),
+        ).fetchall()
+    }
+    missing = [name for name in table.column_names if name not in present]
+    if missing:
+        raise WarehouseError(
+            f"{schema}.{table.name} was created by an earlier version of chat_assets and lacks "
+            f"the {noun(len(missing), 'column')} {', '.join(missing)}; "
+            f"{_redo(schema, table)}"
+        )
+
+
 def ensure_table(cursor: Any, schema: str, table: Table) -> None:
     """Create the table and its row counter; the counter of a table that predates it starts
     from one count, taken while writers are held off."""
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
     ensure_schema(cursor, schema)
-    for statement in create_table_statements(schema, table):
+    create, *rest = create_table_statements(schema, table)
+    cursor.execute(create)
+    refuse_earlier_shape(cursor, schema, table)
+    for statement in rest:
         cursor.execute(statement)
     ensure_row_counter(cursor, schema, table)
 

@@ -29,6 +29,7 @@ from chat_assets.tables import (
     rolled_up,
 )
 from chat_assets.warehouse import aggregates, bookkeeping, ddl, newest_wins, windows
+from chat_assets.warehouse.connection import WarehouseError
 from chat_assets_tests.reference_flattening import newest_versions
 from chat_assets_tests.windows import day_window, landing_frame
 
@@ -493,6 +494,36 @@ def test_a_table_older_than_its_row_counter_is_counted_once(engine, schema):
     apply_day(engine, schema, timezone, FIRST)
     assert bookkeeping.row_count(engine, schema, CHAT_QUEUE_DURATIONS) == 1
     assert bookkeeping.row_count(engine, schema, RAW_CHATS) == 1
+
+
+def test_a_mart_of_an_earlier_shape_is_named_with_what_it_lacks_and_how_to_redo_it(engine, schema):
+    timezone = "UTC"
+    versions = [chat(1, local(FIRST, 12, timezone), [segment(1, local(FIRST, 9, timezone), 1)])]
+    land_day(engine, schema, timezone, versions, FIRST)
+    apply_day(engine, schema, timezone, FIRST)
+    with engine.begin() as connection:  # as an earlier version made it
+        connection.exec_driver_sql(
+            f'ALTER TABLE "{schema}".queue_service_levels DROP COLUMN short_abandoned,'
+            " DROP COLUMN asa_seconds"
+        )
+    ddl._prepared.clear()
+    with pytest.raises(WarehouseError) as refused:
+        apply_day(engine, schema, timezone, FIRST)
+    assert str(refused.value) == (
+        f"{schema}.queue_service_levels was created by an earlier version of chat_assets and"
+        " lacks the columns short_abandoned, asa_seconds; its rows are computed from the chat"
+        f' tables: DROP TABLE "{schema}"."queue_service_levels", then materialize'
+        " queue_service_levels again for the days it should hold"
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP TABLE "{schema}".queue_service_levels')
+    ddl._prepared.clear()
+    apply_day(engine, schema, timezone, FIRST)  # made anew, it takes the day's figures again
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f'SELECT count(*) FROM "{schema}".queue_service_levels'
+        ).scalar_one()
+    assert rows > 0
 
 
 def test_counts_follow_ujets_definitions_of_answers_abandons_and_csat(engine, schema):
