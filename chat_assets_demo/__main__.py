@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from chat_assets.location import require_production_settings
 from chat_assets.partitions import daily_partitions
 from chat_assets.settings import Settings, SettingsError
+from chat_assets_demo.earlier_version import start_afresh_if_earlier
 from chat_assets_demo.embedded import embedded_database_url, release
 
 QUIET = (
@@ -80,6 +81,12 @@ def prepare_environment(
         # The demo always writes to its own embedded PostgreSQL, whatever the environment names:
         # synthetic chats never reach a real warehouse.
         env["CHAT_ASSETS_DATABASE_URL"] = embedded_database_url(settings.state_dir)
+        if start_afresh_if_earlier(env["CHAT_ASSETS_DATABASE_URL"], settings.schema):
+            print(
+                "chat_assets: the demo's warehouse was made by an earlier version of chat_assets;"
+                " its synthetic chats were let go and it starts afresh",
+                file=sys.stderr,
+            )
     # The demo's runs and the production location's are kept in instances of their own.
     instance = "dagster_home_production" if production else "dagster_home"
     home = Path(env.get("DAGSTER_HOME") or settings.state_dir / instance)
