@@ -348,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "materialize":
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]
     else:
-        print(f"chat_assets: Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops)")
+        # Dagster's UI opens on its overview; the assets are what the demo is about.
+        print(
+            f"chat_assets: Dagster UI at http://{args.host}:{args.port}/assets, the asset catalog"
+            " (Ctrl-C stops)"
+        )
         # Dagster's services (webserver, daemon) say only warnings and errors: without this the
         # daemon logs two lines a minute for each sensor tick, however little it does.
         services = ["--log-level", "info" if args.verbose else "warning"]

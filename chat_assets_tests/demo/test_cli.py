@@ -229,7 +229,10 @@ def test_a_port_left_in_time_wait_by_a_stopped_ui_is_free(tmp_path: Path) -> Non
     finally:
         started.terminate()
         _, errors = started.communicate(timeout=60)
-    assert first == f"chat_assets: Dagster UI at http://127.0.0.1:{port} (Ctrl-C stops)\n", errors
+    assert first == (
+        f"chat_assets: Dagster UI at http://127.0.0.1:{port}/assets, the asset catalog"
+        " (Ctrl-C stops)\n"
+    ), errors
     assert "is taken" not in errors
 
 
