@@ -123,7 +123,7 @@ def expect_passed_on_every_day(page, url: str, asset: str, check: str, days: lis
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"{counts} where every day should be {' or '.join(fine)}")
-        page.wait_for_timeout(100)
+        page.wait_for_timeout(500)
 
 
 def test_the_first_screen_has_no_pop_up(ui_deployment, page, tmp_path_factory):
