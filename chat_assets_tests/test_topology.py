@@ -2,8 +2,8 @@
 
 chat_assets_tests.topology starts it: PostgreSQL over TCP (Dagster's storage and the warehouse in
 separate databases), the code location as a gRPC server, dagster-webserver and dagster-daemon on
-the repository's production dagster.yaml and workspace.yaml (the daemon looking for backfills and
-queued runs more often). Work goes in through the webserver's GraphQL API and is carried out by
+the repository's production dagster.yaml and workspace.yaml (the daemon looking for backfills
+more often). Work goes in through the webserver's GraphQL API and is carried out by
 the daemon, as in production; the tests then read Dagster's event log and the warehouse.
 """
 

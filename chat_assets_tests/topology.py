@@ -480,9 +480,9 @@ def running_deployment(
     """Start the topology in dependency order, as docker-compose's depends_on does; the UJET
     emulator and the code location's settings may be given more options.
 
-    `brisk` (the tests') has the daemon look for backfills every BRISK_BACKFILL_SECONDS and for
-    queued runs every second, instead of every 30 and 5 seconds: the same work, with less
-    waiting for the next look. The benchmarks time the production daemon.
+    `brisk` (the tests') has the daemon look for backfills every BRISK_BACKFILL_SECONDS instead
+    of every 30 seconds: the same work, with less waiting for the next look. The benchmarks
+    time the production daemon.
 
     With `tenants` named, the code location serves them from a tenants file instead, each
     tenant paced at `requests_per_second` against an emulator of its own (with the options of
@@ -499,10 +499,7 @@ def running_deployment(
         pg_port = stack.enter_context(postgres_server(base / "postgres", logs, password))
         home = base / "dagster_home"
         home.mkdir()
-        instance_config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-        if brisk:
-            instance_config["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
-        (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config))
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
         grpc_port, web_port = free_port(), free_port()
         workspace = base / "workspace.yaml"
         workspace.write_text(yaml.safe_dump(production_workspace("127.0.0.1", grpc_port)))
