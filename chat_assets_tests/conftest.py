@@ -62,3 +62,16 @@ def schemas(engine: sa.Engine) -> Iterator[dict[str, str]]:
     with engine.begin() as connection:
         for name in names.values():
             connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the shared deployed topology (chat_assets_tests.topology) run last, in their
+    order: it is started for the first of them and stopped after the last, so no other test
+    shares the machine with its services and the runs its sensor starts."""
+    shared = {"deployment", "ui_deployment"}
+
+    def on_shared(item: pytest.Item) -> bool:
+        uses = shared & set(getattr(item, "fixturenames", ()))
+        return bool(uses) and item.get_closest_marker("topology") is not None
+
+    items.sort(key=on_shared)

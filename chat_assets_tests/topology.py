@@ -49,6 +49,8 @@ LOCATION = "chat_assets"
 REPOSITORY = "__repository__"
 TIMEZONE = "Asia/Seoul"
 PG_USER = "dagster"
+BRISK_DAEMON = Path(__file__).with_name("brisk_daemon.py")
+BRISK_BACKFILL_SECONDS = 3
 T = TypeVar("T")
 
 
@@ -473,9 +475,14 @@ def running_deployment(
     settings: dict[str, str] | None = None,
     tenants: Sequence[str] = (),
     requests_per_second: float = 5.0,
+    brisk: bool = False,
 ) -> Iterator[Deployment]:
     """Start the topology in dependency order, as docker-compose's depends_on does; the UJET
     emulator and the code location's settings may be given more options.
+
+    `brisk` (the tests') has the daemon look for backfills every BRISK_BACKFILL_SECONDS instead
+    of every 30 seconds: the same work, with less waiting for the next look. The benchmarks
+    time the production daemon.
 
     With `tenants` named, the code location serves them from a tenants file instead, each
     tenant paced at `requests_per_second` against an emulator of its own (with the options of
@@ -603,9 +610,10 @@ def running_deployment(
         wait_for(location_loaded, 90, "the webserver to load the code location", every=1)
         if not tenants:
             deployment.missed_tick = seed_missed_daily_tick(deployment)
-        launch(
-            "daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], services_env
-        )
+        daemon = [str(VENV_BIN / "dagster-daemon")]
+        if brisk:
+            daemon = [sys.executable, str(BRISK_DAEMON), str(BRISK_BACKFILL_SECONDS)]
+        launch("daemon", [*daemon, "run", "-w", str(workspace)], services_env)
         yield deployment
 
 
@@ -621,7 +629,7 @@ class _Shared:
     def use(self) -> Iterator[Deployment]:
         if self.users == 0:
             self.stack = ExitStack()
-            self.deployment = self.stack.enter_context(running_deployment())
+            self.deployment = self.stack.enter_context(running_deployment(brisk=True))
         self.users += 1
         try:
             assert self.deployment is not None
