@@ -151,17 +151,26 @@ def partition_day(raw: str | None, settings: Settings) -> str:
 _EVENT_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4} - ")
 
 
+# Errors whose message says what to change (a credential, an address, a setting): a stack
+# helps no one who meets them.
+_PLAIN_ERROR = re.compile(
+    r"^chat_assets\.(ujet\.errors\.Ujet(Auth|NotFound|Unavailable)Error"
+    r"|warehouse\.connection\.WarehouseUnreachable): "
+)
+
+
 def without_repeated_stack(lines: Iterable[str]) -> Iterator[str]:
     """Dagster's console prints a failed step's error with its stack, then the run's failure
     with the same error and stack again, and the CLI's own `Error: ...` line: the run failure's
     line stays, the rest of it (the repeat, and the CLI's line, which bin/demo says in its own
-    words) goes."""
-    repeat = False
+    words) goes. An error whose message says what to change keeps its message, not its stack."""
+    repeat = plain = False
     for line in lines:
         if _EVENT_LINE.match(line):
-            repeat = " - RUN_FAILURE - " in line
+            repeat, plain = " - RUN_FAILURE - " in line, False
             yield line
-        elif not repeat:
+        elif not (repeat or plain):
+            plain = _PLAIN_ERROR.match(line) is not None
             yield line
 
 

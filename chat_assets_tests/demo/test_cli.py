@@ -322,7 +322,8 @@ def test_a_failed_materialize_shows_its_error_once(tmp_path: Path, database_url:
     assert done.returncode == 1
     # the error itself, once (a stack's source lines may quote the message's text)
     assert done.stderr.count("UjetAuthError: UJET answered 401 Unauthorized") == 1, done.stderr
-    assert done.stderr.count("Stack Trace:") == 1
+    # ... and no stack: the message says what to check
+    assert "Stack Trace:" not in done.stderr and "File " not in done.stderr, done.stderr
     assert " - RUN_FAILURE - " in done.stderr  # the run's failure is said, without the repeat
     assert done.stderr.splitlines()[-1].startswith("chat_assets: materializing 2026-01-15 failed")
 
