@@ -83,9 +83,13 @@ class WarehouseTurns:
         self._held.acquire()
         locked = False
         try:
-            self._run("SELECT pg_advisory_lock(%s, %s)", *self._key)
+            # A turn free at once has nobody waiting for it (a waiter is given the turn as it
+            # is let go): only a turn waited for needs pg_locks read, which is not free.
+            free = self._run("SELECT pg_try_advisory_lock(%s, %s)", *self._key)[0]
+            if not free:
+                self._run("SELECT pg_advisory_lock(%s, %s)", *self._key)
             locked = True
-            while self._cursor.execute(_OLDER_WAITING, self._older).fetchone()[0]:
+            while not free and self._cursor.execute(_OLDER_WAITING, self._older).fetchone()[0]:
                 # Let the older fetch have this turn (it is granted the lock at once), and
                 # wait for the next.
                 self._run("SELECT pg_advisory_unlock(%s, %s)", *self._key)
