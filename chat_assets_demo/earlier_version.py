@@ -8,22 +8,13 @@ from psycopg import sql
 
 from chat_assets.tables import TABLES
 from chat_assets.warehouse import ddl
-from chat_assets.warehouse.connection import WarehouseError, cursor_for, engine_for
+from chat_assets.warehouse.connection import cursor_for, engine_for
 
 
 def start_afresh_if_earlier(url: str, schema: str) -> bool:
     """Drop the demo's schema when a table there lacks today's columns; whether it did."""
-    engine = engine_for(url)
-    with cursor_for(engine, transaction=True) as cursor:
-        for table in TABLES.values():
-            found = cursor.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table.name}"',)
-            ).fetchone()[0]
-            if not found:
-                continue
-            try:
-                ddl.refuse_earlier_shape(cursor, schema, table)
-            except WarehouseError:
-                cursor.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-                return True
-    return False
+    with cursor_for(engine_for(url), transaction=True) as cursor:
+        if not any(ddl.missing_columns(cursor, schema, table) for table in TABLES.values()):
+            return False
+        cursor.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        return True

@@ -113,9 +113,9 @@ def _redo(schema: str, table: Table) -> str:
     )
 
 
-def refuse_earlier_shape(cursor: Any, schema: str, table: Table) -> None:
-    """A table that an earlier chat_assets created without some of today's columns is named,
-    with the columns it lacks and how to make it anew, before anything writes to it."""
+def missing_columns(cursor: Any, schema: str, table: Table) -> list[str]:
+    """The declared columns a stored table lacks, as one an earlier chat_assets created may;
+    none for a table not stored at all."""
     present = {
         row[0]
         for row in cursor.execute(
@@ -124,8 +124,13 @@ def refuse_earlier_shape(cursor: Any, schema: str, table: Table) -> None:
             (schema, table.name),
         ).fetchall()
     }
-    missing = [name for name in table.column_names if name not in present]
-    if missing:
+    return [name for name in table.column_names if name not in present] if present else []
+
+
+def refuse_earlier_shape(cursor: Any, schema: str, table: Table) -> None:
+    """A table that an earlier chat_assets created without some of today's columns is named,
+    with the columns it lacks and how to make it anew, before anything writes to it."""
+    if missing := missing_columns(cursor, schema, table):
         raise WarehouseError(
             f"{schema}.{table.name} was created by an earlier version of chat_assets and lacks "
             f"the {noun(len(missing), 'column')} {', '.join(missing)}; "
