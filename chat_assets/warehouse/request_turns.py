@@ -62,15 +62,15 @@ SELECT EXISTS (
 class WarehouseTurns:
     """`chat_assets.ujet.pacer.SharedTurns` for one account, kept in the warehouse."""
 
-    def __init__(self, cursor: Any, schema: str, account: str, began: int) -> None:
+    def __init__(self, cursor: Any, schema: str, account: str, fetch_lock: tuple[int, int]) -> None:
         self._cursor = cursor  # a psycopg cursor of a connection in autocommit mode
         self._account = account
         self._key = (_TURN_LOCK, _lock_key(account))
         self._older = {
             "turn_class": self._key[0],
             "turn_object": self._key[1],
-            "fetch_class": _lock_key("fetch", account),
-            "began": began,
+            "fetch_class": fetch_lock[0],
+            "began": fetch_lock[1],
         }
         self._table = qualified_name(schema, REQUEST_STARTS_TABLE)
         self._held = threading.Lock()  # one thread of the process at a time holds the turn
@@ -132,17 +132,18 @@ def request_turns(engine: sa.Engine, schema: str, account: str) -> Iterator[Ware
         ensure_bookkeeping(cursor, schema, REQUEST_STARTS_TABLE)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         cursor = connection.connection.dbapi_connection.cursor()
-        fetch_lock = (_lock_key("fetch", account), 0)
         try:
             began = cursor.execute(
                 "SELECT extract(epoch FROM clock_timestamp() - %s::timestamptz)::int4",
                 (_FETCH_EPOCH,),
             ).fetchone()[0]
-            fetch_lock = (fetch_lock[0], began)
+            fetch_lock = (_lock_key("fetch", account), began)
             # Shared: fetches that began in the same second hold it side by side.
             cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", fetch_lock)
-            yield WarehouseTurns(cursor, schema, account, began)
+            try:
+                yield WarehouseTurns(cursor, schema, account, fetch_lock)
+            finally:
+                # The connection goes back to the engine's pool, holding its session's locks.
+                cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", fetch_lock)
         finally:
-            # The connection goes back to the engine's pool, still holding its session's locks.
-            cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", fetch_lock)
             cursor.close()
