@@ -13,6 +13,7 @@ from chat_assets.ujet.client import UjetClient
 from chat_assets.ujet.pacer import RequestPacer
 from chat_assets.warehouse.request_turns import request_turns
 from chat_assets_demo.emulator import UjetEmulator
+from chat_assets_tests.topology import wait_for
 
 START = datetime(2026, 3, 8, tzinfo=UTC)
 
@@ -57,13 +58,6 @@ def _waiting_for_turns(engine) -> int:
         ).scalar_one()
 
 
-def _until(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come about"
-        time.sleep(0.01)
-
-
 def test_an_older_fetch_waiting_for_the_turn_takes_it_before_a_younger_one(engine, schema):
     account = "http://ujet.example:80"
     order: list[str] = []
@@ -87,7 +81,12 @@ def test_an_older_fetch_waiting_for_the_turn_takes_it_before_a_younger_one(engin
             ]
             for waiting, thread in enumerate(threads, start=1):
                 thread.start()
-                _until(lambda waiting=waiting: _waiting_for_turns(engine) == waiting)
+                wait_for(
+                    lambda waiting=waiting: _waiting_for_turns(engine) == waiting,
+                    10,
+                    f"{waiting} fetches waiting for the turn",
+                    every=0.01,
+                )
             holder.end()
             for thread in threads:
                 thread.join(10)
