@@ -237,7 +237,7 @@ def _id_key(value: Any) -> tuple[int, Any]:
 class _Row:
     """One stored chat: sort keys plus its body (or the key to build a generated one from)."""
 
-    __slots__ = ("created_us", "id_key", "source", "updated_us")
+    __slots__ = ("created_us", "encoded", "id_key", "source", "updated_us")
 
     def __init__(
         self,
@@ -250,11 +250,16 @@ class _Row:
         self.updated_us = updated_us
         self.created_us = created_us
         self.source = source
+        self.encoded: bytes | None = None  # a generated body built ahead (`prepare`)
 
     def body(self) -> dict[str, Any]:
         if isinstance(self.source, dict):
             return self.source
         return demo_data.build_chat(self.source)
+
+    def wire(self) -> bytes:
+        """The body as it goes out in a page's list."""
+        return _encode(self.body()) if self.encoded is None else self.encoded
 
     def sort_key(self, column: str) -> tuple[Any, ...]:
         """The column's value first (missing ones first), the id as the tie-break."""
@@ -312,9 +317,9 @@ def _in_bounds(row: _Row, from_us: int | None, to_us: int | None) -> bool:
     )
 
 
-def _encode(records: list[dict[str, Any]]) -> bytes:
+def _encode(value: Any) -> bytes:
     """UTF-8 JSON; a lone surrogate goes out as its `\\uXXXX` escape, as JSON allows."""
-    text = json.dumps(records, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     return text.encode("utf-8", "backslashreplace")
 
 
@@ -609,6 +614,18 @@ class UjetEmulator:
         with self._lock:
             return len(self._faults)
 
+    def prepare(self, start: datetime, end: datetime) -> int:
+        """Generate the demo chats of the window [start, end] and build every version's body
+        now, so that serving the window later costs no more than joining prepared bytes (UJET's
+        servers do not share the client's cores). Returns the versions prepared."""
+        if self._rows is not None:
+            raise ValueError("prepare() is for generated demo chats, not served records")
+        generated = self._generated_span(demo_data.to_epoch_us(start), demo_data.to_epoch_us(end))
+        for row in generated.rows:
+            if row.encoded is None:
+                row.encoded = row.wire()
+        return len(generated.rows)
+
     def serve_records(self, records: Iterable[dict[str, Any] | StoredChat]) -> None:
         """Serve exactly these chats (filtered, sorted and paged) instead of generated data."""
         rows = [_stored_row(item) for item in records]
@@ -750,7 +767,11 @@ class UjetEmulator:
         return self._generated_rows(from_us, to_us)
 
     def _generated_rows(self, from_us: int, to_us: int) -> list[_Row]:
-        """Keys only (records are built when their page is served). The spans generated last
+        """Keys only (records are built when their page is served)."""
+        return self._generated_span(from_us, to_us).newest_within(from_us, to_us)
+
+    def _generated_span(self, from_us: int, to_us: int) -> _Generated:
+        """The whole days around [from_us, to_us], generated or kept. The spans generated last
         are kept, since a client reads one window in many requests, of slices of it, and a
         backfill reads several days' windows at once."""
         day_us = 86_400_000_000
@@ -760,7 +781,7 @@ class UjetEmulator:
                 cached = next((g for g in self._generated if g.covers(span)), None)
             if cached is None:
                 cached = self._generate(span)
-        return cached.newest_within(from_us, to_us)
+        return cached
 
     def _generate(self, span: tuple[int, int]) -> _Generated:
         """The chat versions of whole days [span), kept for the requests after this one."""
@@ -804,7 +825,7 @@ class UjetEmulator:
             page_rows = [rows[start - 1], *page_rows]
         with self._lock:
             self._served.update(row.id_key for row in page_rows)
-        body = _encode([row.body() for row in page_rows])
+        body = b"[" + b",".join(row.wire() for row in page_rows) + b"]"
         shown_total = total
         if fault is not None and fault.name == "wrong_total":
             shown_total = max(0, total + int(fault.options.get("delta", 5)))

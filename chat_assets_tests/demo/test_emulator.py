@@ -505,3 +505,26 @@ def test_runs_standalone() -> None:
         out, _ = process.communicate(timeout=5)
         assert process.returncode == 0
     assert "requests 1 answered_429 0" in out
+
+
+def test_prepared_days_serve_the_same_bytes_without_building_them(
+    http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day prepared ahead answers every page byte for byte as one built while it is read,
+    without building a chat or generating the day again."""
+    start = datetime(2024, 3, 1, 15, tzinfo=UTC)
+    window = _bounds("2024-03-01T15:00:00Z", "2024-03-02T15:00:00Z")
+    pages = [dict(window, page=str(n), per="20") for n in (1, 2, 3)]
+    with UjetEmulator(chats_per_day=48) as built:
+        expected = [_chats(built, http, **page).content for page in pages]
+    with UjetEmulator(chats_per_day=48) as prepared:
+        assert prepared.prepare(start, start + timedelta(days=1)) >= 48
+        generations = prepared.generations
+        monkeypatch.setattr(demo_data, "build_chat", _never_built)
+        answers = [_chats(prepared, http, **page).content for page in pages]
+    assert answers == expected and all(json.loads(page) for page in answers)
+    assert prepared.generations == generations
+
+
+def _never_built(key: object) -> dict[str, Any]:
+    raise AssertionError("a prepared chat was built again")
