@@ -154,7 +154,7 @@ _EVENT_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4} - ")
 # Errors whose message says what to change (a credential, an address, a setting): a stack
 # helps no one who meets them.
 _PLAIN_ERROR = re.compile(
-    r"^chat_assets\.(ujet\.errors\.Ujet(Auth|NotFound|Unavailable)Error"
+    r"^chat_assets\.(ujet\.errors\.Ujet(Address|Auth|NotFound|Unavailable)Error"
     r"|warehouse\.connection\.WarehouseUnreachable): "
 )
 

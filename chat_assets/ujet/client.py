@@ -30,6 +30,7 @@ from urllib3.exceptions import NameResolutionError
 
 from chat_assets.plural import counted
 from chat_assets.ujet.errors import (
+    UjetAddressError,
     UjetAuthError,
     UjetError,
     UjetNotFoundError,
@@ -446,7 +447,7 @@ class UjetClient:
                     allow_redirects=False,  # credentials must not follow a redirect anywhere
                 )
             except requests.exceptions.SSLError:
-                raise UjetError(
+                raise UjetAddressError(
                     f"TLS with {self._host} failed on request {page} of the window {window} "
                     "(SSLError): check UJET_BASE_URL and the machine's CA certificates"
                 ) from None
@@ -457,7 +458,7 @@ class UjetClient:
             ) as exc:
                 if (lookup := _lookup_failure(exc)) is not None:
                     # A name that does not resolve is a setting to fix, not a slow network.
-                    raise UjetError(
+                    raise UjetAddressError(
                         f"UJET host {self._host} did not resolve ({lookup}): "
                         f"check {self._address_from}"
                     ) from None

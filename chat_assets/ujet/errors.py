@@ -10,6 +10,11 @@ class UjetAuthError(UjetError):
     """UJET refused the credentials (401) or their permissions (403); retrying cannot help."""
 
 
+class UjetAddressError(UjetError):
+    """The configured address cannot be used as written: its host name does not resolve, or
+    TLS with it fails; a setting to fix, so never retried."""
+
+
 class UjetNotFoundError(UjetError):
     """The chats endpoint does not exist at the configured address (404)."""
 

@@ -335,3 +335,20 @@ def test_an_unreachable_warehouse_fails_each_step_naming_the_setting(tmp_path: P
     # raw_chats and retention, the steps that reach the warehouse first, each say the same
     assert done.stderr.count("check CHAT_ASSETS_DATABASE_URL") == 2, done.stderr
     assert "refused the write" not in done.stderr and ":pw@" not in done.stderr
+
+
+def test_an_unresolvable_ujet_host_is_one_line_without_a_stack(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = demo_env(tmp_path / "state") | {
+        **PRODUCTION_ENV,
+        "UJET_DOMAIN": "invalid",
+        "CHAT_ASSETS_DATABASE_URL": database_url,
+    }
+    done = demo(["--production", "materialize", "2026-01-15"], env)
+    assert done.returncode == 1
+    said = "UJET host acme.invalid did not resolve ("
+    assert done.stderr.count(said) == 1, done.stderr
+    assert "check UJET_SUBDOMAIN and UJET_DOMAIN" in done.stderr
+    assert "Stack Trace:" not in done.stderr and "File " not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("chat_assets: materializing 2026-01-15 failed")
