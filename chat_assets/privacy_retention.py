@@ -72,6 +72,8 @@ def build_retention(
         except WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
         outcome = retention.apply(engine, warehouse.db_schema, policy, today, timezone)
+        if policy:
+            context.log.info(outcome.summary())
         return dg.MaterializeResult(
             metadata={
                 "today": today.isoformat(),

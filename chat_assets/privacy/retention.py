@@ -214,6 +214,15 @@ class Outcome:
     first_kept: dict[str, date]
     counts: dict[str, int]
 
+    def summary(self) -> str:
+        """One line for the run's log: the first day kept of each kind with a limit, and the
+        rows let go (counts only)."""
+        kept = ", ".join(f"{kind} from {day.isoformat()}" for kind, day in self.first_kept.items())
+        gone = ", ".join(f"{name} {n:,}" for name, n in self.counts.items() if n)
+        return f"Retention on {self.today.isoformat()}: kept {kept}; " + (
+            gone or "nothing newly expired"
+        )
+
 
 def apply(engine: sa.Engine, schema: str, policy: Policy, today: date, timezone: str) -> Outcome:
     """Let go of everything older than its limit on `today`, in one transaction, and record

@@ -50,7 +50,7 @@ def land(settings, database_url, schema, days, policy: Policy | None = None) -> 
             materialize_day(settings, emulator, database_url, schema, day, policy=policy)
 
 
-def run_retention(database_url, schema, today: date, selection=None):
+def run_retention(database_url, schema, today: date, selection=None, instance=None):
     """The retention asset and its check, in one run scheduled on `today`."""
     asset, check = build_retention(POLICY, "UTC")
     return dg.materialize(
@@ -58,6 +58,7 @@ def run_retention(database_url, schema, today: date, selection=None):
         selection=selection,
         resources={"warehouse": Warehouse(database_url=database_url, db_schema=schema)},
         tags={SCHEDULED_TIME_TAG: datetime.combine(today, datetime.min.time(), UTC).isoformat()},
+        instance=instance,
     )
 
 
@@ -149,8 +150,14 @@ def test_the_job_expires_exactly_the_days_past_each_limit(settings, database_url
     alone = run_retention(database_url, schema, TODAY, dg.AssetSelection.checks(only_check))
     assert [e.passed for e in alone.get_asset_check_evaluations()] == [False]
 
-    result = run_retention(database_url, schema, TODAY)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_retention(database_url, schema, TODAY, instance=instance)
 
+    # The run's log says what was kept and let go, in counts.
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    [line] = [message for message in said if message.startswith("Retention on ")]
+    assert line.startswith("Retention on 2026-01-10: kept raw from 2026-01-06, ")
+    assert "raw_chats_deleted " in line and not _PSEUDONYM.search(line)
     assert linked_days(engine, schema) == {
         "raw": {"2026-01-06", "2026-01-07", "2026-01-08"},
         "customer": {"2026-01-07", "2026-01-08"},
