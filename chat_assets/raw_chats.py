@@ -171,7 +171,7 @@ def build_raw_chats(
                 f"source: {ujet.source}: {counted(result.kept, 'chat')} from "
                 f"{counted(result.pages, 'page')} (API total {result.total}, "
                 f"{counted(result.duplicates_dropped, 'duplicate')} dropped, "
-                f"{counted(result.lanes, 'request')} in flight)"
+                f"at most {counted(result.lanes, 'request')} in flight at once)"
             )
             metadata = landed_metadata(
                 result, sanitizer.report, pseudonymizer.fingerprint, ujet.source, window

@@ -157,7 +157,7 @@ def test_a_one_page_day_is_counted_in_the_singular(settings, database_url, schem
     assert len(said) == 1, messages
     assert re.fullmatch(
         r"source: ujet: \d+ chats from 1 page \(API total \d+, 0 duplicates dropped, "
-        r"1 request in flight\)",
+        r"at most 1 request in flight at once\)",
         said[0],
     ), said[0]
 

@@ -403,7 +403,7 @@ class UjetClient:
             f"UJET window {window}: {counted(counters.requests, 'request')}, "
             f"{counted(read.received, 'chat')} received, "
             f"{counted(duplicates, 'duplicate')} dropped, {outside} outside the window, "
-            f"{len(inside)} kept, {lanes} in flight, pace {self._pacer.pace:.1f}/s"
+            f"{len(inside)} kept, at most {lanes} in flight at once, pace {self._pacer.pace:.1f}/s"
         )
         return FetchResult(
             records=[collected[i] for i in inside] if collected else [],

@@ -184,7 +184,7 @@ def test_a_one_page_window_is_counted_in_the_singular() -> None:
     assert progress.startswith("UJET: 1 page, 5 of 5 chats so far, ")
     assert done.startswith("UJET window ")
     assert ": 1 request, 5 chats received, 0 duplicates dropped, " in done
-    assert ", 1 in flight, " in done
+    assert ", at most 1 in flight at once, " in done
 
 
 def test_the_time_to_go_follows_the_pages_rate_not_only_the_pace() -> None:
