@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
@@ -227,6 +228,7 @@ def run(
     cwd: Path,
     *,
     stderr: Callable[[Iterable[str]], Iterable[str]] | None = None,
+    ready: tuple[str, str] | None = None,
 ) -> int:
     """Run Dagster until it ends or this process is asked to stop (SIGINT or SIGTERM).
 
@@ -235,7 +237,9 @@ def run(
     The child runs in a session of its own: a terminal's Ctrl-C reaches only this process, which
     asks the child once to stop (SIGTERM, so Dagster shuts its webserver and daemon down in
     order), then ends whatever of the child's group is left. Stopping on request exits 0.
-    The child's standard error passes through `stderr`, line by line, when given.
+    The child's standard error passes through `stderr`, line by line, when given. With
+    `ready` (an address and a line), the line is printed once the address answers, so an
+    address it names opens at once.
     """
     stop = threading.Event()
 
@@ -259,6 +263,14 @@ def run(
             target=lambda: sys.stderr.writelines(stderr(lines)), name="stderr", daemon=True
         )
         copy.start()
+    if ready:
+
+        def running() -> bool:
+            return child.poll() is None and not stop.is_set()
+
+        threading.Thread(
+            target=_announce_when_up, args=(*ready, running), name="ready", daemon=True
+        ).start()
     while child.poll() is None and not stop.wait(0.2):
         pass
     if child.poll() is None:
@@ -269,6 +281,19 @@ def run(
     if stderr:
         copy.join(STOP_SECONDS)
     return 0 if stop.is_set() else child.wait()
+
+
+def _announce_when_up(address: str, line: str, running: Callable[[], bool]) -> None:
+    """Print `line` once `address` answers 200, unless Dagster stops first."""
+    while running():
+        try:
+            with urllib.request.urlopen(address, timeout=2) as answer:
+                if answer.status == 200:
+                    print(line, flush=True)
+                    return
+        except (OSError, ValueError):
+            pass  # not listening yet, or not ready to answer
+        time.sleep(0.5)
 
 
 def _end_group(group: int) -> None:
@@ -354,14 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     location = "chat_assets.definitions" if args.production else "chat_assets_demo.definitions"
     # Modules resolve from the checkout, whatever the working folder (see run()).
     module = ["-m", location, "-d", str(Path(__file__).resolve().parents[1])]
+    ready: tuple[str, str] | None = None
     if args.command == "materialize":
         command = [dagster, "asset", "materialize", *module, "--select", "*", "--partition", day]
     else:
+        ui = f"http://{args.host}:{args.port}"
+        print(f"chat_assets: starting Dagster's UI and daemon on {ui} (Ctrl-C stops)", flush=True)
         # Dagster's UI opens on its overview; the assets are what the demo is about.
-        print(
-            f"chat_assets: Dagster UI at http://{args.host}:{args.port}/assets, the asset catalog"
-            " (Ctrl-C stops)"
-        )
+        ready = (f"{ui}/assets", f"chat_assets: Dagster UI at {ui}/assets, the asset catalog")
         # Dagster's services (webserver, daemon) say only warnings and errors: without this the
         # daemon logs two lines a minute for each sensor tick, however little it does.
         services = ["--log-level", "info" if args.verbose else "warning"]
@@ -382,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         env,
         settings.state_dir,
         stderr=without_repeated_stack if args.command == "materialize" else None,
+        ready=ready,
     )
     if args.command == "materialize":
         failed = failed_checks(Path(env["DAGSTER_HOME"]), day) if code == 0 else []

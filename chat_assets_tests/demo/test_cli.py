@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,15 +64,17 @@ def test_a_background_demo_stops_every_child_on_a_signal(tmp_path: Path, how: in
     )
     try:
         deadline = time.monotonic() + 180
-        while True:
-            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "the UI never came up"
-            time.sleep(1)
+        assert demo.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in demo.stdout], daemon=True).start()
+        said: list[str] = []
+        address = f"http://127.0.0.1:{port}/assets"
+        while f"chat_assets: Dagster UI at {address}, the asset catalog\n" not in said:
+            assert demo.poll() is None and time.monotonic() < deadline, "".join(said)
+            with contextlib.suppress(queue.Empty):
+                said.append(lines.get(timeout=1))
+        # The address is printed once it answers: opened at once, it shows the catalog.
+        assert requests.get(address, timeout=5).ok
         family = psutil.Process(demo.pid).children(recursive=True)
         postgres = [
             p
@@ -85,12 +90,15 @@ def test_a_background_demo_stops_every_child_on_a_signal(tmp_path: Path, how: in
             time.sleep(2)
         demo.send_signal(how)
         assert demo.wait(timeout=60) == 0
-        assert demo.stdout is not None
-        said = demo.stdout.read().splitlines()
+        time.sleep(0.5)  # the reader's last lines
+        while not lines.empty():
+            said.append(lines.get())
+        [starting] = [n for n, x in enumerate(said) if x.startswith("chat_assets: starting ")]
+        assert starting < said.index(f"chat_assets: Dagster UI at {address}, the asset catalog\n")
         assert (
-            said[-1] == "chat_assets: stopped Dagster's UI and daemon and the embedded PostgreSQL"
+            said[-1] == "chat_assets: stopped Dagster's UI and daemon and the embedded PostgreSQL\n"
         )
-        assert not [line for line in said if "dagster.daemon" in line], "\n".join(said)
+        assert not [line for line in said if "dagster.daemon" in line], "".join(said)
     finally:
         if demo.poll() is None:
             demo.kill()
@@ -230,8 +238,7 @@ def test_a_port_left_in_time_wait_by_a_stopped_ui_is_free(tmp_path: Path) -> Non
         started.terminate()
         _, errors = started.communicate(timeout=60)
     assert first == (
-        f"chat_assets: Dagster UI at http://127.0.0.1:{port}/assets, the asset catalog"
-        " (Ctrl-C stops)\n"
+        f"chat_assets: starting Dagster's UI and daemon on http://127.0.0.1:{port} (Ctrl-C stops)\n"
     ), errors
     assert "is taken" not in errors
 
