@@ -5,9 +5,10 @@ server, webserver, daemon, the production dagster.yaml, PostgreSQL) serves the t
 location (`chat_assets.tenants_location` on a tenants file), each tenant paced at 10
 requests/s against a UJET emulator of its own with a strict limiter of 10 requests/s and 5,000
 chats a day (with `--latency`, the emulator takes that long to answer each admitted request, 0.4 s
-if no figure is given). Each tenant's job is backfilled over the same days, one backfill per
-tenant launched through GraphQL as the UI does, all at once; the instance runs at most 4 runs
-at a time, 2 of one tenant. A fresh topology for each count.
+if no figure is given). Each emulator builds its days' pages before the clock starts, so that
+while the backfills run it only sends them. Each tenant's job is backfilled over the same days,
+one backfill per tenant launched through GraphQL as the UI does, all at once; the instance runs
+at most 4 runs at a time, 2 of one tenant. A fresh topology for each count.
 
 Prints per count: the wall time from the first run's start to the last run's end, against the
 single-tenant floor (the slowest tenant's requests at 10 per second: tenants have budgets of
