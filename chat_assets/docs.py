@@ -21,7 +21,7 @@ from pathlib import Path
 from chat_assets.privacy.catalog import CATALOG, Treatment
 from chat_assets.privacy.record import record_of_processing
 from chat_assets.privacy.target import target_for
-from chat_assets.settings import SettingsError
+from chat_assets.settings import SettingsError, said
 from chat_assets.tables import TABLES, TREATED, Column, Table
 
 
@@ -152,7 +152,7 @@ def write_record(argv: list[str]) -> int:
     try:
         target = target_for(_option(argv, "--tenant"), _option(argv, "--tenants-file"))
     except SettingsError as error:
-        print(f"chat_assets: {error}", file=sys.stderr)
+        print(said(error), file=sys.stderr)
         return 2
     record = record_of_processing(target.settings, date.today(), target.keys)
     if path == "-":

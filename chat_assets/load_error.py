@@ -18,14 +18,14 @@ import dagster as dg
 from dagster._core.errors import DagsterUserCodeProcessError
 from dagster._utils.error import SerializableErrorInfo
 
-from chat_assets.settings import SettingsError
+from chat_assets.settings import SettingsError, said
 
 
 class LocationSettingsError(DagsterUserCodeProcessError):
     """A setting the code location cannot load with, said as `bin/demo` says it."""
 
     def __init__(self, error: SettingsError) -> None:
-        message = f"chat_assets: {error}"
+        message = said(error)
         info = SerializableErrorInfo(message=message, stack=[], cls_name=type(error).__name__)
         super().__init__(message, user_code_process_error_infos=[info])
 

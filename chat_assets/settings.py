@@ -33,6 +33,11 @@ class SettingsError(ValueError):
     """A setting has a value chat_assets cannot use; the message names the variable."""
 
 
+def said(error: Exception) -> str:
+    """An error as chat_assets says it on a console: each of its lines after `chat_assets: `."""
+    return "\n".join(f"chat_assets: {line}" for line in str(error).splitlines())
+
+
 def env_value(name: str | None) -> str | None:
     """The variable's value, stripped; None when it is unset or empty, or no variable is named."""
     value = os.environ.get(name, "").strip() if name else ""

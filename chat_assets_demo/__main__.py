@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from chat_assets.location import require_production_settings
 from chat_assets.partitions import daily_partitions
-from chat_assets.settings import Settings, SettingsError
+from chat_assets.settings import Settings, SettingsError, said
 from chat_assets_demo.earlier_version import start_afresh_if_earlier
 from chat_assets_demo.embedded import embedded_database_url, release
 
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"chat_assets: {error}", file=sys.stderr)
+        print(said(error), file=sys.stderr)
         return 2
     try:  # every setting loading would miss or refuse, said before anything (and the port)
         if args.production:
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         elif settings.pii_key_problem:
             raise SettingsError(settings.pii_key_problem)
     except SettingsError as error:
-        print(f"chat_assets: {error}", file=sys.stderr)
+        print(said(error), file=sys.stderr)
         return 2
     if args.command != "materialize" and port_taken(args.host, args.port):
         print(
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             day = partition_day(args.day, settings)
         except SettingsError as error:
-            print(f"chat_assets: {error}", file=sys.stderr)
+            print(said(error), file=sys.stderr)
             return 2
     env = prepare_environment(settings, production=args.production, verbose=args.verbose)
     dagster = str(Path(sys.executable).with_name("dagster"))

@@ -32,7 +32,7 @@ from chat_assets.privacy.pseudonyms import PrivacyKeyError, Pseudonymizer
 from chat_assets.privacy.rotation import RotationRefused, rotate
 from chat_assets.privacy.suppression import Mode
 from chat_assets.privacy.target import Target, target_for
-from chat_assets.settings import SettingsError
+from chat_assets.settings import SettingsError, said
 from chat_assets.warehouse import connection
 
 NAMESPACES = sorted({rule.namespace for rule in CATALOG if rule.namespace})
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         RotationRefused,
         connection.WarehouseUnreachable,
     ) as error:
-        print(f"chat_assets: {error}", file=sys.stderr)
+        print(said(error), file=sys.stderr)
         return 2
     except (psycopg.Error, sa.exc.DBAPIError) as error:
         # PostgreSQL quotes values in its errors: say what failed, never with what.

@@ -252,6 +252,8 @@ def test_production_names_missing_settings_even_when_the_port_is_taken(tmp_path:
     assert done.returncode == 2
     assert "CHAT_ASSETS_DATABASE_URL is not set" in done.stderr
     assert "UJET_SUBDOMAIN" in done.stderr and "is taken" not in done.stderr
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 3 and all(line.startswith("chat_assets: ") for line in said), said
 
 
 def test_a_weak_pseudonym_key_is_refused_before_anything_starts(tmp_path: Path) -> None:
