@@ -939,23 +939,35 @@ class _Reply:
 def main(argv: list[str] | None = None) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(description="Local emulator of UJET's chats endpoint")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--personality", default="rfc8288", choices=sorted(PERSONALITIES))
-    parser.add_argument("--chats-per-day", type=int, default=48, help="average over weeks")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (8765)")
     parser.add_argument(
-        "--latency", type=float, default=None, help="seconds to answer each admitted request"
+        "--personality",
+        default="rfc8288",
+        choices=sorted(PERSONALITIES),
+        help="how the API pages, limits and fails (rfc8288: Link headers, no limit)",
+    )
+    parser.add_argument(
+        "--chats-per-day", type=int, default=48, help="new chats a day, averaged over weeks (48)"
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        help="seconds to answer each admitted request (the personality's own: none but "
+        "slow_strict_10's 0.4)",
     )
     parser.add_argument(
         "--timezone",
         default="UTC",
-        help="IANA zone whose local time the demo data's rhythm follows",
+        help="IANA zone whose local time the demo data's rhythm follows (UTC)",
     )
     parser.add_argument(
         "--seasonal",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="weekly and daily rhythm in the volume (--no-seasonal: exactly --chats-per-day a day)",
+        help="weekly and daily rhythm in the volume (on; --no-seasonal: exactly --chats-per-day "
+        "a day)",
     )
     args = parser.parse_args(argv)
     emulator = UjetEmulator(
