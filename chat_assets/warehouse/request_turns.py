@@ -83,26 +83,26 @@ class WarehouseTurns:
         self._held.acquire()
         locked = False
         try:
-            # A turn free at once has nobody waiting for it (a waiter is given the turn as it
-            # is let go): only a turn waited for needs pg_locks read, which is not free.
             free = self._run("SELECT pg_try_advisory_lock(%s, %s)", *self._key)[0]
             if not free:
                 self._run("SELECT pg_advisory_lock(%s, %s)", *self._key)
             locked = True
-            while not free and self._cursor.execute(_OLDER_WAITING, self._older).fetchone()[0]:
-                # Let the older fetch have this turn (it is granted the lock at once), and
-                # wait for the next.
+            # An older fetch is looked for once the turn is due: whoever waited for the lock
+            # or for the spacing may have been joined meanwhile by an older fetch's request,
+            # whose lane queues only as its own turn ends. A turn free and due at once had
+            # nobody waiting (a waiter is given the turn as it is let go), so it skips
+            # reading pg_locks, which is not free.
+            while True:
+                waited = self._spaced(interval) or not free
+                if not waited or not self._older_waiting():
+                    break
+                # Let the older fetch have this turn (it is granted the lock at once, and the
+                # spacing is already kept), and wait for the next.
                 self._run("SELECT pg_advisory_unlock(%s, %s)", *self._key)
                 locked = False
                 self._run("SELECT pg_advisory_lock(%s, %s)", *self._key)
                 locked = True
-            row = self._run(
-                "SELECT extract(epoch FROM clock_timestamp() - last_start) FROM {table}"
-                " WHERE account = %s",
-                self._account,
-            )
-            if row is not None and row[0] < interval:
-                time.sleep(interval - float(row[0]))
+                free = False
         except BaseException:
             try:
                 if locked:  # the turn is not kept by a caller that will never end it
@@ -110,6 +110,22 @@ class WarehouseTurns:
             finally:
                 self._held.release()
             raise
+
+    def _spaced(self, interval: float) -> bool:
+        """Wait until `interval` has passed since the account's last request started; whether
+        that took a wait."""
+        row = self._run(
+            "SELECT extract(epoch FROM clock_timestamp() - last_start) FROM {table}"
+            " WHERE account = %s",
+            self._account,
+        )
+        if row is None or row[0] >= interval:
+            return False
+        time.sleep(interval - float(row[0]))
+        return True
+
+    def _older_waiting(self) -> bool:
+        return bool(self._cursor.execute(_OLDER_WAITING, self._older).fetchone()[0])
 
     def end(self) -> None:
         try:

@@ -91,3 +91,30 @@ def test_an_older_fetch_waiting_for_the_turn_takes_it_before_a_younger_one(engin
             for thread in threads:
                 thread.join(10)
     assert order == ["older", "younger"]
+
+
+def test_an_older_fetch_that_queues_while_the_turn_waits_for_its_spacing_goes_first(engine, schema):
+    """A turn taken at once still waits out the spacing since the last request; an older
+    fetch's request that queues meanwhile (as its lanes do, one after another) is sent first."""
+    account = "http://ujet.example:80"
+    order: list[str] = []
+
+    def take(turns, name: str) -> None:
+        turns.begin(1.0)
+        order.append(name)
+        turns.end()
+
+    with request_turns(engine, schema, account) as older:
+        time.sleep(1.1)  # fetches are told apart by the second they began
+        with request_turns(engine, schema, account) as younger:
+            take(younger, "first")  # a request has just started: the next waits a second
+            threads = [
+                threading.Thread(target=take, args=(younger, "younger")),
+                threading.Thread(target=take, args=(older, "older")),
+            ]
+            threads[0].start()
+            time.sleep(0.3)  # the younger holds the turn, waiting out the spacing
+            threads[1].start()
+            for thread in threads:
+                thread.join(10)
+    assert order == ["first", "older", "younger"]
