@@ -58,14 +58,21 @@ def _waiting_for_turns(engine) -> int:
         ).scalar_one()
 
 
+def _taker(order: list[str], interval: float):
+    """A request's turn as a thread takes it: begun, noted in `order`, ended."""
+
+    def take(turns, name: str) -> None:
+        turns.begin(interval)
+        order.append(name)
+        turns.end()
+
+    return take
+
+
 def test_an_older_fetch_waiting_for_the_turn_takes_it_before_a_younger_one(engine, schema):
     account = "http://ujet.example:80"
     order: list[str] = []
-
-    def take(turns, name: str) -> None:
-        turns.begin(0)
-        order.append(name)
-        turns.end()
+    take = _taker(order, 0)
 
     with request_turns(engine, schema, account) as older:
         time.sleep(1.1)  # fetches are told apart by the second they began
@@ -98,11 +105,7 @@ def test_an_older_fetch_that_queues_while_the_turn_waits_for_its_spacing_goes_fi
     fetch's request that queues meanwhile (as its lanes do, one after another) is sent first."""
     account = "http://ujet.example:80"
     order: list[str] = []
-
-    def take(turns, name: str) -> None:
-        turns.begin(1.0)
-        order.append(name)
-        turns.end()
+    take = _taker(order, 1.0)
 
     with request_turns(engine, schema, account) as older:
         time.sleep(1.1)  # fetches are told apart by the second they began
