@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 import sqlalchemy as sa
-from psycopg import sql
 
 from chat_assets.checks.specs import COMPLETE_WINDOW, NO_UNKNOWN_FIELDS, PII_KEY_UNCHANGED
-from chat_assets.tables import RAW_CHATS, RAW_PII_KEY
+from chat_assets.privacy.stored_keys import other_keys
+from chat_assets.tables import RAW_CHATS
 from chat_assets.ujet.client import FetchResult
 from chat_assets.warehouse.connection import cursor_for
-from chat_assets.warehouse.sql_parts import qualified
 
 
 def complete_window(result: FetchResult) -> dg.AssetCheckResult:
@@ -51,11 +50,8 @@ def pii_key_unchanged(engine: sa.Engine, schema: str, fingerprint: str) -> dg.As
     """Pseudonyms made with different keys never join: fail while any payload used another.
     Only rows of other keys are read (two ranges of an index), so the work does not grow with
     the history while every payload agrees."""
-    query = sql.SQL("SELECT {0}, count(*) FROM {1} WHERE {0} < %s OR {0} > %s GROUP BY {0}").format(
-        sql.Identifier(RAW_PII_KEY), qualified(schema, RAW_CHATS)
-    )
     with cursor_for(engine) as cursor:
-        others = dict(cursor.execute(query, (fingerprint, fingerprint)).fetchall())
+        others = other_keys(cursor, schema, fingerprint)
     return dg.AssetCheckResult(
         check_name=PII_KEY_UNCHANGED,
         asset_key=RAW_CHATS.name,

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from chat_assets.privacy import ledger
 from chat_assets.privacy.catalog import CATALOG
-from chat_assets.privacy.erasure import SUBJECT_NAMESPACES, Request, erase
+from chat_assets.privacy.erasure import SUBJECT_NAMESPACES, ErasureRefused, Request, erase
 from chat_assets.privacy.ledger import LedgerRefError, checked_ref
 from chat_assets.privacy.pseudonyms import PrivacyKeyError, Pseudonymizer
 from chat_assets.privacy.rotation import RotationRefused, rotate
@@ -139,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             print(pseudonym)
             return 0
         assert ref is not None
-        request = Request(args.namespace, pseudonym, ref, Mode(args.mode), args.also_future)
+        request = Request(
+            args.namespace,
+            pseudonym,
+            ref,
+            Mode(args.mode),
+            args.also_future,
+            fingerprints=pseudonymizer.fingerprints,
+        )
         outcome = erase(
             engine,
             settings.schema,
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         SettingsError,
         LedgerRefError,
         RotationRefused,
+        ErasureRefused,
         connection.WarehouseUnreachable,
     ) as error:
         print(said(error), file=sys.stderr)

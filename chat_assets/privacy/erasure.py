@@ -27,6 +27,7 @@ from psycopg import sql
 from chat_assets.plural import counted, noun
 from chat_assets.privacy import bookkeeping, ledger, lookup, suppression
 from chat_assets.privacy.lookup import customer_columns
+from chat_assets.privacy.stored_keys import other_keys
 from chat_assets.privacy.suppression import LINKED_TABLES, Mode
 from chat_assets.tables import (
     AGGREGATE_TABLES,
@@ -52,6 +53,13 @@ class Request:
     ref: str
     mode: Mode = Mode.UNLINK
     also_future: bool = False
+    # The fingerprints of the key chain that made `pseudonym`, current last: stored payloads
+    # under any other key cannot be found by it, and the erasure is refused (empty: not checked).
+    fingerprints: tuple[str, ...] = ()
+
+
+class ErasureRefused(Exception):
+    """The erasure cannot find what it is asked to erase; nothing changed."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,15 @@ def _erase(
     cursor.execute(
         sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(qualified(schema, RAW_CHATS))
     )
+    if request.fingerprints:
+        found = other_keys(cursor, schema, request.fingerprints[-1])
+        if unknown := {fp: n for fp, n in found.items() if fp not in request.fingerprints}:
+            raise ErasureRefused(
+                f"raw_chats holds {sum(unknown.values())} rows pseudonymised under other keys "
+                f"(fingerprints {', '.join(sorted(unknown))}; this key's: "
+                f"{request.fingerprints[-1]}), whose chats an erasure under this key "
+                "cannot find: set the pseudonym key that wrote them; nothing changed"
+            )
     suppression.ensure(cursor, schema)
     ledger.ensure(cursor, schema)
     pseudonyms = {request.pseudonym} | _held_by(

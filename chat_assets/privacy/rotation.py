@@ -29,6 +29,7 @@ from chat_assets.privacy import bookkeeping, ledger, suppression
 from chat_assets.privacy.catalog import CATALOG, Rule, Treatment
 from chat_assets.privacy.lookup import pseudonym_columns
 from chat_assets.privacy.pseudonyms import Pseudonymizer, UnknownKeyVersion
+from chat_assets.privacy.stored_keys import other_keys
 from chat_assets.privacy.suppression import SUPPRESSION_TABLE
 from chat_assets.settings import KeyNames
 from chat_assets.tables import (
@@ -149,15 +150,7 @@ def _refuse_unknown_fingerprints(
 ) -> None:
     """Every stored version was made under a prefix of the configured chain; this is also what
     proves the previous keys are the ones that made them."""
-    found = dict(
-        cursor.execute(
-            sql.SQL("SELECT {0}, count(*) FROM {1} WHERE {2} GROUP BY {0}").format(
-                sql.Identifier(RAW_PII_KEY),
-                qualified(schema, RAW_CHATS),
-                _other_fingerprint(pseudonymizer.fingerprint),
-            )
-        ).fetchall()
-    )
+    found = other_keys(cursor, schema, pseudonymizer.fingerprint)
     if unknown := {fp: n for fp, n in found.items() if fp not in pseudonymizer.fingerprints}:
         raise RotationRefused(
             f"raw_chats holds rows made under keys that are not configured (fingerprint: rows "

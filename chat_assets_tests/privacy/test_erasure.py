@@ -418,3 +418,23 @@ def test_the_report_counts_one_chat_row_and_day_in_the_singular():
     assert lines[1].split() == ["chats", "1", "row", "would", "change"]
     assert lines[2].split() == ["chat_participants", "2", "rows", "would", "change"]
     assert lines[3].split()[1:] == ["1", "day", "would", "be", "recomputed"]
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_an_erasure_under_another_key_than_the_stored_ones_is_refused(
+    engine, schema, landed, command, monkeypatch, dry
+):
+    """Under a key that did not write the stored payloads, no chat can be found: the command
+    says so and changes nothing, rather than report an erasure of 0 chats."""
+    _, subject, pseudonyms = landed
+    rows = chats_of(engine, schema, subject)
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", "a-different-pseudonym-key-" + "7c5e3a91f0d2b864")
+    args = ["--dry-run"] if dry else []
+    code, printed = command("erase", "end_user", str(SUBJECT_ID), "--ref", REF, *args)
+    assert code == 2
+    [line] = printed.strip().splitlines()
+    assert line.startswith("chat_assets: raw_chats holds ") and "other keys" in line
+    assert line.endswith("set the pseudonym key that wrote them; nothing changed")
+    assert str(SUBJECT_ID) not in line and not any(p in line for p in pseudonyms)
+    assert chats_of(engine, schema, subject) == rows
+    assert found_anywhere(engine, schema, pseudonyms) != {}
