@@ -36,8 +36,8 @@ def embedded_database_url(state_dir: Path, *, keep_running: bool = False) -> str
             url = _psycopg_url(server.get_uri())
             log.info("Embedded PostgreSQL is serving %s", url)
             print(
-                f"chat_assets: embedded PostgreSQL at {url} (while this runs; psql: "
-                f'psql "host={pgdata} user=postgres dbname=postgres")',
+                f"chat_assets: embedded PostgreSQL at {url} (running until no process uses "
+                f'it; psql: psql "host={pgdata} user=postgres dbname=postgres")',
                 flush=True,
             )
     return _psycopg_url(server.get_uri())
