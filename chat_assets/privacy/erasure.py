@@ -72,6 +72,8 @@ class Outcome:
     chats: int
     rows: dict[str, int]
     days_recomputed: int
+    # The mode and request ref of an earlier erasure of the subject, if any.
+    erased_before: tuple[Mode, str] | None = None
 
     def report(self) -> str:
         """What the command prints."""
@@ -83,7 +85,11 @@ class Outcome:
         )
         marts = "+".join(a.name for a in AGGREGATE_TABLES)
         width = max(map(len, [*self.rows, marts]))
-        lines = [head] + [
+        lines = [head]
+        if self.erased_before:
+            mode, ref = self.erased_before
+            lines.append(f"  the subject was erased before, under {ref} ({mode.value})")
+        lines += [
             f"  {name:<{width}}  {n:>7} {noun(n, 'row')} {verb}" for name, n in self.rows.items()
         ]
         recomputed = "would be recomputed" if self.dry_run else "recomputed"
@@ -135,6 +141,7 @@ def _erase(
             )
     suppression.ensure(cursor, schema)
     ledger.ensure(cursor, schema)
+    before = suppression.erased_before(cursor, schema, request.pseudonym)
     pseudonyms = {request.pseudonym} | _held_by(
         cursor, schema, _chats_holding(cursor, schema, {request.pseudonym})
     )
@@ -151,7 +158,7 @@ def _erase(
         rows, days = _unlink(cursor, schema, chats), 0
     else:
         rows, days = _delete(cursor, schema, chats, timezone, interval_minutes)
-    outcome = Outcome(request.ref, request.mode, dry, len(chats), rows, days)
+    outcome = Outcome(request.ref, request.mode, dry, len(chats), rows, days, before)
     if not dry:
         ledger.append(
             cursor,

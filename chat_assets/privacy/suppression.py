@@ -230,6 +230,15 @@ def load(engine: sa.Engine, schema: str, key_version: str) -> Suppression:
     return suppression
 
 
+def erased_before(cursor: Any, schema: str, pseudonym: str) -> tuple[Mode, str] | None:
+    """The mode and request ref under which the pseudonym went on the list, if it is on it."""
+    row = cursor.execute(
+        sql.SQL("SELECT mode, request_ref FROM {} WHERE pseudonym = %s").format(_table(schema)),
+        (pseudonym,),
+    ).fetchone()
+    return None if row is None else (Mode(row[0]), row[1])
+
+
 def record(
     cursor: Any,
     schema: str,

@@ -267,7 +267,10 @@ def test_erasing_again_changes_nothing(engine, schema, landed, command):
     code, printed = command("erase", "end_user", str(SUBJECT_ID), "--ref", "DSR-2026-0013")
     assert code == 0
     assert "0 chats of the subject" in printed
-    assert {line.split()[1] for line in printed.splitlines()[1:]} == {"0"}
+    lines = printed.splitlines()
+    # It says the subject was erased before, and under which request.
+    assert lines[1] == f"  the subject was erased before, under {REF} (unlink)"
+    assert {line.split()[1] for line in lines[2:]} == {"0"}
     after = every_table(engine, schema)
     assert {k: v for k, v in after.items() if k not in (LEDGER_TABLE, SUPPRESSION_TABLE)} == {
         k: v for k, v in before.items() if k != SUPPRESSION_TABLE
