@@ -27,7 +27,7 @@ from psycopg import sql
 from chat_assets.plural import counted, noun
 from chat_assets.privacy import bookkeeping, ledger, lookup, suppression
 from chat_assets.privacy.lookup import customer_columns
-from chat_assets.privacy.stored_keys import other_keys
+from chat_assets.privacy.stored_keys import unknown_keys
 from chat_assets.privacy.suppression import LINKED_TABLES, Mode
 from chat_assets.tables import (
     AGGREGATE_TABLES,
@@ -130,15 +130,13 @@ def _erase(
     cursor.execute(
         sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(qualified(schema, RAW_CHATS))
     )
-    if request.fingerprints:
-        found = other_keys(cursor, schema, request.fingerprints[-1])
-        if unknown := {fp: n for fp, n in found.items() if fp not in request.fingerprints}:
-            raise ErasureRefused(
-                f"raw_chats holds {sum(unknown.values())} rows pseudonymised under other keys "
-                f"(fingerprints {', '.join(sorted(unknown))}; this key's: "
-                f"{request.fingerprints[-1]}), whose chats an erasure under this key "
-                "cannot find: set the pseudonym key that wrote them; nothing changed"
-            )
+    if request.fingerprints and (unknown := unknown_keys(cursor, schema, request.fingerprints)):
+        raise ErasureRefused(
+            f"raw_chats holds {sum(unknown.values())} rows pseudonymised under other keys "
+            f"(fingerprints {', '.join(sorted(unknown))}; this key's: "
+            f"{request.fingerprints[-1]}), whose chats an erasure under this key "
+            "cannot find: set the pseudonym key that wrote them; nothing changed"
+        )
     suppression.ensure(cursor, schema)
     ledger.ensure(cursor, schema)
     before = suppression.erased_before(cursor, schema, request.pseudonym)

@@ -29,7 +29,7 @@ from chat_assets.privacy import bookkeeping, ledger, suppression
 from chat_assets.privacy.catalog import CATALOG, Rule, Treatment
 from chat_assets.privacy.lookup import pseudonym_columns
 from chat_assets.privacy.pseudonyms import Pseudonymizer, UnknownKeyVersion
-from chat_assets.privacy.stored_keys import other_keys
+from chat_assets.privacy.stored_keys import under_other_key, unknown_keys
 from chat_assets.privacy.suppression import SUPPRESSION_TABLE
 from chat_assets.settings import KeyNames
 from chat_assets.tables import (
@@ -139,19 +139,12 @@ def _rotate(
     return Outcome(pseudonymizer.version, dry, rows)
 
 
-def _other_fingerprint(fingerprint: str) -> sql.Composed:
-    """SQL: raw_chats rows under another fingerprint, as two ranges of its index."""
-    column = sql.Identifier(RAW_PII_KEY)
-    return sql.SQL("({0} < {1} OR {0} > {1})").format(column, sql.Literal(fingerprint))
-
-
 def _refuse_unknown_fingerprints(
     cursor: Any, schema: str, pseudonymizer: Pseudonymizer, names: KeyNames
 ) -> None:
     """Every stored version was made under a prefix of the configured chain; this is also what
     proves the previous keys are the ones that made them."""
-    found = other_keys(cursor, schema, pseudonymizer.fingerprint)
-    if unknown := {fp: n for fp, n in found.items() if fp not in pseudonymizer.fingerprints}:
+    if unknown := unknown_keys(cursor, schema, pseudonymizer.fingerprints):
         raise RotationRefused(
             f"raw_chats holds rows made under keys that are not configured (fingerprint: rows "
             f"{unknown}; configured: {', '.join(pseudonymizer.fingerprints)}): list the keys "
@@ -237,7 +230,7 @@ def _rekey_raw(cursor: Any, schema: str, pseudonymizer: Pseudonymizer) -> int:
                 sql.Identifier(CHAT_ID_FIELD),
                 sql.Identifier(RAW_PAYLOAD),
                 target,
-                _other_fingerprint(pseudonymizer.fingerprint),
+                under_other_key(pseudonymizer.fingerprint),
             )
         )
         while batch := stored.fetchmany(BATCH):
@@ -343,7 +336,7 @@ def stale(cursor: Any, schema: str, pseudonymizer: Pseudonymizer) -> dict[str, i
     counts = {
         RAW_CHATS.name: cursor.execute(
             sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-                qualified(schema, RAW_CHATS), _other_fingerprint(pseudonymizer.fingerprint)
+                qualified(schema, RAW_CHATS), under_other_key(pseudonymizer.fingerprint)
             )
         ).fetchone()[0]
     }
