@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from chat_assets.checks import landing, personal_text, specs
+from chat_assets.collection import collected_rarely
 from chat_assets.grammar import parse_instant
 from chat_assets.handoff import hand_over
 from chat_assets.names import BARE, Names
@@ -164,7 +165,8 @@ def build_raw_chats(
 
             # The fetch has a thread of its own; this one sanitizes and stages the pages
             # meanwhile.
-            result = hand_over(fetch, land, depth=PAGES_AHEAD, name="ujet-fetch")
+            with collected_rarely():
+                result = hand_over(fetch, land, depth=PAGES_AHEAD, name="ujet-fetch")
             if leaks := sanitizer.leaks():
                 raise canary_failure(leaks)
             context.log.info(

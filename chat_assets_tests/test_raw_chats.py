@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import subprocess
@@ -14,9 +15,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from chat_assets.collection import YOUNG
 from chat_assets.location import production_definitions, production_resources
 from chat_assets.partitions import daily_partitions
 from chat_assets.privacy.resource import PrivacyResource
+from chat_assets.privacy.sanitize import WindowSanitizer
 from chat_assets.raw_chats import build_raw_chats
 from chat_assets.settings import Settings, SettingsError
 from chat_assets.tables import RAW_CHATS
@@ -90,6 +93,27 @@ def test_materializing_twice_leaves_identical_rows(settings, database_url, engin
     assert metadata["records"].value == len(first)
     assert metadata["pages"].value >= 2
     assert metadata["dagster/row_count"].value == len(first)
+
+
+def test_pages_are_sanitized_with_the_collector_held_back(
+    settings, database_url, schema, monkeypatch
+):
+    thresholds: list[int] = []
+    page = WindowSanitizer.page
+
+    def watched(self, records):
+        thresholds.append(gc.get_threshold()[0])
+        return page(self, records)
+
+    monkeypatch.setattr(WindowSanitizer, "page", watched)
+    before = gc.get_threshold()
+    with UjetEmulator(company_key="k", company_secret="s", chats_per_day=150) as emulator:
+        ujet = UjetResource(
+            base_url=emulator.base_url, company_key="k", company_secret="s", requests_per_second=50
+        )
+        assert materialize_raw(settings, ujet, database_url, schema).success
+    assert len(thresholds) >= 2 and set(thresholds) == {max(YOUNG, before[0])}
+    assert gc.get_threshold() == before
 
 
 def test_no_warehouse_transaction_stays_open_while_ujet_is_read(
