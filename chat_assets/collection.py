@@ -1,11 +1,13 @@
-"""Python's cyclic garbage collector, held back while a window's pages pass through.
+"""Python's cyclic garbage collector, held back where a process makes many objects that are
+not garbage.
 
-A page is a tree of dicts and lists parsed from JSON, and so is each sanitized chat: none holds a
-cycle, and reference counting frees each as soon as it is staged. The collector does not know
-that: by default it walks the young objects every 700 container allocations, and every tenth of
-those walks also the older ones, which in a run worker include all of Dagster's. While a window is
-fetched, sanitized and staged, it walks them every `young` allocations instead; cyclic garbage
-made meanwhile (Dagster's events, the HTTP client's exceptions) waits at most that long.
+By default the collector walks the young objects every 700 container allocations, and every tenth
+of those walks also the older ones, which in a run's process include all of Dagster's. Two places
+make objects by the hundred thousand without making cyclic garbage: loading the code location
+(the modules' long-lived objects, which no walk can free) and a window's pages (trees of dicts and
+lists parsed from JSON, freed by reference counting as soon as they are staged). There the
+collector walks them every `young` allocations instead; cyclic garbage made meanwhile (Dagster's
+events, the HTTP client's exceptions) waits at most that long.
 """
 
 from __future__ import annotations

@@ -221,6 +221,32 @@ def load_definitions(env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+COLLECTIONS_WHILE_LOADING = """
+import gc
+import dagster
+before, walks = gc.get_threshold(), []
+gc.callbacks.append(lambda phase, info: walks.append(phase) if phase == "start" else None)
+import chat_assets.definitions
+print(len(walks), gc.get_threshold() == before)
+"""
+
+
+def test_loading_the_location_leaves_the_collector_alone_until_it_is_loaded():
+    """A run's process loads the location: its modules' objects are made with the collector
+    held back, and the thresholds come back once it is loaded."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("UJET_", "CHAT_ASSETS_"))}
+    loaded = subprocess.run(
+        [sys.executable, "-c", COLLECTIONS_WHILE_LOADING],
+        env=clean | PRODUCTION_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    walks, restored = loaded.stdout.split()
+    assert int(walks) < 20 and restored == "True"
+
+
 OWN_WARNINGS = """
 import pathlib, warnings
 import dagster as dg
