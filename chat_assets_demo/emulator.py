@@ -48,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from chat_assets.plural import counted
 from chat_assets_demo import demo_data
 
 API_PREFIX = "/manager/api/v1"
@@ -645,7 +646,10 @@ class UjetEmulator:
         throttled = sum(r.status == 429 for r in served)
         span = served[-1].time - served[0].time if len(served) > 1 else 0.0
         rate = (len(served) - 1) / span if span > 0 else 0.0
-        return f"requests {len(served)} answered_429 {throttled} span_s {span:.3f} rate {rate:.3f}"
+        return (
+            f"emulator: {counted(len(served), 'request')} for chats, {throttled} answered 429;"
+            f" {rate:.2f} a second over {span:.1f} s"
+        )
 
     # Request handling ------------------------------------------------------------------------
 

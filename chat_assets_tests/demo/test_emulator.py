@@ -504,7 +504,7 @@ def test_runs_standalone() -> None:
         process.terminate()
         out, _ = process.communicate(timeout=5)
         assert process.returncode == 0
-    assert "requests 1 answered_429 0" in out
+    assert "emulator: 1 request for chats, 0 answered 429;" in out
 
 
 def test_prepared_days_serve_the_same_bytes_without_building_them(
