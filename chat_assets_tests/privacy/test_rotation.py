@@ -266,6 +266,31 @@ def test_an_erasure_before_rotate_has_run_finds_the_rows_under_the_old_key(
         materialize_day(settings, emulator, database_url, schema, DAYS[0], privacy=ROTATED)
 
 
+def test_a_key_swapped_under_the_same_version_cannot_land_past_an_erasure(
+    settings, database_url, engine, schema, landed, cli
+):
+    """A new key given the old version, without the old key: the suppression list's
+    pseudonyms no longer match, so the run refuses to land rather than re-link the subject."""
+    chats, _ = landed
+    assert cli("erase", "end_user", str(SUBJECT_ID), "--ref", REF)[0] == 0
+    swapped = Pseudonymizer(NEW_KEY.encode())
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        result = materialize_day(
+            settings, emulator, database_url, schema, DAYS[0], key=NEW_KEY, raise_on_error=False
+        )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.event_specific_data.error.message
+    assert "suppression list" in message and "CHAT_ASSETS_PII_PREVIOUS_KEYS" in message
+    assert NEW_KEY not in message and TEST_PII_KEY not in message
+    assert not PSEUDONYM.search(message)
+    relinked = {
+        swapped.pseudonym("end_user", SUBJECT_ID),
+        swapped.pseudonym("crm_contact", CONTACT_ID),
+    }
+    assert found_anywhere(engine, schema, relinked) == {}
+
+
 def test_the_checks_fail_with_a_row_under_the_old_key(
     settings, database_url, engine, schema, landed, cli
 ):
