@@ -140,7 +140,7 @@ def build_raw_chats(
             raise dg.Failure(str(exc)) from None
         # Erased subjects, as listed when the fetch starts (the IO manager applies the list
         # again as it lands the window, so an erasure made meanwhile holds too).
-        suppressed = suppression.load(engine, warehouse.db_schema, pseudonymizer.version)
+        suppressed = suppression.load(engine, warehouse.db_schema, pseudonymizer, privacy.key_names)
         erased: Counter[suppression.Mode] = Counter()
         sanitizer = WindowSanitizer(pseudonymizer)
         with WindowStage(RAW_CHATS, one_row_per=(CHAT_ID_FIELD,)) as stage:

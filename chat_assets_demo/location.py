@@ -3,8 +3,9 @@
 Chats come from the UJET emulator in each run's process (synthetic, deterministic data over
 real HTTP on 127.0.0.1); the warehouse is CHAT_ASSETS_DATABASE_URL, which `bin/demo` points at
 an embedded PostgreSQL when it is unset; the pseudonym key is CHAT_ASSETS_PII_KEY or a local key
-file the demo creates. `chat_assets_demo.definitions` holds it for `bin/demo`
-(`dagster dev -m chat_assets_demo.definitions`).
+file the demo creates, after the keys of CHAT_ASSETS_PII_PREVIOUS_KEYS once it has been rotated.
+`chat_assets_demo.definitions` holds it for `bin/demo` (`dagster dev -m
+chat_assets_demo.definitions`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import dagster as dg
 
 from chat_assets.location import build_definitions
 from chat_assets.privacy.resource import PrivacyResource
-from chat_assets.settings import DATABASE_URL_ENV, PII_KEY_ENV, Settings, SettingsError
+from chat_assets.settings import (
+    DATABASE_URL_ENV,
+    PII_KEY_ENV,
+    PII_PREVIOUS_KEYS_ENV,
+    Settings,
+    SettingsError,
+)
 from chat_assets.warehouse.resource import Warehouse
 from chat_assets_demo.embedded import embedded_database_url
 from chat_assets_demo.resource import DemoUjetResource
@@ -35,6 +42,9 @@ def demo_definitions() -> dg.Definitions:
         "privacy": PrivacyResource(
             pii_key=dg.EnvVar(PII_KEY_ENV) if settings.pii_key_set else None,
             key_version=settings.pii_key_version,
+            previous_keys=(
+                dg.EnvVar(PII_PREVIOUS_KEYS_ENV) if settings.pii_previous_versions else None
+            ),
             key_file=str(settings.state_dir / "pii.key"),
             allow_local_key=True,
         ),

@@ -18,6 +18,7 @@ import pytest
 from chat_assets.collection import YOUNG
 from chat_assets.location import production_definitions, production_resources
 from chat_assets.partitions import daily_partitions
+from chat_assets.privacy.pseudonyms import Pseudonymizer
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.sanitize import WindowSanitizer
 from chat_assets.raw_chats import build_raw_chats
@@ -326,6 +327,18 @@ def test_production_loads_previous_keys_and_refuses_a_chain_that_cannot_follow(m
     assert loaded.returncode != 0
     assert "also a version in CHAT_ASSETS_PII_PREVIOUS_KEYS" in loaded.stderr.splitlines()[-1]
     assert old not in loaded.stderr
+
+
+def test_the_demo_reads_previous_keys_as_production_does(monkeypatch, database_url):
+    # After `rotate` on the demo's warehouse, its runs land under the same chain of keys.
+    old = "an-old-pseudonym-key-" + "7c6b5a4938271605" * 2
+    monkeypatch.setenv("CHAT_ASSETS_DATABASE_URL", database_url)
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY", TEST_PII_KEY)
+    monkeypatch.setenv("CHAT_ASSETS_PII_KEY_VERSION", "k2")
+    monkeypatch.setenv("CHAT_ASSETS_PII_PREVIOUS_KEYS", f"k1:{old}")
+    privacy = demo_definitions().resources["privacy"].process_config_and_initialize()
+    expected = Pseudonymizer(TEST_PII_KEY.encode(), "k2", [("k1", old.encode())])
+    assert privacy.pseudonymizer()[0].fingerprint == expected.fingerprint
 
 
 def test_code_locations_load(monkeypatch, database_url):

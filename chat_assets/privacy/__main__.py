@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             Mode(args.mode),
             args.also_future,
             fingerprints=pseudonymizer.fingerprints,
+            earlier=pseudonymizer.every_version(args.namespace, args.id)[:-1],
         )
         outcome = erase(
             engine,

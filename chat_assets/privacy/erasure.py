@@ -56,6 +56,9 @@ class Request:
     # The fingerprints of the key chain that made `pseudonym`, current last: stored payloads
     # under any other key cannot be found by it, and the erasure is refused (empty: not checked).
     fingerprints: tuple[str, ...] = ()
+    # The same id's pseudonyms under the chain's older keys: what rows hold that a rotation
+    # has not re-keyed yet (a new key deployed, `rotate` still to run).
+    earlier: tuple[str, ...] = ()
 
 
 class ErasureRefused(Exception):
@@ -139,9 +142,12 @@ def _erase(
         )
     suppression.ensure(cursor, schema)
     ledger.ensure(cursor, schema)
-    before = suppression.erased_before(cursor, schema, request.pseudonym)
+    named = (request.pseudonym, *request.earlier)
+    before = next(filter(None, (suppression.erased_before(cursor, schema, p) for p in named)), None)
+    # An earlier version goes on the list only where a row holds it: the list holding one
+    # stops every landing until `rotate` has re-keyed it.
     pseudonyms = {request.pseudonym} | _held_by(
-        cursor, schema, _chats_holding(cursor, schema, {request.pseudonym})
+        cursor, schema, _chats_holding(cursor, schema, set(named))
     )
     chats = sorted(_chats_holding(cursor, schema, pseudonyms))
     suppression.record(

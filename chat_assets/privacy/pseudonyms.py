@@ -118,14 +118,21 @@ class Pseudonymizer:
 
     def pseudonym(self, namespace: str, value: Any) -> str | None:
         """`version:32 hex` for a present identifier; None for null, empty or placeholder."""
+        versions = self.every_version(namespace, value)
+        return versions[-1] if versions else None
+
+    def every_version(self, namespace: str, value: Any) -> tuple[str, ...]:
+        """The pseudonym of an identifier under each key of the chain, oldest first (the last
+        is `pseudonym`): rows a rotation has not re-keyed yet hold an earlier one. Empty for
+        null, empty or placeholder."""
         if not namespace or "\x00" in namespace:
             raise ValueError("a namespace is a non-empty name without NUL characters")
         text = normalize(value)
         if text is None:
-            return None
+            return ()
         first_version, first_key = self._chain[0]
         digest = _digest(first_key, f"{namespace}\x00{text}".encode())
-        return self._rekeyed_from(f"{first_version}:{digest}", 0)
+        return tuple(self._steps(f"{first_version}:{digest}", 0))
 
     def rekey(self, pseudonym: str) -> str:
         """The stored pseudonym as the current key makes it: itself when it carries the current
@@ -137,14 +144,16 @@ class Pseudonymizer:
                 f"a pseudonym under key version {version!r}, which is not configured "
                 f"(configured: {', '.join(self.versions)})"
             )
-        return self._rekeyed_from(pseudonym, self.versions.index(version))
+        return self._steps(pseudonym, self.versions.index(version))[-1]
 
-    def _rekeyed_from(self, pseudonym: str, position: int) -> str:
+    def _steps(self, pseudonym: str, position: int) -> list[str]:
+        """The pseudonym made under the chain's key at `position`, then put through each later
+        key in turn: one value per key from there on."""
+        found = [pseudonym]
         # _REKEY keeps a step's message apart from a first pseudonym's (namespace, NUL).
         for version, key in self._chain[position + 1 :]:
-            digest = _digest(key, _REKEY + pseudonym.encode())
-            pseudonym = f"{version}:{digest}"
-        return pseudonym
+            found.append(f"{version}:{_digest(key, _REKEY + found[-1].encode())}")
+        return found
 
     @property
     def fingerprints(self) -> tuple[str, ...]:

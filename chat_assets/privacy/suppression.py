@@ -32,6 +32,9 @@ from chat_assets.grammar import parse_instant
 from chat_assets.privacy import bookkeeping
 from chat_assets.privacy.catalog import Rule
 from chat_assets.privacy.lookup import CUSTOMER_PSEUDONYMS, customer_columns
+from chat_assets.privacy.pseudonyms import Pseudonymizer
+from chat_assets.privacy.stored_keys import unknown_keys
+from chat_assets.settings import KeyNames
 from chat_assets.tables import (
     CHAT_ID_FIELD,
     CHATS,
@@ -216,16 +219,32 @@ def read(cursor: Any, schema: str) -> Suppression:
     return Suppression({p: Erased(p, Mode(m), at, future) for p, m, at, future in rows})
 
 
-def load(engine: sa.Engine, schema: str, key_version: str) -> Suppression:
+def load(
+    engine: sa.Engine, schema: str, pseudonymizer: Pseudonymizer, names: KeyNames | None = None
+) -> Suppression:
     """The list at the start of a fetch. Pseudonyms made under another key never match, so a
-    list holding any would silently stop holding: the run fails instead, saying what to do."""
+    list holding any would silently stop holding: the run fails instead, saying what to do.
+    Under the current version that shows only in raw_chats: rows made under a key the chain
+    does not hold (a key swapped without the old one) mean the list was made under it too."""
+    key_version = pseudonymizer.version
     with cursor_for(engine) as cursor:
         suppression = read(cursor, schema)
+        unknown = unknown_keys(cursor, schema, pseudonymizer.fingerprints) if suppression else {}
     if others := sorted(suppression.versions() - {key_version}):
         raise dg.Failure(
             f"The suppression list holds erased subjects under key version(s) {others}, not the "
             f"current {key_version}: their pseudonyms no longer match. Finish the key rotation "
             "first (python -m chat_assets.privacy rotate), which re-keys the list with the rest."
+        )
+    if unknown:
+        names = names or KeyNames()
+        raise dg.Failure(
+            f"The suppression list holds erased subjects, and raw_chats holds "
+            f"{sum(unknown.values())} rows made under keys the configured chain does not hold "
+            f"(fingerprints {', '.join(sorted(unknown))}; this key's: {pseudonymizer.fingerprint})"
+            ": under this key the erased subjects would not be recognised and would land linked. "
+            f"Keep the key that made them in {names.previous_label} (oldest first), give the new "
+            f"key a new version, and run python -m chat_assets.privacy rotate."
         )
     return suppression
 

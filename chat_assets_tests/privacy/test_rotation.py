@@ -236,6 +236,61 @@ def test_an_erasure_before_the_rotation_holds_after_it(
     assert code == 0 and "0 chats of the subject" in printed
 
 
+def test_an_erasure_before_rotate_has_run_finds_the_rows_under_the_old_key(
+    settings, database_url, engine, schema, landed, cli
+):
+    """The deployment has the new key and `rotate` has not run yet: an erasure under the new
+    chain finds the subject's rows made under the old key, and holds after the rotation."""
+    chats, subject = landed
+    stored = pseudonyms_of(chats, subject)
+    code, printed = cli("erase", "end_user", str(SUBJECT_ID), "--ref", REF, rotated=True)
+    assert code == 0, printed
+    assert f"{len(subject)} chats of the subject" in printed
+    assert not PSEUDONYM.search(printed)
+    assert found_anywhere(engine, schema, stored) == {}
+    assert cli("rotate", rotated=True)[0] == 0
+    erased_now = {CHAIN.rekey(p) for p in stored}
+    assert found_anywhere(engine, schema, erased_now) == {}
+
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        results = [
+            materialize_day(settings, emulator, database_url, schema, day, privacy=ROTATED)
+            for day in DAYS
+        ]
+    checked = evaluations(results, NO_ERASED_SUBJECT)
+    assert checked and all(passed for _, passed in checked)
+    assert found_anywhere(engine, schema, erased_now) == {}
+    # The previous key stays configured: a later erasure lists nothing under it, and runs go on.
+    assert cli("erase", "end_user", "424242", "--ref", "DSR-3", rotated=True)[0] == 0
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        materialize_day(settings, emulator, database_url, schema, DAYS[0], privacy=ROTATED)
+
+
+def test_a_key_swapped_under_the_same_version_cannot_land_past_an_erasure(
+    settings, database_url, engine, schema, landed, cli
+):
+    """A new key given the old version, without the old key: the suppression list's
+    pseudonyms no longer match, so the run refuses to land rather than re-link the subject."""
+    chats, _ = landed
+    assert cli("erase", "end_user", str(SUBJECT_ID), "--ref", REF)[0] == 0
+    swapped = Pseudonymizer(NEW_KEY.encode())
+    with UjetEmulator(company_key="k", company_secret="s", records=chats) as emulator:
+        result = materialize_day(
+            settings, emulator, database_url, schema, DAYS[0], key=NEW_KEY, raise_on_error=False
+        )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.event_specific_data.error.message
+    assert "suppression list" in message and "CHAT_ASSETS_PII_PREVIOUS_KEYS" in message
+    assert NEW_KEY not in message and TEST_PII_KEY not in message
+    assert not PSEUDONYM.search(message)
+    relinked = {
+        swapped.pseudonym("end_user", SUBJECT_ID),
+        swapped.pseudonym("crm_contact", CONTACT_ID),
+    }
+    assert found_anywhere(engine, schema, relinked) == {}
+
+
 def test_the_checks_fail_with_a_row_under_the_old_key(
     settings, database_url, engine, schema, landed, cli
 ):
