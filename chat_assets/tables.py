@@ -591,7 +591,7 @@ CHAT_QUEUE_DURATIONS = _list_table(
         _col(
             "service_level_event",
             PgType.TEXT,
-            "in_sla, not_in_sla or excluded.",
+            "in_sla, not_in_sla or excluded; null while the segment waits.",
             values=("in_sla", "not_in_sla", "excluded"),
         ),
         _col("service_level_target_time", PgType.INTEGER, "SLA target answer time, seconds."),

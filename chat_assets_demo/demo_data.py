@@ -685,6 +685,7 @@ class _Chat:
             self._add_virtual_agent(rng, va_index)
         if status == "queued":
             rec["queue_duration"] = (tl.updated - tl.queue_start) // 1000
+            self._add_waiting(tl.queue_start, tl.updated)
         else:
             answered_by = None
             if has_agent:
@@ -843,6 +844,32 @@ class _Chat:
                 "service_level_target_percent": queue.target_percent,
                 "service_level_target_time": queue.target_time,
                 "event": event,
+            }
+        )
+
+    def _add_waiting(self, started: int, now: int) -> None:
+        """The queue segment of a chat still waiting: no end, no outcome and no SLA verdict
+        yet, as UJET sends it until an agent accepts or the consumer leaves. (No draw from the
+        chat's random numbers, so the chat's other values stay as they were.)"""
+        queue = _QUEUES[self.leg_menu]
+        self.record["queue_durations"].append(
+            {
+                "id": self.chat_id * 10_000 + 1_000,
+                "agent_id": None,
+                "queue_duration": (now - started) // 1000,
+                "menu_path_id": queue.menu_id,
+                "menu_path": queue.path,
+                "lang": self.lang,
+                "transfer": 0,
+                "transfer_id": None,
+                "transfer_cold": 0,
+                "started_at": iso_ms(started),
+                "ended_at": None,
+                "service_level_abandon_time_threshold": queue.abandon_threshold,
+                "service_level_event": None,
+                "service_level_target_percent": queue.target_percent,
+                "service_level_target_time": queue.target_time,
+                "event": None,
             }
         )
 
@@ -1077,6 +1104,7 @@ class _Chat:
             waited = tl.updated - tl.queue_start
             rest = min(_wait_ms(rng, self.menu, self.strain), max(0, MAX_WAIT_MS - waited))
             gave_up = min(tl.updated + rest, updated)
+            rec["queue_durations"].pop()  # the segment that was waiting ends here
             self._add_queue(rng, tl.queue_start, gave_up, None, None)
             if rng.random() < 0.6:
                 status = "finished"

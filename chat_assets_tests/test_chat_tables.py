@@ -122,6 +122,16 @@ def crafted_chats() -> list[dict]:
             "service_level_event": "not_in_sla",
         }
     )
+    # Still waiting: no end, no outcome and no verdict yet.
+    first["queue_durations"].append(
+        {
+            **first["queue_durations"][0],
+            "id": 43,
+            "ended_at": None,
+            "event": None,
+            "service_level_event": None,
+        }
+    )
     first["transfers"] = [{"id": 7, "status": "transferred"}, {"id": 7, "status": "failed"}]
     return [first, second]
 
@@ -168,6 +178,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
         {"value": "<21 characters, not shown>", "rows": 1, "chat_ids": [1]},
         {"value": "abandoned", "rows": 1, "chat_ids": [1]},
     ]
+    assert sla.metadata["not_recorded"].value == 1  # the segment still waiting: no verdict yet
     consistent = found[("chat_queue_durations", SLA_CONSISTENT)]
     assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.WARN
     assert consistent.metadata["in_sla_over_target"].value == 1
@@ -182,7 +193,7 @@ def test_crafted_bad_data_turns_the_right_checks_red_and_keeps_every_row(
     assert found[("chats", specs.UNIQUE_IN_PARTITION)].passed
     assert found[("chats", specs.UNIQUE_TABLE_WIDE)].passed
     assert found[("raw_chats", specs.COMPLETE_WINDOW)].passed
-    assert count(engine, schema, "chat_queue_durations") == 6
+    assert count(engine, schema, "chat_queue_durations") == 7
     assert count(engine, schema, "chat_transfers") == 2
     assert count(engine, schema, "chat_handle_durations") == 2
 

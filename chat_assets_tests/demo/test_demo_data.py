@@ -222,7 +222,10 @@ def test_service_level_event_agrees_with_queue_time(day500: list[dict[str, Any]]
                 assert item["queue_duration"] > item["service_level_target_time"]
             elif event == "excluded":
                 assert item["event"] != "answered"
-    assert set(seen) == {"in_sla", "not_in_sla", "excluded"}
+            elif event is None:  # still waiting: no outcome and no end yet
+                assert item["event"] is None and item["ended_at"] is None
+                assert record["status"] == "queued"
+    assert set(seen) == {"in_sla", "not_in_sla", "excluded", None}
 
 
 def test_child_ids_unique_across_chats(
@@ -249,7 +252,8 @@ def test_child_ids_unique_across_chats(
 
 def test_every_list_holds_what_a_contact_center_sends(day500: list[dict[str, Any]]) -> None:
     """Bot sessions that escalate, CSAT surveys after rated chats, offer cascades, short and
-    long abandons, timeouts, and participants who join the chat's own pseudonymous ids."""
+    long abandons, timeouts, segments still waiting (one in each chat still queued, none
+    after), and participants who join the chat's own pseudonymous ids."""
     outcomes: Counter[str] = Counter()
     cascades = 0
     for record in day500:
@@ -262,6 +266,8 @@ def test_every_list_holds_what_a_contact_center_sends(day500: list[dict[str, Any
         surveys = [e for e in record["consumer_event_durations"] if e["type"] == "csat"]
         assert len(surveys) == (record["rating"] is not None), record["id"]
         cascades += len(record["offer_events"]) > 1
+        waiting = [item for item in record["queue_durations"] if item["event"] is None]
+        assert len(waiting) == (record["status"] == "queued"), record["id"]
         for item in record["queue_durations"]:
             if item["event"] == "abandoned":
                 short = item["queue_duration"] < item["service_level_abandon_time_threshold"]
@@ -277,7 +283,7 @@ def test_every_list_holds_what_a_contact_center_sends(day500: list[dict[str, Any
                     agents.add(record["agent_info"]["id"])
                 assert person["user_id"] in agents
     assert cascades > 0
-    assert set(outcomes) >= {"answered", "abandon", "short abandon", "expired"}, outcomes
+    assert set(outcomes) >= {"answered", "abandon", "short abandon", "expired", None}, outcomes
 
 
 def test_second_versions_arrive_one_to_five_days_later() -> None:
@@ -305,6 +311,13 @@ def test_second_versions_arrive_one_to_five_days_later() -> None:
         assert second["status"] in ("finished", "canceled", "no_response")
         # Only the writing is late: the chat ended soon after version 1, or when reopened.
         assert _ms(first["updated_at"]) <= _ms(second["ends_at"]) <= _ms(second["updated_at"])
+        if first["status"] == "queued":  # its waiting segment ended: the customer gave up
+            (waiting,) = first["queue_durations"]
+            assert waiting["event"] is None
+            (ended,) = [
+                q for q in second["queue_durations"] if q["started_at"] == waiting["started_at"]
+            ]
+            assert ended["event"] == "abandoned" and ended["ended_at"] is not None
     changed_lists = Counter(
         name
         for second in seconds
@@ -501,8 +514,9 @@ LONGEST_WAIT = timedelta(hours=1, minutes=1)
 LONGEST_LEG = timedelta(hours=1, minutes=31)
 
 
-def _span(item: dict[str, Any]) -> timedelta:
-    return _ms(item["ended_at"]) - _ms(item["started_at"])
+def _span(item: dict[str, Any], record: dict[str, Any]) -> timedelta:
+    """How long a segment lasted; one still going, until its chat's version was written."""
+    return _ms(item["ended_at"] or record["updated_at"]) - _ms(item["started_at"])
 
 
 def test_no_wait_or_agent_leg_lasts_for_days_even_when_written_days_later(
@@ -515,11 +529,11 @@ def test_no_wait_or_agent_leg_lasts_for_days_even_when_written_days_later(
     for record in records:
         versions[record["id"]].append(record)
         for item in record["queue_durations"]:
-            assert timedelta(0) <= _span(item) <= LONGEST_WAIT, (record["id"], item)
-            assert item["queue_duration"] == _span(item) // timedelta(seconds=1), item
+            assert timedelta(0) <= _span(item, record) <= LONGEST_WAIT, (record["id"], item)
+            assert item["queue_duration"] == _span(item, record) // timedelta(seconds=1), item
         for item in record["handle_durations"]:
-            assert timedelta(0) <= _span(item) <= LONGEST_LEG, (record["id"], item)
-            assert item["chat_duration"] == _span(item) // timedelta(seconds=1), item
+            assert timedelta(0) <= _span(item, record) <= LONGEST_LEG, (record["id"], item)
+            assert item["chat_duration"] == _span(item, record) // timedelta(seconds=1), item
         assert record["wait_duration"] == record["queue_duration"]
         assert timedelta(seconds=record["queue_duration"]) <= LONGEST_WAIT, record["id"]
         assert timedelta(seconds=record["chat_duration"]) <= LONGEST_LEG, record["id"]
@@ -540,7 +554,8 @@ def test_no_wait_or_agent_leg_lasts_for_days_even_when_written_days_later(
 
 def _assert_sla_follows_the_targets(records: list[dict[str, Any]]) -> None:
     """UJET's definition: answered within the target time is in_sla, later not_in_sla; an
-    abandon shorter than the abandon threshold is excluded, a longer one not_in_sla."""
+    abandon shorter than the abandon threshold is excluded, a longer one not_in_sla; a segment
+    still waiting has no verdict yet."""
     for record in records:
         for item in record["queue_durations"]:
             wait, event = item["queue_duration"], item["event"]
@@ -549,6 +564,8 @@ def _assert_sla_follows_the_targets(records: list[dict[str, Any]]) -> None:
             elif event == "abandoned":
                 short = wait < item["service_level_abandon_time_threshold"]
                 expected = "excluded" if short else "not_in_sla"
+            elif event is None:
+                expected = None
             else:
                 expected = "excluded"
             assert item["service_level_event"] == expected, (record["id"], item)
@@ -562,7 +579,8 @@ def test_the_sla_outcome_follows_wait_and_target_on_bad_days_too(seoul_weeks: Da
     )
     result = declared.sla_consistent(CHAT_QUEUE_DURATIONS, rows)
     assert result.passed, result.metadata
-    assert set(rows["event"]) == {"answered", "abandoned", "failed", "expired"}
+    assert set(rows["event"].dropna()) == {"answered", "abandoned", "failed", "expired"}
+    assert rows["event"].isna().any()  # segments still waiting
 
 
 def test_a_day_is_the_same_in_another_process() -> None:
