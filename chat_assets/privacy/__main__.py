@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 import psycopg
 import sqlalchemy as sa
@@ -42,10 +44,32 @@ class _Refused(Exception):
     """A reason to stop before anything is done; the message holds no id and no secret."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, without echoing what it could not use: on a wrong command line an id may sit
+    where a namespace belongs, or after the arguments it expects."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            message = "more arguments than the command takes (not shown: one may be an id)"
+        super().error(message)
+
+
+def _namespace(choices: list[str]) -> Callable[[str], str]:
+    def read(value: str) -> str:
+        if value not in choices:
+            # Not shown: it may be the id, given without its namespace.
+            raise argparse.ArgumentTypeError(
+                f"the namespace comes first, one of {', '.join(choices)}, then the id"
+            )
+        return value
+
+    return read
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chat_assets.privacy")
+    parser = _Parser(prog="python -m chat_assets.privacy")
     # After the command, as each of its own options: `erase ... --tenant acme`.
-    where = argparse.ArgumentParser(add_help=False)
+    where = _Parser(add_help=False)
     where.add_argument(
         "--tenant",
         metavar="NAME",
@@ -60,13 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     pseudonym = sub.add_parser(
         "pseudonym", parents=[where], help="print the pseudonym of an id in a namespace"
     )
-    pseudonym.add_argument("namespace", choices=NAMESPACES)
+    pseudonym.add_argument(
+        "namespace", type=_namespace(NAMESPACES), metavar="{" + ",".join(NAMESPACES) + "}"
+    )
     pseudonym.add_argument("id", help="the id as UJET sends it, e.g. 317")
     pseudonym.add_argument("--ref", help="why: the ticket of the task, kept in the ledger")
     erase_ = sub.add_parser(
         "erase", parents=[where], help="erase one data subject from the warehouse"
     )
-    erase_.add_argument("namespace", choices=SUBJECT_NAMESPACES)
+    erase_.add_argument(
+        "namespace",
+        type=_namespace(list(SUBJECT_NAMESPACES)),
+        metavar="{" + ",".join(SUBJECT_NAMESPACES) + "}",
+    )
     erase_.add_argument("id", help="the subject's id as UJET sends it (never printed or stored)")
     erase_.add_argument("--ref", required=True, help="the request's ticket, e.g. DSR-2026-0012")
     erase_.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.UNLINK.value)

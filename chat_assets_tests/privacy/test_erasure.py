@@ -13,6 +13,7 @@ import pytest
 
 from chat_assets.checks import reconciliation
 from chat_assets.privacy import erasure, lookup, suppression
+from chat_assets.privacy.__main__ import main as privacy_command
 from chat_assets.privacy.ledger import LEDGER_TABLE
 from chat_assets.privacy.resource import PrivacyResource
 from chat_assets.privacy.suppression import NO_ERASED_SUBJECT, SUPPRESSION_TABLE, erased_subject
@@ -441,3 +442,20 @@ def test_an_erasure_under_another_key_than_the_stored_ones_is_refused(
     assert str(SUBJECT_ID) not in line and not any(p in line for p in pseudonyms)
     assert chats_of(engine, schema, subject) == rows
     assert found_anywhere(engine, schema, pseudonyms) != {}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["erase", "4711893", "--ref", "DSR-1"],  # the namespace left out
+        ["erase", "end_user", "4711893", "4711894", "--ref", "DSR-1"],  # one id too many
+        ["pseudonym", "4711893"],
+    ],
+)
+def test_a_wrong_command_line_does_not_echo_an_id(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        privacy_command(argv)
+    assert stopped.value.code == 2
+    said = capsys.readouterr()
+    assert "4711893" not in said.err + said.out and "4711894" not in said.err + said.out
+    assert "error:" in said.err
