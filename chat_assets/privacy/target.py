@@ -40,6 +40,17 @@ class Target:
     def pseudonymizer(self) -> Pseudonymizer:
         """The chain of keys the target's variables hold; a refusal names them, never a key."""
         keys = self.keys
+        if env_value(keys.key) is None:
+            demo_key = self.settings.state_dir / "pii.key"
+            raise PrivacyKeyError(
+                f"{keys.key_label} is not set: give the key the warehouse's pseudonyms were made "
+                "with"
+                + (
+                    f" (bin/demo's: {keys.key_label}=$(cat {demo_key}))"
+                    if keys.tenant is None and demo_key.is_file()
+                    else ""
+                )
+            )
         key, _ = load_key(env_value(keys.key), key_file=None, allow_create=False, names=keys)
         previous = load_previous_keys(env_value(keys.previous), keys)
         version = self.settings.pii_key_version

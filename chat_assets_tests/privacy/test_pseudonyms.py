@@ -195,7 +195,7 @@ def test_a_random_key_is_accepted(tmp_path: Path) -> None:
 
 
 def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores(
-    database_url: str, schema: str
+    database_url: str, schema: str, tmp_path: Path
 ) -> None:
     import os
     import subprocess
@@ -236,6 +236,24 @@ def test_the_pseudonym_command_prints_what_the_pseudonymizer_stores(
     )
     assert unrecorded.returncode == 2 and "CHAT_ASSETS_DATABASE_URL is not set" in unrecorded.stderr
     assert unrecorded.stdout == ""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "pii.key").write_text(key)
+    keyless = subprocess.run(
+        [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
+        env={
+            **{k: v for k, v in env.items() if k != "CHAT_ASSETS_PII_KEY"},
+            "CHAT_ASSETS_HOME": str(home),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert keyless.returncode == 2 and keyless.stdout == "" and key not in keyless.stderr
+    assert keyless.stderr.strip() == (
+        "chat_assets: CHAT_ASSETS_PII_KEY is not set: give the key the warehouse's pseudonyms "
+        f"were made with (bin/demo's: CHAT_ASSETS_PII_KEY=$(cat {home / 'pii.key'}))"
+    )
     misversioned = subprocess.run(
         [sys.executable, "-m", "chat_assets.privacy", "pseudonym", "agent", "317"],
         env={**env, "CHAT_ASSETS_PII_KEY_VERSION": "k 7"},
