@@ -227,10 +227,24 @@ def test_tenants_run_at_once_each_paced_to_its_own_budget(tenant_env, tmp_path, 
     assert arrivals["globex"][0] < arrivals["acme"][-1]
 
 
+def step_failure(result: dg.ExecuteInProcessResult) -> str:
+    return next(
+        event.step_failure_data.error.message
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE
+    )
+
+
+@pytest.mark.parametrize("secret", [None, ""], ids=["unset", "empty"])
 def test_a_tenant_missing_a_variable_loads_and_fails_alone(
-    tenant_env, monkeypatch, engine, schemas, caplog
+    secret, tenant_env, monkeypatch, engine, schemas, caplog
 ):
-    monkeypatch.delenv("GLOBEX_UJET_SECRET")
+    """A variable unset or empty: loading warns, and the tenant's runs fail naming its own
+    variables, never the single-tenant location's."""
+    if secret is None:
+        monkeypatch.delenv("GLOBEX_UJET_SECRET")
+    else:
+        monkeypatch.setenv("GLOBEX_UJET_SECRET", secret)
     with (
         UjetEmulator(company_key="acme-key", company_secret="acme-secret") as acme_api,
         UjetEmulator(company_key="globex-key", company_secret="globex-secret") as globex_api,
@@ -249,8 +263,13 @@ def test_a_tenant_missing_a_variable_loads_and_fails_alone(
             "are (the other tenants are not affected)"
         ]
         acme = run_daily(defs, "acme", instance)
-        with pytest.raises(dg.DagsterInvalidConfigError, match="GLOBEX_UJET_SECRET"):
-            run_daily(defs, "globex", instance)
+        if secret is None:
+            with pytest.raises(dg.DagsterInvalidConfigError, match="GLOBEX_UJET_SECRET"):
+                run_daily(defs, "globex", instance)
+        else:
+            message = step_failure(run_daily(defs, "globex", instance))
+            assert "GLOBEX_UJET_KEY and GLOBEX_UJET_SECRET (tenant globex) must" in message
+            assert "UJET_COMPANY" not in message
     assert acme.success
     assert rows(engine, schemas["acme"], "raw_chats") > 0
 

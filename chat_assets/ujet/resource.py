@@ -54,8 +54,8 @@ class UjetResource(dg.ConfigurableResource):
     def credentials(self) -> tuple[str, str]:
         if not self.company_key or not self.company_secret:
             raise dg.Failure(
-                "UJET_COMPANY_KEY and UJET_COMPANY_SECRET must both be set for a real UJET "
-                "source (UJET console: Settings > Developer Settings)"
+                f"{self.credentials_from} must both be set for a real UJET source "
+                "(UJET console: Settings > Developer Settings)"
             )
         return self.company_key, self.company_secret
 
