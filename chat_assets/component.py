@@ -369,12 +369,24 @@ def _fresh_by(raw: str | None, where: str) -> time | None:
 
 
 def tenants_definitions(tenants: Iterable[UjetChatsComponent]) -> dg.Definitions:
-    """Several tenants in one set of definitions; two tenants may not share a name."""
+    """Several tenants in one set of definitions; two tenants may not share a name, nor a
+    schema of one warehouse (a day one tenant lands would replace the other's)."""
     seen: set[str] = set()
+    schemas: dict[tuple[str, str], str] = {}
     parts = []
     for tenant in tenants:
         if tenant.tenant in seen:
             raise SettingsError(f"chat_assets tenant {tenant.tenant}: declared twice")
         seen.add(tenant.tenant)
+        schema = tenant.validated().settings.schema
+        # The warehouse by its URL, or by the variable's name while it is not set.
+        warehouse = env_value(tenant.database_url_env) or tenant.database_url_env
+        if (warehouse, schema) in schemas:
+            raise SettingsError(
+                f"chat_assets tenant {tenant.tenant}: db_schema {schema} is tenant "
+                f"{schemas[warehouse, schema]}'s in the same warehouse; each tenant needs a "
+                "schema of its own"
+            )
+        schemas[warehouse, schema] = tenant.tenant
         parts.append(tenant.definitions())
     return dg.Definitions.merge(*parts)

@@ -446,6 +446,47 @@ attributes:
         read_tenants(path)
 
 
+def test_two_tenants_may_not_share_a_name_or_a_schema_of_one_warehouse(monkeypatch):
+    """A schema holds one tenant's tables: a second tenant in it would replace the first's
+    days with its own."""
+    monkeypatch.setenv("ACME_DATABASE_URL", "postgresql+psycopg://loader@db-a/warehouse")
+    monkeypatch.setenv("SAME_DATABASE_URL", "postgresql+psycopg://loader@db-a/warehouse")
+    monkeypatch.setenv("OTHER_DATABASE_URL", "postgresql+psycopg://loader@db-b/warehouse")
+    acme = UjetChatsComponent.from_attributes_dict(attributes=GOOD)
+    globex = attributes(tenant="globex", ujet__subdomain="globex", pii_key_env="GLOBEX_PII_KEY")
+    with pytest.raises(SettingsError, match=r"^chat_assets tenant acme: declared twice$"):
+        tenants_definitions([acme, acme])
+
+    def pair(first: dict, second: dict) -> list[UjetChatsComponent]:
+        return [
+            UjetChatsComponent.from_attributes_dict(attributes={**GOOD, **first}),
+            UjetChatsComponent.from_attributes_dict(attributes={**globex, **second}),
+        ]
+
+    for first, second in (
+        ({"db_schema": "ujet_acme"}, {"db_schema": "ujet_acme"}),
+        ({}, {"db_schema": "UJET_ACME"}),
+        (
+            {"db_schema": "ujet", "database_url_env": "ACME_DATABASE_URL"},
+            {"db_schema": "ujet", "database_url_env": "SAME_DATABASE_URL"},
+        ),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            tenants_definitions(pair(first, second))
+        schema = first.get("db_schema", "ujet_acme")
+        assert str(refused.value) == (
+            f"chat_assets tenant globex: db_schema {schema} is tenant acme's in the same "
+            "warehouse; each tenant needs a schema of its own"
+        )
+    jobs = len(acme.definitions().jobs)
+    assert len(tenants_definitions(pair({}, {})).jobs) == 2 * jobs
+    elsewhere = pair(
+        {"db_schema": "ujet", "database_url_env": "ACME_DATABASE_URL"},
+        {"db_schema": "ujet", "database_url_env": "OTHER_DATABASE_URL"},
+    )
+    assert len(tenants_definitions(elsewhere).jobs) == 2 * jobs
+
+
 def test_a_day_not_landed_by_its_deadline_shows_stale(tenant_env, tmp_path, monkeypatch, schemas):
     """Freshness as the daemon evaluates it: fresh after the day's run, stale once the next
     day's deadline (fresh_by, local time) passes without a run."""
