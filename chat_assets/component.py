@@ -369,10 +369,12 @@ def _fresh_by(raw: str | None, where: str) -> time | None:
 
 
 def tenants_definitions(tenants: Iterable[UjetChatsComponent]) -> dg.Definitions:
-    """Several tenants in one set of definitions; two tenants may not share a name, nor a
-    schema of one warehouse (a day one tenant lands would replace the other's)."""
+    """Several tenants in one set of definitions; two tenants may not share a name, a schema
+    of one warehouse (a day one tenant lands would replace the other's) or a pseudonym key's
+    variable (a customer's pseudonyms would link across them)."""
     seen: set[str] = set()
     schemas: dict[tuple[str, str], str] = {}
+    keys: dict[str, str] = {}
     parts = []
     for tenant in tenants:
         if tenant.tenant in seen:
@@ -388,5 +390,12 @@ def tenants_definitions(tenants: Iterable[UjetChatsComponent]) -> dg.Definitions
                 "schema of its own"
             )
         schemas[warehouse, schema] = tenant.tenant
+        if tenant.pii_key_env in keys:
+            raise SettingsError(
+                f"chat_assets tenant {tenant.tenant}: pii_key_env {tenant.pii_key_env} is tenant "
+                f"{keys[tenant.pii_key_env]}'s; each tenant needs a pseudonym key of its own, so "
+                "that a customer never links across tenants"
+            )
+        keys[tenant.pii_key_env] = tenant.tenant
         parts.append(tenant.definitions())
     return dg.Definitions.merge(*parts)

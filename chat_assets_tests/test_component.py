@@ -487,6 +487,20 @@ def test_two_tenants_may_not_share_a_name_or_a_schema_of_one_warehouse(monkeypat
     assert len(tenants_definitions(elsewhere).jobs) == 2 * jobs
 
 
+def test_two_tenants_may_not_share_a_pseudonym_key():
+    """A key per tenant, so that one customer's pseudonyms never link across tenants."""
+    acme = UjetChatsComponent.from_attributes_dict(attributes=GOOD)
+    globex = UjetChatsComponent.from_attributes_dict(
+        attributes=attributes(tenant="globex", ujet__subdomain="globex")
+    )
+    with pytest.raises(SettingsError) as refused:
+        tenants_definitions([acme, globex])
+    assert str(refused.value) == (
+        "chat_assets tenant globex: pii_key_env ACME_PII_KEY is tenant acme's; each tenant "
+        "needs a pseudonym key of its own, so that a customer never links across tenants"
+    )
+
+
 def test_a_day_not_landed_by_its_deadline_shows_stale(tenant_env, tmp_path, monkeypatch, schemas):
     """Freshness as the daemon evaluates it: fresh after the day's run, stale once the next
     day's deadline (fresh_by, local time) passes without a run."""
