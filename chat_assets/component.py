@@ -40,6 +40,7 @@ from chat_assets.settings import (
     SettingsError,
     env_value,
     key_chain_problem,
+    parse_base_url,
     parse_interval_minutes,
     parse_key_version,
     parse_lookback_days,
@@ -202,6 +203,7 @@ class Tenant:
             raise SettingsError(
                 f"{where} ujet.base_url must start with https:// (or http://) and a host"
             )
+        parse_base_url(account.base_url, f"{where} ujet.base_url")
         for attribute, value in (
             ("ujet.company_key_env", account.company_key_env),
             ("ujet.company_secret_env", account.company_secret_env),

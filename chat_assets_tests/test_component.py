@@ -27,6 +27,7 @@ from chat_assets_tests.support import TEST_PII_KEY
 
 DAY = "2026-03-02"
 OTHER_KEY = "chat-assets-tests-globex-" + "fedcba9876543210" * 2
+SECRET = "sk_live_3f9a8b7c6d5e4f3a2b1c"
 # Every asset of a day: the landing, the flattened tables and the service levels.
 DAILY_ASSETS = {
     RAW_CHATS.name,
@@ -384,15 +385,26 @@ def test_attributes_are_refused_with_one_line_naming_tenant_and_attribute(change
     assert "\n" not in str(refused.value)
 
 
-def test_a_secret_written_where_its_variable_name_belongs_is_never_repeated():
-    secret = "sk_live_3f9a8b7c6d5e4f3a2b1c"
-    component = UjetChatsComponent.from_attributes_dict(
-        attributes=attributes(ujet__company_secret_env=secret)
-    )
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"ujet__company_secret_env": SECRET},
+            "ujet.company_secret_env must name an environment variable",
+        ),
+        (
+            # The base URL is resource configuration the UI shows.
+            {"ujet__base_url": f"https://acme-key:{SECRET}@acme.ujet.co/manager/api/v1"},
+            "ujet.base_url must not carry credentials",
+        ),
+    ],
+)
+def test_a_secret_written_where_it_does_not_belong_is_never_repeated(changes, message):
+    component = UjetChatsComponent.from_attributes_dict(attributes=attributes(**changes))
     with pytest.raises(SettingsError) as refused:
         component.definitions()
-    assert "ujet.company_secret_env must name an environment variable" in str(refused.value)
-    assert secret not in str(refused.value)
+    assert message in str(refused.value)
+    assert SECRET not in str(refused.value)
 
 
 def test_secrets_are_bound_by_variable_never_as_config_the_ui_shows(monkeypatch, database_url):
