@@ -199,6 +199,10 @@ class Tenant:
                 f"{where} ujet.subdomain={account.subdomain!r} must be a host label "
                 "(letters, digits, -), such as acme"
             )
+        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", account.domain):
+            raise SettingsError(
+                f"{where} ujet.domain={account.domain!r} must be a domain name, such as ujet.co"
+            )
         if account.base_url and not re.match(r"https?://[^/\s]+", account.base_url):
             raise SettingsError(
                 f"{where} ujet.base_url must start with https:// (or http://) and a host"
