@@ -233,7 +233,7 @@ class UjetClient:
         if parts.query or parts.fragment:
             raise ValueError(
                 f"UJET base URL for {parts.hostname} must end at /manager/api/v1, "
-                "without a query or fragment: check UJET_BASE_URL"
+                f"without a query or fragment: check {address_from}"
             )
         return base_url.strip().rstrip("/")
 
@@ -346,7 +346,14 @@ class UjetClient:
             counters.asked += 1
             number = counters.asked
         response = self._get(f"{self._base_url}/chats", params, number, window, counters, lane)
-        page = read_page(response, int(params["page"]), self._per_page, number, window)
+        page = read_page(
+            response,
+            int(params["page"]),
+            self._per_page,
+            number,
+            window,
+            address_from=self._address_from,
+        )
         counters.count(pages=1)
         return page, response.elapsed.total_seconds()
 
@@ -449,7 +456,7 @@ class UjetClient:
             except requests.exceptions.SSLError:
                 raise UjetAddressError(
                     f"TLS with {self._host} failed on request {page} of the window {window} "
-                    "(SSLError): check UJET_BASE_URL and the machine's CA certificates"
+                    f"(SSLError): check {self._address_from} and the machine's CA certificates"
                 ) from None
             except (
                 requests.ConnectionError,
@@ -467,7 +474,7 @@ class UjetClient:
             except requests.RequestException as exc:
                 raise UjetError(
                     f"Request {page} of the window {window} to {self._host} could not be sent "
-                    f"({type(exc).__name__}): check UJET_BASE_URL"
+                    f"({type(exc).__name__}): check {self._address_from}"
                 ) from None
             else:
                 status = response.status_code
@@ -524,7 +531,7 @@ class UjetClient:
         if 300 <= status < 400:
             raise UjetError(
                 f"UJET answered {_status_text(status)} on page {page} of the window {window}; "
-                "the API should not redirect: check UJET_BASE_URL (scheme and host)"
+                f"the API should not redirect: check {self._address_from} (scheme and host)"
             )
         raise UjetError(
             f"UJET answered {_status_text(status)} on page {page} of the window {window}: "
