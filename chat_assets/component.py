@@ -330,6 +330,7 @@ class Tenant:
                 + ("base_url" if account.base_url else "subdomain and ujet.domain"),
                 credentials_from=f"{account.company_key_env} and {account.company_secret_env} "
                 f"(tenant {names.tenant})",
+                rate_from=f"tenant {names.tenant}'s ujet.requests_per_second",
             ),
             "privacy": PrivacyResource(
                 pii_key=dg.EnvVar(component.pii_key_env),

@@ -22,6 +22,7 @@ from chat_assets import UjetAccount, UjetChatsComponent, tenants_definitions
 from chat_assets.settings import SettingsError
 from chat_assets.tables import AGGREGATE_TABLES, DERIVED_TABLES, RAW_CHATS
 from chat_assets.tenants import read_tenants, tenants_location
+from chat_assets.ujet.errors import UjetUnavailableError
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import TEST_PII_KEY
 
@@ -273,6 +274,18 @@ def test_a_tenant_missing_a_variable_loads_and_fails_alone(
             assert "UJET_COMPANY" not in message
     assert acme.success
     assert rows(engine, schemas["acme"], "raw_chats") > 0
+
+
+def test_a_tenant_refused_past_its_retries_names_its_own_request_rate(tenant_env, schemas):
+    with UjetEmulator(company_key="acme-key", company_secret="acme-secret") as api:
+        api.inject("429", count=100, retry_after=0)
+        defs = tenant("acme", api, schemas["acme"]).definitions()
+        ujet = defs.resources["acme_ujet"].process_config_and_initialize()
+        with ujet.open_client() as client, pytest.raises(UjetUnavailableError) as refused:
+            client.fetch_window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+    message = str(refused.value)
+    assert message.endswith("or lower tenant acme's ujet.requests_per_second")
+    assert "UJET_" not in message
 
 
 class ProjectWarehouse(dg.ConfigurableResource):

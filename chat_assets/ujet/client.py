@@ -171,11 +171,13 @@ class UjetClient:
         sleep: Callable[[float], None] = time.sleep,
         address_from: str = "UJET_BASE_URL",
         credentials_from: str = "UJET_COMPANY_KEY and UJET_COMPANY_SECRET",
+        rate_from: str = "UJET_REQUESTS_PER_SECOND",
     ) -> None:
-        """`address_from` names the setting(s) the base URL was built from, and
-        `credentials_from` those of the key and secret, for messages."""
+        """`address_from` names the setting(s) the base URL was built from, `credentials_from`
+        those of the key and secret, and `rate_from` that of the request rate, for messages."""
         self._address_from = address_from
         self._credentials_from = credentials_from
+        self._rate_from = rate_from
         self._base_url = self._checked_base_url(base_url, address_from)
         if not company_key:
             raise ValueError("UJET company key is empty: set UJET_COMPANY_KEY")
@@ -497,7 +499,7 @@ class UjetClient:
                     raise UjetUnavailableError(
                         f"UJET request {page} of the window {window} still failed after "
                         f"{self._max_retries} retries; last cause: {cause}. Check UJET's status, "
-                        "or lower UJET_REQUESTS_PER_SECOND"
+                        f"or lower {self._rate_from}"
                     )
                 raise UjetUnavailableError(
                     f"UJET at {self._host} could not be reached for request {page} of the "

@@ -35,6 +35,9 @@ class UjetResource(dg.ConfigurableResource):
         default="UJET_COMPANY_KEY and UJET_COMPANY_SECRET",
         description="Where the key and secret are set.",
     )
+    rate_from: str = Field(
+        default="UJET_REQUESTS_PER_SECOND", description="Where the request rate is set."
+    )
 
     @property
     def source(self) -> str:
@@ -75,4 +78,5 @@ class UjetResource(dg.ConfigurableResource):
             log=log,
             address_from=self.address_from(),
             credentials_from=self.credentials_from,
+            rate_from=self.rate_from,
         )
