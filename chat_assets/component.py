@@ -316,7 +316,9 @@ class Tenant:
         component, settings, names = self.component, self.settings, self.names
         account = component.ujet
         warehouse = Warehouse(
-            database_url=dg.EnvVar(component.database_url_env), db_schema=settings.schema
+            database_url=dg.EnvVar(component.database_url_env),
+            db_schema=settings.schema,
+            url_from=f"{component.database_url_env} (tenant {names.tenant})",
         )
         resources = {
             "ujet": UjetResource(

@@ -276,6 +276,28 @@ def test_a_tenant_missing_a_variable_loads_and_fails_alone(
     assert rows(engine, schemas["acme"], "raw_chats") > 0
 
 
+def test_a_tenants_unreachable_warehouse_fails_its_runs_alone_naming_its_variable(
+    tenant_env, monkeypatch, engine, schemas
+):
+    monkeypatch.setenv("GLOBEX_DATABASE_URL", "postgresql+psycopg://loader:pw@127.0.0.1:9/dw")
+    with (
+        UjetEmulator(company_key="acme-key", company_secret="acme-secret") as acme_api,
+        UjetEmulator(company_key="globex-key", company_secret="globex-secret") as globex_api,
+        dg.instance_for_test() as instance,
+    ):
+        globex = tenant("globex", globex_api, schemas["globex"]).model_copy(
+            update={"database_url_env": "GLOBEX_DATABASE_URL"}
+        )
+        defs = tenants_definitions([tenant("acme", acme_api, schemas["acme"]), globex])
+        acme = run_daily(defs, "acme", instance)
+        message = step_failure(run_daily(defs, "globex", instance))
+    assert acme.success
+    assert rows(engine, schemas["acme"], "raw_chats") > 0
+    assert "PostgreSQL at 127.0.0.1:9 (database dw) could not be reached" in message
+    assert "check GLOBEX_DATABASE_URL (tenant globex) (host, port" in message
+    assert "CHAT_ASSETS_DATABASE_URL" not in message and "pw" not in message
+
+
 def test_a_tenant_refused_past_its_retries_names_its_own_request_rate(tenant_env, schemas):
     with UjetEmulator(company_key="acme-key", company_secret="acme-secret") as api:
         api.inject("429", count=100, retry_after=0)

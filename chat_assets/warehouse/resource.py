@@ -19,6 +19,9 @@ class Warehouse(dg.ConfigurableResource):
         description="CHAT_ASSETS_DATABASE_URL: postgresql+psycopg://user:password@host/db."
     )
     db_schema: str = Field(default="ujet", description="CHAT_ASSETS_SCHEMA: holds the tables.")
+    url_from: str = Field(
+        default="CHAT_ASSETS_DATABASE_URL", description="Where database_url is set."
+    )
 
     def engine(self) -> sa.Engine:
         return engine_for(self.database_url)
