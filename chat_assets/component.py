@@ -41,6 +41,7 @@ from chat_assets.settings import (
     env_value,
     key_chain_problem,
     parse_base_url,
+    parse_database_url,
     parse_interval_minutes,
     parse_key_version,
     parse_lookback_days,
@@ -160,9 +161,10 @@ class UjetChatsComponent(dg.Component, dg.Resolvable, dg.Model):
                 f"chat_assets tenant {self.tenant}: {', '.join(missing)} not set; its runs fail "
                 "until they are (the other tenants are not affected)"
             )
-        if problem := tenant.pii_key_problem():
-            # The problem names the tenant with its variable.
-            log.warning(f"chat_assets: {problem}; its runs fail until it is mended")
+        for problem in (tenant.pii_key_problem(), tenant.database_url_problem()):
+            if problem:
+                # The problem names the tenant with its variable.
+                log.warning(f"chat_assets: {problem}; its runs fail until it is mended")
         return tenant.definitions()
 
     def validated(self) -> Tenant:
@@ -287,6 +289,16 @@ class Tenant:
             env_value(component.pii_previous_keys_env),
             self.key_names,
         )
+
+    def database_url_problem(self) -> str | None:
+        """Why the tenant's warehouse URL, when set, would be refused by its first run (never
+        the URL, which holds a password)."""
+        variable = self.component.database_url_env
+        try:
+            parse_database_url(env_value(variable), self.key_names.label(variable))
+        except SettingsError as problem:
+            return str(problem)
+        return None
 
     def environment_settings(self) -> Settings:
         """The settings with what this process's environment holds for the tenant: its

@@ -276,10 +276,27 @@ def test_a_tenant_missing_a_variable_loads_and_fails_alone(
     assert rows(engine, schemas["acme"], "raw_chats") > 0
 
 
-def test_a_tenants_unreachable_warehouse_fails_its_runs_alone_naming_its_variable(
-    tenant_env, monkeypatch, engine, schemas
+@pytest.mark.parametrize(
+    ("url", "named", "warned"),
+    [
+        (
+            "postgresql+psycopg://loader:pw@127.0.0.1:9/dw",
+            "PostgreSQL at 127.0.0.1:9 (database dw) could not be reached (OperationalError, "
+            "SQLSTATE None): check GLOBEX_DATABASE_URL (tenant globex) (host, port",
+            False,
+        ),
+        (
+            "loader:pw@127.0.0.1:9/dw",  # the scheme forgotten
+            "GLOBEX_DATABASE_URL (tenant globex) must be a PostgreSQL URL such as",
+            True,
+        ),
+    ],
+    ids=["unreachable", "no_postgresql_url"],
+)
+def test_a_tenants_wrong_warehouse_fails_its_runs_alone_naming_its_variable(
+    url, named, warned, tenant_env, monkeypatch, engine, schemas, caplog
 ):
-    monkeypatch.setenv("GLOBEX_DATABASE_URL", "postgresql+psycopg://loader:pw@127.0.0.1:9/dw")
+    monkeypatch.setenv("GLOBEX_DATABASE_URL", url)
     with (
         UjetEmulator(company_key="acme-key", company_secret="acme-secret") as acme_api,
         UjetEmulator(company_key="globex-key", company_secret="globex-secret") as globex_api,
@@ -288,14 +305,15 @@ def test_a_tenants_unreachable_warehouse_fails_its_runs_alone_naming_its_variabl
         globex = tenant("globex", globex_api, schemas["globex"]).model_copy(
             update={"database_url_env": "GLOBEX_DATABASE_URL"}
         )
-        defs = tenants_definitions([tenant("acme", acme_api, schemas["acme"]), globex])
+        with caplog.at_level(logging.WARNING, logger="chat_assets"):
+            defs = tenants_definitions([tenant("acme", acme_api, schemas["acme"]), globex])
         acme = run_daily(defs, "acme", instance)
         message = step_failure(run_daily(defs, "globex", instance))
     assert acme.success
     assert rows(engine, schemas["acme"], "raw_chats") > 0
-    assert "PostgreSQL at 127.0.0.1:9 (database dw) could not be reached" in message
-    assert "check GLOBEX_DATABASE_URL (tenant globex) (host, port" in message
+    assert named in message
     assert "CHAT_ASSETS_DATABASE_URL" not in message and "pw" not in message
+    assert (named in caplog.text) is warned and "pw" not in caplog.text
 
 
 def test_a_tenant_refused_past_its_retries_names_its_own_request_rate(tenant_env, schemas):

@@ -6,6 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from chat_assets.settings import SettingsError, parse_database_url
 from chat_assets.warehouse.connection import engine_for
 
 WAREHOUSE_KEY = "warehouse"
@@ -24,4 +25,8 @@ class Warehouse(dg.ConfigurableResource):
     )
 
     def engine(self) -> sa.Engine:
+        try:
+            parse_database_url(self.database_url, self.url_from)  # never repeats the URL
+        except SettingsError as problem:
+            raise dg.Failure(str(problem)) from None
         return engine_for(self.database_url)
