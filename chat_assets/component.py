@@ -40,6 +40,8 @@ from chat_assets.settings import (
     SettingsError,
     env_value,
     key_chain_problem,
+    parse_base_url,
+    parse_database_url,
     parse_interval_minutes,
     parse_key_version,
     parse_lookback_days,
@@ -159,9 +161,10 @@ class UjetChatsComponent(dg.Component, dg.Resolvable, dg.Model):
                 f"chat_assets tenant {self.tenant}: {', '.join(missing)} not set; its runs fail "
                 "until they are (the other tenants are not affected)"
             )
-        if problem := tenant.pii_key_problem():
-            # The problem names the tenant with its variable.
-            log.warning(f"chat_assets: {problem}; its runs fail until it is mended")
+        for problem in (tenant.pii_key_problem(), tenant.database_url_problem()):
+            if problem:
+                # The problem names the tenant with its variable.
+                log.warning(f"chat_assets: {problem}; its runs fail until it is mended")
         return tenant.definitions()
 
     def validated(self) -> Tenant:
@@ -198,10 +201,15 @@ class Tenant:
                 f"{where} ujet.subdomain={account.subdomain!r} must be a host label "
                 "(letters, digits, -), such as acme"
             )
+        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", account.domain):
+            raise SettingsError(
+                f"{where} ujet.domain={account.domain!r} must be a domain name, such as ujet.co"
+            )
         if account.base_url and not re.match(r"https?://[^/\s]+", account.base_url):
             raise SettingsError(
                 f"{where} ujet.base_url must start with https:// (or http://) and a host"
             )
+        parse_base_url(account.base_url, f"{where} ujet.base_url")
         for attribute, value in (
             ("ujet.company_key_env", account.company_key_env),
             ("ujet.company_secret_env", account.company_secret_env),
@@ -282,6 +290,16 @@ class Tenant:
             self.key_names,
         )
 
+    def database_url_problem(self) -> str | None:
+        """Why the tenant's warehouse URL, when set, would be refused by its first run (never
+        the URL, which holds a password)."""
+        variable = self.component.database_url_env
+        try:
+            parse_database_url(env_value(variable), self.key_names.label(variable))
+        except SettingsError as problem:
+            return str(problem)
+        return None
+
     def environment_settings(self) -> Settings:
         """The settings with what this process's environment holds for the tenant: its
         warehouse's URL and the versions of its previous keys (never a key)."""
@@ -310,7 +328,9 @@ class Tenant:
         component, settings, names = self.component, self.settings, self.names
         account = component.ujet
         warehouse = Warehouse(
-            database_url=dg.EnvVar(component.database_url_env), db_schema=settings.schema
+            database_url=dg.EnvVar(component.database_url_env),
+            db_schema=settings.schema,
+            url_from=f"{component.database_url_env} (tenant {names.tenant})",
         )
         resources = {
             "ujet": UjetResource(
@@ -324,6 +344,7 @@ class Tenant:
                 + ("base_url" if account.base_url else "subdomain and ujet.domain"),
                 credentials_from=f"{account.company_key_env} and {account.company_secret_env} "
                 f"(tenant {names.tenant})",
+                rate_from=f"tenant {names.tenant}'s ujet.requests_per_second",
             ),
             "privacy": PrivacyResource(
                 pii_key=dg.EnvVar(component.pii_key_env),
@@ -369,12 +390,33 @@ def _fresh_by(raw: str | None, where: str) -> time | None:
 
 
 def tenants_definitions(tenants: Iterable[UjetChatsComponent]) -> dg.Definitions:
-    """Several tenants in one set of definitions; two tenants may not share a name."""
+    """Several tenants in one set of definitions; two tenants may not share a name, a schema
+    of one warehouse (a day one tenant lands would replace the other's) or a pseudonym key's
+    variable (a customer's pseudonyms would link across them)."""
     seen: set[str] = set()
+    schemas: dict[tuple[str, str], str] = {}
+    keys: dict[str, str] = {}
     parts = []
     for tenant in tenants:
         if tenant.tenant in seen:
             raise SettingsError(f"chat_assets tenant {tenant.tenant}: declared twice")
         seen.add(tenant.tenant)
+        schema = tenant.validated().settings.schema
+        # The warehouse by its URL, or by the variable's name while it is not set.
+        warehouse = env_value(tenant.database_url_env) or tenant.database_url_env
+        if (warehouse, schema) in schemas:
+            raise SettingsError(
+                f"chat_assets tenant {tenant.tenant}: db_schema {schema} is tenant "
+                f"{schemas[warehouse, schema]}'s in the same warehouse; each tenant needs a "
+                "schema of its own"
+            )
+        schemas[warehouse, schema] = tenant.tenant
+        if tenant.pii_key_env in keys:
+            raise SettingsError(
+                f"chat_assets tenant {tenant.tenant}: pii_key_env {tenant.pii_key_env} is tenant "
+                f"{keys[tenant.pii_key_env]}'s; each tenant needs a pseudonym key of its own, so "
+                "that a customer never links across tenants"
+            )
+        keys[tenant.pii_key_env] = tenant.tenant
         parts.append(tenant.definitions())
     return dg.Definitions.merge(*parts)

@@ -68,7 +68,7 @@ def build_retention(
             context.log.info(f"No retention limit is set ({_SETTINGS}): everything is kept.")
         engine = warehouse.engine()
         try:
-            check_reachable(engine)
+            check_reachable(engine, warehouse.url_from)
         except WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
         outcome = retention.apply(engine, warehouse.db_schema, policy, today, timezone)

@@ -135,7 +135,7 @@ def build_raw_chats(
         )
         engine = warehouse.engine()
         try:
-            check_reachable(engine)  # before a day's fetch, not after it
+            check_reachable(engine, warehouse.url_from)  # before a day's fetch, not after it
         except WarehouseUnreachable as exc:
             raise dg.Failure(str(exc)) from None
         # Erased subjects, as listed when the fetch starts (the IO manager applies the list

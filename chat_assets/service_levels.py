@@ -198,7 +198,7 @@ def build_catch_up(
         warehouse: Warehouse = getattr(context.resources, names.warehouse)
         engine = warehouse.engine()
         try:
-            check_reachable(engine)
+            check_reachable(engine, warehouse.url_from)
         except WarehouseUnreachable as exc:
             # One line on the tick, naming what to check, for every minute the server is down.
             yield dg.SkipReason(str(exc))

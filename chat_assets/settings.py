@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_START_DATE = "2025-01-01"
@@ -99,6 +100,17 @@ def parse_database_url(raw: str | None, name: str = DATABASE_URL_ENV) -> str | N
             f"{name} must be a PostgreSQL URL such as "
             "postgresql+psycopg://user:password@host:5432/dbname (a password's @, : or / "
             "percent-encoded: %40, %3A, %2F)"
+        )
+    return raw
+
+
+def parse_base_url(raw: str | None, name: str = "UJET_BASE_URL") -> str | None:
+    """A UJET base URL, or None when unset. It is resource configuration, shown in the UI, so
+    a key or secret before its host is refused, never repeated."""
+    if raw and "@" in urlsplit(raw.strip()).netloc:
+        raise SettingsError(
+            f"{name} must not carry credentials before its host: the company key and secret "
+            "belong in their own variables"
         )
     return raw
 
@@ -277,7 +289,7 @@ class Settings:
             interval_minutes=parse_interval_minutes(
                 env_value(INTERVAL_MINUTES_ENV) or str(DEFAULT_INTERVAL_MINUTES)
             ),
-            ujet_base_url=env_value("UJET_BASE_URL"),
+            ujet_base_url=parse_base_url(env_value("UJET_BASE_URL")),
             ujet_subdomain=env_value("UJET_SUBDOMAIN"),
             ujet_domain=env_value("UJET_DOMAIN") or "ujet.co",
             requests_per_second=parse_rate(

@@ -22,11 +22,13 @@ from chat_assets import UjetAccount, UjetChatsComponent, tenants_definitions
 from chat_assets.settings import SettingsError
 from chat_assets.tables import AGGREGATE_TABLES, DERIVED_TABLES, RAW_CHATS
 from chat_assets.tenants import read_tenants, tenants_location
+from chat_assets.ujet.errors import UjetUnavailableError
 from chat_assets_demo.emulator import UjetEmulator
 from chat_assets_tests.support import TEST_PII_KEY
 
 DAY = "2026-03-02"
 OTHER_KEY = "chat-assets-tests-globex-" + "fedcba9876543210" * 2
+SECRET = "sk_live_3f9a8b7c6d5e4f3a2b1c"
 # Every asset of a day: the landing, the flattened tables and the service levels.
 DAILY_ASSETS = {
     RAW_CHATS.name,
@@ -227,10 +229,24 @@ def test_tenants_run_at_once_each_paced_to_its_own_budget(tenant_env, tmp_path, 
     assert arrivals["globex"][0] < arrivals["acme"][-1]
 
 
+def step_failure(result: dg.ExecuteInProcessResult) -> str:
+    return next(
+        event.step_failure_data.error.message
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE
+    )
+
+
+@pytest.mark.parametrize("secret", [None, ""], ids=["unset", "empty"])
 def test_a_tenant_missing_a_variable_loads_and_fails_alone(
-    tenant_env, monkeypatch, engine, schemas, caplog
+    secret, tenant_env, monkeypatch, engine, schemas, caplog
 ):
-    monkeypatch.delenv("GLOBEX_UJET_SECRET")
+    """A variable unset or empty: loading warns, and the tenant's runs fail naming its own
+    variables, never the single-tenant location's."""
+    if secret is None:
+        monkeypatch.delenv("GLOBEX_UJET_SECRET")
+    else:
+        monkeypatch.setenv("GLOBEX_UJET_SECRET", secret)
     with (
         UjetEmulator(company_key="acme-key", company_secret="acme-secret") as acme_api,
         UjetEmulator(company_key="globex-key", company_secret="globex-secret") as globex_api,
@@ -249,10 +265,67 @@ def test_a_tenant_missing_a_variable_loads_and_fails_alone(
             "are (the other tenants are not affected)"
         ]
         acme = run_daily(defs, "acme", instance)
-        with pytest.raises(dg.DagsterInvalidConfigError, match="GLOBEX_UJET_SECRET"):
-            run_daily(defs, "globex", instance)
+        if secret is None:
+            with pytest.raises(dg.DagsterInvalidConfigError, match="GLOBEX_UJET_SECRET"):
+                run_daily(defs, "globex", instance)
+        else:
+            message = step_failure(run_daily(defs, "globex", instance))
+            assert "GLOBEX_UJET_KEY and GLOBEX_UJET_SECRET (tenant globex) must" in message
+            assert "UJET_COMPANY" not in message
     assert acme.success
     assert rows(engine, schemas["acme"], "raw_chats") > 0
+
+
+@pytest.mark.parametrize(
+    ("url", "named", "warned"),
+    [
+        (
+            "postgresql+psycopg://loader:pw@127.0.0.1:9/dw",
+            "PostgreSQL at 127.0.0.1:9 (database dw) could not be reached (OperationalError, "
+            "SQLSTATE None): check GLOBEX_DATABASE_URL (tenant globex) (host, port",
+            False,
+        ),
+        (
+            "loader:pw@127.0.0.1:9/dw",  # the scheme forgotten
+            "GLOBEX_DATABASE_URL (tenant globex) must be a PostgreSQL URL such as",
+            True,
+        ),
+    ],
+    ids=["unreachable", "no_postgresql_url"],
+)
+def test_a_tenants_wrong_warehouse_fails_its_runs_alone_naming_its_variable(
+    url, named, warned, tenant_env, monkeypatch, engine, schemas, caplog
+):
+    monkeypatch.setenv("GLOBEX_DATABASE_URL", url)
+    with (
+        UjetEmulator(company_key="acme-key", company_secret="acme-secret") as acme_api,
+        UjetEmulator(company_key="globex-key", company_secret="globex-secret") as globex_api,
+        dg.instance_for_test() as instance,
+    ):
+        globex = tenant("globex", globex_api, schemas["globex"]).model_copy(
+            update={"database_url_env": "GLOBEX_DATABASE_URL"}
+        )
+        with caplog.at_level(logging.WARNING, logger="chat_assets"):
+            defs = tenants_definitions([tenant("acme", acme_api, schemas["acme"]), globex])
+        acme = run_daily(defs, "acme", instance)
+        message = step_failure(run_daily(defs, "globex", instance))
+    assert acme.success
+    assert rows(engine, schemas["acme"], "raw_chats") > 0
+    assert named in message
+    assert "CHAT_ASSETS_DATABASE_URL" not in message and "pw" not in message
+    assert (named in caplog.text) is warned and "pw" not in caplog.text
+
+
+def test_a_tenant_refused_past_its_retries_names_its_own_request_rate(tenant_env, schemas):
+    with UjetEmulator(company_key="acme-key", company_secret="acme-secret") as api:
+        api.inject("429", count=100, retry_after=0)
+        defs = tenant("acme", api, schemas["acme"]).definitions()
+        ujet = defs.resources["acme_ujet"].process_config_and_initialize()
+        with ujet.open_client() as client, pytest.raises(UjetUnavailableError) as refused:
+            client.fetch_window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+    message = str(refused.value)
+    assert message.endswith("or lower tenant acme's ujet.requests_per_second")
+    assert "UJET_" not in message
 
 
 class ProjectWarehouse(dg.ConfigurableResource):
@@ -345,6 +418,8 @@ def attributes(**changes) -> dict:
         ({"ujet__subdomain": None}, "chat_assets tenant acme: ujet needs subdomain"),
         ({"ujet__subdomain": "acme.ujet.co"}, "ujet.subdomain='acme.ujet.co' must be a host"),
         ({"ujet__base_url": "acme.ujet.co/manager"}, "ujet.base_url must start with https://"),
+        ({"ujet__domain": "https://ujet.co"}, "ujet.domain='https://ujet.co' must be a domain"),
+        ({"ujet__domain": "ujet"}, "ujet.domain='ujet' must be a domain"),
         ({"ujet__requests_per_second": 0}, "ujet.requests_per_second='0.0' must be a number"),
         ({"timezone": "Asia/Seol"}, "timezone='Asia/Seol' is not an IANA time zone"),
         ({"start_date": "2025-13-01"}, "start_date='2025-13-01' is not a date"),
@@ -365,15 +440,26 @@ def test_attributes_are_refused_with_one_line_naming_tenant_and_attribute(change
     assert "\n" not in str(refused.value)
 
 
-def test_a_secret_written_where_its_variable_name_belongs_is_never_repeated():
-    secret = "sk_live_3f9a8b7c6d5e4f3a2b1c"
-    component = UjetChatsComponent.from_attributes_dict(
-        attributes=attributes(ujet__company_secret_env=secret)
-    )
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"ujet__company_secret_env": SECRET},
+            "ujet.company_secret_env must name an environment variable",
+        ),
+        (
+            # The base URL is resource configuration the UI shows.
+            {"ujet__base_url": f"https://acme-key:{SECRET}@acme.ujet.co/manager/api/v1"},
+            "ujet.base_url must not carry credentials",
+        ),
+    ],
+)
+def test_a_secret_written_where_it_does_not_belong_is_never_repeated(changes, message):
+    component = UjetChatsComponent.from_attributes_dict(attributes=attributes(**changes))
     with pytest.raises(SettingsError) as refused:
         component.definitions()
-    assert "ujet.company_secret_env must name an environment variable" in str(refused.value)
-    assert secret not in str(refused.value)
+    assert message in str(refused.value)
+    assert SECRET not in str(refused.value)
 
 
 def test_secrets_are_bound_by_variable_never_as_config_the_ui_shows(monkeypatch, database_url):
@@ -425,6 +511,61 @@ attributes:
     path.write_text("type: other.Component\n")
     with pytest.raises(SettingsError, match="document 1 must have type: chat_assets"):
         read_tenants(path)
+
+
+def test_two_tenants_may_not_share_a_name_or_a_schema_of_one_warehouse(monkeypatch):
+    """A schema holds one tenant's tables: a second tenant in it would replace the first's
+    days with its own."""
+    monkeypatch.setenv("ACME_DATABASE_URL", "postgresql+psycopg://loader@db-a/warehouse")
+    monkeypatch.setenv("SAME_DATABASE_URL", "postgresql+psycopg://loader@db-a/warehouse")
+    monkeypatch.setenv("OTHER_DATABASE_URL", "postgresql+psycopg://loader@db-b/warehouse")
+    acme = UjetChatsComponent.from_attributes_dict(attributes=GOOD)
+    globex = attributes(tenant="globex", ujet__subdomain="globex", pii_key_env="GLOBEX_PII_KEY")
+    with pytest.raises(SettingsError, match=r"^chat_assets tenant acme: declared twice$"):
+        tenants_definitions([acme, acme])
+
+    def pair(first: dict, second: dict) -> list[UjetChatsComponent]:
+        return [
+            UjetChatsComponent.from_attributes_dict(attributes={**GOOD, **first}),
+            UjetChatsComponent.from_attributes_dict(attributes={**globex, **second}),
+        ]
+
+    for first, second in (
+        ({"db_schema": "ujet_acme"}, {"db_schema": "ujet_acme"}),
+        ({}, {"db_schema": "UJET_ACME"}),
+        (
+            {"db_schema": "ujet", "database_url_env": "ACME_DATABASE_URL"},
+            {"db_schema": "ujet", "database_url_env": "SAME_DATABASE_URL"},
+        ),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            tenants_definitions(pair(first, second))
+        schema = first.get("db_schema", "ujet_acme")
+        assert str(refused.value) == (
+            f"chat_assets tenant globex: db_schema {schema} is tenant acme's in the same "
+            "warehouse; each tenant needs a schema of its own"
+        )
+    jobs = len(acme.definitions().jobs)
+    assert len(tenants_definitions(pair({}, {})).jobs) == 2 * jobs
+    elsewhere = pair(
+        {"db_schema": "ujet", "database_url_env": "ACME_DATABASE_URL"},
+        {"db_schema": "ujet", "database_url_env": "OTHER_DATABASE_URL"},
+    )
+    assert len(tenants_definitions(elsewhere).jobs) == 2 * jobs
+
+
+def test_two_tenants_may_not_share_a_pseudonym_key():
+    """A key per tenant, so that one customer's pseudonyms never link across tenants."""
+    acme = UjetChatsComponent.from_attributes_dict(attributes=GOOD)
+    globex = UjetChatsComponent.from_attributes_dict(
+        attributes=attributes(tenant="globex", ujet__subdomain="globex")
+    )
+    with pytest.raises(SettingsError) as refused:
+        tenants_definitions([acme, globex])
+    assert str(refused.value) == (
+        "chat_assets tenant globex: pii_key_env ACME_PII_KEY is tenant acme's; each tenant "
+        "needs a pseudonym key of its own, so that a customer never links across tenants"
+    )
 
 
 def test_a_day_not_landed_by_its_deadline_shows_stale(tenant_env, tmp_path, monkeypatch, schemas):

@@ -313,6 +313,16 @@ def test_the_locations_refuse_a_weak_pseudonym_key_as_they_load(monkeypatch, wea
     assert weak not in str(refused.value)
 
 
+def test_the_location_refuses_a_base_url_carrying_credentials_as_it_loads():
+    """The base URL is resource configuration the UI shows: a key and secret before its host
+    would show with it."""
+    url = "https://acme-key:s3cret-in-url@acme.ujet.co/manager/api/v1"
+    loaded = load_definitions(PRODUCTION_ENV | {"UJET_BASE_URL": url})
+    assert loaded.returncode != 0
+    assert "UJET_BASE_URL must not carry credentials" in loaded.stderr.splitlines()[-1]
+    assert "s3cret-in-url" not in loaded.stderr
+
+
 def test_production_loads_previous_keys_and_refuses_a_chain_that_cannot_follow(monkeypatch):
     old = "an-old-pseudonym-key-" + "7c6b5a4938271605" * 2
     rotated = PRODUCTION_ENV | {

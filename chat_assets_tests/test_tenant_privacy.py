@@ -282,3 +282,12 @@ def test_the_record_of_processing_of_a_tenant(tenants, monkeypatch, capsys, data
 
     assert docs_main(["--record", "-", "--tenant", "initech"]) == 2
     assert "tenant 'initech' is not in" in capsys.readouterr().err
+
+
+def test_a_tenants_unreachable_warehouse_is_named_by_its_own_variable(tenants, monkeypatch, cli):
+    monkeypatch.setenv("TENANTS_DATABASE_URL", "postgresql+psycopg://loader:pw@127.0.0.1:9/dw")
+    code, printed = cli("pseudonym", "agent", "317", "--tenant", "acme")
+    assert code == 2
+    assert "PostgreSQL at 127.0.0.1:9 (database dw) could not be reached" in printed
+    assert "check TENANTS_DATABASE_URL (tenant acme) (host, port" in printed
+    assert "CHAT_ASSETS_DATABASE_URL" not in printed and "pw@" not in printed

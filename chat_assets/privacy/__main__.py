@@ -147,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             # On stderr: the pseudonym command's output stays the pseudonym alone.
             print(f"chat_assets: tenant {target.tenant}, schema {settings.schema}", file=sys.stderr)
         if args.command == "rotate":
-            connection.check_reachable(engine)
+            connection.check_reachable(engine, keys.label(target.database_url_env))
             rotated = rotate(
                 engine, settings.schema, pseudonymizer, ref=ref, dry=args.dry_run, names=keys
             )
             print(rotated.report())
             return 0
         pseudonym = _pseudonym_of(pseudonymizer, args.namespace, args.id)
-        connection.check_reachable(engine)
+        connection.check_reachable(engine, keys.label(target.database_url_env))
         if args.command == "pseudonym":
             with connection.cursor_for(engine, transaction=True) as cursor:
                 ledger.ensure(cursor, settings.schema)

@@ -171,11 +171,13 @@ class UjetClient:
         sleep: Callable[[float], None] = time.sleep,
         address_from: str = "UJET_BASE_URL",
         credentials_from: str = "UJET_COMPANY_KEY and UJET_COMPANY_SECRET",
+        rate_from: str = "UJET_REQUESTS_PER_SECOND",
     ) -> None:
-        """`address_from` names the setting(s) the base URL was built from, and
-        `credentials_from` those of the key and secret, for messages."""
+        """`address_from` names the setting(s) the base URL was built from, `credentials_from`
+        those of the key and secret, and `rate_from` that of the request rate, for messages."""
         self._address_from = address_from
         self._credentials_from = credentials_from
+        self._rate_from = rate_from
         self._base_url = self._checked_base_url(base_url, address_from)
         if not company_key:
             raise ValueError("UJET company key is empty: set UJET_COMPANY_KEY")
@@ -233,7 +235,7 @@ class UjetClient:
         if parts.query or parts.fragment:
             raise ValueError(
                 f"UJET base URL for {parts.hostname} must end at /manager/api/v1, "
-                "without a query or fragment: check UJET_BASE_URL"
+                f"without a query or fragment: check {address_from}"
             )
         return base_url.strip().rstrip("/")
 
@@ -346,7 +348,14 @@ class UjetClient:
             counters.asked += 1
             number = counters.asked
         response = self._get(f"{self._base_url}/chats", params, number, window, counters, lane)
-        page = read_page(response, int(params["page"]), self._per_page, number, window)
+        page = read_page(
+            response,
+            int(params["page"]),
+            self._per_page,
+            number,
+            window,
+            address_from=self._address_from,
+        )
         counters.count(pages=1)
         return page, response.elapsed.total_seconds()
 
@@ -449,7 +458,7 @@ class UjetClient:
             except requests.exceptions.SSLError:
                 raise UjetAddressError(
                     f"TLS with {self._host} failed on request {page} of the window {window} "
-                    "(SSLError): check UJET_BASE_URL and the machine's CA certificates"
+                    f"(SSLError): check {self._address_from} and the machine's CA certificates"
                 ) from None
             except (
                 requests.ConnectionError,
@@ -467,7 +476,7 @@ class UjetClient:
             except requests.RequestException as exc:
                 raise UjetError(
                     f"Request {page} of the window {window} to {self._host} could not be sent "
-                    f"({type(exc).__name__}): check UJET_BASE_URL"
+                    f"({type(exc).__name__}): check {self._address_from}"
                 ) from None
             else:
                 status = response.status_code
@@ -490,7 +499,7 @@ class UjetClient:
                     raise UjetUnavailableError(
                         f"UJET request {page} of the window {window} still failed after "
                         f"{self._max_retries} retries; last cause: {cause}. Check UJET's status, "
-                        "or lower UJET_REQUESTS_PER_SECOND"
+                        f"or lower {self._rate_from}"
                     )
                 raise UjetUnavailableError(
                     f"UJET at {self._host} could not be reached for request {page} of the "
@@ -524,7 +533,7 @@ class UjetClient:
         if 300 <= status < 400:
             raise UjetError(
                 f"UJET answered {_status_text(status)} on page {page} of the window {window}; "
-                "the API should not redirect: check UJET_BASE_URL (scheme and host)"
+                f"the API should not redirect: check {self._address_from} (scheme and host)"
             )
         raise UjetError(
             f"UJET answered {_status_text(status)} on page {page} of the window {window}: "

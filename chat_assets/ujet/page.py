@@ -44,16 +44,23 @@ class Page:
 
 
 def read_page(
-    response: requests.Response, page_number: int, per: int, request: int, window: str
+    response: requests.Response,
+    page_number: int,
+    per: int,
+    request: int,
+    window: str,
+    *,
+    address_from: str,
 ) -> Page:
-    """The page `response` answers, asked for as page `page_number` of `per` chats.
+    """The page `response` answers, asked for as page `page_number` of `per` chats;
+    `address_from` names the setting(s) of the address, for a body that is no page of chats.
 
     The `Link` header, where a deployment sends one, is read with requests' RFC 8288 parser
     for its rel="next"; its targets are never followed (the next page is the same query with
     the next number, and credentials never go to a host the header names). Without links,
     `total` and the page size tell, as the vendor's pagination page advises.
     """
-    chats, size, left_out, repaired = _chats(response, request, window)
+    chats, size, left_out, repaired = _chats(response, request, window, address_from)
     server_per = _int_header(response, "per-page")
     if server_per:
         # A server that caps the page lower than asked still pages "full" pages.
@@ -126,7 +133,7 @@ def _repaired(value: Any) -> Any:
 
 
 def _chats(
-    response: requests.Response, request: int, window: str
+    response: requests.Response, request: int, window: str, address_from: str
 ) -> tuple[list[tuple[dict, datetime]], int, dict[str, str], list[int]]:
     """(usable chats with parsed updated_at, chats in the body, those left out by key and
     label, ids of those repaired). Raises, without quoting the body, only when the body as a whole
@@ -136,11 +143,11 @@ def _chats(
             return [], 0, [], []
         body: Any = None
     else:
-        body = _json_body(response, request, window)
+        body = _json_body(response, request, window, address_from)
     if not isinstance(body, list):
         raise UjetResponseError(
             f"UJET request {request} of the window {window} was not a JSON array of chat "
-            f"objects (got {_json_kind(body)}): check UJET_BASE_URL points at the Manager API"
+            f"objects (got {_json_kind(body)}): check {address_from} points at the Manager API"
         )
     suspicious = _NEEDS_REPAIR.search(response.content) is not None
     chats: list[tuple[dict, datetime]] = []
@@ -180,7 +187,7 @@ def _no_constant(name: str) -> None:
     return None
 
 
-def _json_body(response: requests.Response, request: int, window: str) -> Any:
+def _json_body(response: requests.Response, request: int, window: str, address_from: str) -> Any:
     """The parsed body; bytes that are not UTF-8 are replaced by U+FFFD, not fatal."""
     content = response.content
     try:
@@ -194,5 +201,5 @@ def _json_body(response: requests.Response, request: int, window: str) -> Any:
         content_type = response.headers.get("content-type", "unknown").split(";")[0]
         raise UjetResponseError(
             f"UJET request {request} of the window {window} was not JSON (content type "
-            f"{content_type[:60]!r}): check UJET_BASE_URL points at the Manager API"
+            f"{content_type[:60]!r}): check {address_from} points at the Manager API"
         ) from None

@@ -35,6 +35,9 @@ class UjetResource(dg.ConfigurableResource):
         default="UJET_COMPANY_KEY and UJET_COMPANY_SECRET",
         description="Where the key and secret are set.",
     )
+    rate_from: str = Field(
+        default="UJET_REQUESTS_PER_SECOND", description="Where the request rate is set."
+    )
 
     @property
     def source(self) -> str:
@@ -54,8 +57,8 @@ class UjetResource(dg.ConfigurableResource):
     def credentials(self) -> tuple[str, str]:
         if not self.company_key or not self.company_secret:
             raise dg.Failure(
-                "UJET_COMPANY_KEY and UJET_COMPANY_SECRET must both be set for a real UJET "
-                "source (UJET console: Settings > Developer Settings)"
+                f"{self.credentials_from} must both be set for a real UJET source "
+                "(UJET console: Settings > Developer Settings)"
             )
         return self.company_key, self.company_secret
 
@@ -75,4 +78,5 @@ class UjetResource(dg.ConfigurableResource):
             log=log,
             address_from=self.address_from(),
             credentials_from=self.credentials_from,
+            rate_from=self.rate_from,
         )

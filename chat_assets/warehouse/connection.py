@@ -32,9 +32,10 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
-def check_reachable(engine: sa.Engine) -> None:
+def check_reachable(engine: sa.Engine, url_from: str = "CHAT_ASSETS_DATABASE_URL") -> None:
     """Connect once, so an unreachable warehouse fails a run before its fetch, not after it.
-    The error names the host, port and variable to check, never the URL's password."""
+    The error names the host, port and variable to check (`url_from`), never the URL's
+    password."""
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
@@ -46,7 +47,7 @@ def check_reachable(engine: sa.Engine) -> None:
         raise WarehouseUnreachable(
             f"PostgreSQL at {where} (database {engine.url.database or '?'}) could not be "
             f"reached ({type(exc.orig).__name__}, SQLSTATE {sqlstate}): check "
-            "CHAT_ASSETS_DATABASE_URL (host, port, user, password) and that the server runs"
+            f"{url_from} (host, port, user, password) and that the server runs"
         ) from None
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from chat_assets.settings import SettingsError, parse_database_url
 from chat_assets.warehouse.connection import engine_for
 
 WAREHOUSE_KEY = "warehouse"
@@ -19,6 +20,13 @@ class Warehouse(dg.ConfigurableResource):
         description="CHAT_ASSETS_DATABASE_URL: postgresql+psycopg://user:password@host/db."
     )
     db_schema: str = Field(default="ujet", description="CHAT_ASSETS_SCHEMA: holds the tables.")
+    url_from: str = Field(
+        default="CHAT_ASSETS_DATABASE_URL", description="Where database_url is set."
+    )
 
     def engine(self) -> sa.Engine:
+        try:
+            parse_database_url(self.database_url, self.url_from)  # never repeats the URL
+        except SettingsError as problem:
+            raise dg.Failure(str(problem)) from None
         return engine_for(self.database_url)

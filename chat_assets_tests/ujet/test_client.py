@@ -561,6 +561,13 @@ def test_bad_body_names_the_request_and_hides_the_body(emulator: UjetEmulator, f
     assert raw[:12] not in message
     assert raw[-12:] not in message
     assert caught.value.__cause__ is None
+    assert message.endswith("check UJET_BASE_URL points at the Manager API")
+    # A tenant's client names the tenant's own attributes, never the single-tenant settings.
+    emulator.inject(fault)
+    tenant = make_client(emulator, max_in_flight=1, address_from="tenant acme's ujet.base_url")
+    with tenant as client, pytest.raises(UjetResponseError) as caught:
+        client.fetch_window(START, END)
+    assert str(caught.value).endswith("check tenant acme's ujet.base_url points at the Manager API")
 
 
 def test_string_ids_are_normalised_to_int() -> None:
