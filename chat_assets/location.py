@@ -58,7 +58,7 @@ def missing_production_settings(settings: Settings) -> list[str]:
         missing.append(
             f"{', '.join(settings.missing_secrets)} not set: a UJET account needs its company "
             "key and secret (UJET console: Settings > Developer Settings) and a pseudonym key "
-            "(python -c 'import secrets; print(secrets.token_hex(32))')"
+            "(python3 -c 'import secrets; print(secrets.token_hex(32))')"
         )
     if settings.pii_key_problem:
         missing.append(settings.pii_key_problem)

@@ -182,7 +182,7 @@ class Pseudonymizer:
 MIN_DISTINCT_BYTES = 10
 # Keys shown in documentation: anyone can read them, so they protect no one.
 EXAMPLE_KEYS = frozenset({"0123456789abcdef" * 2, "0123456789abcdef" * 4})
-_HOW = "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+_HOW = "make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 def _periodic(text: str) -> bool:

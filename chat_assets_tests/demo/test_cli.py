@@ -262,7 +262,7 @@ def test_a_weak_pseudonym_key_is_refused_before_anything_starts(tmp_path: Path) 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "chat_assets: CHAT_ASSETS_PII_KEY holds 8 characters; a pseudonym key needs at least 32: "
-        "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        "make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
     ]
     assert "changeme" not in done.stdout + done.stderr
 
