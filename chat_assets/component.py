@@ -42,6 +42,7 @@ from chat_assets.settings import (
     key_chain_problem,
     parse_base_url,
     parse_database_url,
+    parse_domain,
     parse_interval_minutes,
     parse_key_version,
     parse_lookback_days,
@@ -49,6 +50,7 @@ from chat_assets.settings import (
     parse_retention_days,
     parse_schema,
     parse_start_date,
+    parse_subdomain,
     parse_timezone,
     previous_versions,
 )
@@ -196,15 +198,8 @@ class Tenant:
                 f"{where} ujet needs subdomain (acme for acme.ujet.co) or base_url "
                 "(https://.../manager/api/v1)"
             )
-        if account.subdomain and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", account.subdomain):
-            raise SettingsError(
-                f"{where} ujet.subdomain={account.subdomain!r} must be a host label "
-                "(letters, digits, -), such as acme"
-            )
-        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", account.domain):
-            raise SettingsError(
-                f"{where} ujet.domain={account.domain!r} must be a domain name, such as ujet.co"
-            )
+        parse_subdomain(account.subdomain or None, f"{where} ujet.subdomain")
+        parse_domain(account.domain, f"{where} ujet.domain")
         if account.base_url and not re.match(r"https?://[^/\s]+", account.base_url):
             raise SettingsError(
                 f"{where} ujet.base_url must start with https:// (or http://) and a host"

@@ -383,12 +383,34 @@ def test_real_source_is_chosen_by_environment(monkeypatch):
         Settings.from_env()
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("UJET_SUBDOMAIN", "acme.ujet.co", "UJET_SUBDOMAIN='acme.ujet.co' must be a host label"),
+        ("UJET_SUBDOMAIN", "https://acme", "UJET_SUBDOMAIN='https://acme' must be a host label"),
+        ("UJET_DOMAIN", "https://ujet.co", "UJET_DOMAIN='https://ujet.co' must be a domain name"),
+        ("UJET_DOMAIN", "ujet.co/", "UJET_DOMAIN='ujet.co/' must be a domain name"),
+    ],
+)
+def test_a_ujet_host_setting_of_the_wrong_shape_is_refused_as_the_location_loads(
+    monkeypatch, name, value, says
+):
+    """Found before anything starts, naming the setting, not at the first run as a host that
+    does not resolve."""
+    for setting, text in PRODUCTION_ENV.items():
+        monkeypatch.setenv(setting, text)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env()
+    assert str(refused.value).startswith(says)
+
+
 def test_production_fails_at_once_on_a_ujet_domain_that_does_not_resolve(
     monkeypatch, settings, database_url, schema
 ):
     for name, value in PRODUCTION_ENV.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("UJET_DOMAIN", "invalid")  # reserved: never resolves (RFC 6761)
+    monkeypatch.setenv("UJET_DOMAIN", "ujet.invalid")  # reserved: never resolves (RFC 6761)
     ujet = production_resources(Settings.from_env())["ujet"]
     started = time.monotonic()
     result = materialize_raw(settings, ujet, database_url, schema, raise_on_error=False)
@@ -396,7 +418,7 @@ def test_production_fails_at_once_on_a_ujet_domain_that_does_not_resolve(
     assert time.monotonic() - started < 10  # five retries with backoff took 16 s
     failure = result.get_step_failure_events()[0].event_specific_data.error
     error = failure.cause.message if failure.cause else failure.message  # Dagster's wrapping
-    assert "UJET host acme.invalid did not resolve (" in error
+    assert "UJET host acme.ujet.invalid did not resolve (" in error
     assert "check UJET_SUBDOMAIN and UJET_DOMAIN" in error
     assert "retries" not in error
 

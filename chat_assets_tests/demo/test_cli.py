@@ -351,12 +351,12 @@ def test_an_unresolvable_ujet_host_is_one_line_without_a_stack(
 ) -> None:
     env = demo_env(tmp_path / "state") | {
         **PRODUCTION_ENV,
-        "UJET_DOMAIN": "invalid",
+        "UJET_DOMAIN": "ujet.invalid",
         "CHAT_ASSETS_DATABASE_URL": database_url,
     }
     done = demo(["--production", "materialize", "2026-01-15"], env)
     assert done.returncode == 1
-    said = "UJET host acme.invalid did not resolve ("
+    said = "UJET host acme.ujet.invalid did not resolve ("
     assert done.stderr.count(said) == 1, done.stderr
     assert "check UJET_SUBDOMAIN and UJET_DOMAIN" in done.stderr
     assert "Stack Trace:" not in done.stderr and "File " not in done.stderr, done.stderr
