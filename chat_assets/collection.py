@@ -13,19 +13,33 @@ events, the HTTP client's exceptions) waits at most that long.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 YOUNG = 100_000
+
+# The thresholds are the process's: blocks open in several threads at once share one raise, and
+# the thresholds from before the first come back when the last ends.
+_lock = threading.Lock()
+_open = 0
+_before: tuple[int, ...] = ()
 
 
 @contextmanager
 def collected_rarely(young: int = YOUNG) -> Iterator[None]:
     """Collect the youngest generation every `young` allocations, not fewer, until the block
     ends; the earlier thresholds then come back."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(young, before[0]), *before[1:])
+    global _open, _before
+    with _lock:
+        if _open == 0:
+            _before = gc.get_threshold()
+        _open += 1
+        gc.set_threshold(max(young, gc.get_threshold()[0]), *_before[1:])
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _lock:
+            _open -= 1
+            if _open == 0:
+                gc.set_threshold(*_before)

@@ -1,4 +1,5 @@
 import gc
+import threading
 
 import pytest
 
@@ -44,3 +45,24 @@ def test_thresholds_come_back_after_an_error_and_a_higher_one_is_kept():
             assert gc.get_threshold()[0] == 2 * YOUNG
     finally:
         gc.set_threshold(*before)
+
+
+def test_blocks_in_several_threads_leave_the_thresholds_as_they_found_them():
+    """A thread's block that ends while another thread's is open neither lowers the other's
+    threshold nor leaves the raised one behind when the other ends."""
+    before = gc.get_threshold()
+    opened, may_end = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with collected_rarely():
+            opened.set()
+            may_end.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert opened.wait(10)
+    with collected_rarely():
+        may_end.set()
+        thread.join(10)  # the other block ended first
+        assert gc.get_threshold()[0] == YOUNG
+    assert gc.get_threshold() == before
