@@ -15,6 +15,7 @@ pace the client ended at. Run: .venv/bin/python -m benchmarks.fetch_rate
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -55,16 +56,31 @@ def run(personality: str, ceiling: float, rate: float, chats_per_day: int) -> No
     finally:
         server.send_signal(signal.SIGTERM)
         out, _ = server.communicate(timeout=10)
-    served = dict(zip(*[iter(out.strip().splitlines()[-1].split())] * 2, strict=True))
-    achieved = float(served["rate"])
+    served = served_summary(out)
+    achieved = served["rate"]
     print(f"== {personality}: ceiling {ceiling:g}/s, client configured at {rate:g}/s")
     print(f"chats fetched           {len(result.records)} (API total {result.total})")
     print(f"lanes (most in flight)  {result.lanes}")
-    print(f"requests                {served['requests']} ({result.pages} pages answered)")
+    print(f"requests                {served['requests']:.0f} ({result.pages} pages answered)")
     print(f"wall time               {elapsed:.2f} s")
     print(f"request rate (server)   {achieved:.2f} req/s = {achieved / ceiling:.1%} of the ceiling")
-    print(f"429 answers             {served['answered_429']}")
+    print(f"429 answers             {served['answered_429']:.0f}")
     print(f"pace at the end         {result.pace:.2f} req/s")
+
+
+# The emulator's last line: `emulator: 87 requests for chats, 9 answered 429; 0.955 a second ...`.
+_SUMMARY = re.compile(
+    r"emulator: (?P<requests>\d+) requests? for chats, (?P<answered_429>\d+) answered 429;"
+    r" (?P<rate>[0-9.]+) a second"
+)
+
+
+def served_summary(out: str) -> dict[str, float]:
+    """What the emulator says it served, from its output: requests, answered_429, rate."""
+    found = _SUMMARY.search(out.strip().splitlines()[-1])
+    if found is None:
+        raise ValueError("the emulator's output does not end with its summary line")
+    return {name: float(value) for name, value in found.groupdict().items()}
 
 
 def main() -> None:

@@ -116,18 +116,20 @@ def parse_base_url(raw: str | None, name: str = "UJET_BASE_URL") -> str | None:
 
 
 def parse_subdomain(raw: str | None, name: str = "UJET_SUBDOMAIN") -> str | None:
-    """The account's host label (acme for acme.ujet.co), or None when unset."""
+    """The account's host label (acme for acme.ujet.co), or None when unset. Never repeated: a
+    URL pasted here may carry the key and secret."""
     if raw is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", raw):
         raise SettingsError(
-            f"{name}={raw!r} must be a host label (letters, digits, -), such as acme"
+            f"{name} must be a host label (lowercase letters, digits, -) such as acme, not a "
+            "host or a URL"
         )
     return raw
 
 
 def parse_domain(raw: str, name: str = "UJET_DOMAIN") -> str:
-    """The domain the account's host is under, such as ujet.co."""
+    """The domain the account's host is under, such as ujet.co. Never repeated, as above."""
     if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", raw):
-        raise SettingsError(f"{name}={raw!r} must be a domain name, such as ujet.co")
+        raise SettingsError(f"{name} must be a domain name such as ujet.co, not a host or a URL")
     return raw
 
 
@@ -306,8 +308,8 @@ class Settings:
                 env_value(INTERVAL_MINUTES_ENV) or str(DEFAULT_INTERVAL_MINUTES)
             ),
             ujet_base_url=parse_base_url(env_value("UJET_BASE_URL")),
-            ujet_subdomain=parse_subdomain(env_value("UJET_SUBDOMAIN")),
-            ujet_domain=parse_domain(env_value("UJET_DOMAIN") or "ujet.co"),
+            ujet_subdomain=env_value("UJET_SUBDOMAIN"),
+            ujet_domain=env_value("UJET_DOMAIN") or "ujet.co",
             requests_per_second=parse_rate(
                 env_value("UJET_REQUESTS_PER_SECOND") or str(DEFAULT_REQUESTS_PER_SECOND)
             ),

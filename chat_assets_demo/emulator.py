@@ -648,7 +648,7 @@ class UjetEmulator:
         rate = (len(served) - 1) / span if span > 0 else 0.0
         return (
             f"emulator: {counted(len(served), 'request')} for chats, {throttled} answered 429;"
-            f" {rate:.2f} a second over {span:.1f} s"
+            f" {rate:.3f} a second over {span:.1f} s"
         )
 
     # Request handling ------------------------------------------------------------------------

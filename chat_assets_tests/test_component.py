@@ -416,10 +416,10 @@ def attributes(**changes) -> dict:
     [
         ({"tenant": "Acme-EU"}, "chat_assets tenant 'Acme-EU': tenant must be lowercase"),
         ({"ujet__subdomain": None}, "chat_assets tenant acme: ujet needs subdomain"),
-        ({"ujet__subdomain": "acme.ujet.co"}, "ujet.subdomain='acme.ujet.co' must be a host"),
+        ({"ujet__subdomain": "acme.ujet.co"}, "ujet.subdomain must be a host label"),
         ({"ujet__base_url": "acme.ujet.co/manager"}, "ujet.base_url must start with https://"),
-        ({"ujet__domain": "https://ujet.co"}, "ujet.domain='https://ujet.co' must be a domain"),
-        ({"ujet__domain": "ujet"}, "ujet.domain='ujet' must be a domain"),
+        ({"ujet__domain": "https://ujet.co"}, "ujet.domain must be a domain name"),
+        ({"ujet__domain": "ujet"}, "ujet.domain must be a domain name"),
         ({"ujet__requests_per_second": 0}, "ujet.requests_per_second='0.0' must be a number"),
         ({"timezone": "Asia/Seol"}, "timezone='Asia/Seol' is not an IANA time zone"),
         ({"start_date": "2025-13-01"}, "start_date='2025-13-01' is not a date"),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from benchmarks.fetch_rate import served_summary
 from chat_assets_demo import demo_data
 from chat_assets_demo.emulator import Personality, StoredChat, UjetEmulator
 
@@ -505,6 +506,9 @@ def test_runs_standalone() -> None:
         out, _ = process.communicate(timeout=5)
         assert process.returncode == 0
     assert "emulator: 1 request for chats, 0 answered 429;" in out
+    # benchmarks.fetch_rate reads the rate and the counts from that line.
+    served = served_summary(out)
+    assert served["requests"] == 1 and served["answered_429"] == 0 and served["rate"] == 0
 
 
 def test_prepared_days_serve_the_same_bytes_without_building_them(
