@@ -25,6 +25,7 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 from pydantic import Field
 
 from chat_assets.location import build_definitions
@@ -384,6 +385,19 @@ def _fresh_by(raw: str | None, where: str) -> time | None:
     return at
 
 
+def _warehouse_identity(variable: str) -> str:
+    """Which database a warehouse URL points at (host, port, database: tenants with users of
+    their own still share it), or the variable's name while it is not set or not readable."""
+    raw = env_value(variable)
+    try:
+        url = sa.engine.make_url(raw) if raw else None
+    except sa.exc.ArgumentError:
+        url = None
+    if url is None:
+        return variable
+    return f"{url.host}:{url.port or 5432}/{url.database}"
+
+
 def tenants_definitions(tenants: Iterable[UjetChatsComponent]) -> dg.Definitions:
     """Several tenants in one set of definitions; two tenants may not share a name, a schema
     of one warehouse (a day one tenant lands would replace the other's) or a pseudonym key's
@@ -397,8 +411,7 @@ def tenants_definitions(tenants: Iterable[UjetChatsComponent]) -> dg.Definitions
             raise SettingsError(f"chat_assets tenant {tenant.tenant}: declared twice")
         seen.add(tenant.tenant)
         schema = tenant.validated().settings.schema
-        # The warehouse by its URL, or by the variable's name while it is not set.
-        warehouse = env_value(tenant.database_url_env) or tenant.database_url_env
+        warehouse = _warehouse_identity(tenant.database_url_env)
         if (warehouse, schema) in schemas:
             raise SettingsError(
                 f"chat_assets tenant {tenant.tenant}: db_schema {schema} is tenant "

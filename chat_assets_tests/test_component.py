@@ -517,7 +517,8 @@ def test_two_tenants_may_not_share_a_name_or_a_schema_of_one_warehouse(monkeypat
     """A schema holds one tenant's tables: a second tenant in it would replace the first's
     days with its own."""
     monkeypatch.setenv("ACME_DATABASE_URL", "postgresql+psycopg://loader@db-a/warehouse")
-    monkeypatch.setenv("SAME_DATABASE_URL", "postgresql+psycopg://loader@db-a/warehouse")
+    # The same database through another user of its own, and another port spelled out.
+    monkeypatch.setenv("SAME_DATABASE_URL", "postgresql+psycopg://globex:pw@db-a:5432/warehouse")
     monkeypatch.setenv("OTHER_DATABASE_URL", "postgresql+psycopg://loader@db-b/warehouse")
     acme = UjetChatsComponent.from_attributes_dict(attributes=GOOD)
     globex = attributes(tenant="globex", ujet__subdomain="globex", pii_key_env="GLOBEX_PII_KEY")
