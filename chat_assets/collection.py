@@ -1,8 +1,9 @@
 """Python's cyclic garbage collector, held back where a process makes many objects that are
 not garbage.
 
-By default the collector walks the young objects every 700 container allocations, and every tenth
-of those walks also the older ones, which in a run's process include all of Dagster's. Two places
+By default the collector walks the young objects every 700 container allocations, every tenth
+walk takes the middle generation too, and once enough has survived into the oldest generation a
+walk takes that as well: in a run's process, all of Dagster's objects. Two places
 make objects by the hundred thousand without making cyclic garbage: loading the code location
 (the modules' long-lived objects, which no walk can free) and a window's pages (trees of dicts and
 lists parsed from JSON, freed by reference counting as soon as they are staged). There the
