@@ -19,6 +19,7 @@ and the variables its document names for its key, previous keys and warehouse.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -51,6 +52,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments"):
             message = "more arguments than the command takes (not shown: one may be an id)"
+        # "invalid choice: '4711893' (choose from ...)": the choices, without the word given.
+        message = re.sub(r"invalid choice: .*? \(choose", "invalid choice (choose", message)
         super().error(message)
 
 

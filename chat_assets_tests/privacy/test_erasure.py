@@ -450,6 +450,7 @@ def test_an_erasure_under_another_key_than_the_stored_ones_is_refused(
         ["erase", "4711893", "--ref", "DSR-1"],  # the namespace left out
         ["erase", "end_user", "4711893", "4711894", "--ref", "DSR-1"],  # one id too many
         ["pseudonym", "4711893"],
+        ["4711893", "erase", "end_user"],  # no command first
     ],
 )
 def test_a_wrong_command_line_does_not_echo_an_id(argv, capsys):
