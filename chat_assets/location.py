@@ -29,6 +29,7 @@ from chat_assets.settings import (
     PII_PREVIOUS_KEYS_ENV,
     Settings,
     SettingsError,
+    parse_base_url,
     parse_domain,
     parse_subdomain,
 )
@@ -56,16 +57,19 @@ def missing_production_settings(settings: Settings) -> list[str]:
             "UJET_BASE_URL, with UJET_COMPANY_KEY and UJET_COMPANY_SECRET "
             "(bin/demo runs on the built-in demo source instead)"
         )
-    if not settings.ujet_base_url:
-        # Read only where the account's host is built from them (the demo ignores them).
-        for parse, value in (
-            (parse_subdomain, settings.ujet_subdomain),
-            (parse_domain, settings.ujet_domain),
-        ):
-            try:
-                parse(value)
-            except SettingsError as problem:
-                missing.append(str(problem))
+    # The account's address, read here and not with every setting: the demo ignores it.
+    for parse, value in (
+        (parse_base_url, settings.ujet_base_url),
+        *(
+            ((parse_subdomain, settings.ujet_subdomain), (parse_domain, settings.ujet_domain))
+            if not settings.ujet_base_url
+            else ()
+        ),
+    ):
+        try:
+            parse(value)
+        except SettingsError as problem:
+            missing.append(str(problem))
     if settings.missing_secrets:
         missing.append(
             f"{', '.join(settings.missing_secrets)} not set: a UJET account needs its company "

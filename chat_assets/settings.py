@@ -107,7 +107,12 @@ def parse_database_url(raw: str | None, name: str = DATABASE_URL_ENV) -> str | N
 def parse_base_url(raw: str | None, name: str = "UJET_BASE_URL") -> str | None:
     """A UJET base URL, or None when unset. It is resource configuration, shown in the UI, so
     a key or secret before its host is refused, never repeated."""
-    if raw and "@" in urlsplit(raw.strip()).netloc:
+    try:
+        netloc = urlsplit(raw.strip()).netloc if raw else ""
+    except ValueError:  # e.g. an unclosed [ of an IPv6 host
+        example = "https://acme.ujet.co/manager/api/v1"
+        raise SettingsError(f"{name} is not a URL such as {example}") from None
+    if "@" in netloc:
         raise SettingsError(
             f"{name} must not carry credentials before its host: the company key and secret "
             "belong in their own variables"
@@ -307,7 +312,7 @@ class Settings:
             interval_minutes=parse_interval_minutes(
                 env_value(INTERVAL_MINUTES_ENV) or str(DEFAULT_INTERVAL_MINUTES)
             ),
-            ujet_base_url=parse_base_url(env_value("UJET_BASE_URL")),
+            ujet_base_url=env_value("UJET_BASE_URL"),
             ujet_subdomain=env_value("UJET_SUBDOMAIN"),
             ujet_domain=env_value("UJET_DOMAIN") or "ujet.co",
             requests_per_second=parse_rate(

@@ -390,6 +390,7 @@ def test_real_source_is_chosen_by_environment(monkeypatch):
         ("UJET_SUBDOMAIN", "https://k3y:s3cret@acme", "UJET_SUBDOMAIN must be a host label"),
         ("UJET_DOMAIN", "https://ujet.co", "UJET_DOMAIN must be a domain name"),
         ("UJET_DOMAIN", "ujet.co/", "UJET_DOMAIN must be a domain name"),
+        ("UJET_BASE_URL", "https://k3y:s3cret@[acme/manager/api/v1", "UJET_BASE_URL is not a URL"),
     ],
 )
 def test_a_ujet_host_setting_of_the_wrong_shape_is_refused_as_the_location_loads(
