@@ -178,11 +178,9 @@ class UjetClient:
         self._address_from = address_from
         self._credentials_from = credentials_from
         self._rate_from = rate_from
-        self._base_url = self._checked_base_url(base_url, address_from)
-        if not company_key:
-            raise ValueError("UJET company key is empty: set UJET_COMPANY_KEY")
-        if not company_secret:
-            raise ValueError("UJET company secret is empty: set UJET_COMPANY_SECRET")
+        self._base_url = self._checked_base_url(base_url, address_from, credentials_from)
+        if not company_key or not company_secret:
+            raise ValueError(f"UJET company key or secret is empty: set {credentials_from}")
         if per_page < 1:
             raise ValueError("per_page must be at least 1")
         for name, value in (
@@ -218,7 +216,7 @@ class UjetClient:
         self._sleep = sleep
 
     @staticmethod
-    def _checked_base_url(base_url: str, address_from: str) -> str:
+    def _checked_base_url(base_url: str, address_from: str, credentials_from: str) -> str:
         """The base URL without a trailing slash; refuses forms that could leak or mislead."""
         parts = urlsplit(base_url.strip())
         if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
@@ -230,7 +228,7 @@ class UjetClient:
             # Never echo it: the part before '@' may be the secret itself.
             raise ValueError(
                 "UJET base URL must not carry credentials before the host; "
-                "pass them as UJET_COMPANY_KEY / UJET_COMPANY_SECRET instead"
+                f"pass them as {credentials_from} instead"
             )
         if parts.query or parts.fragment:
             raise ValueError(

@@ -598,6 +598,18 @@ def test_base_url_with_credentials_is_refused() -> None:
     with pytest.raises(ValueError) as caught:
         UjetClient(f"https://{KEY}:{SECRET}@acme.ujet.co/manager/api/v1", KEY, SECRET)
     assert SECRET not in str(caught.value)
+    assert "pass them as UJET_COMPANY_KEY and UJET_COMPANY_SECRET instead" in str(caught.value)
+
+
+def test_a_tenants_missing_credentials_or_stray_ones_name_its_own_variables() -> None:
+    tenant = "ACME_UJET_KEY and ACME_UJET_SECRET (tenant acme)"
+    base = "https://acme.ujet.co/manager/api/v1"
+    with pytest.raises(ValueError, match=re.escape(f"empty: set {tenant}")):
+        UjetClient(base, KEY, "", credentials_from=tenant)
+    with pytest.raises(ValueError) as caught:
+        UjetClient(base.replace("//", f"//{KEY}:{SECRET}@"), KEY, SECRET, credentials_from=tenant)
+    assert f"pass them as {tenant} instead" in str(caught.value)
+    assert SECRET not in str(caught.value)
 
 
 def test_link_targets_are_never_followed() -> None:
