@@ -292,6 +292,11 @@ class Settings:
     pii_previous_versions: tuple[str, ...] = ()
 
     @property
+    def local_key_file(self) -> Path:
+        """Where the demo keeps the pseudonym key it made itself (CHAT_ASSETS_PII_KEY unset)."""
+        return self.state_dir / "pii.key"
+
+    @property
     def ujet_configured(self) -> bool:
         """Whether UJET_BASE_URL or UJET_SUBDOMAIN names an account."""
         return bool(self.ujet_base_url or self.ujet_subdomain)

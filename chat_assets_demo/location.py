@@ -45,7 +45,7 @@ def demo_definitions() -> dg.Definitions:
             previous_keys=(
                 dg.EnvVar(PII_PREVIOUS_KEYS_ENV) if settings.pii_previous_versions else None
             ),
-            key_file=str(settings.state_dir / "pii.key"),
+            key_file=str(settings.local_key_file),
             allow_local_key=True,
         ),
     }

@@ -41,7 +41,7 @@ class Target:
         """The chain of keys the target's variables hold; a refusal names them, never a key."""
         keys = self.keys
         if env_value(keys.key) is None:
-            demo_key = self.settings.state_dir / "pii.key"
+            demo_key = self.settings.local_key_file
             raise PrivacyKeyError(
                 f"{keys.key_label} is not set: give the key the warehouse's pseudonyms were made "
                 "with"
