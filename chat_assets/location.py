@@ -57,15 +57,14 @@ def missing_production_settings(settings: Settings) -> list[str]:
             "UJET_BASE_URL, with UJET_COMPANY_KEY and UJET_COMPANY_SECRET "
             "(bin/demo runs on the built-in demo source instead)"
         )
-    # The account's address, read here and not with every setting: the demo ignores it.
-    for parse, value in (
-        (parse_base_url, settings.ujet_base_url),
-        *(
-            ((parse_subdomain, settings.ujet_subdomain), (parse_domain, settings.ujet_domain))
-            if not settings.ujet_base_url
-            else ()
-        ),
-    ):
+    # The account's address, read here and not with every setting: the demo ignores it. The
+    # base URL, when set, wins over the other two.
+    address = (
+        [(parse_base_url, settings.ujet_base_url)]
+        if settings.ujet_base_url
+        else [(parse_subdomain, settings.ujet_subdomain), (parse_domain, settings.ujet_domain)]
+    )
+    for parse, value in address:
         try:
             parse(value)
         except SettingsError as problem:

@@ -143,7 +143,7 @@ def _erase(
     suppression.ensure(cursor, schema)
     ledger.ensure(cursor, schema)
     named = (request.pseudonym, *request.earlier)
-    before = next(filter(None, (suppression.erased_before(cursor, schema, p) for p in named)), None)
+    before = suppression.erased_before(cursor, schema, named)
     # An earlier version goes on the list only where a row holds it: the list holding one
     # stops every landing until `rotate` has re-keyed it.
     pseudonyms = {request.pseudonym} | _held_by(

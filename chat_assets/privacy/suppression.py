@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -249,11 +249,14 @@ def load(
     return suppression
 
 
-def erased_before(cursor: Any, schema: str, pseudonym: str) -> tuple[Mode, str] | None:
-    """The mode and request ref under which the pseudonym went on the list, if it is on it."""
+def erased_before(cursor: Any, schema: str, pseudonyms: Sequence[str]) -> tuple[Mode, str] | None:
+    """The mode and request ref under which one of a subject's pseudonyms (one per key of the
+    chain) went on the list, if one is on it."""
     row = cursor.execute(
-        sql.SQL("SELECT mode, request_ref FROM {} WHERE pseudonym = %s").format(_table(schema)),
-        (pseudonym,),
+        sql.SQL("SELECT mode, request_ref FROM {} WHERE pseudonym = ANY(%s) LIMIT 1").format(
+            _table(schema)
+        ),
+        (list(pseudonyms),),
     ).fetchone()
     return None if row is None else (Mode(row[0]), row[1])
 
