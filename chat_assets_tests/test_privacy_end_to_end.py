@@ -287,6 +287,29 @@ def test_the_stored_tables_are_scanned_normalized(database_url, engine, schema, 
     )
 
 
+def test_the_scan_finds_what_each_column_holds_not_what_their_join_makes(
+    database_url, engine, schema
+):
+    """The scan reads a row's columns joined by line breaks before it counts by column: a
+    number that is a column's whole text is found there, and one that reads as a phone number
+    only after the line break before it (".415-555-0134" needs a character before its dot) is
+    no finding. Both columns' texts are kept in chats as they are."""
+    start = datetime(2016, 3, 2, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    chats = crafted_day()
+    chats[1]["selected_menu"] = {"id": 3, "name": ".415-555-0134", "output_msg": "415-555-0134"}
+    frame = landing_frame(chats, "UTC", "k1:test")
+    windows.replace_window(engine, schema, RAW_CHATS, frame, start, end)
+    newest_wins.apply_newest(
+        engine, schema, [CHATS], start, end, timezone="UTC", interval_minutes=30
+    )
+    stored = database_text(engine, schema)
+    assert ".415-555-0134" in stored
+    result = personal_text.no_personal_text(engine, schema, CHATS, start, end)
+    assert result.metadata["cells_found"].value == {"selected_menu_output_msg: phone": 1}
+    assert not result.passed
+
+
 def test_a_real_source_without_a_key_fails_with_a_clear_message(settings, database_url, schema):
     partitions = daily_partitions(settings)
     result = dg.materialize(

@@ -67,9 +67,20 @@ def no_personal_text(
         for _, n, _ in cells
     ]
     # A row is counted by kind only where one pattern of its alternation matches: clean rows,
-    # nearly all of them, are read by one pattern per column.
-    matched = [sql.SQL("{} ~ %s").format(sql.Identifier(f"t{n}")) for n in range(len(scanned))]
-    alternations = ["|".join(f"({PG_PATTERNS[kind]})" for kind in kinds) for _, _, kinds in scanned]
+    # nearly all of them, are read once, all the columns that share their patterns joined by
+    # line breaks. No pattern matches across a line break, and each takes one for the string's
+    # start or end where it needs a boundary, so every match in a column is a match in the
+    # join; one the join alone makes finds no column's count and so no leak.
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for n, (_, _, kinds) in enumerate(scanned):
+        groups.setdefault(tuple(kinds), []).append(n)
+    matched = [
+        sql.SQL("concat_ws(E'\\n', {}) ~ %s").format(
+            sql.SQL(", ").join(sql.Identifier(f"t{n}") for n in columns)
+        )
+        for columns in groups.values()
+    ]
+    alternations = ["|".join(f"({PG_PATTERNS[kind]})" for kind in kinds) for kinds in groups]
     params = [PG_PATTERNS[kind] for _, _, kind in cells]
     time_column = sql.Identifier(table.time_column)
     # OFFSET 0 keeps each subquery apart, so a text is cast and normalized once, not once per
