@@ -31,5 +31,9 @@ if [ ! -x "$VENV/bin/python" ] ||
   echo "$extra $locked" > "$stamp_file"
 fi
 export PATH="$VENV/bin:$PATH"
+# As the image's pip install does: the package's bytecode compiled ahead, so that each run's
+# process reads it instead of compiling it again, as it would wherever PYTHONDONTWRITEBYTECODE is
+# set. Up-to-date files are skipped; a stale one is never used (Python checks its source's time).
+python -m compileall -q chat_assets chat_assets_demo >/dev/null
 # As the Dockerfile does: two heap arenas, not one per fetching thread (see docs/deployment.md).
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"

@@ -20,11 +20,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+import orjson
+
 from chat_assets.tables import Table
 
 # COPY's text format escapes these four; each is looked for first, since most text holds none
 # and a search costs far less than a rewrite.
 _ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def _json(value: dict[str, Any] | list[Any]) -> str:
+    """Compact JSON, written in C; what orjson refuses (an integer beyond 64 bits, which a page
+    of the API may hold, or a dict key that is no string) is written by the standard library,
+    digit for digit."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def copy_text(value: Any) -> str:
@@ -34,7 +46,7 @@ def copy_text(value: Any) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, (dict, list)):
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = _json(value)
     elif isinstance(value, (datetime, date)):
         text = value.isoformat()
     else:

@@ -182,6 +182,12 @@ def test_a_staged_payload_is_compressed_with_lz4_where_the_server_has_it(engine,
         (None, "\\N"),
         (True, "t"),
         (12, "12"),
+        (
+            {"id": 18446744073709551616, "n": [-9223372036854775809, 1.5]},
+            '{"id":18446744073709551616,"n":[-9223372036854775809,1.5]}',
+        ),
+        ({1: "a key that is no string"}, '{"1":"a key that is no string"}'),
+        ({"name": "김민준", "none": None}, '{"name":"김민준","none":null}'),
     ],
 )
 def test_a_copy_field_escapes_what_copys_text_format_reads_as_special(value, field):
