@@ -17,6 +17,9 @@ from chat_assets.warehouse.connection import cursor_for
 from chat_assets.warehouse.sql_parts import qualified
 from chat_assets.warehouse.windows import window_bounds
 
+# What joins a row's scanned columns into the one text its filter reads (see no_personal_text).
+COLUMN_JOINER = "\n"
+
 
 def _scanned(table: Table) -> list[tuple[str, sql.Composable, list[str]]]:
     """(column, text expression, pattern kinds) for every column declared non-personal.
@@ -75,8 +78,9 @@ def no_personal_text(
     for n, (_, _, kinds) in enumerate(scanned):
         groups.setdefault(tuple(kinds), []).append(n)
     matched = [
-        sql.SQL("concat_ws(E'\\n', {}) ~ %s").format(
-            sql.SQL(", ").join(sql.Identifier(f"t{n}") for n in columns)
+        sql.SQL("concat_ws({}, {}) ~ %s").format(
+            sql.Literal(COLUMN_JOINER),
+            sql.SQL(", ").join(sql.Identifier(f"t{n}") for n in columns),
         )
         for columns in groups.values()
     ]

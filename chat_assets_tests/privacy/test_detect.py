@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chat_assets.checks.personal_text import COLUMN_JOINER
 from chat_assets.privacy import detect
 from chat_assets.privacy.detect import (
     FORMAT_CHARACTERS,
@@ -219,6 +220,28 @@ def test_postgres_agrees_with_python_on_every_example(engine: sa.Engine) -> None
             expected = [kind in _expected(t) for t in texts]
             wrong = [t for t, f, e in zip(texts, found, expected, strict=True) if f != e]
             assert wrong == [], f"{kind}: PostgreSQL disagrees on {wrong}"
+
+
+def test_a_match_in_either_column_is_a_match_in_their_join(engine: sa.Engine) -> None:
+    """`no_personal_text` filters a row by its columns joined before it counts by column: for
+    every ordered pair of the examples (and fragments a boundary could hang on), a kind that
+    matches either text alone matches the two joined."""
+    fragments = ["", " ", ".", "+", "-", "x", "7", "(", "@", ".com", "a@b", "http", "://"]
+    pool = [t for ts in POSITIVE.values() for t in ts] + NEGATIVE + fragments
+    pairs = list(itertools.product(pool, repeat=2))
+    firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+    query = sa.text(
+        "SELECT count(*) FILTER (WHERE (a ~ :pattern OR b ~ :pattern)"
+        " AND NOT concat_ws(:joiner, a, b) ~ :pattern), count(*)"
+        " FROM unnest(CAST(:a AS text[]), CAST(:b AS text[])) AS u(a, b)"
+    )
+    with engine.connect() as connection:
+        for kind, pattern in PG_PATTERNS.items():
+            lost, pairs = connection.execute(
+                query, {"pattern": pattern, "joiner": COLUMN_JOINER, "a": firsts, "b": seconds}
+            ).one()
+            assert pairs == len(pool) ** 2
+            assert lost == 0, f"{kind}: {lost} pairs match alone but not joined"
 
 
 def test_one_sql_query_counts_contact_data_per_kind(engine: sa.Engine) -> None:
