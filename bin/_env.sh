@@ -33,7 +33,9 @@ fi
 export PATH="$VENV/bin:$PATH"
 # As the image's pip install does: the package's bytecode compiled ahead, so that each run's
 # process reads it instead of compiling it again, as it would wherever PYTHONDONTWRITEBYTECODE is
-# set. Up-to-date files are skipped; a stale one is never used (Python checks its source's time).
-python -m compileall -q chat_assets chat_assets_demo >/dev/null
+# set. Files whose source has the same time and size are skipped. Best effort: a checkout that
+# cannot be written loads as before, and a file that does not compile is named, here and again
+# where it is imported.
+python -m compileall -q chat_assets chat_assets_demo >&2 || true
 # As the Dockerfile does: two heap arenas, not one per fetching thread (see docs/deployment.md).
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"

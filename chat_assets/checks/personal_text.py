@@ -71,9 +71,9 @@ def no_personal_text(
     ]
     # A row is counted by kind only where one pattern of its alternation matches: clean rows,
     # nearly all of them, are read once, all the columns that share their patterns joined by
-    # line breaks. No pattern matches across a line break, and each takes one for the string's
-    # start or end where it needs a boundary, so every match in a column is a match in the
-    # join; one the join alone makes finds no column's count and so no leak.
+    # line breaks. No pattern's value holds a line break, and each boundary that accepts a
+    # text's start or end accepts one too, so every match in a column is a match in the join;
+    # one the join alone makes finds no column's count and so no leak.
     groups: dict[tuple[str, ...], list[int]] = {}
     for n, (_, _, kinds) in enumerate(scanned):
         groups.setdefault(tuple(kinds), []).append(n)

@@ -32,7 +32,8 @@ _ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 def _json(value: dict[str, Any] | list[Any]) -> str:
     """Compact JSON, written in C; what orjson refuses (an integer beyond 64 bits, which a page
     of the API may hold, or a dict key that is no string) is written by the standard library,
-    digit for digit."""
+    digit for digit. A float too large for a double (`1e400` in a page) is written as null, as
+    the pages' NaN and Infinity are read: JSON and PostgreSQL's jsonb have no infinity."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:

@@ -188,6 +188,7 @@ def test_a_staged_payload_is_compressed_with_lz4_where_the_server_has_it(engine,
         ),
         ({1: "a key that is no string"}, '{"1":"a key that is no string"}'),
         ({"name": "김민준", "none": None}, '{"name":"김민준","none":null}'),
+        (json.loads('{"big": 1e400, "small": -1e400}'), '{"big":null,"small":null}'),
     ],
 )
 def test_a_copy_field_escapes_what_copys_text_format_reads_as_special(value, field):
